@@ -1,0 +1,4 @@
+"""The blendopt benchmark suite: reference backbones, datasets, runners and reports.
+
+Run from a clone of the repository: ``python -m benchmarks``.
+"""
