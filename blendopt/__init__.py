@@ -1,3 +1,5 @@
 """blendopt: Gradient-Blending for multi-modal PyTorch training."""
 
-__all__: list[str] = []
+from blendopt._warnings import BlendWarning, RejectedEstimateWarning, ZeroedHeadWarning
+
+__all__ = ["BlendWarning", "RejectedEstimateWarning", "ZeroedHeadWarning"]
