@@ -1,0 +1,1 @@
+"""Speed and memory measurements: pytest-benchmark suites and throughput scripts."""
