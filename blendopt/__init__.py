@@ -1,5 +1,64 @@
-"""blendopt: Gradient-Blending for multi-modal PyTorch training."""
+"""blendopt: Gradient-Blending (G-Blend; Wang, Tran, Feiszli, CVPR 2020) for PyTorch.
 
+Wrap any ``torch.optim`` optimizer in :class:`GradientBlender`, pass it the per-head losses,
+and it trains on the blend ``Σ_k w_k L_k`` whose weights minimize the overfitting-to-
+generalization ratio, estimated offline (Algorithm 2) or online (Algorithm 3).
+"""
+
+from blendopt._blender import GradientBlender
+from blendopt._estimators import EstimateRequest, Estimator, FixedWeights, RetrainEstimator
+from blendopt._math import (
+    BlendEstimate,
+    blend_estimate,
+    correlated_blend,
+    gblend_weights,
+    generalization,
+    ogr,
+    optimal_blend,
+    overfitting,
+    overfitting_change,
+    uniform_weights,
+)
+from blendopt._measure import batch_size_of, measure, top1_error
+from blendopt._predict import BlendEnsemble, ensemble_probabilities
+from blendopt._retrain import clone_optimizer, estimate_weights
+from blendopt._schedule import Offline, Online, Schedule
+from blendopt._split import HoldoutSplit, holdout_split
+from blendopt._statistics import TrainStatistics
 from blendopt._warnings import BlendWarning, RejectedEstimateWarning, ZeroedHeadWarning
 
-__all__ = ["BlendWarning", "RejectedEstimateWarning", "ZeroedHeadWarning"]
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "BlendEnsemble",
+    "BlendEstimate",
+    "BlendWarning",
+    "EstimateRequest",
+    "Estimator",
+    "FixedWeights",
+    "GradientBlender",
+    "HoldoutSplit",
+    "Offline",
+    "Online",
+    "RejectedEstimateWarning",
+    "RetrainEstimator",
+    "Schedule",
+    "TrainStatistics",
+    "ZeroedHeadWarning",
+    "batch_size_of",
+    "blend_estimate",
+    "clone_optimizer",
+    "correlated_blend",
+    "ensemble_probabilities",
+    "estimate_weights",
+    "gblend_weights",
+    "generalization",
+    "holdout_split",
+    "measure",
+    "ogr",
+    "optimal_blend",
+    "overfitting",
+    "overfitting_change",
+    "top1_error",
+    "uniform_weights",
+]

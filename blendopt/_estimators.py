@@ -1,0 +1,238 @@
+"""Estimators turn measurements into G-Blend weights; the blender only applies them."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from torch import nn
+from torch.optim import Optimizer
+
+from blendopt._math import DEFAULT_EPS, BlendEstimate
+from blendopt._measure import MetricFn
+from blendopt._retrain import LossFn, OptimizerSpec, estimate_weights
+from blendopt._rng import derive_seed
+from blendopt._schedule import Unit
+
+
+@dataclass(frozen=True)
+class EstimateRequest:
+    """What the blender knows when it asks for an estimate.
+
+    Attributes:
+        heads: the heads, in order.
+        optimizer: the wrapped optimizer (its class and hyper-parameters train the copies).
+        horizon: n of Algorithm 1 from the schedule (``None``: the estimator decides).
+        unit: unit of ``horizon``.
+        index: how many estimates were made before this one (0 for the first).
+        weights: the weights in use.
+    """
+
+    heads: tuple[str, ...]
+    optimizer: Optimizer
+    horizon: int | None
+    unit: Unit
+    index: int
+    weights: Mapping[str, float]
+
+
+def check_weights(
+    weights: Mapping[str, float], heads: Sequence[str], name: str = "weights"
+) -> dict[str, float]:
+    """Validate user-given weights: one finite, non-negative number per head, not all zero."""
+    if not isinstance(weights, Mapping):
+        raise TypeError(
+            f"Parameter `{name}` should be a mapping head -> float. Found {type(weights).__name__}."
+        )
+    missing = [h for h in heads if h not in weights]
+    extra = [h for h in weights if h not in heads]
+    if missing:
+        raise ValueError(
+            f"Parameter `{name}` has no weight for head {missing[0]!r}; "
+            f"give one for every head {list(heads)}."
+        )
+    if extra:
+        raise ValueError(
+            f"Parameter `{name}` names the unknown head {extra[0]!r}; add it to `heads` or drop it."
+        )
+    out = {}
+    for h in heads:
+        try:
+            w = float(weights[h])
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"Parameter `{name}` should map head {h!r} to a number. Found {weights[h]!r}."
+            ) from None
+        if not math.isfinite(w) or w < 0:
+            raise ValueError(
+                f"Parameter `{name}` has the weight {w} for head {h!r}; "
+                "weights should be finite and >= 0."
+            )
+        out[h] = w
+    if sum(out.values()) == 0:
+        raise ValueError(
+            f"Parameter `{name}` is 0 for every head; give at least one head a positive weight."
+        )
+    return out
+
+
+class Estimator(ABC):
+    """Base class: turns measurements into weights (see :class:`RetrainEstimator`)."""
+
+    def initial_weights(self, heads: Sequence[str]) -> dict[str, float] | None:
+        """Weights to use before the first estimate; ``None`` means uniform."""
+        return None
+
+    @property
+    def needs_schedule(self) -> bool:
+        """Whether the blender needs a schedule to know when to call :meth:`estimate`."""
+        return True
+
+    @abstractmethod
+    def estimate(self, request: EstimateRequest) -> BlendEstimate:
+        """Estimate the weights for ``request.heads``."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """State to checkpoint with the blender (plain Python values)."""
+        return {}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:  # noqa: B027 (optional hook)
+        """Restore :meth:`state_dict`."""
+
+
+class FixedWeights(Estimator):
+    """Fixed weights, e.g. the paper's published ones (Table 4: Kinetics RGB+audio
+    ``{"rgb": 0.630, "audio": 0.014, "fused": 0.356}``). Used as is, not normalized.
+    """
+
+    def __init__(self, weights: Mapping[str, float]) -> None:
+        self.weights = check_weights(weights, list(weights))
+
+    def initial_weights(self, heads: Sequence[str]) -> dict[str, float]:
+        return check_weights(self.weights, heads)
+
+    @property
+    def needs_schedule(self) -> bool:
+        return False
+
+    def estimate(self, request: EstimateRequest) -> BlendEstimate:
+        weights = check_weights(self.weights, request.heads)
+        return BlendEstimate(
+            weights=weights,
+            generalization={},
+            overfitting_change={},
+            accepted=True,
+            notes=("fixed weights",),
+        )
+
+    def __repr__(self) -> str:
+        return f"FixedWeights({self.weights})"
+
+
+class RetrainEstimator(Estimator):
+    """Exact estimation by retraining a copy of the model per head (Algorithm 1).
+
+    Each estimate calls :func:`blendopt.estimate_weights` on ``model`` at its current
+    checkpoint, looking ahead the schedule's horizon (or ``epochs`` if given), with a fresh
+    optimizer of the blender's wrapped optimizer's class and hyper-parameters.
+
+    Args:
+        model: the model being trained (held by reference; copies are made per estimate).
+        loss_fn: ``loss_fn(model, batch) -> {head: scalar loss}``.
+        train: training loader T.
+        holdout: holdout loader V.
+        probe: train probe T' (defaults to ``train``).
+        epochs: fixed look-ahead n in epochs, overriding the schedule's horizon.
+        metric, higher_is_better, fraction, eps, copies_at_once, progress: as in
+            :func:`blendopt.estimate_weights`.
+        seed: base seed; estimate i uses a seed derived from (seed, i), so a resumed run
+            re-estimates exactly as the uninterrupted one.
+        optimizer: optimizer (or factory) for the copies; defaults to the blender's.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        train: Iterable[Any],
+        holdout: Iterable[Any],
+        *,
+        probe: Iterable[Any] | None = None,
+        epochs: int | None = None,
+        metric: Literal["loss"] | MetricFn = "loss",
+        higher_is_better: bool = False,
+        fraction: float = 1.0,
+        eps: float = DEFAULT_EPS,
+        seed: int = 0,
+        copies_at_once: int | None = None,
+        progress: bool = False,
+        optimizer: OptimizerSpec | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(
+                f"Parameter `model` should be an nn.Module. Found {type(model).__name__}."
+            )
+        if not callable(loss_fn):
+            raise TypeError(
+                "Parameter `loss_fn` should be callable `(model, batch) -> {head: loss}`. "
+                f"Found {loss_fn!r}."
+            )
+        if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
+            raise ValueError(f"Parameter `epochs` should be an int >= 1 or None. Found {epochs!r}.")
+        self.model = model
+        self.loss_fn = loss_fn
+        self.train = train
+        self.holdout = holdout
+        self.probe = probe
+        self.epochs = epochs
+        self.metric = metric
+        self.higher_is_better = higher_is_better
+        self.fraction = fraction
+        self.eps = eps
+        self.seed = seed
+        self.copies_at_once = copies_at_once
+        self.progress = progress
+        self.optimizer = optimizer
+
+    def estimate(self, request: EstimateRequest) -> BlendEstimate:
+        length, unit = (
+            (self.epochs, "epoch") if self.epochs is not None else (request.horizon, request.unit)
+        )
+        if length is None:
+            raise ValueError(
+                "The G-Blend estimate needs a look-ahead n: give the schedule a horizon "
+                "(`Offline(horizon=N)`) or the estimator `epochs=n`."
+            )
+        return estimate_weights(
+            self.model,
+            self.loss_fn,
+            self.train,
+            self.holdout,
+            optimizer=self.optimizer if self.optimizer is not None else request.optimizer,
+            epochs=length if unit == "epoch" else None,
+            steps=length if unit == "step" else None,
+            probe=self.probe,
+            metric=self.metric,
+            higher_is_better=self.higher_is_better,
+            fraction=self.fraction,
+            heads=request.heads,
+            eps=self.eps,
+            seed=derive_seed(self.seed, request.index),
+            copies_at_once=self.copies_at_once,
+            progress=self.progress,
+            fallback=request.weights,
+        )
+
+    def __repr__(self) -> str:
+        metric = (
+            self.metric
+            if isinstance(self.metric, str)
+            else getattr(self.metric, "__qualname__", "custom")
+        )
+        return (
+            f"RetrainEstimator(epochs={self.epochs}, metric={metric!r}, fraction={self.fraction}, "
+            f"seed={self.seed})"
+        )

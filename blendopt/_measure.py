@@ -1,0 +1,134 @@
+"""Per-head measurement of a model over a data loader (the L^T' and L^V of Algorithm 1)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from blendopt._distributed import all_reduce_sum_, collective_device
+
+#: ``metric(model, batch) -> {head: value}``. A value is a scalar tensor or float (the batch
+#: mean, weighted by the batch size) or a 1-D tensor of per-sample values (averaged exactly).
+MetricFn = Callable[[nn.Module, Any], Mapping[str, "torch.Tensor | float"]]
+
+
+def _first_tensor(obj: Any) -> torch.Tensor | None:
+    if isinstance(obj, torch.Tensor):
+        return obj
+    children: Iterable[Any] = ()
+    if isinstance(obj, Mapping):
+        children = obj.values()
+    elif isinstance(obj, (list, tuple)):
+        children = obj
+    for child in children:
+        found = _first_tensor(child)
+        if found is not None:
+            return found
+    return None
+
+
+def batch_size_of(batch: Any) -> int:
+    """Size of the first dimension of the first tensor found in ``batch`` (1 if none)."""
+    tensor = _first_tensor(batch)
+    return int(tensor.shape[0]) if tensor is not None and tensor.ndim > 0 else 1
+
+
+def check_heads(name: str, values: Mapping[str, Any], heads: Sequence[str]) -> None:
+    """Raise a clear error unless ``values`` has exactly the keys ``heads``."""
+    if not isinstance(values, Mapping):
+        raise TypeError(
+            f"`{name}` should return a mapping head -> value. Found {type(values).__name__}."
+        )
+    missing = [h for h in heads if h not in values]
+    extra = [h for h in values if h not in heads]
+    if missing:
+        raise ValueError(
+            f"`{name}` returned no value for head {missing[0]!r} (heads: {list(heads)}). "
+            "Return a value for every head."
+        )
+    if extra:
+        raise ValueError(
+            f"`{name}` returned the unknown head {extra[0]!r} (heads: {list(heads)}); add it to "
+            "`heads` or drop it from the returned mapping."
+        )
+
+
+@torch.no_grad()
+def measure(
+    model: nn.Module,
+    metric: MetricFn,
+    loader: Iterable[Any],
+    heads: Sequence[str],
+    *,
+    name: str = "metric",
+) -> dict[str, float]:
+    """Average ``metric`` per head over ``loader`` with ``model`` in eval mode.
+
+    The model's train/eval mode is restored afterwards. Under ``torch.distributed`` the sums
+    and counts are reduced over all ranks, so every rank gets the same values.
+    """
+    was_training = model.training
+    model.eval()
+    sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, float] = dict.fromkeys(heads, 0.0)
+    try:
+        for batch in loader:
+            values = metric(model, batch)
+            check_heads(name, values, heads)
+            size = None
+            for h in heads:
+                v = values[h]
+                if not isinstance(v, torch.Tensor):
+                    v = torch.tensor(float(v), dtype=torch.float64)
+                v = v.detach()
+                if v.ndim == 0:
+                    size = batch_size_of(batch) if size is None else size
+                    total, n = v.double() * size, float(size)
+                elif v.ndim == 1:
+                    total, n = v.double().sum(), float(v.numel())
+                else:
+                    raise ValueError(
+                        f"`{name}` returned a value of shape {tuple(v.shape)} for head {h!r}. "
+                        "Return a scalar (the batch mean) or a 1-D tensor of per-sample values."
+                    )
+                sums[h] = sums[h] + total if h in sums else total
+                counts[h] += n
+    finally:
+        model.train(was_training)
+    if not sums or any(c == 0 for c in counts.values()):
+        raise ValueError(
+            f"Measuring `{name}` saw no samples: the loader is empty. Pass a non-empty loader."
+        )
+    device = collective_device()
+    packed = torch.stack(
+        [sums[h].to(device) for h in heads]
+        + [torch.tensor(counts[h], dtype=torch.float64, device=device) for h in heads]
+    )
+    all_reduce_sum_(packed)
+    k = len(heads)
+    out = {h: float(packed[i] / packed[k + i]) for i, h in enumerate(heads)}
+    return out
+
+
+def top1_error(
+    predict: Callable[[nn.Module, Any], tuple[Mapping[str, torch.Tensor], torch.Tensor]],
+) -> MetricFn:
+    """Build a metric of per-head top-1 error (1 - accuracy) for :func:`estimate_weights`.
+
+    Args:
+        predict: ``predict(model, batch) -> (logits_by_head, target)`` with logits of shape
+            ``(batch, classes)`` and integer targets of shape ``(batch,)``.
+
+    Returns:
+        A metric returning, per head, the per-sample 0/1 errors.
+    """
+
+    def error(model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+        logits, target = predict(model, batch)
+        return {h: (out.argmax(dim=-1) != target).to(torch.float32) for h, out in logits.items()}
+
+    error.__qualname__ = f"top1_error({getattr(predict, '__qualname__', repr(predict))})"
+    return error

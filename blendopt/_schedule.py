@@ -1,0 +1,93 @@
+"""When to estimate G-Blend weights: offline (Algorithm 2) or online (Algorithm 3)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Literal
+
+Unit = Literal["epoch", "step"]
+
+
+def _check_unit(unit: object) -> Unit:
+    if unit not in ("epoch", "step"):
+        raise ValueError(f"Parameter `unit` should be 'epoch' or 'step'. Found {unit!r}.")
+    return unit  # type: ignore[return-value]
+
+
+def _check_length(name: str, value: object, *, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"Parameter `{name}` should be an int >= 1. Found {value!r}.")
+    return value
+
+
+class Schedule(ABC):
+    """Positions (in epochs or steps) at which to estimate, and the horizon of each estimate."""
+
+    unit: Unit
+
+    @abstractmethod
+    def is_due(self, position: int) -> bool:
+        """Whether an estimate is due when ``position`` epochs (or steps) are done."""
+
+    @abstractmethod
+    def horizon(self, position: int) -> int | None:
+        """n of Algorithm 1 for the estimate at ``position``: how long its weights will train.
+
+        ``None`` lets the estimator use its own length.
+        """
+
+
+class Offline(Schedule):
+    """Algorithm 2: estimate once, before training, and keep the weights fixed.
+
+    Args:
+        horizon: n for the estimate; the paper uses the whole schedule N. ``None`` lets the
+            estimator's own ``epochs`` decide (a cheaper, shorter look ahead).
+        unit: ``"epoch"`` (the blender counts ``start_epoch()`` calls) or ``"step"`` (it counts
+            ``step()`` calls).
+    """
+
+    def __init__(self, horizon: int | None = None, *, unit: Unit = "epoch") -> None:
+        self.horizon_length = _check_length("horizon", horizon, allow_none=True)
+        self.unit = _check_unit(unit)
+
+    def is_due(self, position: int) -> bool:
+        return position == 0
+
+    def horizon(self, position: int) -> int | None:
+        return self.horizon_length
+
+    def __repr__(self) -> str:
+        return f"Offline(horizon={self.horizon_length}, unit={self.unit!r})"
+
+
+class Online(Schedule):
+    """Algorithm 3: re-estimate at the start of every super-epoch.
+
+    The first super-epoch (the warm-up) lasts ``warmup`` epochs, every later one ``every``
+    epochs; each estimate looks ahead one super-epoch. The paper's Kinetics run used
+    ``Online(every=5, warmup=10)`` (§3.3).
+
+    Args:
+        every: super-epoch length.
+        warmup: length of the first super-epoch; defaults to ``every``.
+        unit: ``"epoch"`` or ``"step"``.
+    """
+
+    def __init__(self, every: int, *, warmup: int | None = None, unit: Unit = "epoch") -> None:
+        self.every = _check_length("every", every)
+        self.warmup = _check_length("warmup", warmup, allow_none=True) or self.every
+        self.unit = _check_unit(unit)
+
+    def is_due(self, position: int) -> bool:
+        if position == 0:
+            return True
+        return position >= self.warmup and (position - self.warmup) % self.every == 0
+
+    def horizon(self, position: int) -> int | None:
+        return self.warmup if position == 0 else self.every
+
+    def __repr__(self) -> str:
+        return f"Online(every={self.every}, warmup={self.warmup}, unit={self.unit!r})"
