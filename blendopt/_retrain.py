@@ -24,7 +24,7 @@ from torch.optim import Optimizer
 from blendopt._distributed import average_gradients_
 from blendopt._math import DEFAULT_EPS, BlendEstimate, blend_estimate
 from blendopt._measure import MetricFn, check_heads, measure
-from blendopt._rng import derive_seed, isolated_rng
+from blendopt._rng import RngStream, derive_seed, isolated_rng
 
 logger = logging.getLogger("blendopt")
 
@@ -135,6 +135,7 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
 def _train_copies(
     copies: dict[str, nn.Module],
     optimizers: dict[str, Optimizer],
+    streams: dict[str, RngStream],
     loss_fn: LossFn,
     train: Iterable[Any],
     heads: Sequence[str],
@@ -167,7 +168,8 @@ def _train_copies(
             if steps is not None and done >= steps:
                 break
             for head, model in copies.items():
-                losses = loss_fn(model, batch)
+                with streams[head].active():
+                    losses = loss_fn(model, batch)
                 check_heads("loss_fn", losses, heads)
                 loss = losses[head]
                 if not bool(torch.isfinite(loss.detach()).all()):
@@ -177,7 +179,8 @@ def _train_copies(
                         f"{seen}). Lower the learning rate, or check the head's inputs."
                     )
                 optimizers[head].zero_grad(set_to_none=True)
-                loss.backward()
+                with streams[head].active():
+                    loss.backward()
                 average_gradients_([p for p in model.parameters() if p.requires_grad])
                 optimizers[head].step()
             seen += 1
@@ -323,10 +326,14 @@ def estimate_weights(
             for p in net.parameters():
                 p.grad = None
             optimizers[h] = _make_optimizer(optimizer, base, net)
+        # The data order comes from one seeded stream shared by every group; each copy's own
+        # randomness (dropout) from a stream of its own, so grouping does not change results.
+        streams = {h: RngStream(derive_seed(seed, 3, heads.index(h))) for h in group}
         with isolated_rng(derive_seed(seed, 2)):
             _train_copies(
                 copies,
                 optimizers,
+                streams,
                 loss_fn,
                 train,
                 heads,

@@ -40,3 +40,40 @@ def derive_seed(base: int, *parts: int) -> int:
     for part in parts:
         value = (value * 6364136223846793005 + part + 1442695040888963407) & 0x7FFFFFFFFFFFFFFF
     return value
+
+
+class RngStream:
+    """A private torch random stream that can be swapped in and out of the global generators.
+
+    Algorithm 1's copies are trained in lockstep; each copy draws its dropout masks from its
+    own stream, so a copy's training does not depend on which other copies share its pass.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self._cuda = torch.cuda.is_initialized()
+        with torch.random.fork_rng(devices=self._devices()):
+            torch.manual_seed(seed)
+            self._state = self._capture()
+        self._outer: tuple[torch.Tensor, list[torch.Tensor]] | None = None
+
+    def _devices(self) -> list[int]:
+        return list(range(torch.cuda.device_count())) if self._cuda else []
+
+    def _capture(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return torch.get_rng_state(), torch.cuda.get_rng_state_all() if self._cuda else []
+
+    def _restore(self, state: tuple[torch.Tensor, list[torch.Tensor]]) -> None:
+        torch.set_rng_state(state[0])
+        if self._cuda:
+            torch.cuda.set_rng_state_all(state[1])
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        """Use this stream for the block; the outer state resumes afterwards."""
+        outer = self._capture()
+        self._restore(self._state)
+        try:
+            yield
+        finally:
+            self._state = self._capture()
+            self._restore(outer)

@@ -1,0 +1,236 @@
+"""The G-Blend formulas against hand-computed values from the paper's definitions."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+
+import blendopt
+from blendopt import (
+    BlendEstimate,
+    RejectedEstimateWarning,
+    ZeroedHeadWarning,
+    blend_estimate,
+    correlated_blend,
+    gblend_weights,
+    generalization,
+    ogr,
+    optimal_blend,
+    overfitting,
+    overfitting_change,
+)
+
+# Checkpoint N and N+n for three heads (losses: lower is better).
+T0 = {"rgb": 2.0, "audio": 2.0, "fused": 2.0}
+V0 = {"rgb": 2.1, "audio": 2.1, "fused": 2.1}
+T1 = {"rgb": 1.0, "audio": 0.5, "fused": 0.8}
+V1 = {"rgb": 1.5, "audio": 2.0, "fused": 1.6}
+
+
+def test_overfitting_is_holdout_minus_train():
+    assert overfitting(T1, V1) == pytest.approx({"rgb": 0.5, "audio": 1.5, "fused": 0.8})
+
+
+def test_generalization_is_holdout_drop():
+    assert generalization(V0, V1) == pytest.approx({"rgb": 0.6, "audio": 0.1, "fused": 0.5})
+
+
+def test_overfitting_change_and_ogr():
+    # O(N) = 0.1 for every head; O(N+n) = 0.5, 1.5, 0.8.
+    d_o = overfitting_change(T0, V0, T1, V1)
+    assert d_o == pytest.approx({"rgb": 0.4, "audio": 1.4, "fused": 0.7})
+    assert ogr(T0, V0, T1, V1) == pytest.approx({"rgb": 0.4 / 0.6, "audio": 14.0, "fused": 1.4})
+
+
+def test_weights_hand_computed():
+    # w ∝ dG / dO²: rgb 0.6/0.16 = 3.75, audio 0.1/1.96, fused 0.5/0.49.
+    raw = {"rgb": 3.75, "audio": 0.1 / 1.96, "fused": 0.5 / 0.49}
+    z = sum(raw.values())
+    w = gblend_weights(T0, V0, T1, V1)
+    assert list(w) == ["rgb", "audio", "fused"]
+    assert w == pytest.approx({h: v / z for h, v in raw.items()}, rel=1e-12)
+    assert sum(w.values()) == pytest.approx(1.0, abs=1e-15)
+
+
+def test_only_one_head_generalizes():
+    v1 = {"rgb": 1.5, "audio": 2.3, "fused": 2.1}  # audio got worse, fused did not move
+    with pytest.warns(ZeroedHeadWarning, match="'audio'.*dG = -0.2"):
+        est = blend_estimate(T0, V0, T1, v1)
+    assert est.weights == {"rgb": 1.0, "audio": 0.0, "fused": 0.0}
+    assert est.accepted
+    assert any("'fused'" in n and "weight 0" in n for n in est.notes)
+
+
+def test_negative_generalization_gets_zero_weight():
+    v1 = dict(V1, audio=2.5)
+    with pytest.warns(ZeroedHeadWarning):
+        w = gblend_weights(T0, V0, T1, v1)
+    assert w["audio"] == 0.0
+    z = 3.75 + 0.5 / 0.49
+    assert w["rgb"] == pytest.approx(3.75 / z)
+
+
+def test_zero_overfitting_change_is_floored():
+    # rgb: train and holdout drop by the same 0.5 -> dO = 0, dG = 0.5 -> 0.5 / eps.
+    t1 = dict(T1, rgb=1.5)
+    v1 = dict(V1, rgb=1.6)
+    eps = 1e-4
+    with pytest.warns(ZeroedHeadWarning, match="floored"):
+        est = blend_estimate(T0, V0, t1, v1, eps=eps)
+    raw = {"rgb": 0.5 / eps, "audio": 0.1 / 1.96, "fused": 0.5 / 0.49}
+    z = sum(raw.values())
+    assert est.weights == pytest.approx({h: v / z for h, v in raw.items()})
+    assert any("'rgb'" in n and "floored" in n for n in est.notes)
+
+
+def test_all_zero_is_rejected_with_warning_record_and_uniform_fallback():
+    v1 = {"rgb": 2.2, "audio": 2.1, "fused": 3.0}
+    with pytest.warns(RejectedEstimateWarning, match="rejected"):
+        est = blend_estimate(T0, V0, T1, v1)
+    assert not est.accepted
+    assert est.weights == pytest.approx({"rgb": 1 / 3, "audio": 1 / 3, "fused": 1 / 3})
+    assert "estimate rejected" in est.notes[-1]
+    with pytest.warns(RejectedEstimateWarning):
+        assert gblend_weights(T0, V0, T1, v1) == est.weights
+
+
+def test_rejected_estimate_uses_given_fallback():
+    v1 = {"rgb": 2.2, "audio": 2.1, "fused": 3.0}
+    fallback = {"rgb": 0.63, "audio": 0.014, "fused": 0.356}
+    with pytest.warns(RejectedEstimateWarning):
+        est = blend_estimate(T0, V0, T1, v1, fallback=fallback)
+    assert est.weights == fallback
+
+
+def test_accuracy_metric_gives_the_same_weights_as_error():
+    acc = [{h: 1.0 - v / 4 for h, v in m.items()} for m in (T0, V0, T1, V1)]
+    err = [{h: 1.0 - a for h, a in m.items()} for m in acc]
+    w_acc = gblend_weights(*acc, higher_is_better=True)
+    w_err = gblend_weights(*err)
+    assert w_acc == pytest.approx(w_err, rel=1e-12)
+    # Negation, not 1 - x: exact for unbounded scores too (e.g. a mAP in percent).
+    scores = [{h: 100 * a for h, a in m.items()} for m in acc]
+    neg = [{h: -s for h, s in m.items()} for m in scores]
+    assert gblend_weights(*scores, higher_is_better=True) == pytest.approx(gblend_weights(*neg))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"holdout_before": {"rgb": 1.0}}, ValueError, "Missing"),
+        ({"train_after": {"rgb": 1.0, "audio": float("nan"), "fused": 1.0}}, ValueError, "'audio'"),
+        ({"train_after": [1.0, 2.0, 3.0]}, TypeError, "mapping"),
+        ({"holdout_after": {"rgb": "x", "audio": 1.0, "fused": 1.0}}, TypeError, "'rgb'"),
+        ({"eps": 0.0}, ValueError, "eps"),
+        (
+            {"train_before": {}, "holdout_before": {}, "train_after": {}, "holdout_after": {}},
+            ValueError,
+            "at least one",
+        ),
+    ],
+)
+def test_bad_measurements_raise(kwargs, error, match):
+    args = {"train_before": T0, "holdout_before": V0, "train_after": T1, "holdout_after": V1}
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        blend_estimate(**args)
+
+
+def test_estimate_round_trips_and_ogr():
+    est = blend_estimate(T0, V0, T1, V1)
+    again = BlendEstimate.from_dict(est.to_dict())
+    assert again == est
+    assert est.ogr == pytest.approx(ogr(T0, V0, T1, V1))
+    assert est.measurements["holdout_after"] == V1
+
+
+def test_ogr_with_zero_generalization():
+    v1 = dict(V1, rgb=2.1)  # dG = 0, dO = 0.1 - 1.1 ... -> sign of dO
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ZeroedHeadWarning)
+        r = ogr(T0, V0, T1, v1)
+    assert r["rgb"] == math.inf
+
+
+def test_gblend_weights_is_proposition_1_with_first_order_estimates():
+    # dG_k ≈ <∇L*, v_k>, dO_k² ≈ σ_k²: Algorithm 1's weights are Eq. 6's.
+    w = gblend_weights(T0, V0, T1, V1)
+    d_g = generalization(V0, V1)
+    d_o = overfitting_change(T0, V0, T1, V1)
+    expected = optimal_blend([d_g[h] for h in w], [d_o[h] ** 2 for h in w])
+    np.testing.assert_allclose(list(w.values()), expected, rtol=1e-12)
+
+
+def _numerical_minimizer(g, cov):
+    """argmin wᵀ Σ w s.t. <w, g> = 1 (appendix C, Eq. 12-14), by SLSQP."""
+    k = len(g)
+    result = minimize(
+        lambda w: w @ cov @ w,
+        x0=np.full(k, 1.0 / g.sum()),
+        jac=lambda w: 2 * cov @ w,
+        constraints=[{"type": "eq", "fun": lambda w: w @ g - 1.0, "jac": lambda w: g}],
+        method="SLSQP",
+        options={"ftol": 1e-15, "maxiter": 1000},
+    )
+    assert result.success, result.message
+    return result.x
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_proposition_1_uncorrelated_matches_numerical_minimizer(seed):
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(2, 6))
+    g = rng.uniform(0.1, 2.0, size=k)
+    sigma2 = rng.uniform(0.05, 3.0, size=k)
+    w_num = _numerical_minimizer(g, np.diag(sigma2))
+    np.testing.assert_allclose(optimal_blend(g, sigma2), w_num / w_num.sum(), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_proposition_1_correlated_matches_numerical_minimizer(seed):
+    rng = np.random.default_rng(100 + seed)
+    k = int(rng.integers(2, 6))
+    g = rng.uniform(0.1, 2.0, size=k)
+    a = rng.normal(size=(k, k))
+    cov = a @ a.T + 0.5 * np.eye(k)
+    w_num = _numerical_minimizer(g, cov)
+    w = correlated_blend(g, cov)
+    np.testing.assert_allclose(w, w_num / w_num.sum(), rtol=1e-5, atol=1e-6)
+    # The closed form beats (or ties) random feasible points.
+    scaled = w / (w @ g)
+    for _ in range(20):
+        other = rng.normal(size=k)
+        other = other / (other @ g)
+        assert scaled @ cov @ scaled <= other @ cov @ other + 1e-12
+
+
+def test_correlated_with_diagonal_covariance_is_uncorrelated():
+    g = np.array([0.6, 0.1, 0.5])
+    s = np.array([0.16, 1.96, 0.49])
+    np.testing.assert_allclose(correlated_blend(g, np.diag(s)), optimal_blend(g, s), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("cov", "match"),
+    [
+        (np.array([[1.0, 2.0], [2.0, 1.0]]), "positive definite"),
+        (np.array([[1.0, 0.5], [0.0, 1.0]]), "symmetric"),
+        (np.eye(3), "2×2"),
+    ],
+)
+def test_correlated_rejects_bad_covariance(cov, match):
+    with pytest.raises(ValueError, match=match):
+        correlated_blend([1.0, 1.0], cov)
+
+
+def test_optimal_blend_rejects_nonpositive_variance():
+    with pytest.raises(ValueError, match="variance"):
+        optimal_blend([1.0, 1.0], [1.0, 0.0])
+
+
+def test_uniform_weights():
+    assert blendopt.uniform_weights(["a", "b", "c", "d"]) == dict.fromkeys("abcd", 0.25)
+    with pytest.raises(ValueError, match="at least one"):
+        blendopt.uniform_weights([])
