@@ -1,0 +1,31 @@
+"""pytest-benchmark: per-step time of GradientBlender vs ``sum(w*L).backward(); opt.step()``.
+
+Run with ``make bench`` (or ``python -m pytest benchmarks/perf --benchmark-only``). Both
+benchmarks are in one group, so the table compares them; the ratio of medians is printed at
+the end of the run (see ``conftest.py``). The target is a median overhead <= 2%.
+"""
+
+import pytest
+import torch
+
+from benchmarks.perf._overhead import make_steps
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.benchmark(group="step: small late-fusion MLP, batch 128, SGD-momentum")
+def test_naive_summed_loss_step(benchmark):
+    naive, _ = make_steps()
+    benchmark.pedantic(naive, rounds=300, warmup_rounds=30)
+
+
+@pytest.mark.benchmark(group="step: small late-fusion MLP, batch 128, SGD-momentum")
+def test_gradient_blender_step(benchmark):
+    _, blend = make_steps()
+    benchmark.pedantic(blend, rounds=300, warmup_rounds=30)

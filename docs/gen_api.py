@@ -1,0 +1,114 @@
+"""Write docs/api.md from the docstrings of blendopt's public names.
+
+``python docs/gen_api.py`` rewrites the file; ``python docs/gen_api.py --check`` exits 1 if it
+is out of date (tests/doc/test_api_reference.py runs the check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from pathlib import Path
+
+import blendopt
+
+API = Path(__file__).with_name("api.md")
+
+SECTIONS = {
+    "Optimizer wrapper": ["GradientBlender"],
+    "Estimators and schedules": [
+        "Estimator",
+        "EstimateRequest",
+        "FixedWeights",
+        "RetrainEstimator",
+        "Schedule",
+        "Offline",
+        "Online",
+    ],
+    "Estimation (Algorithm 1)": ["estimate_weights", "clone_optimizer", "measure", "top1_error", "batch_size_of"],
+    "Math": [
+        "gblend_weights",
+        "blend_estimate",
+        "BlendEstimate",
+        "overfitting",
+        "generalization",
+        "overfitting_change",
+        "ogr",
+        "optimal_blend",
+        "correlated_blend",
+        "uniform_weights",
+    ],
+    "Data and prediction": ["holdout_split", "HoldoutSplit", "ensemble_probabilities", "BlendEnsemble"],
+    "Statistics and warnings": [
+        "TrainStatistics",
+        "BlendWarning",
+        "ZeroedHeadWarning",
+        "RejectedEstimateWarning",
+    ],
+}
+
+
+def _signature(obj: object, name: str) -> str:
+    try:
+        sig = str(inspect.signature(obj))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        sig = ""
+    return f"{name}{sig}"
+
+
+def _methods(cls: type) -> list[tuple[str, object]]:
+    out = []
+    for name, member in cls.__dict__.items():
+        if name.startswith("_") or not (inspect.isfunction(member) or isinstance(member, property)):
+            continue
+        if inspect.getdoc(member) is None:
+            continue
+        out.append((name, member))
+    return out
+
+
+def render() -> str:
+    documented = [n for names in SECTIONS.values() for n in names]
+    missing = sorted(set(blendopt.__all__) - set(documented))
+    if missing:
+        raise SystemExit(f"docs/gen_api.py: add {missing} to a section")
+    lines = [
+        "# API reference",
+        "",
+        "Generated from the docstrings by `python docs/gen_api.py`; do not edit by hand.",
+        "",
+    ]
+    for section, names in SECTIONS.items():
+        lines += [f"## {section}", ""]
+        for name in names:
+            obj = getattr(blendopt, name)
+            kind = "class" if inspect.isclass(obj) else "function"
+            lines += [f"### `blendopt.{name}`", "", "```text", f"{kind} {_signature(obj, name)}", "```", ""]
+            lines += [inspect.getdoc(obj) or "", ""]
+            if inspect.isclass(obj):
+                for method_name, member in _methods(obj):
+                    if isinstance(member, property):
+                        lines += [f"#### `{name}.{method_name}` (property)", ""]
+                    else:
+                        lines += [f"#### `{name}.{_signature(member, method_name)}`", ""]
+                    lines += [inspect.getdoc(member) or "", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if docs/api.md is out of date")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        if not API.exists() or API.read_text() != text:
+            print("docs/api.md is out of date: run `python docs/gen_api.py`", file=sys.stderr)
+            return 1
+        return 0
+    API.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
