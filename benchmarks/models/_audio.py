@@ -32,10 +32,14 @@ AUDIO_BLOCKS_PER_DEPTH: dict[int, tuple[int, int, int, int]] = {
 PAPER_AUDIO_INPUT = (1, 100, 40)
 
 
-def _shortcut2d(in_planes: int, out_planes: int, stride: int, norm: NormFactory) -> nn.Module | None:
+def _shortcut2d(
+    in_planes: int, out_planes: int, stride: int, norm: NormFactory
+) -> nn.Module | None:
     if stride == 1 and in_planes == out_planes:
         return None
-    return nn.Sequential(nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False), norm(out_planes))
+    return nn.Sequential(
+        nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False), norm(out_planes)
+    )
 
 
 class BasicBlock2D(nn.Module):
@@ -157,7 +161,9 @@ class AudioResNet(nn.Module):
             blocks = []
             for j in range(n):
                 stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(block(in_planes, width, stride=stride, norm=norm, activation=activation))
+                blocks.append(
+                    block(in_planes, width, stride=stride, norm=norm, activation=activation)
+                )
                 in_planes = width * block.expansion
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)

@@ -49,10 +49,14 @@ class MLPEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_features)`` -> ``(B, output_dim)``."""
-        check_input(x, rank=2, channels=self.in_features, layout="(batch, features)", owner="MLPEncoder")
+        check_input(
+            x, rank=2, channels=self.in_features, layout="(batch, features)", owner="MLPEncoder"
+        )
         return self.net(x)
 
-    def example_input(self, size: Size = "tiny", *, batch_size: int = 2, device: str | torch.device = "cpu") -> torch.Tensor:
+    def example_input(
+        self, size: Size = "tiny", *, batch_size: int = 2, device: str | torch.device = "cpu"
+    ) -> torch.Tensor:
         """A random ``(batch_size, in_features)`` input (the same at both sizes)."""
         del size
         return torch.randn(batch_size, self.in_features, device=device)
@@ -97,7 +101,9 @@ class ConvSequenceEncoder(nn.Module):
             )
         return self.net(x.transpose(1, 2)).mean(dim=2)
 
-    def example_input(self, size: Size = "tiny", *, batch_size: int = 2, device: str | torch.device = "cpu") -> torch.Tensor:
+    def example_input(
+        self, size: Size = "tiny", *, batch_size: int = 2, device: str | torch.device = "cpu"
+    ) -> torch.Tensor:
         """A random sequence: 40 frames at ``"paper"`` size, 8 at ``"tiny"``."""
         frames = 40 if size == "paper" else 8
         return torch.randn(batch_size, frames, self.in_features, device=device)
@@ -121,19 +127,37 @@ class SmallCNNEncoder(nn.Module):
         layers: list[nn.Module] = []
         width = in_channels
         for c in channels:
-            layers += [nn.Conv2d(width, c, 3, padding=1), nn.BatchNorm2d(c), activation(), nn.MaxPool2d(2, ceil_mode=True)]
+            layers += [
+                nn.Conv2d(width, c, 3, padding=1),
+                nn.BatchNorm2d(c),
+                activation(),
+                nn.MaxPool2d(2, ceil_mode=True),
+            ]
             width = c
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, output_dim), activation()]
+        layers += [
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(width, output_dim),
+            activation(),
+        ]
         self.net = nn.Sequential(*layers)
         self.in_channels = in_channels
         self.output_dim = output_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, H, W)`` -> ``(B, output_dim)``."""
-        check_input(x, rank=4, channels=self.in_channels, layout="(batch, channels, height, width)", owner="SmallCNNEncoder")
+        check_input(
+            x,
+            rank=4,
+            channels=self.in_channels,
+            layout="(batch, channels, height, width)",
+            owner="SmallCNNEncoder",
+        )
         return self.net(x)
 
-    def example_input(self, size: Size = "tiny", *, batch_size: int = 2, device: str | torch.device = "cpu") -> torch.Tensor:
+    def example_input(
+        self, size: Size = "tiny", *, batch_size: int = 2, device: str | torch.device = "cpu"
+    ) -> torch.Tensor:
         """A random image: 28×28 at ``"paper"`` size, 8×8 at ``"tiny"``."""
         side = 28 if size == "paper" else 8
         return torch.randn(batch_size, self.in_channels, side, side, device=device)

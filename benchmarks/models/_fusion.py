@@ -118,7 +118,9 @@ class LowRankFusion(nn.Module):
     ``rank`` modality-specific factors: ``sum_r prod_m ([h_m, 1] @ W_m^(r)) + b``.
     """
 
-    def __init__(self, input_dims: Mapping[str, int], *, output_dim: int = 512, rank: int = 4) -> None:
+    def __init__(
+        self, input_dims: Mapping[str, int], *, output_dim: int = 512, rank: int = 4
+    ) -> None:
         super().__init__()
         self.input_dims = _check_dims(input_dims)
         check_int("output_dim", output_dim, minimum=1)
@@ -264,7 +266,9 @@ class _Excite(nn.Sequential):
 
     def __init__(self, source: int, target: int, reduction: int) -> None:
         hidden = max(1, source // reduction)
-        super().__init__(nn.Linear(source, hidden), nn.ReLU(), nn.Linear(hidden, target), nn.Sigmoid())
+        super().__init__(
+            nn.Linear(source, hidden), nn.ReLU(), nn.Linear(hidden, target), nn.Sigmoid()
+        )
 
 
 class SEGate(nn.Module):
@@ -297,16 +301,22 @@ class SEGate(nn.Module):
                 f"'both'. Found {direction!r}."
             )
         if residual not in ("skip", "replace"):
-            raise ValueError(f"Parameter `residual` should be 'skip' or 'replace'. Found {residual!r}.")
+            raise ValueError(
+                f"Parameter `residual` should be 'skip' or 'replace'. Found {residual!r}."
+            )
         self.visual_channels = visual_channels
         self.audio_channels = audio_channels
         self.direction = direction
         self.residual = residual
         self.to_visual = (
-            _Excite(audio_channels, visual_channels, reduction) if direction != "visual_to_audio" else None
+            _Excite(audio_channels, visual_channels, reduction)
+            if direction != "visual_to_audio"
+            else None
         )
         self.to_audio = (
-            _Excite(visual_channels, audio_channels, reduction) if direction != "audio_to_visual" else None
+            _Excite(visual_channels, audio_channels, reduction)
+            if direction != "audio_to_visual"
+            else None
         )
         self.output_dim = (visual_channels, audio_channels)
 
@@ -314,7 +324,9 @@ class SEGate(nn.Module):
         scaled = x * weights.view(*weights.shape, *([1] * (x.dim() - 2)))
         return x + scaled if self.residual == "skip" else scaled
 
-    def forward(self, visual: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, visual: torch.Tensor, audio: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Gate the streams; both gates read the *un-gated* other stream."""
         _check_streams(visual, audio, self.visual_channels, self.audio_channels, "SEGate")
         v_pool, a_pool = visual.mean(dim=(2, 3, 4)), audio.mean(dim=(2, 3))
@@ -358,7 +370,9 @@ class NLGate(nn.Module):
         self.theta = nn.Conv3d(visual_channels, inner, 1)
         self.phi = nn.Conv2d(kv, inner, 1)
         self.g = nn.Conv2d(kv, inner, 1)
-        self.out = nn.Sequential(nn.Conv3d(inner, visual_channels, 1, bias=False), nn.BatchNorm3d(visual_channels))
+        self.out = nn.Sequential(
+            nn.Conv3d(inner, visual_channels, 1, bias=False), nn.BatchNorm3d(visual_channels)
+        )
         if zero_init:
             nn.init.zeros_(self.out[1].weight)
         self.scale = inner**-0.5
@@ -389,4 +403,3 @@ def create_fusion(name: str, input_dims: Mapping[str, int], **kwargs: object) ->
             f"`output_dim`. Found {name!r}."
         )
     return factories[name](input_dims, **kwargs)
-

@@ -145,7 +145,11 @@ class MultiHeadModel(nn.Module):
         return self.forward_head(self.forward_features(inputs))
 
     def example_input(
-        self, size: Literal["tiny", "paper"] = "tiny", *, batch_size: int = 2, device: str | torch.device = "cpu"
+        self,
+        size: Literal["tiny", "paper"] = "tiny",
+        *,
+        batch_size: int = 2,
+        device: str | torch.device = "cpu",
     ) -> dict[str, torch.Tensor]:
         """Random inputs from every encoder's ``example_input``."""
         return {
@@ -187,7 +191,10 @@ class MidFusionModel(nn.Module):
         super().__init__()
         for pname, net in (("visual", visual), ("audio", audio)):
             _check_encoder(pname, net)
-            if not all(hasattr(net, a) for a in ("forward_until", "forward_from", "stages", "block_channels")):
+            if not all(
+                hasattr(net, a)
+                for a in ("forward_until", "forward_from", "stages", "block_channels")
+            ):
                 raise TypeError(
                     f"Parameter `{pname}` should be a staged backbone (VideoResNet / AudioResNet "
                     f"with forward_until, forward_from, stages, block_channels). Found "
@@ -195,12 +202,16 @@ class MidFusionModel(nn.Module):
                 )
         if not isinstance(fusion, MidConcat | SEGate | NLGate):
             raise TypeError(
-                f"Parameter `fusion` should be a MidConcat, SEGate or NLGate. Found {type(fusion).__name__}."
+                "Parameter `fusion` should be a MidConcat, SEGate or NLGate. Found "
+                f"{type(fusion).__name__}."
             )
         check_block(after_block, "after_block")
         check_int("num_classes", num_classes, minimum=1)
         if visual_name == audio_name:
-            raise ValueError(f"Parameters `visual_name` and `audio_name` should differ. Both are {visual_name!r}.")
+            raise ValueError(
+                "Parameters `visual_name` and `audio_name` should differ. Both are "
+                f"{visual_name!r}."
+            )
         self.fused_head = _check_head_name(fused_head, [visual_name, audio_name])
         self.visual_name, self.audio_name = visual_name, audio_name
         self.after_block = after_block
@@ -278,7 +289,8 @@ class MidFusionModel(nn.Module):
         elif isinstance(self.fusion, SEGate):
             gv, ga = fused
             f_feat = torch.cat(
-                [self.visual_trunk(gv).flatten(2).mean(2), self.audio_trunk(ga).flatten(2).mean(2)], dim=1
+                [self.visual_trunk(gv).flatten(2).mean(2), self.audio_trunk(ga).flatten(2).mean(2)],
+                dim=1,
             )
         else:
             f_feat = torch.cat([self.visual_trunk(fused).flatten(2).mean(2), a_feat], dim=1)
@@ -289,7 +301,11 @@ class MidFusionModel(nn.Module):
         }
 
     def example_input(
-        self, size: Literal["tiny", "paper"] = "tiny", *, batch_size: int = 2, device: str | torch.device = "cpu"
+        self,
+        size: Literal["tiny", "paper"] = "tiny",
+        *,
+        batch_size: int = 2,
+        device: str | torch.device = "cpu",
     ) -> dict[str, torch.Tensor]:
         """Random inputs from both backbones' ``example_input``."""
         return {

@@ -49,7 +49,9 @@ class ModelSummary:
 
     def row(self) -> str:
         """Markdown table row."""
-        return f"| `{self.name}` | {self.parameters / 1e6:.2f} | {self.gflops:.2f} | {self.input_size} |"
+        gflops = f"{self.gflops:.2f}" if self.gflops >= 0.01 else f"{self.gflops:.1e}"
+        params = f"{self.parameters / 1e6:.2f}"
+        return f"| `{self.name}` | {params} | {gflops} | {self.input_size} |"
 
 
 def summarize(name: str, **kwargs: Any) -> ModelSummary:
@@ -59,7 +61,9 @@ def summarize(name: str, **kwargs: Any) -> ModelSummary:
         model = create(name, **kwargs)
     model.eval()
     inputs = model.example_input("paper", batch_size=1, device="meta")
-    return ModelSummary(name, count_parameters(model), count_gflops(model, inputs), _describe(inputs))
+    return ModelSummary(
+        name, count_parameters(model), count_gflops(model, inputs), _describe(inputs)
+    )
 
 
 HEADER = (

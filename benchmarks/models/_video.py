@@ -28,7 +28,6 @@ from ._layers import (
     r2plus1d_midplanes,
     triple,
 )
-from ._registry import register_model
 
 __all__ = [
     "BLOCKS_PER_DEPTH",
@@ -96,7 +95,9 @@ class VideoStem(nn.Sequential):
                 nn.Conv3d(mid, out_channels, (3, 1, 1), 1, (1, 0, 0), bias=False),
             ]
         else:
-            layers = [nn.Conv3d(in_channels, out_channels, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False)]
+            layers = [
+                nn.Conv3d(in_channels, out_channels, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False)
+            ]
         layers += [norm(out_channels), activation()]
         if pool:
             layers.append(nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)))
@@ -109,7 +110,9 @@ def _shortcut(
 ) -> nn.Module | None:
     if stride == (1, 1, 1) and in_planes == out_planes:
         return None
-    return nn.Sequential(nn.Conv3d(in_planes, out_planes, 1, stride=stride, bias=False), norm(out_planes))
+    return nn.Sequential(
+        nn.Conv3d(in_planes, out_planes, 1, stride=stride, bias=False), norm(out_planes)
+    )
 
 
 class BasicBlock3D(nn.Module):
@@ -328,7 +331,11 @@ class VideoResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     def example_input(
-        self, size: Literal["tiny", "paper"] = "tiny", *, batch_size: int = 2, device: str | torch.device = "cpu"
+        self,
+        size: Literal["tiny", "paper"] = "tiny",
+        *,
+        batch_size: int = 2,
+        device: str | torch.device = "cpu",
     ) -> torch.Tensor:
         """A random input: ``"paper"`` is the paper's clip size, ``"tiny"`` 2×48×48.
 

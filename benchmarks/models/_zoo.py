@@ -26,7 +26,9 @@ _VARIANT_TEXT = {
 
 def _video_builder(variant: Any, depth: int) -> Callable[..., VideoResNet]:
     def builder(*, in_channels: int = 3, num_classes: int = 400, **kwargs: Any) -> VideoResNet:
-        return video_resnet(variant, depth, in_channels=in_channels, num_classes=num_classes, **kwargs)
+        return video_resnet(
+            variant, depth, in_channels=in_channels, num_classes=num_classes, **kwargs
+        )
 
     builder.__name__ = builder.__qualname__ = f"{variant}_{depth}"
     builder.__doc__ = (
@@ -75,7 +77,10 @@ def small_cnn_encoder(*, in_channels: int = 1, **kwargs: Any) -> SmallCNNEncoder
 
 
 def _backbones(
-    visual: str, audio: str, visual_kwargs: Mapping[str, Any] | None, audio_kwargs: Mapping[str, Any] | None
+    visual: str,
+    audio: str,
+    visual_kwargs: Mapping[str, Any] | None,
+    audio_kwargs: Mapping[str, Any] | None,
 ) -> tuple[nn.Module, nn.Module]:
     for pname, value in (("visual", visual), ("audio", audio)):
         if not isinstance(value, str):
@@ -141,14 +146,18 @@ def av_lmf(
 def av_ip_csn_152(*, num_classes: int = 400, **kwargs: Any) -> MultiHeadModel:
     """The Kinetics G-Blend model of Table 6: ip-CSN-152 (32 frames) + audio ResNet-152 with
     the late-concat two-FC head of appendix F.1."""
-    return av_late_concat(visual="ip_csn_152", audio="audio_resnet_152", num_classes=num_classes, **kwargs)
+    return av_late_concat(
+        visual="ip_csn_152", audio="audio_resnet_152", num_classes=num_classes, **kwargs
+    )
 
 
 @register_model()
 def av_r2plus1d_101(*, num_classes: int = 527, **kwargs: Any) -> MultiHeadModel:
     """The AudioSet G-Blend model of Table 7: R(2+1)D-101 (16 frames) + audio ResNet-101,
     late-concat head; 527 classes (multi-label: train with a binary cross-entropy loss)."""
-    return av_late_concat(visual="r2plus1d_101", audio="audio_resnet_101", num_classes=num_classes, **kwargs)
+    return av_late_concat(
+        visual="r2plus1d_101", audio="audio_resnet_101", num_classes=num_classes, **kwargs
+    )
 
 
 def _paper_frames(net: nn.Module, default: int) -> int:
@@ -233,7 +242,9 @@ def av_nl_gate(
 
 
 @register_model()
-def mfeat_late_concat(*, num_classes: int = 10, num_fc: int = 2, output_dim: int = 64) -> MultiHeadModel:
+def mfeat_late_concat(
+    *, num_classes: int = 10, num_fc: int = 2, output_dim: int = 64
+) -> MultiHeadModel:
     """UCI Multiple Features (six views of 2000 handwritten digits): an MLP encoder per
     view, a head per view and the late-concat fused head."""
     views = {"pix": 240, "fac": 216, "fou": 76, "kar": 64, "zer": 47, "mor": 6}
@@ -242,7 +253,9 @@ def mfeat_late_concat(*, num_classes: int = 10, num_fc: int = 2, output_dim: int
 
 
 @register_model()
-def digits_av_late_concat(*, num_classes: int = 10, num_fc: int = 2, output_dim: int = 128) -> MultiHeadModel:
+def digits_av_late_concat(
+    *, num_classes: int = 10, num_fc: int = 2, output_dim: int = 128
+) -> MultiHeadModel:
     """Spoken + written digits (FSDD MFCC sequences paired with MNIST images, AV-MNIST
     style): a 1-D conv encoder for audio, a small CNN for images, late-concat fusion."""
     encoders = {
