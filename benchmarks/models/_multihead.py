@@ -265,6 +265,7 @@ class MidFusionModel(nn.Module):
         self.audio_head = nn.Linear(audio.output_dim, num_classes)
         self.fused_classifier = nn.Linear(fused_dim, num_classes)
         self.fused_dim = fused_dim
+        self.num_classes = num_classes
 
     @property
     def head_names(self) -> list[str]:
