@@ -54,7 +54,9 @@ def mel_filterbank(
             f"Found f_min={f_min}, f_max={f_max}, sample_rate={sample_rate}."
         )
     freqs = torch.linspace(0, sample_rate / 2, n_freqs, dtype=torch.float64)
-    mel_points = torch.linspace(float(hz_to_mel(f_min)), float(hz_to_mel(f_max)), n_mels + 2)
+    mel_points = torch.linspace(
+        float(hz_to_mel(f_min)), float(hz_to_mel(f_max)), n_mels + 2, dtype=torch.float64
+    )
     hz_points = mel_to_hz(mel_points)
     lower, center, upper = hz_points[:-2], hz_points[1:-1], hz_points[2:]
     f = freqs[:, None]

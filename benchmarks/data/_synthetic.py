@@ -24,7 +24,7 @@ def write_test_video(
 ) -> str:
     """Write an mp4 with a moving pattern and (optionally) a mono audio track.
 
-    The blue channel of frame ``i`` is the constant ``(5 * i) % 256``, so tests can tell
+    The top-left 16 × 16 block of frame ``i`` is gray ``(5 * i) % 256``, so tests can tell
     which frame was decoded.
 
     Args:
@@ -48,14 +48,16 @@ def write_test_video(
     with av.open(path, "w") as container:
         vstream = container.add_stream(video_codec, rate=fps)
         vstream.width, vstream.height, vstream.pix_fmt = width, height, "yuv420p"
+        vstream.bit_rate = 4_000_000  # near-lossless at these sizes: frame markers stay exact
         astream = None
         if audio != "none":
             astream = container.add_stream(audio_codec, rate=sample_rate, layout="mono")
         for i in range(n_frames):
             img = np.stack(
-                [(xx * 4 + i * 8) % 256, (yy * 4 + i * 3) % 256, np.full_like(xx, (i * 5) % 256)],
+                [(xx * 4 + i * 8) % 256, (yy * 4 + i * 3) % 256, np.full_like(xx, 128)],
                 axis=-1,
             ).astype(np.uint8)
+            img[:16, :16] = (5 * i) % 256  # frame index marker (gray, survives chroma loss)
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             container.mux(vstream.encode(frame))
         container.mux(vstream.encode(None))
