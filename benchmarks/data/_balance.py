@@ -17,6 +17,8 @@ algorithm's nature, not a bug; :func:`class_volumes` reports the final volumes.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 __all__ = ["balance_multilabel", "class_volumes"]
@@ -39,7 +41,11 @@ def _as_label_matrix(labels: object) -> np.ndarray:
 
 
 def balance_multilabel(
-    labels: object, min_count: int = 500, target: int = 1100, seed: int = 0
+    labels: object,
+    min_count: int = 500,
+    target: int = 1100,
+    seed: int = 0,
+    volume: Literal["total", "remaining"] = "total",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Select a class-balanced subset of a multi-label dataset (Algorithm 4, appendix E).
 
@@ -48,6 +54,14 @@ def balance_multilabel(
         min_count: M, classes with fewer positives in ``labels`` are dropped (500 in §3.1).
         target: N in the paper, the target class volume (1100 in §3.1).
         seed: seeds the shuffle and the draws (NumPy ``default_rng``).
+        volume: what V_c is. ``"total"`` (default, the algorithm as printed): the volume of
+            c in D, fixed. Then an entry is kept with probability
+            ``(N − V'_c) / (V_c − V'_c + 1)``, and a class much larger than N ends near
+            ``N (1 − 1/e) ≈ 0.63 N`` rather than N. ``"remaining"``: the entries of c in D
+            not visited yet (d included), i.e. Knuth's selection sampling, which draws r in
+            ``[0, V_c − 1]`` and gives exactly ``min(N, V_c)`` to a class whose entries
+            carry no other label. Offered because the printed rule reads like a slip of
+            this; the paper's own 418 classes / 243k videos cannot tell them apart.
 
     Returns:
         ``(rows, kept)``: the selected row indices (sorted, unique) and the kept class
@@ -59,13 +73,15 @@ def balance_multilabel(
         [0, 1), one ``u`` per entry drawn up front (same distribution, faster).
     """
     arr = _as_label_matrix(labels)
+    if volume not in ("total", "remaining"):
+        raise ValueError(f"Parameter `volume` should be 'total' or 'remaining'. Found {volume!r}.")
     for name, value in (("min_count", min_count), ("target", target)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"Parameter `{name}` should be a positive int. Found {value!r}.")
-    volume = arr.sum(axis=0)
-    kept = np.flatnonzero(volume >= min_count)  # step 1: drop classes with volume < M
+    totals = arr.sum(axis=0)
+    kept = np.flatnonzero(totals >= min_count)  # step 1: drop classes with volume < M
     sub = arr[:, kept]
-    v_total = volume[kept].astype(np.int64)  # V_c
+    v_total = totals[kept].astype(np.int64)  # V_c
     v_sel = np.zeros(len(kept), dtype=np.int64)  # V'_c
     rng = np.random.default_rng(seed)
     order = rng.permutation(arr.shape[0])  # step 2: shuffle D
@@ -78,7 +94,11 @@ def balance_multilabel(
         if classes.size == 0:  # no kept label: not selectable
             continue
         c = classes[np.argmin(v_sel[classes])]  # the class of d smallest in D'
-        r = int(draws[step] * (v_total[c] - v_sel[c] + 1))  # r ∈ [0, V_c − V'_c]
+        if volume == "total":
+            r = int(draws[step] * (v_total[c] - v_sel[c] + 1))  # r ∈ [0, V_c − V'_c]
+        else:
+            r = int(draws[step] * v_total[c])  # r ∈ [0, remaining − 1]
+            v_total[classes] -= 1  # d is visited: it leaves the remaining volume
         if r < target - v_sel[c]:
             selected.append(int(d))
             v_sel[classes] += 1
