@@ -21,6 +21,7 @@ def write_test_video(
     video_codec: str = "mpeg4",
     audio_codec: str = "aac",
     seed: int = 0,
+    gop: int | None = None,
 ) -> str:
     """Write an mp4 with a moving pattern and (optionally) a mono audio track.
 
@@ -35,6 +36,7 @@ def write_test_video(
         sample_rate: audio sample rate of the file (the loader resamples to 16 kHz).
         video_codec, audio_codec: PyAV encoder names (mpeg4 / libx264, aac / mp2).
         seed: seeds the pattern and the noise.
+        gop: keyframe interval in frames (None: the encoder's default, 250 for libx264).
 
     Returns:
         The path, as a string.
@@ -49,6 +51,8 @@ def write_test_video(
         vstream = container.add_stream(video_codec, rate=fps)
         vstream.width, vstream.height, vstream.pix_fmt = width, height, "yuv420p"
         vstream.bit_rate = 4_000_000  # near-lossless at these sizes: frame markers stay exact
+        if gop is not None:
+            vstream.codec_context.gop_size = gop
         astream = None
         if audio != "none":
             astream = container.add_stream(audio_codec, rate=sample_rate, layout="mono")
