@@ -250,3 +250,23 @@ def test_epic_kitchens_unseen_split_and_targets(tmp_path, media):
 def test_clip_dataset_argument_errors(kwargs, error):
     with pytest.raises(error):
         ClipDataset([], **kwargs)
+
+
+def test_audio_only_file(tmp_path):
+    import av
+
+    path = str(tmp_path / "a.wav")
+    with av.open(path, "w") as c:
+        stream = c.add_stream("pcm_s16le", rate=22050, layout="mono")
+        x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(44100) / 22050)).astype(np.float32)
+        for i in range(0, x.size, 1024):
+            frame = av.AudioFrame.from_ndarray(x[None, i : i + 1024], format="flt", layout="mono")
+            frame.sample_rate, frame.pts = 22050, i
+            c.mux(stream.encode(frame))
+        c.mux(stream.encode(None))
+    audio = ClipDataset([ClipRecord(path, 4, "a")], mode="test", modalities=("audio",))
+    inputs, target, video = audio[9]
+    assert inputs["audio"].shape == (1, 100, 40)
+    assert (target, video) == (4, 0)
+    both = ClipDataset([ClipRecord(path, 4, "a")], mode="train")
+    assert both[0].reason == "no video stream"
