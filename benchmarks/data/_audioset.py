@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from benchmarks.data._balance import balance_multilabel, class_volumes
 from benchmarks.data._common import read_csv_rows
@@ -108,10 +107,8 @@ class AudioSet(ClipDataset):
             kept = [remap[c] for c in labels if c in remap]
             if not kept:
                 continue
-            target = torch.zeros(len(self.class_indices))
-            target[kept] = 1.0
             window = (None, None) if trimmed else (start, end)
-            records.append(ClipRecord(path, target, ytid, *window))
+            records.append(ClipRecord(path, tuple(kept), ytid, *window))
         super().__init__(
             records, mode=mode, classes=[names[c] for c in self.class_indices], **kwargs
         )
@@ -120,7 +117,10 @@ class AudioSet(ClipDataset):
         """N × C boolean matrix of the targets (the ``labels`` of Algorithm 4)."""
         if not self.records:
             return np.zeros((0, len(self.class_indices)), dtype=bool)
-        return torch.stack([r.target for r in self.records]).numpy().astype(bool)
+        labels = np.zeros((len(self.records), len(self.class_indices)), dtype=bool)
+        for i, r in enumerate(self.records):
+            labels[i, list(r.target)] = True
+        return labels
 
     def select(self, rows: Sequence[int], classes: Sequence[int] | None = None) -> AudioSet:
         """A copy restricted to ``rows`` and (local) class indices ``classes``."""
@@ -129,9 +129,17 @@ class AudioSet(ClipDataset):
         classes = list(range(len(self.class_indices))) if classes is None else list(classes)
         new.class_indices = [self.class_indices[c] for c in classes]
         new.classes = [self.classes[c] for c in classes] if self.classes else None
+        new.num_classes = len(classes)
+        remap = {c: j for j, c in enumerate(classes)}
         picked = [self.records[i] for i in np.asarray(rows, dtype=np.int64)]
         new.records = [
-            ClipRecord(r.path, r.target[classes].clone(), r.video_id, r.start, r.end)
+            ClipRecord(
+                r.path,
+                tuple(sorted(remap[c] for c in r.target if c in remap)),
+                r.video_id,
+                r.start,
+                r.end,
+            )
             for r in picked
         ]
         return new

@@ -51,13 +51,15 @@ class ClipRecord:
 
     Attributes:
         path: the media file.
-        target: int class, or a float multi-hot tensor.
+        target: int class (single-label), or the tuple of positive class indices
+            (multi-label; the dataset turns it into a multi-hot vector when loading, so a
+            2M-row AudioSet does not hold 2M dense vectors).
         video_id: identifier from the annotations (YouTube id, EPIC uid, ...).
         start, end: the labelled segment in seconds inside the file (None: the whole file).
     """
 
     path: str
-    target: int | torch.Tensor
+    target: int | tuple[int, ...]
     video_id: str
     start: float | None = None
     end: float | None = None
@@ -78,6 +80,8 @@ class ClipDataset(Dataset):
         on_error: ``"skip"`` returns a :class:`SkippedSample` for a bad file (the default;
             never raises in a worker), ``"raise"`` raises (for debugging).
         classes: class names, index = target (informational; formats fill it).
+        num_classes: length of the multi-hot target of multi-label records (default:
+            ``len(classes)``); required when a record's target is a tuple.
     """
 
     def __init__(
@@ -89,6 +93,7 @@ class ClipDataset(Dataset):
         silence_threshold: float | None = 1e-4,
         on_error: Literal["skip", "raise"] = "skip",
         classes: Sequence[str] | None = None,
+        num_classes: int | None = None,
     ) -> None:
         if mode not in ("train", "test"):
             raise ValueError(f"Parameter `mode` should be 'train' or 'test'. Found {mode!r}.")
@@ -114,6 +119,14 @@ class ClipDataset(Dataset):
         self.silence_threshold = silence_threshold
         self.on_error = on_error
         self.classes = list(classes) if classes is not None else None
+        if num_classes is None and self.classes is not None:
+            num_classes = len(self.classes)
+        if num_classes is None and any(isinstance(r.target, tuple) for r in self.records):
+            raise ValueError(
+                "Parameter `num_classes` is needed for multi-label records (tuple targets); "
+                "pass num_classes= or classes=."
+            )
+        self.num_classes = num_classes
 
     @property
     def views_per_video(self) -> int:
@@ -123,9 +136,17 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records) * self.views_per_video
 
-    def targets(self) -> list[int | torch.Tensor]:
-        """The target of every video, without decoding anything."""
+    def targets(self) -> list[int | tuple[int, ...]]:
+        """The target of every video as stored (int, or tuple of positive classes)."""
         return [r.target for r in self.records]
+
+    def target_tensor(self, target: int | tuple[int, ...]) -> int | torch.Tensor:
+        """The sample's target: the int itself, or a float32 multi-hot vector for a tuple."""
+        if not isinstance(target, tuple):
+            return target
+        hot = torch.zeros(self.num_classes or 0)
+        hot[list(target)] = 1.0
+        return hot
 
     def __getitem__(self, index: int) -> Any:
         if not 0 <= index < len(self):
@@ -140,7 +161,7 @@ class ClipDataset(Dataset):
             reason = str(exc) if isinstance(exc, MediaError) else f"{type(exc).__name__}: {exc}"
             fields = 2 if self.mode == "train" else 3
             return SkippedSample(index, record.path, reason, fields)
-        target = record.target
+        target = self.target_tensor(record.target)
         if self.mode == "train":
             return inputs, target
         return inputs, target, video_index

@@ -21,7 +21,6 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
-import torch
 
 from benchmarks.data._common import open_text
 from benchmarks.data._dataset import ClipDataset, ClipRecord
@@ -127,14 +126,12 @@ class Sports1M(ClipDataset):
             paths = [paths[i] for i in chosen]
         records = []
         for (vid, labels), path in zip(entries, paths, strict=True):
-            if multi_label:
-                target: int | torch.Tensor = torch.zeros(num_classes)
-                target[labels] = 1.0
-            else:
-                target = labels[0]
+            target = tuple(sorted(set(labels))) if multi_label else labels[0]
             records.append(ClipRecord(path, target, vid))
         classes: Sequence[str] | None = None
         if labels_file is not None:
             with open_text(labels_file) as f:
                 classes = [line.rstrip("\n") for line in f if line.strip()]
-        super().__init__(records, mode=mode or split, classes=classes, **kwargs)
+        super().__init__(
+            records, mode=mode or split, classes=classes, num_classes=num_classes, **kwargs
+        )

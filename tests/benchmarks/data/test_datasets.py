@@ -142,7 +142,7 @@ def test_audioset_multilabel_and_mini(media):
     )
     assert ds.classes == ["Speech", "Music", "Animal"]
     assert len(ds.records) == 4
-    assert ds.records[2].target.tolist() == [1.0, 1.0, 1.0]
+    assert ds.records[2].target == (0, 1, 2)  # stored as indices, loaded as multi-hot
     _inputs, target, video = ds[0]
     assert target.tolist() == [1.0, 1.0, 0.0]
     assert video == 0
@@ -157,6 +157,12 @@ def test_audioset_multilabel_and_mini(media):
     assert mini.classes == ["Speech", "Music", "Animal"]
     assert len(mini.records) >= 1
     assert (volumes >= 1).all()
+    np.testing.assert_array_equal(volumes, mini.label_matrix().sum(0))
+    music = local.select([0, 1, 2], classes=[1])
+    assert music.classes == ["Music"]
+    assert music.class_indices == [1]
+    assert [r.target for r in music.records] == [(0,), (), (0,)]
+    assert music.target_tensor(music.records[0].target).tolist() == [1.0]
     speech_only = AudioSet(
         media.audioset_root, media.audioset_csv, media.audioset_labels, classes=[2]
     )
@@ -178,7 +184,8 @@ def test_sports1m_lists_and_mini_sample(tmp_path, media):
     assert [r.video_id for r in mini.records] == [r.video_id for r in again.records]
     assert len({r.video_id for r in mini.records}) == 10
     multi = Sports1M(tmp_path, part, multi_label=True, num_classes=5, spec=SPEC)
-    assert multi.records[1].target.tolist() == [0, 1, 1, 0, 0]
+    assert multi.records[1].target == (1, 2)
+    assert multi.target_tensor(multi.records[1].target).tolist() == [0, 1, 1, 0, 0]
     local = Sports1M(tmp_path, part, only_local=True, num_classes=5, spec=SPEC)
     assert [r.video_id for r in local.records] == ["vid00000003"]
     assert set(local[0][0]) == {"rgb", "audio"}
