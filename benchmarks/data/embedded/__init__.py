@@ -15,6 +15,7 @@ from ._dataset import MultiModalTensorDataset
 from ._digits import load_spoken_written_digits
 from ._media import BIGBUCKBUNNY_INFO, bigbuckbunny_path, probe_media
 from ._mfeat import load_mfeat
+from ._synthetic import make_synthetic_av
 
 __all__ = [
     "BIGBUCKBUNNY_INFO",
@@ -22,5 +23,6 @@ __all__ = [
     "bigbuckbunny_path",
     "load_mfeat",
     "load_spoken_written_digits",
+    "make_synthetic_av",
     "probe_media",
 ]

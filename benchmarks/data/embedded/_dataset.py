@@ -50,10 +50,7 @@ def stratified_holdout(
     for label in np.unique(targets):
         rows = np.flatnonzero(targets == label)
         count = round(fraction * len(rows))
-        if len(rows) >= 2:
-            count = min(max(count, 1), len(rows) - 1)
-        else:
-            count = 0
+        count = min(max(count, 1), len(rows) - 1) if len(rows) >= 2 else 0
         holdout.append(rng.permutation(rows)[:count])
     held = np.sort(np.concatenate(holdout)) if holdout else np.zeros(0, dtype=np.int64)
     keep = np.setdiff1d(np.arange(len(targets)), held)

@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                 manifest = json.load(handle)
             return 0 if compare(built, manifest, out_dir) else 1
         manifest = {
-            "comment": "Written by `python -m benchmarks.data.embedded.rebuild`; see PROVENANCE.md.",
+            "comment": "Written by `python -m benchmarks.data.embedded.rebuild`; "
+            "see PROVENANCE.md.",
             "wheels": wheel_hashes,
             "files": built,
         }
