@@ -1,0 +1,161 @@
+"""AudioSet from its segment CSVs, and mini-AudioSet by Algorithm 4 (§3.1, appendix E).
+
+Segment CSVs (``balanced_train_segments.csv``, ``unbalanced_train_segments.csv``,
+``eval_segments.csv``): three ``#`` header lines, then
+``YTID, start_seconds, end_seconds, positive_labels`` with the labels a quoted,
+comma-separated list of MIDs. ``class_labels_indices.csv``: ``index,mid,display_name``.
+Targets are float multi-hot vectors over the classes.
+
+Local files: ``<root>/<ytid>.mp4`` by default (``path_template``; fields ``ytid``,
+``start``, ``end`` as floats and ``start_int``, ``end_int``). Files are taken as the
+downloaded 10 s segment (``trimmed=True``); with ``trimmed=False`` the segment is cut
+from the full video at ``start_seconds``–``end_seconds``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from benchmarks.data._balance import balance_multilabel, class_volumes
+from benchmarks.data._common import read_csv_rows
+from benchmarks.data._dataset import ClipDataset, ClipRecord
+
+__all__ = ["AudioSet", "mini_audioset", "read_class_labels"]
+
+
+def read_class_labels(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+    """``(mids, display_names)`` from ``class_labels_indices.csv``, in index order."""
+    rows = list(read_csv_rows(path))
+    if not rows or [h.lower() for h in rows[0][:3]] != ["index", "mid", "display_name"]:
+        raise ValueError(
+            f"Parameter `class_labels` ({path!r}) should be class_labels_indices.csv with "
+            f"header index,mid,display_name. Found {rows[0] if rows else 'an empty file'}."
+        )
+    body = sorted(rows[1:], key=lambda r: int(r[0]))
+    if [int(r[0]) for r in body] != list(range(len(body))):
+        raise ValueError(f"Parameter `class_labels` ({path!r}) should index classes 0..C-1.")
+    return [r[1] for r in body], [r[2] for r in body]
+
+
+class AudioSet(ClipDataset):
+    """AudioSet segments with multi-hot targets.
+
+    Args:
+        root: folder holding the media files.
+        segments: a segment CSV.
+        class_labels: ``class_labels_indices.csv``.
+        classes: keep only these class indices (of ``class_labels``), e.g. the ``kept``
+            classes of mini-AudioSet; targets are then over these classes, in this order.
+            Rows with no remaining label are dropped.
+        rows: keep only these rows of the CSV (after ``only_local``), e.g. Algorithm 4's.
+        only_local: drop rows whose file is absent before anything else.
+        trimmed: files are the 10 s segments (True) or full videos (False).
+        path_template: local file of a row.
+        mode: ``"train"`` or ``"test"`` sampling.
+        **kwargs: passed to :class:`ClipDataset`.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        segments: str | os.PathLike[str],
+        class_labels: str | os.PathLike[str],
+        classes: Sequence[int] | None = None,
+        rows: Sequence[int] | None = None,
+        only_local: bool = False,
+        trimmed: bool = True,
+        path_template: str = "{ytid}.mp4",
+        mode: Literal["train", "test"] = "train",
+        **kwargs: Any,
+    ) -> None:
+        self.root = os.fspath(root)
+        mids, names = read_class_labels(class_labels)
+        mid_index = {m: i for i, m in enumerate(mids)}
+        entries: list[tuple[str, float, float, list[int], str]] = []
+        for lineno, row in enumerate(read_csv_rows(segments, comment="#"), 1):
+            if len(row) < 4:
+                raise ValueError(
+                    f"Parameter `segments` ({segments!r}) row {lineno} should be "
+                    f"'YTID, start_seconds, end_seconds, \"labels\"'. Found {row}."
+                )
+            ytid, start, end = row[0], float(row[1]), float(row[2])
+            labels = sorted({mid_index[m] for m in row[3].split(",") if m in mid_index})
+            fields = {
+                "ytid": ytid,
+                "start": start,
+                "end": end,
+                "start_int": int(start),
+                "end_int": int(end),
+            }
+            path = os.path.join(self.root, path_template.format(**fields))
+            entries.append((ytid, start, end, labels, path))
+        if only_local:
+            entries = [e for e in entries if os.path.isfile(e[4])]
+        if rows is not None:
+            entries = [entries[i] for i in np.asarray(rows, dtype=np.int64)]
+        self.all_mids = mids
+        self.class_indices = (
+            list(range(len(mids))) if classes is None else [int(c) for c in classes]
+        )
+        remap = {c: j for j, c in enumerate(self.class_indices)}
+        records = []
+        for ytid, start, end, labels, path in entries:
+            kept = [remap[c] for c in labels if c in remap]
+            if not kept:
+                continue
+            window = (None, None) if trimmed else (start, end)
+            records.append(ClipRecord(path, tuple(kept), ytid, *window))
+        super().__init__(
+            records, mode=mode, classes=[names[c] for c in self.class_indices], **kwargs
+        )
+
+    def label_matrix(self) -> np.ndarray:
+        """N × C boolean matrix of the targets (the ``labels`` of Algorithm 4)."""
+        if not self.records:
+            return np.zeros((0, len(self.class_indices)), dtype=bool)
+        labels = np.zeros((len(self.records), len(self.class_indices)), dtype=bool)
+        for i, r in enumerate(self.records):
+            labels[i, list(r.target)] = True
+        return labels
+
+    def select(self, rows: Sequence[int], classes: Sequence[int] | None = None) -> AudioSet:
+        """A copy restricted to ``rows`` and (local) class indices ``classes``."""
+        new = object.__new__(AudioSet)
+        new.__dict__.update(self.__dict__)
+        classes = list(range(len(self.class_indices))) if classes is None else list(classes)
+        new.class_indices = [self.class_indices[c] for c in classes]
+        new.classes = [self.classes[c] for c in classes] if self.classes else None
+        new.num_classes = len(classes)
+        remap = {c: j for j, c in enumerate(classes)}
+        picked = [self.records[i] for i in np.asarray(rows, dtype=np.int64)]
+        new.records = [
+            ClipRecord(
+                r.path,
+                tuple(sorted(remap[c] for c in r.target if c in remap)),
+                r.video_id,
+                r.start,
+                r.end,
+            )
+            for r in picked
+        ]
+        return new
+
+
+def mini_audioset(
+    dataset: AudioSet, min_count: int = 500, target: int = 1100, seed: int = 0
+) -> tuple[AudioSet, np.ndarray]:
+    """mini-AudioSet: Algorithm 4 applied to ``dataset`` (§3.1: 500 / 1100 → 418 classes).
+
+    Returns:
+        ``(subset, volumes)``: the balanced dataset over the kept classes, and the final
+        number of positives per kept class (some end above ``target``; see
+        :func:`balance_multilabel`).
+    """
+    labels = dataset.label_matrix()
+    rows, kept = balance_multilabel(labels, min_count=min_count, target=target, seed=seed)
+    subset = dataset.select(rows, kept)
+    return subset, class_volumes(labels, rows, kept)

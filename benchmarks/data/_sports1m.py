@@ -1,0 +1,137 @@
+"""Sports-1M from its released partition lists, and mini-Sports (§3.1).
+
+The release (github.com/gtoderici/sports-1m-dataset) has ``original/train_partition.txt``
+and ``original/test_partition.txt`` (optionally gzipped): one video per line,
+``URL<space><comma-separated label indices>``, e.g.
+``https://www.youtube.com/watch?v=UDqivjS-lpI 168,169``; ``labels.txt`` names the 487
+classes, line i = class i. A URL maps to a local file ``<root>/<youtube_id>.mp4``
+(``path_template``).
+
+mini-Sports (§3.1): "We uniformly sampled 240k videos from train split and 20k videos from
+the test split" — a seeded uniform sample without replacement (:func:`uniform_sample`).
+A line with several labels keeps the first one as its class (``multi_label=False``, the
+usual single-label reading of Sports-1M) or all of them as a multi-hot vector.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+
+from benchmarks.data._common import open_text
+from benchmarks.data._dataset import ClipDataset, ClipRecord
+
+__all__ = ["MINI_SPORTS_SIZES", "SPORTS1M_NUM_CLASSES", "Sports1M", "uniform_sample", "youtube_id"]
+
+SPORTS1M_NUM_CLASSES = 487
+#: Videos per split in mini-Sports (§3.1).
+MINI_SPORTS_SIZES = {"train": 240_000, "test": 20_000}
+
+
+def youtube_id(url: str) -> str:
+    """The YouTube id of a watch URL (``...watch?v=ID``), a youtu.be URL, or a bare id."""
+    parsed = urlparse(url)
+    query = parse_qs(parsed.query)
+    if "v" in query:
+        return query["v"][0]
+    return parsed.path.rstrip("/").rsplit("/", 1)[-1] or url
+
+
+def uniform_sample(n: int, k: int, seed: int = 0) -> np.ndarray:
+    """``k`` distinct indices of ``range(n)`` drawn uniformly (seeded), returned sorted."""
+    if not 0 <= k <= n:
+        raise ValueError(
+            f"Parameter `num_videos` should be between 0 and the {n} videos available. "
+            f"Found {k}; lower it (or pass None to keep all)."
+        )
+    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+
+
+class Sports1M(ClipDataset):
+    """Sports-1M (or mini-Sports with ``num_videos``) from a released partition list.
+
+    Args:
+        root: folder holding the videos.
+        partition: ``train_partition.txt`` or ``test_partition.txt`` (``.gz`` accepted).
+        split: ``"train"`` or ``"test"``; picks the default mode and the mini size.
+        num_videos: keep a seeded uniform sample of this many videos; ``"mini"`` means
+            :data:`MINI_SPORTS_SIZES` [split] (240k train / 20k test); None keeps all.
+        seed: seed of the sample.
+        multi_label: False: target = first label (int); True: 487-dim multi-hot float.
+        labels_file: ``labels.txt`` for class names (optional).
+        only_local: drop lines whose file is not under ``root`` before sampling (for a
+            partial download; one ``stat`` per line).
+        path_template: local file of a video; fields ``youtube_id``, ``split``.
+        mode: ``"train"`` or ``"test"`` sampling (default from ``split``).
+        **kwargs: passed to :class:`ClipDataset`.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        partition: str | os.PathLike[str],
+        split: Literal["train", "test"] = "train",
+        num_videos: int | Literal["mini"] | None = None,
+        seed: int = 0,
+        multi_label: bool = False,
+        labels_file: str | os.PathLike[str] | None = None,
+        only_local: bool = False,
+        path_template: str = "{youtube_id}.mp4",
+        mode: Literal["train", "test"] | None = None,
+        num_classes: int = SPORTS1M_NUM_CLASSES,
+        **kwargs: Any,
+    ) -> None:
+        self.root = os.fspath(root)
+        entries: list[tuple[str, list[int]]] = []
+        seen: set[str] = set()
+        with open_text(partition) as f:
+            for lineno, line in enumerate(f, 1):
+                parts = line.split()
+                if not parts:
+                    continue
+                if len(parts) != 2:
+                    raise ValueError(
+                        f"Parameter `partition` ({partition!r}) line {lineno} should be "
+                        f"'URL label,label,...'. Found {line.strip()!r}."
+                    )
+                vid = youtube_id(parts[0])
+                if vid in seen:  # a URL listed twice keeps its first line
+                    continue
+                seen.add(vid)
+                labels = [int(x) for x in parts[1].split(",") if x]
+                bad = [x for x in labels if not 0 <= x < num_classes]
+                if bad or not labels:
+                    raise ValueError(
+                        f"Parameter `partition` ({partition!r}) line {lineno} has label "
+                        f"indices {labels}; they should be in [0, {num_classes})."
+                    )
+                entries.append((vid, labels))
+        paths = [
+            os.path.join(self.root, path_template.format(youtube_id=vid, split=split))
+            for vid, _ in entries
+        ]
+        if only_local:
+            keep = [i for i, p in enumerate(paths) if os.path.isfile(p)]
+            entries = [entries[i] for i in keep]
+            paths = [paths[i] for i in keep]
+        if num_videos == "mini":
+            num_videos = MINI_SPORTS_SIZES[split]
+        if num_videos is not None:
+            chosen = uniform_sample(len(entries), int(num_videos), seed)
+            entries = [entries[i] for i in chosen]
+            paths = [paths[i] for i in chosen]
+        records = []
+        for (vid, labels), path in zip(entries, paths, strict=True):
+            target = tuple(sorted(set(labels))) if multi_label else labels[0]
+            records.append(ClipRecord(path, target, vid))
+        classes: Sequence[str] | None = None
+        if labels_file is not None:
+            with open_text(labels_file) as f:
+                classes = [line.rstrip("\n") for line in f if line.strip()]
+        super().__init__(
+            records, mode=mode or split, classes=classes, num_classes=num_classes, **kwargs
+        )

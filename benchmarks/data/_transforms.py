@@ -1,0 +1,153 @@
+"""Clip specification and the spatial transforms of §3.1 (following [43], CSN).
+
+Training: short side scaled to a random size in ``train_short_side`` (scale jitter; done on
+decode), random ``crop_size`` square crop, horizontal flip with probability 1/2, then
+per-channel normalization. Testing: short side ``test_short_side``, a center crop (1 crop)
+or three crops along the long side (the 3-crop variant, e.g. 256 × 256).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from benchmarks.data._audio import LogMelSpectrogram
+
+__all__ = [
+    "KINETICS_MEAN",
+    "KINETICS_STD",
+    "ClipSpec",
+    "center_crop",
+    "horizontal_flip",
+    "normalize",
+    "random_crop",
+    "three_crop",
+]
+
+#: RGB mean and std in [0, 1] used by the common Kinetics video ResNets.
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """How clips are sampled and transformed.
+
+    Attributes:
+        num_frames: T; 16 for the ablations (§3.1), 32 for the CSN models (§4).
+        frame_stride: keep one source frame in ``frame_stride`` (default 2: 16 frames at
+            30 fps span about 1 s, the length of the 100-frame log-mel window).
+        crop_size: square crop side (112 or 224; 256 for the 3-crop test variant).
+        train_short_side: (min, max) short side for training scale jitter, inclusive.
+        test_short_side: short side at test time.
+        test_clips: uniformly spaced clips per video at test time (10, §3.1).
+        test_crops: 1 (center crop) or 3 (left/center/right along the long side).
+        flip: random horizontal flip at training time.
+        mean, std: per-channel normalization of RGB values in [0, 1].
+        log_mel: the audio front end (100 × 40 log-mel at 16 kHz by default).
+    """
+
+    num_frames: int = 16
+    frame_stride: int = 2
+    crop_size: int = 112
+    train_short_side: tuple[int, int] = (128, 160)
+    test_short_side: int = 128
+    test_clips: int = 10
+    test_crops: int = 1
+    flip: bool = True
+    mean: tuple[float, float, float] = KINETICS_MEAN
+    std: tuple[float, float, float] = KINETICS_STD
+    log_mel: LogMelSpectrogram = field(default_factory=LogMelSpectrogram, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("num_frames", "frame_stride", "crop_size", "test_short_side", "test_clips"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"Parameter `{name}` should be a positive int. Found {value!r}.")
+        low, high = self.train_short_side
+        if not low <= high or low < self.crop_size:
+            raise ValueError(
+                "Parameter `train_short_side` should be (min, max) with crop_size <= min <= max. "
+                f"Found {self.train_short_side} with crop_size={self.crop_size}."
+            )
+        if self.test_short_side < self.crop_size:
+            raise ValueError(
+                f"Parameter `test_short_side` ({self.test_short_side}) should be >= "
+                f"`crop_size` ({self.crop_size})."
+            )
+        if self.test_crops not in (1, 3):
+            raise ValueError(f"Parameter `test_crops` should be 1 or 3. Found {self.test_crops}.")
+
+    @classmethod
+    def ablation(cls, **overrides: object) -> ClipSpec:
+        """16 × 112 × 112 clips, short side jittered in [128, 160] (§3.1 ablation scale)."""
+        return cls(**overrides)  # type: ignore[arg-type]
+
+    @classmethod
+    def csn(cls, **overrides: object) -> ClipSpec:
+        """32 × 224 × 224 clips, short side jittered in [256, 320] (§4, ip-CSN)."""
+        base = {
+            "num_frames": 32,
+            "crop_size": 224,
+            "train_short_side": (256, 320),
+            "test_short_side": 256,
+        }
+        base.update(overrides)
+        return cls(**base)  # type: ignore[arg-type]
+
+    @classmethod
+    def three_crop_256(cls, **overrides: object) -> ClipSpec:
+        """Test variant: 32 frames, short side 256, three 256 × 256 crops (Table 6 views)."""
+        base = {
+            "num_frames": 32,
+            "crop_size": 256,
+            "train_short_side": (256, 320),
+            "test_short_side": 256,
+            "test_crops": 3,
+        }
+        base.update(overrides)
+        return cls(**base)  # type: ignore[arg-type]
+
+
+def random_crop(
+    clip: torch.Tensor, size: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Random ``size × size`` crop of a ``T × H × W × C`` clip."""
+    _, h, w, _ = clip.shape
+    top = int(torch.randint(0, h - size + 1, (), generator=generator))
+    left = int(torch.randint(0, w - size + 1, (), generator=generator))
+    return clip[:, top : top + size, left : left + size]
+
+
+def center_crop(clip: torch.Tensor, size: int) -> torch.Tensor:
+    """Center ``size × size`` crop of a ``T × H × W × C`` clip."""
+    _, h, w, _ = clip.shape
+    top, left = (h - size) // 2, (w - size) // 2
+    return clip[:, top : top + size, left : left + size]
+
+
+def three_crop(clip: torch.Tensor, size: int, index: int) -> torch.Tensor:
+    """Crop ``index`` (0, 1, 2: start, center, end of the long side) of a ``T×H×W×C`` clip."""
+    _, h, w, _ = clip.shape
+    if w >= h:
+        top = (h - size) // 2
+        left = [0, (w - size) // 2, w - size][index]
+    else:
+        left = (w - size) // 2
+        top = [0, (h - size) // 2, h - size][index]
+    return clip[:, top : top + size, left : left + size]
+
+
+def horizontal_flip(clip: torch.Tensor) -> torch.Tensor:
+    """Mirror a ``T × H × W × C`` clip left-right."""
+    return clip.flip(2)
+
+
+def normalize(clip: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 ``T × H × W × C`` → float32 ``C × T × H × W``, ``(x / 255 - mean) / std``."""
+    x = clip.permute(3, 0, 1, 2).to(torch.float32).div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1, 1)
+    return x.sub_(m).div_(s)

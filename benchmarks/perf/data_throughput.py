@@ -1,0 +1,230 @@
+"""Decode + transform throughput of the clip datasets (issue 4, "Performance").
+
+Measures clips/s for one process (the per-worker rate) and for DataLoader workers 1..K, for
+16×112×112 and 32×224×224 clips with audio (RGB + 100×40 log-mel), on generated
+Kinetics-like media (10 s, 340×256, 30 fps, AAC 44.1 kHz) or on your own files, and times
+each stage (open, video decode, RGB conversion + resize, crop/flip/normalize, audio decode
++ resample, log-mel) to name the bottleneck.
+
+    python -m benchmarks.perf.data_throughput --help
+    python -m benchmarks.perf.data_throughput --videos 8 --clips 24 --workers 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from benchmarks.data import (
+    ClipDataset,
+    ClipRecord,
+    ClipSpec,
+    collate_clips,
+    decode_audio_clip,
+    normalize,
+    open_media,
+    probe_media,
+    random_crop,
+    resized_shape,
+    write_test_video,
+)
+
+CONFIGS = {"16x112": ClipSpec.ablation, "32x224": ClipSpec.csn}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.perf.data_throughput",
+        description="Clip decode+transform throughput (clips/s) per worker and 1..K workers.",
+    )
+    p.add_argument("--root", help="folder of .mp4 files to read (default: generate media)")
+    p.add_argument("--videos", type=int, default=8, help="videos to generate (default 8)")
+    p.add_argument("--seconds", type=float, default=10.0, help="generated length (default 10)")
+    p.add_argument("--size", default="340x256", help="generated WxH (default 340x256)")
+    p.add_argument("--fps", type=int, default=30, help="generated frame rate (default 30)")
+    p.add_argument("--codec", default="libx264", help="generated video codec (default libx264)")
+    p.add_argument(
+        "--gop", type=int, default=None, help="generated keyframe interval (default: codec's)"
+    )
+    p.add_argument("--clips", type=int, default=48, help="clips timed per measurement")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="DataLoader workers")
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--no-profile", action="store_true", help="skip the per-stage timing")
+    return p.parse_args(argv)
+
+
+def make_media(folder: str, args: argparse.Namespace) -> list[str]:
+    width, height = (int(x) for x in args.size.lower().split("x"))
+    return [
+        write_test_video(
+            os.path.join(folder, f"v{i:03d}.mp4"),
+            seconds=args.seconds,
+            fps=args.fps,
+            size=(width, height),
+            sample_rate=44100,
+            video_codec=args.codec,
+            seed=i,
+            gop=args.gop,
+        )
+        for i in range(args.videos)
+    ]
+
+
+def dataset(paths: list[str], spec: ClipSpec, n: int) -> ClipDataset:
+    records = [ClipRecord(paths[i % len(paths)], 0, str(i)) for i in range(n)]
+    return ClipDataset(records, mode="train", spec=spec)
+
+
+def rate_in_process(ds: ClipDataset) -> float:
+    torch.manual_seed(0)
+    ds[0]  # warm up
+    t = time.perf_counter()
+    for i in range(len(ds)):
+        sample = ds[i]
+        if not isinstance(sample, tuple):
+            raise RuntimeError(f"benchmark sample skipped: {sample}")
+    return len(ds) / (time.perf_counter() - t)
+
+
+def rate_loader(ds: ClipDataset, workers: int, batch_size: int) -> float:
+    loader = DataLoader(
+        ds,
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate_clips,
+        persistent_workers=False,
+        prefetch_factor=2,
+    )
+    t = time.perf_counter()  # worker start-up included: use enough clips to amortize it
+    n = 0
+    for batch in loader:
+        n += batch.size
+    return n / (time.perf_counter() - t)
+
+
+def profile(paths: list[str], spec: ClipSpec, n: int) -> tuple[dict[str, float], float, int]:
+    """Mean milliseconds per clip of each stage, frames decoded before the clip (a seek lands
+    on the previous keyframe), and frames in the clip's span.
+
+    Mirrors :func:`decode_video_clip` with timers around the decoder and the conversion.
+    """
+    stages: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "open+probe",
+            "video decode",
+            "rgb convert+resize",
+            "crop/flip/normalize",
+            "audio decode+resample",
+            "log-mel",
+        )
+    }
+    gen = torch.Generator().manual_seed(0)
+    lead_in = 0
+    span = (spec.num_frames - 1) * spec.frame_stride + 1
+    for i in range(n):
+        path = paths[i % len(paths)]
+        t0 = time.perf_counter()
+        with open_media(path) as c:
+            info = probe_media(c)
+            t1 = time.perf_counter()
+            start = float(torch.rand((), generator=gen)) * max(0.0, info.duration - span / info.fps)
+            height, width = resized_shape(info.height, info.width, spec.train_short_side[0])
+            stream = c.streams.video[0]
+            c.seek(int(start / float(stream.time_base)), stream=stream, backward=True)
+            decode = convert = 0.0
+            got, kept = 0, []
+            t = time.perf_counter()
+            for frame in c.decode(stream):
+                t_frame = time.perf_counter()
+                decode += t_frame - t
+                if frame.time is not None and frame.time < start - 0.5 / info.fps:
+                    lead_in += 1
+                elif got < span:
+                    if got % spec.frame_stride == 0:
+                        kept.append(
+                            frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+                        )
+                    got += 1
+                t = time.perf_counter()
+                convert += t - t_frame
+                if got >= span:
+                    break
+            frames = torch.from_numpy(np.stack(kept))
+            t3 = time.perf_counter()
+            x = normalize(random_crop(frames, spec.crop_size, gen).flip(2), spec.mean, spec.std)
+            t4 = time.perf_counter()
+            wave = decode_audio_clip(c, start, spec.log_mel.num_samples)
+            t5 = time.perf_counter()
+            spec.log_mel(wave)
+            t6 = time.perf_counter()
+        del x
+        stages["open+probe"].append(t1 - t0)
+        stages["video decode"].append(decode)
+        stages["rgb convert+resize"].append(convert)
+        stages["crop/flip/normalize"].append(t4 - t3)
+        stages["audio decode+resample"].append(t5 - t4)
+        stages["log-mel"].append(t6 - t5)
+    ms = {k: 1000 * statistics.mean(v) for k, v in stages.items()}
+    return ms, lead_in / n, span
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(1)  # one thread per process, as inside DataLoader workers
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.root:
+            paths = sorted(glob.glob(os.path.join(args.root, "**", "*.mp4"), recursive=True))
+            if not paths:
+                raise SystemExit(f"--root {args.root!r} holds no .mp4 file")
+            source = f"{len(paths)} files under {args.root}"
+        else:
+            t = time.perf_counter()
+            paths = make_media(tmp, args)
+            source = (
+                f"{len(paths)} generated videos, {args.seconds:g} s {args.size} @ {args.fps} fps "
+                f"{args.codec} (GOP {args.gop or 'default'}) + AAC 44.1 kHz "
+                f"(written in {time.perf_counter() - t:.1f} s)"
+            )
+        print(f"media: {source}; torch threads per process: 1; cpus: {os.cpu_count()}")
+        for name in args.configs:
+            spec = CONFIGS[name]()
+            ds = dataset(paths, spec, args.clips)
+            one = rate_in_process(ds)
+            print(
+                f"\n{name} (T={spec.num_frames}, stride {spec.frame_stride}, crop "
+                f"{spec.crop_size}, + audio 1×100×40)"
+            )
+            print(f"  in-process (1 worker's rate): {one:7.2f} clips/s")
+            base = None
+            for w in args.workers:
+                r = rate_loader(ds, w, args.batch_size)
+                base = base or r
+                print(
+                    f"  DataLoader num_workers={w}:     {r:7.2f} clips/s total, "
+                    f"{r / w:6.2f} per worker, x{r / base:.2f} vs {args.workers[0]}"
+                )
+            if not args.no_profile:
+                ms, lead, span = profile(paths, spec, max(4, args.clips // 4))
+                total = sum(ms.values())
+                print("  stage profile (ms per clip, one process):")
+                for k, v in sorted(ms.items(), key=lambda kv: -kv[1]):
+                    print(f"    {k:24s} {v:8.2f}  {100 * v / total:5.1f}%")
+                print(
+                    f"    bottleneck: {max(ms, key=ms.get)}; frames decoded per clip: "
+                    f"{span} in the clip span + {lead:.0f} between keyframe and clip start"
+                )
+
+
+if __name__ == "__main__":
+    main()
