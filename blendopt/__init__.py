@@ -8,6 +8,7 @@ generalization ratio, estimated offline (Algorithm 2) or online (Algorithm 3).
 from blendopt._blender import GradientBlender
 from blendopt._estimators import EstimateRequest, Estimator, FixedWeights, RetrainEstimator
 from blendopt._math import (
+    DEFAULT_EPS,
     BlendEstimate,
     blend_estimate,
     correlated_blend,
@@ -30,6 +31,7 @@ from blendopt._warnings import BlendWarning, RejectedEstimateWarning, ZeroedHead
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "DEFAULT_EPS",
     "BlendEnsemble",
     "BlendEstimate",
     "BlendWarning",
