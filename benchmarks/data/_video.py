@@ -2,7 +2,7 @@
 
 Frames are resized while they are converted to RGB (``VideoFrame.reformat``), so the
 full-resolution RGB frame is never materialized; only the frames the clip keeps are
-converted. Errors are raised as :class:`MediaError` with the path and the reason.
+converted. Errors are raised as :class:`MediaError` with a reason; the dataset adds the path.
 """
 
 from __future__ import annotations
