@@ -111,11 +111,13 @@ def make_synthetic_av(
             order. Default ``{"visual": 16, "audio": 2048}``.
         signal: Distance of each cluster centre from the origin, per modality or one number
             for all; larger separates the classes more. Default ``visual`` 2.0, ``audio``
-            2.25 (spread over 2048 dimensions, so weak per dimension).
+            2.25 (spread over 2048 dimensions, so weak per dimension); 2.0 for every modality
+            when ``dims`` names other modalities.
         noise: Standard deviation of the per-dimension Gaussian noise (per modality or one
             number); larger separates the classes less.
         clusters_per_class: Cluster centres per class (per modality or one number); more
-            clusters make the class boundary less linear. Default ``visual`` 2, ``audio`` 1.
+            clusters make the class boundary less linear. Default ``visual`` 2, ``audio`` 1;
+            1 for every modality when ``dims`` names other modalities.
         seed: Seed of the centres and of both splits' samples.
 
     Returns:
