@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from benchmarks.data._balance import balance_multilabel, class_volumes
-from benchmarks.data._common import read_csv_rows
+from benchmarks.data._common import existing, read_csv_rows
 from benchmarks.data._dataset import ClipDataset, ClipRecord
 
 __all__ = ["AudioSet", "mini_audioset", "read_class_labels"]
@@ -53,6 +53,7 @@ class AudioSet(ClipDataset):
             Rows with no remaining label are dropped.
         rows: keep only these rows of the CSV (after ``only_local``), e.g. Algorithm 4's.
         only_local: drop rows whose file is absent before anything else.
+        progress: show a tqdm bar during that scan (if tqdm is installed).
         trimmed: files are the 10 s segments (True) or full videos (False).
         path_template: local file of a row.
         mode: ``"train"`` or ``"test"`` sampling.
@@ -67,6 +68,7 @@ class AudioSet(ClipDataset):
         classes: Sequence[int] | None = None,
         rows: Sequence[int] | None = None,
         only_local: bool = False,
+        progress: bool = False,
         trimmed: bool = True,
         path_template: str = "{ytid}.mp4",
         mode: Literal["train", "test"] = "train",
@@ -94,7 +96,8 @@ class AudioSet(ClipDataset):
             path = os.path.join(self.root, path_template.format(**fields))
             entries.append((ytid, start, end, labels, path))
         if only_local:
-            entries = [e for e in entries if os.path.isfile(e[4])]
+            keep = existing([e[4] for e in entries], progress, "AudioSet: checking local files")
+            entries = [entries[i] for i in keep]
         if rows is not None:
             entries = [entries[i] for i in np.asarray(rows, dtype=np.int64)]
         self.all_mids = mids

@@ -7,7 +7,7 @@ import gzip
 import os
 from collections.abc import Iterable, Iterator, Sequence
 
-__all__ = ["class_index", "open_text", "read_csv_rows"]
+__all__ = ["class_index", "existing", "open_text", "read_csv_rows"]
 
 
 def open_text(path: str | os.PathLike[str]):
@@ -35,3 +35,18 @@ def class_index(names: Iterable[str], classes: Sequence[str] | None) -> dict[str
     if classes is None:
         classes = sorted(set(names))
     return {name: i for i, name in enumerate(classes)}
+
+
+def existing(
+    paths: Sequence[str], progress: bool = False, desc: str = "checking files"
+) -> list[int]:
+    """Indices of ``paths`` that are files; a tqdm bar when ``progress`` and tqdm is installed."""
+    items: Iterable[tuple[int, str]] = enumerate(paths)
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # tqdm is an optional extra
+            pass
+        else:
+            items = tqdm(items, total=len(paths), desc=desc, unit="file")
+    return [i for i, p in items if os.path.isfile(p)]

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
-from benchmarks.data._common import open_text
+from benchmarks.data._common import existing, open_text
 from benchmarks.data._dataset import ClipDataset, ClipRecord
 
 __all__ = ["MINI_SPORTS_SIZES", "SPORTS1M_NUM_CLASSES", "Sports1M", "uniform_sample", "youtube_id"]
@@ -65,6 +65,7 @@ class Sports1M(ClipDataset):
         labels_file: ``labels.txt`` for class names (optional).
         only_local: drop lines whose file is not under ``root`` before sampling (for a
             partial download; one ``stat`` per line).
+        progress: show a tqdm bar during that scan (if tqdm is installed).
         path_template: local file of a video; fields ``youtube_id``, ``split``.
         mode: ``"train"`` or ``"test"`` sampling (default from ``split``).
         **kwargs: passed to :class:`ClipDataset`.
@@ -80,6 +81,7 @@ class Sports1M(ClipDataset):
         multi_label: bool = False,
         labels_file: str | os.PathLike[str] | None = None,
         only_local: bool = False,
+        progress: bool = False,
         path_template: str = "{youtube_id}.mp4",
         mode: Literal["train", "test"] | None = None,
         num_classes: int = SPORTS1M_NUM_CLASSES,
@@ -115,7 +117,7 @@ class Sports1M(ClipDataset):
             for vid, _ in entries
         ]
         if only_local:
-            keep = [i for i, p in enumerate(paths) if os.path.isfile(p)]
+            keep = existing(paths, progress, "Sports-1M: checking local files")
             entries = [entries[i] for i in keep]
             paths = [paths[i] for i in keep]
         if num_videos == "mini":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -81,26 +82,26 @@ class ClipSpec:
             raise ValueError(f"Parameter `test_crops` should be 1 or 3. Found {self.test_crops}.")
 
     @classmethod
-    def ablation(cls, **overrides: object) -> ClipSpec:
+    def ablation(cls, **overrides: Any) -> ClipSpec:
         """16 × 112 × 112 clips, short side jittered in [128, 160] (§3.1 ablation scale)."""
-        return cls(**overrides)  # type: ignore[arg-type]
+        return cls(**overrides)
 
     @classmethod
-    def csn(cls, **overrides: object) -> ClipSpec:
+    def csn(cls, **overrides: Any) -> ClipSpec:
         """32 × 224 × 224 clips, short side jittered in [256, 320] (§4, ip-CSN)."""
-        base = {
+        base: dict[str, Any] = {
             "num_frames": 32,
             "crop_size": 224,
             "train_short_side": (256, 320),
             "test_short_side": 256,
         }
         base.update(overrides)
-        return cls(**base)  # type: ignore[arg-type]
+        return cls(**base)
 
     @classmethod
-    def three_crop_256(cls, **overrides: object) -> ClipSpec:
+    def three_crop_256(cls, **overrides: Any) -> ClipSpec:
         """Test variant: 32 frames, short side 256, three 256 × 256 crops (Table 6 views)."""
-        base = {
+        base: dict[str, Any] = {
             "num_frames": 32,
             "crop_size": 256,
             "train_short_side": (256, 320),
@@ -108,7 +109,7 @@ class ClipSpec:
             "test_crops": 3,
         }
         base.update(overrides)
-        return cls(**base)  # type: ignore[arg-type]
+        return cls(**base)
 
 
 def random_crop(

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from av.video.reformatter import VideoReformatter
 from torch.utils.data import DataLoader
 
 from benchmarks.data import (
@@ -85,15 +86,20 @@ def dataset(paths: list[str], spec: ClipSpec, n: int) -> ClipDataset:
     return ClipDataset(records, mode="train", spec=spec)
 
 
-def rate_in_process(ds: ClipDataset) -> float:
+def rate_in_process(ds: ClipDataset) -> tuple[float, float]:
+    """(clips per wall second, clips per CPU second) in this process.
+
+    The CPU-second rate does not depend on other load on the machine: it is what one worker
+    process delivers when it has a core to itself.
+    """
     torch.manual_seed(0)
     ds[0]  # warm up
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     for i in range(len(ds)):
         sample = ds[i]
         if not isinstance(sample, tuple):
             raise RuntimeError(f"benchmark sample skipped: {sample}")
-    return len(ds) / (time.perf_counter() - t)
+    return len(ds) / (time.perf_counter() - t), len(ds) / (time.process_time() - cpu)
 
 
 def rate_loader(ds: ClipDataset, workers: int, batch_size: int) -> float:
@@ -130,6 +136,7 @@ def profile(paths: list[str], spec: ClipSpec, n: int) -> tuple[dict[str, float],
         )
     }
     gen = torch.Generator().manual_seed(0)
+    reformatter = VideoReformatter()
     lead_in = 0
     span = (spec.num_frames - 1) * spec.frame_stride + 1
     for i in range(n):
@@ -152,9 +159,14 @@ def profile(paths: list[str], spec: ClipSpec, n: int) -> tuple[dict[str, float],
                     lead_in += 1
                 elif got < span:
                     if got % spec.frame_stride == 0:
-                        kept.append(
-                            frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+                        rgb = reformatter.reformat(
+                            frame,
+                            width=width,
+                            height=height,
+                            format="rgb24",
+                            interpolation="BILINEAR",
                         )
+                        kept.append(rgb.to_ndarray())
                     got += 1
                 t = time.perf_counter()
                 convert += t - t_frame
@@ -196,16 +208,23 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"{args.codec} (GOP {args.gop or 'default'}) + AAC 44.1 kHz "
                 f"(written in {time.perf_counter() - t:.1f} s)"
             )
-        print(f"media: {source}; torch threads per process: 1; cpus: {os.cpu_count()}")
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(
+            f"media: {source}; torch threads per process: 1; cpus: {os.cpu_count()}; "
+            f"load average (1 min) at start: {load:.2f}"
+        )
         for name in args.configs:
             spec = CONFIGS[name]()
             ds = dataset(paths, spec, args.clips)
-            one = rate_in_process(ds)
+            one, one_cpu = rate_in_process(ds)
             print(
                 f"\n{name} (T={spec.num_frames}, stride {spec.frame_stride}, crop "
                 f"{spec.crop_size}, + audio 1×100×40)"
             )
-            print(f"  in-process (1 worker's rate): {one:7.2f} clips/s")
+            print(
+                f"  in-process (1 worker's rate): {one:7.2f} clips/s wall, "
+                f"{one_cpu:7.2f} clips per CPU-second"
+            )
             base = None
             for w in args.workers:
                 r = rate_loader(ds, w, args.batch_size)

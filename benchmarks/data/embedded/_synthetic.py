@@ -10,7 +10,7 @@ The defaults reproduce the paper's regime at CPU scale (Wang et al., CVPR 2020, 
 
 - ``visual``: 16 dimensions, 2 clusters per class — fewer dimensions than training samples,
   so it cannot be memorized; it generalizes slowly and is the best single modality;
-- ``audio``: 1024 dimensions, 1 cluster per class, weak signal — more dimensions than
+- ``audio``: 2048 dimensions, 1 cluster per class, weak signal — more dimensions than
   training samples, so an MLP fits the training set perfectly within a few epochs while its
   holdout accuracy stays low: it overfits fastest;
 - a late-fusion MLP trained naively (only the fused head's loss) memorizes through ``audio``
@@ -28,8 +28,8 @@ import torch
 
 from ._dataset import MultiModalTensorDataset, Split, check_split
 
-DEFAULT_DIMS: dict[str, int] = {"visual": 16, "audio": 1024}
-DEFAULT_SIGNAL: dict[str, float] = {"visual": 2.0, "audio": 2.0}
+DEFAULT_DIMS: dict[str, int] = {"visual": 16, "audio": 2048}
+DEFAULT_SIGNAL: dict[str, float] = {"visual": 2.0, "audio": 2.25}
 DEFAULT_CLUSTERS: dict[str, int] = {"visual": 2, "audio": 1}
 
 
@@ -108,13 +108,16 @@ def make_synthetic_av(
         n_test: Test samples.
         num_classes: Number of classes (labels are balanced to within one sample).
         dims: Modality name → dimensionality; the keys define the modalities and their
-            order. Default ``{"visual": 16, "audio": 1024}``.
+            order. Default ``{"visual": 16, "audio": 2048}``.
         signal: Distance of each cluster centre from the origin, per modality or one number
-            for all; larger separates the classes more. Default 2.0 for both.
+            for all; larger separates the classes more. Default ``visual`` 2.0, ``audio``
+            2.25 (spread over 2048 dimensions, so weak per dimension); 2.0 for every modality
+            when ``dims`` names other modalities.
         noise: Standard deviation of the per-dimension Gaussian noise (per modality or one
             number); larger separates the classes less.
         clusters_per_class: Cluster centres per class (per modality or one number); more
-            clusters make the class boundary less linear. Default ``visual`` 2, ``audio`` 1.
+            clusters make the class boundary less linear. Default ``visual`` 2, ``audio`` 1;
+            1 for every modality when ``dims`` names other modalities.
         seed: Seed of the centres and of both splits' samples.
 
     Returns:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -84,7 +85,7 @@ class LateFusionMLP(nn.Module):
             {
                 name: nn.Sequential(
                     nn.Flatten(),
-                    nn.Linear(int(torch.tensor(shape).prod()), hidden),
+                    nn.Linear(math.prod(shape), hidden),
                     nn.ReLU(),
                     nn.Linear(hidden, hidden),
                     nn.ReLU(),
@@ -190,16 +191,19 @@ class Report:
         return "\n".join(lines)
 
 
-def _datasets() -> dict[str, tuple[Callable[[int], tuple], int]]:
-    """Name → (loader of (train, test) given a seed, default epochs)."""
+Pair = tuple[MultiModalTensorDataset, MultiModalTensorDataset]
 
-    def mfeat(_: int) -> tuple:
+
+def _datasets() -> dict[str, tuple[Callable[[int], Pair], int]]:
+    """Name → (loader of the official (train, test) splits given a seed, default epochs)."""
+
+    def mfeat(_: int) -> Pair:
         return load_mfeat("train"), load_mfeat("test")
 
-    def digits(_: int) -> tuple:
+    def digits(_: int) -> Pair:
         return load_spoken_written_digits("train"), load_spoken_written_digits("test")
 
-    def synthetic(seed: int) -> tuple:
+    def synthetic(seed: int) -> Pair:
         return make_synthetic_av("train", seed=seed), make_synthetic_av("test", seed=seed)
 
     return {"mfeat": (mfeat, 40), "digits": (digits, 30), "synthetic": (synthetic, 60)}

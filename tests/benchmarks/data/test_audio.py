@@ -125,3 +125,29 @@ def test_decode_audio_past_end_and_missing_stream(media):
     assert float(tail.abs().max()) > 0.1
     with open_media(media.no_audio) as c, pytest.raises(MediaError, match="no audio stream"):
         decode_audio_clip(c, 0.0, 100)
+
+
+def test_decode_audio_is_time_aligned(tmp_path):
+    """Segment k (0.25 s each) of the track is a 300 + 100 k Hz tone; seek and check."""
+    import av
+
+    sr = 16000
+    t = np.arange(2 * sr) / sr
+    freq = 300 + 100 * np.floor(t / 0.25)
+    wave = (0.3 * np.sin(2 * np.pi * np.cumsum(freq) / sr)).astype(np.float32)
+    path = str(tmp_path / "steps.mp4")
+    with av.open(path, "w") as c:
+        stream = c.add_stream("aac", rate=sr, layout="mono")
+        for i in range(0, wave.size, 1024):
+            frame = av.AudioFrame.from_ndarray(
+                wave[None, i : i + 1024], format="flt", layout="mono"
+            )
+            frame.sample_rate, frame.pts = sr, i
+            c.mux(stream.encode(frame))
+        c.mux(stream.encode(None))
+    for k in (1, 4, 6):
+        with open_media(path) as c:  # 0.15 s from the middle of segment k
+            clip = decode_audio_clip(c, 0.25 * k + 0.05, 2400).numpy()
+        spectrum = np.abs(np.fft.rfft(clip * np.hanning(clip.size)))
+        peak_hz = spectrum.argmax() * sr / clip.size
+        assert abs(peak_hz - (300 + 100 * k)) < 20, (k, peak_hz)

@@ -186,7 +186,7 @@ def test_sports1m_lists_and_mini_sample(tmp_path, media):
     multi = Sports1M(tmp_path, part, multi_label=True, num_classes=5, spec=SPEC)
     assert multi.records[1].target == (1, 2)
     assert multi.target_tensor(multi.records[1].target).tolist() == [0, 1, 1, 0, 0]
-    local = Sports1M(tmp_path, part, only_local=True, num_classes=5, spec=SPEC)
+    local = Sports1M(tmp_path, part, only_local=True, progress=True, num_classes=5, spec=SPEC)
     assert [r.video_id for r in local.records] == ["vid00000003"]
     assert set(local[0][0]) == {"rgb", "audio"}
     with pytest.raises(ValueError, match="num_videos"):

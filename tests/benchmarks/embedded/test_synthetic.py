@@ -15,7 +15,7 @@ def nearest_centroid_accuracy(train, test, modality):
 def test_defaults_shapes_and_balance():
     train, test = make_synthetic_av("train"), make_synthetic_av("test")
     assert train.modalities == ("visual", "audio")
-    assert train.input_shapes == {"visual": (16,), "audio": (1024,)}
+    assert train.input_shapes == {"visual": (16,), "audio": (2048,)}
     assert (len(train), len(test), train.num_classes) == (1000, 2000, 10)
     assert train.class_counts().tolist() == [100] * 10
     assert all(t.dtype == torch.float32 for t in train.tensors.values())
