@@ -19,12 +19,24 @@ def main(argv: list[str] | None = None) -> int:
         "the embedded datasets (offline, CPU).",
     )
     parser.add_argument("--datasets", nargs="+", choices=sorted(SETUPS), default=list(SETUPS))
-    parser.add_argument("--methods", nargs="+", default=None, help="default: all (e.g. naive gblend_offline single)")
+    parser.add_argument(
+        "--methods", nargs="+", default=None, help="default: all (e.g. naive gblend_offline single)"
+    )
     parser.add_argument("--optimizers", nargs="+", choices=OPTIMIZERS, default=["sgd"])
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     parser.add_argument("--epochs", type=int, default=None, help="override every dataset's epochs")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--out", type=Path, default=Path("reports"), help="folder for the Markdown and JSON report")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (default 1: the models are small)"
+    )
+    parser.add_argument(
+        "--metric",
+        choices=("error", "loss"),
+        default="error",
+        help="what G-Blend measures (default: top-1 error)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("reports"), help="folder for the Markdown and JSON report"
+    )
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds should be >= 1")
@@ -39,11 +51,24 @@ def main(argv: list[str] | None = None) -> int:
             data = (setup.load("train", seed), setup.load("test", seed))
             for method in select_methods(data[0].modalities, args.methods):
                 for optimizer in args.optimizers:
-                    r = run_one(setup, method, optimizer=optimizer, seed=seed, epochs=args.epochs, data=data)
+                    r = run_one(
+                        setup,
+                        method,
+                        optimizer=optimizer,
+                        seed=seed,
+                        epochs=args.epochs,
+                        data=data,
+                        metric=args.metric,
+                    )
                     results.append(r)
-                    ensemble = f", ensemble {100 * r.ensemble_accuracy:.1f}" if r.ensemble_accuracy is not None else ""
+                    ensemble = (
+                        f", ensemble {100 * r.ensemble_accuracy:.1f}"
+                        if r.ensemble_accuracy is not None
+                        else ""
+                    )
                     print(
-                        f"  seed {seed} {optimizer:7s} {method.name:16s} test top-1 {100 * r.accuracy:5.1f}"
+                        f"  seed {seed} {optimizer:7s} {method.name:16s} "
+                        f"test top-1 {100 * r.accuracy:5.1f}"
                         f"{ensemble} ({r.seconds:.1f} s)",
                         flush=True,
                     )
@@ -55,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "embedded_benchmark.md").write_text(table + "\n" + "\n".join(summary) + "\n")
-    (args.out / "embedded_benchmark.json").write_text(json.dumps([r.to_dict() for r in results], indent=1))
+    (args.out / "embedded_benchmark.json").write_text(
+        json.dumps([r.to_dict() for r in results], indent=1)
+    )
     print(f"wrote {args.out / 'embedded_benchmark.md'} and {args.out / 'embedded_benchmark.json'}")
     return 0
 

@@ -26,9 +26,16 @@ SECTIONS = {
         "Offline",
         "Online",
     ],
-    "Estimation (Algorithm 1)": ["estimate_weights", "clone_optimizer", "measure", "top1_error", "batch_size_of"],
+    "Estimation (Algorithm 1)": [
+        "estimate_weights",
+        "clone_optimizer",
+        "measure",
+        "top1_error",
+        "batch_size_of",
+    ],
     "Math": [
         "gblend_weights",
+        "DEFAULT_EPS",
         "blend_estimate",
         "BlendEstimate",
         "overfitting",
@@ -39,7 +46,12 @@ SECTIONS = {
         "correlated_blend",
         "uniform_weights",
     ],
-    "Data and prediction": ["holdout_split", "HoldoutSplit", "ensemble_probabilities", "BlendEnsemble"],
+    "Data and prediction": [
+        "holdout_split",
+        "HoldoutSplit",
+        "ensemble_probabilities",
+        "BlendEnsemble",
+    ],
     "Statistics and warnings": [
         "TrainStatistics",
         "BlendWarning",
@@ -47,6 +59,8 @@ SECTIONS = {
         "RejectedEstimateWarning",
     ],
 }
+
+CONSTANTS = {"DEFAULT_EPS": "Default floor of dO² in the G-Blend weights (see `blend_estimate`)."}
 
 
 def _signature(obj: object, name: str) -> str:
@@ -83,8 +97,19 @@ def render() -> str:
         lines += [f"## {section}", ""]
         for name in names:
             obj = getattr(blendopt, name)
+            if not callable(obj):
+                lines += [f"### `blendopt.{name}`", "", "```text", f"{name} = {obj!r}", "```", ""]
+                lines += [CONSTANTS[name], ""]
+                continue
             kind = "class" if inspect.isclass(obj) else "function"
-            lines += [f"### `blendopt.{name}`", "", "```text", f"{kind} {_signature(obj, name)}", "```", ""]
+            lines += [
+                f"### `blendopt.{name}`",
+                "",
+                "```text",
+                f"{kind} {_signature(obj, name)}",
+                "```",
+                "",
+            ]
             lines += [inspect.getdoc(obj) or "", ""]
             if inspect.isclass(obj):
                 for method_name, member in _methods(obj):

@@ -10,7 +10,7 @@ HEADS = ["a", "b", "fused"]
 
 
 class TwoModalNet(nn.Module):
-    """Late fusion of two vector modalities: encoder per modality, a head per modality, a fused head."""
+    """Late fusion of two vector modalities: an encoder and a head each, plus a fused head."""
 
     def __init__(
         self,

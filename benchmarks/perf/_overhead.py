@@ -17,13 +17,21 @@ WEIGHTS = {"rgb": 0.630, "audio": 0.014, "fused": 0.356}  # the paper's Kinetics
 class LateFusionMLP(nn.Module):
     """A small two-modality late-fusion model: one head per modality plus the fused head."""
 
-    def __init__(self, dim_rgb: int = 256, dim_audio: int = 128, hidden: int = 512, classes: int = 50) -> None:
+    def __init__(
+        self, dim_rgb: int = 256, dim_audio: int = 128, hidden: int = 512, classes: int = 50
+    ) -> None:
         super().__init__()
-        self.rgb = nn.Sequential(nn.Linear(dim_rgb, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
-        self.audio = nn.Sequential(nn.Linear(dim_audio, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.rgb = nn.Sequential(
+            nn.Linear(dim_rgb, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
+        )
+        self.audio = nn.Sequential(
+            nn.Linear(dim_audio, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
+        )
         self.head_rgb = nn.Linear(hidden, classes)
         self.head_audio = nn.Linear(hidden, classes)
-        self.fused = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, classes))
+        self.fused = nn.Sequential(
+            nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, classes)
+        )
 
     def forward(self, rgb: torch.Tensor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         fr, fa = self.rgb(rgb), self.audio(audio)

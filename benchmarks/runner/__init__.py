@@ -7,7 +7,13 @@ paper's Table 5.
 """
 
 from benchmarks.runner._batches import TensorBatches
-from benchmarks.runner._methods import OPTIMIZERS, Method, all_methods, make_optimizer, select_methods
+from benchmarks.runner._methods import (
+    OPTIMIZERS,
+    Method,
+    all_methods,
+    make_optimizer,
+    select_methods,
+)
 from benchmarks.runner._report import markdown_table, verdicts
 from benchmarks.runner._setups import SETUPS, DatasetSetup
 from benchmarks.runner._train import HOLDOUT, RunResult, evaluate, loss_fn, online_schedule, run_one

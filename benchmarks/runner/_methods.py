@@ -66,7 +66,9 @@ def select_methods(modalities: Sequence[str], names: Iterable[str] | None) -> li
     return [m for m in methods if m.name in names or (m.kind == "single" and "single" in names)]
 
 
-def make_optimizer(name: str, params: Iterable[nn.Parameter], sgd_lr: float) -> torch.optim.Optimizer:
+def make_optimizer(
+    name: str, params: Iterable[nn.Parameter], sgd_lr: float
+) -> torch.optim.Optimizer:
     """SGD with momentum 0.9 at ``sgd_lr``, Adam at 1e-3, AdaGrad at 0.05 (paper Table 3)."""
     if name == "sgd":
         return torch.optim.SGD(params, lr=sgd_lr, momentum=0.9)

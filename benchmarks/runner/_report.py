@@ -27,7 +27,9 @@ def markdown_table(results: Sequence[RunResult]) -> str:
     ``accuracy`` is the method's own head: its modality head for a single modality, else the
     fused head; ``ensemble`` is the weight-averaged ensemble of the heads (blends only).
     """
-    groups: dict[tuple[str, str], dict[str, list[RunResult]]] = defaultdict(lambda: defaultdict(list))
+    groups: dict[tuple[str, str], dict[str, list[RunResult]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
     for r in results:
         groups[(r.dataset, r.optimizer)][r.method].append(r)
     lines = []
@@ -66,12 +68,15 @@ def verdicts(results: Sequence[RunResult]) -> list[str]:
         best_single, best = max(singles.items(), key=lambda kv: kv[1])
         parts = [
             f"{dataset}/{optimizer}: best single {best_single} {100 * best:.1f}, "
-            f"naive {100 * means['naive']:.1f} ({'below' if means['naive'] < best else 'not below'} "
+            f"naive {100 * means['naive']:.1f} "
+            f"({'below' if means['naive'] < best else 'not below'} "
             "the best single modality)"
         ]
         for g in ("gblend_offline", "gblend_online"):
             if g in means:
                 beats = means[g] > max(best, means["naive"])
-                parts.append(f"{g} {100 * means[g]:.1f} ({'beats' if beats else 'does not beat'} both)")
+                parts.append(
+                    f"{g} {100 * means[g]:.1f} ({'beats' if beats else 'does not beat'} both)"
+                )
         out.append("; ".join(parts))
     return out

@@ -36,7 +36,9 @@ class DatasetSetup:
     lr: float
     description: str
 
-    def build_model(self, dataset: MultiModalTensorDataset, *, fusion_dropout: float = 0.0) -> MultiHeadModel:
+    def build_model(
+        self, dataset: MultiModalTensorDataset, *, fusion_dropout: float = 0.0
+    ) -> MultiHeadModel:
         """The late-fusion multi-head model: an encoder and a head per modality, a fused head.
 
         Fusion is the paper's late concatenation with two FC layers (appendix F.1).

@@ -65,12 +65,14 @@ def _weights_for(method: Method, heads: list[str], fused: str) -> dict[str, floa
 
 
 def online_schedule(epochs: int) -> blendopt.Online:
-    """The paper's Kinetics schedule (warm-up 10, then every 5, of 45 epochs), scaled to ``epochs``."""
+    """The paper's Kinetics schedule (warm-up 10, then every 5, of 45), scaled to ``epochs``."""
     return blendopt.Online(every=max(1, round(epochs / 9)), warmup=max(1, round(2 * epochs / 9)))
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: MultiModalTensorDataset, weights: dict[str, float]) -> tuple[dict[str, float], float]:
+def evaluate(
+    model: nn.Module, data: MultiModalTensorDataset, weights: dict[str, float]
+) -> tuple[dict[str, float], float]:
     """Test top-1 of every head, and of the weight-averaged ensemble."""
     model.eval()
     correct: dict[str, int] = {}
@@ -105,9 +107,17 @@ def run_one(
         raise ValueError(f"Parameter `metric` should be 'error' or 'loss'. Found {metric!r}.")
     start = time.perf_counter()
     epochs = setup.epochs if epochs is None else epochs
-    train_full, test = data if data is not None else (setup.load("train", seed), setup.load("test", seed))
-    split = blendopt.holdout_split(len(train_full), holdout=HOLDOUT, labels=train_full.targets, seed=seed)
-    train, holdout, probe = (train_full.subset(split.train), train_full.subset(split.holdout), train_full.subset(split.probe))
+    train_full, test = (
+        data if data is not None else (setup.load("train", seed), setup.load("test", seed))
+    )
+    split = blendopt.holdout_split(
+        len(train_full), holdout=HOLDOUT, labels=train_full.targets, seed=seed
+    )
+    train, holdout, probe = (
+        train_full.subset(split.train),
+        train_full.subset(split.holdout),
+        train_full.subset(split.probe),
+    )
 
     torch.manual_seed(seed)
     model = setup.build_model(train, fusion_dropout=0.5 if method.kind == "dropout" else 0.0)
@@ -131,7 +141,11 @@ def run_one(
             eps=(1.0 / len(holdout)) ** 2 if metric == "error" else blendopt.DEFAULT_EPS,
             seed=seed,
         )
-        schedule = blendopt.Offline(horizon=epochs) if method.kind == "offline" else online_schedule(epochs)
+        schedule = (
+            blendopt.Offline(horizon=epochs)
+            if method.kind == "offline"
+            else online_schedule(epochs)
+        )
         blender = blendopt.GradientBlender(inner, heads, estimator, schedule=schedule)
 
     with warnings.catch_warnings():
@@ -156,6 +170,9 @@ def run_one(
         head_accuracy=head_accuracy,
         ensemble_accuracy=ensemble if method.is_blend else None,
         weights=blender.weights,
-        weight_history=[{"epoch": r["epoch"], "kind": r["kind"], "weights": r["weights"]} for r in blender.history],
+        weight_history=[
+            {"epoch": r["epoch"], "kind": r["kind"], "weights": r["weights"]}
+            for r in blender.history
+        ],
         seconds=time.perf_counter() - start,
     )

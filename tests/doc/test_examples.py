@@ -9,7 +9,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 FILES = [
-    f for f in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))] if BLOCK.search(f.read_text())
+    f
+    for f in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    if BLOCK.search(f.read_text())
 ]
 
 
@@ -29,6 +31,8 @@ def test_examples_run(path, tmp_path, capsys):
             try:
                 exec(compile(code, f"{path.name}[block {index}]", "exec"), namespace)
             except Exception as error:
-                raise AssertionError(f"{path.name}, python block {index} failed: {error!r}") from error
+                raise AssertionError(
+                    f"{path.name}, python block {index} failed: {error!r}"
+                ) from error
     finally:
         os.chdir(cwd)

@@ -19,7 +19,7 @@ def _manual_algorithm_1(model, train, holdout, probe, lr, epochs):
     def mean_loss(net, loader):
         net.eval()
         with torch.no_grad():
-            tot = {h: 0.0 for h in HEADS}
+            tot = dict.fromkeys(HEADS, 0.0)
             n = 0
             for batch in loader:
                 for h, v in loss_fn(net, batch).items():
@@ -50,7 +50,9 @@ def test_matches_algorithm_1_written_out_by_hand():
     train, holdout, probe = make_batches(6), make_batches(3, seed=1), make_batches(2, seed=2)
     sgd = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     est = estimate_weights(model, loss_fn, train, holdout, optimizer=sgd, epochs=3, probe=probe)
-    weights, (t0, v0, t1, v1) = _manual_algorithm_1(model, train, holdout, probe, lr=0.05, epochs=3)
+    weights, (t0, _v0, t1, v1) = _manual_algorithm_1(
+        model, train, holdout, probe, lr=0.05, epochs=3
+    )
     assert est.measurements["train_before"] == pytest.approx(t0, rel=1e-5)
     assert est.measurements["holdout_after"] == pytest.approx(v1, rel=1e-5)
     assert est.measurements["train_after"] == pytest.approx(t1, rel=1e-5)
@@ -83,7 +85,7 @@ def test_leaves_model_optimizer_and_random_state_untouched():
     model_before = copy.deepcopy(model.state_dict())
     opt_before = copy.deepcopy(opt.state_dict())
     grads_before = [p.grad.clone() for p in model.parameters()]
-    rng_before = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy())
+    rng_before = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy())  # noqa: NPY002
 
     blender = blendopt.GradientBlender(opt, HEADS)
     estimate_weights(model, loss_fn, train, make_batches(2, seed=1), optimizer=blender, epochs=2)
@@ -101,7 +103,7 @@ def test_leaves_model_optimizer_and_random_state_untouched():
             assert torch.equal(after["state"][i][k], v)
     assert torch.equal(torch.get_rng_state(), rng_before[0])
     assert random.getstate() == rng_before[1]
-    assert np.array_equal(np.random.get_state()[1], rng_before[2])
+    assert np.array_equal(np.random.get_state()[1], rng_before[2])  # noqa: NPY002
 
 
 def _noise_task(n, seed, dim_noise=60):
@@ -229,7 +231,7 @@ def test_loss_fn_missing_a_head_and_empty_loader_raise():
 def test_diverging_copy_names_the_head():
     model = make_model()
     sgd = torch.optim.SGD(model.parameters(), lr=1e6)
-    with pytest.raises(FloatingPointError, match="Head '(a|b|fused)' got the non-finite loss"):
+    with pytest.raises(FloatingPointError, match=r"Head '(a|b|fused)' got the non-finite loss"):
         estimate_weights(model, loss_fn, make_batches(8), make_batches(1), optimizer=sgd, epochs=3)
 
 

@@ -248,7 +248,7 @@ def test_set_weights_validates_and_records():
     assert opt.history[-1]["weights"] == WEIGHTS
     with pytest.raises(ValueError, match="'fused'"):
         opt.set_weights({"a": 1.0, "b": 1.0})
-    with pytest.raises(ValueError, match="-1.0 for head 'b'"):
+    with pytest.raises(ValueError, match=r"-1\.0 for head 'b'"):
         opt.set_weights({"a": 1.0, "b": -1.0, "fused": 1.0})
     with pytest.raises(ValueError, match="every head"):
         opt.set_weights(dict.fromkeys(HEADS, 0.0))
@@ -294,7 +294,7 @@ def test_backward_rejects_an_unknown_head():
     losses["flow"] = losses["a"]
     with pytest.raises(
         ValueError,
-        match="Parameter `heads` should list every key of `losses`. Found extra key 'flow'",
+        match=r"Parameter `heads` should list every key of `losses`\. Found extra key 'flow'",
     ):
         opt.backward(losses)
 
@@ -364,7 +364,7 @@ def test_constructor_rejects_bad_heads(heads, error, match):
 def test_constructor_rejects_bad_combinations():
     model = make_model()
     sgd = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(TypeError, match="torch.optim.Optimizer"):
+    with pytest.raises(TypeError, match=r"torch\.optim\.Optimizer"):
         GradientBlender(model, HEADS)
     with pytest.raises(TypeError, match="already a GradientBlender"):
         GradientBlender(GradientBlender(sgd, HEADS), HEADS)
@@ -388,7 +388,7 @@ def test_epoch_schedule_requires_start_epoch():
 
 
 def test_load_state_dict_says_what_differs():
-    model, opt = _opt()
+    _, opt = _opt()
     state = opt.state_dict()
     other = GradientBlender(torch.optim.SGD(make_model().parameters(), lr=0.1), ["a", "b", "joint"])
     with pytest.raises(
