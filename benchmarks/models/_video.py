@@ -237,7 +237,9 @@ class VideoResNet(nn.Module):
             )
         self.in_channels = in_channels
         self.num_classes = num_classes
+        #: (frames, height, width) of ``example_input("paper")`` and ``example_input("tiny")``.
         self.default_input_size = default_input_size
+        self.tiny_input_size = (2, 48, 48)
         self.stem = stem
         stages = []
         in_planes = stem_channels
@@ -342,7 +344,7 @@ class VideoResNet(nn.Module):
         The tiny size keeps 2×2 positions after the last stage: with a batch of 2, a
         training-mode batch norm over only 2 values per channel outputs ±1 whatever its
         input, which stops gradients (docs/models.md, "Minimum input sizes")."""
-        t, h, w = self.default_input_size if size == "paper" else (2, 48, 48)
+        t, h, w = self.default_input_size if size == "paper" else self.tiny_input_size
         return torch.randn(batch_size, self.in_channels, t, h, w, device=device)
 
 

@@ -109,10 +109,11 @@ def measure(
     model: nn.Module = create(name, **({"num_classes": num_classes} if accepts_classes else {}))
     model = model.to(device).train()
     classes = getattr(model, "num_classes", 0) or model.output_dim  # encoders: output width
+    attr = "default_input_size" if size == "paper" else "tiny_input_size"
     for module in model.modules():
         if isinstance(module, VideoResNet) and (frames or crop):
-            t, h, _ = module.default_input_size
-            module.default_input_size = (frames or t, crop or h, crop or h)
+            t, h, _ = getattr(module, attr)
+            setattr(module, attr, (frames or t, crop or h, crop or h))
     inputs = model.example_input(size, batch_size=batch, device=device)
     description = _describe(inputs)
     if channels_last:
