@@ -117,7 +117,13 @@ def measure(
     inputs = model.example_input(size, batch_size=batch, device=device)
     description = _describe(inputs)
     if channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
+        # Module.to(memory_format=channels_last_3d) fails on 4-D weights (audio), so convert
+        # each conv on its own: 3-D convs to channels-last-3d, 2-D convs to channels-last.
+        for module in model.modules():
+            if isinstance(module, nn.Conv3d):
+                module.to(memory_format=torch.channels_last_3d)
+            elif isinstance(module, nn.Conv2d):
+                module.to(memory_format=torch.channels_last)
         inputs = _map(inputs, _to_channels_last)
     runner = torch.compile(model) if compile_model else model
     labels = torch.randint(0, classes, (batch,), device=device)

@@ -24,6 +24,12 @@ def test_frames_and_crop_override():
     assert result.input_size == "3×1×32×32"
 
 
+def test_bf16_and_channels_last_on_video_and_audio():
+    argv = ["r3d_10", "audio_resnet_18", "--size", "tiny", "--batch", "2", "--bf16"]
+    results = model_throughput.main([*argv, "--channels-last", "--steps", "1", "--warmup", "0"])
+    assert len(results) == 2
+
+
 def test_unknown_model_and_bad_options():
     with pytest.raises(ValueError, match="Did you mean"):
         model_throughput.main(["r3d18", "--size", "tiny"])
