@@ -8,15 +8,18 @@ cross-entropy on every head (random labels) and backward, at the paper's input s
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` (reset per model); on CPU the
 growth of the process's resident-set high-water mark (``resource.getrusage`` ``ru_maxrss``)
-while the model is built and run, which is exact only for the first model of a run or one
-larger than all before it: run one model per invocation for CPU memory figures.
+while the model is built and run. A high-water mark only grows, so on CPU each model runs in
+a fresh child process by default (``--no-isolate`` runs them in this process, where the
+figure is right only for a model larger than all before it).
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import inspect
+import multiprocessing
 import resource
 import sys
 import time
@@ -152,6 +155,11 @@ def measure(
     return Result(name, description, batch, batch * steps / elapsed, 1e3 * elapsed / steps, peak)
 
 
+def _measure_in_child(name: str, threads: int, options: dict) -> Result:
+    torch.set_num_threads(threads)
+    return measure(name, **options)
+
+
 def format_table(results: Sequence[Result], memory_kind: str) -> str:
     """Markdown table of the results."""
     lines = [
@@ -201,6 +209,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="torch device (default: cuda if available, else cpu)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--isolate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run each model in a fresh process (default: on CPU only, for per-model max-RSS)",
+    )
     args = parser.parse_args(argv)
     for option in ("batch", "steps"):
         if getattr(args, option) < 1:
@@ -220,22 +234,29 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
             create(pattern)  # raises with close names
         names += [n for n in matched if n not in names]
     device = torch.device(args.device)
+    isolate = device.type == "cpu" if args.isolate is None else args.isolate
+    options = {
+        "size": args.size,
+        "batch": args.batch,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "device": device,
+        "bf16": args.bf16,
+        "channels_last": args.channels_last,
+        "compile_model": args.compile,
+        "frames": args.frames,
+        "crop": args.crop,
+        "num_classes": args.num_classes,
+    }
     results = []
     for name in names:
-        result = measure(
-            name,
-            size=args.size,
-            batch=args.batch,
-            steps=args.steps,
-            warmup=args.warmup,
-            device=device,
-            bf16=args.bf16,
-            channels_last=args.channels_last,
-            compile_model=args.compile,
-            frames=args.frames,
-            crop=args.crop,
-            num_classes=args.num_classes,
-        )
+        if isolate:
+            context = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+                threads = torch.get_num_threads()
+                result = pool.submit(_measure_in_child, name, threads, options).result()
+        else:
+            result = measure(name, **options)
         results.append(result)
         print(f"done {name}", file=sys.stderr, flush=True)
     memory_kind = "cuda max allocated" if device.type == "cuda" else "CPU max-RSS growth"
