@@ -147,7 +147,9 @@ class AudioResNet(nn.Module):
             )
         self.in_channels = in_channels
         self.num_classes = num_classes
+        #: (frames, mel bins) of ``example_input("paper")`` and ``example_input("tiny")``.
         self.default_input_size = default_input_size
+        self.tiny_input_size = (64, 32)
         # He et al. 2016 stem (see the module docstring for the choice on 100×40 inputs).
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, stem_channels, 7, 2, 3, bias=False),
@@ -240,7 +242,7 @@ class AudioResNet(nn.Module):
     ) -> torch.Tensor:
         """A random log-mel input: ``"paper"`` is 100×40, ``"tiny"`` 64×32 (2×1 positions
         after the last stage, see :meth:`VideoResNet.example_input`)."""
-        t, f = self.default_input_size if size == "paper" else (64, 32)
+        t, f = self.default_input_size if size == "paper" else self.tiny_input_size
         return torch.randn(batch_size, self.in_channels, t, f, device=device)
 
 

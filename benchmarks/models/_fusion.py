@@ -106,6 +106,9 @@ class LateConcat(nn.Module):
         self.num_fc = num_fc
         self.output_dim = width
 
+    def extra_repr(self) -> str:
+        return f"input_dims={self.input_dims}, num_fc={self.num_fc}, output_dim={self.output_dim}"
+
     def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """``{modality: (B, d_m)}`` -> ``(B, output_dim)``."""
         return self.mlp(torch.cat(_gather(features, self.input_dims, "LateConcat"), dim=1))
@@ -138,6 +141,9 @@ class LowRankFusion(nn.Module):
         for factor in self.factors.values():
             nn.init.xavier_normal_(factor)
         nn.init.xavier_normal_(self.rank_weights)
+
+    def extra_repr(self) -> str:
+        return f"input_dims={self.input_dims}, rank={self.rank}, output_dim={self.output_dim}"
 
     def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """``{modality: (B, d_m)}`` -> ``(B, output_dim)``."""
@@ -241,6 +247,12 @@ class MidConcat(nn.Module):
             )
             self.output_dim = out_channels
 
+    def extra_repr(self) -> str:
+        return (
+            f"visual_channels={self.visual_channels}, audio_channels={self.audio_channels}, "
+            f"mode={self.mode!r}, output_dim={self.output_dim}"
+        )
+
     def forward(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """Fuse ``visual (B, Cv, T, H, W)`` and ``audio (B, Ca, Ta, F)`` feature maps."""
         _check_streams(visual, audio, self.visual_channels, self.audio_channels, "MidConcat")
@@ -319,6 +331,12 @@ class SEGate(nn.Module):
             else None
         )
         self.output_dim = (visual_channels, audio_channels)
+
+    def extra_repr(self) -> str:
+        return (
+            f"visual_channels={self.visual_channels}, audio_channels={self.audio_channels}, "
+            f"direction={self.direction!r}, residual={self.residual!r}"
+        )
 
     def _gate(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         scaled = x * weights.view(*weights.shape, *([1] * (x.dim() - 2)))

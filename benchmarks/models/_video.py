@@ -3,7 +3,8 @@
 The paper (G-Blend, section 3.1) uses ResNet3D-50 ([44]) for RGB and optical flow in the
 ablations, ip-CSN-152 ([43]) with 32-frame input for Kinetics (section 4, Table 6) and
 R(2+1)D-101 for AudioSet (Table 7). One generic :class:`VideoResNet` takes a stem, a block
-class and a conv maker; the named builders below are thin keyword-only wrappers.
+class and a conv maker; :func:`video_resnet` assembles a family member, and the registered
+named builders (``_zoo.py``) are thin keyword-only wrappers around it.
 """
 
 from __future__ import annotations
@@ -59,9 +60,10 @@ _CONV_MAKERS: dict[str, ConvMaker] = {
     "ir_csn": Conv3DChannelSeparated,
 }
 
-#: Input (channels, frames, height, width) the paper uses, per variant (section 3.1: 16×224²
-#: for R3D/R(2+1)D ablations; section 4 / Table 6: 32-frame ip-CSN-152, 224² crop, see
-#: docs/models.md for why 224 and not the 256 of the 30-view test).
+#: Input (frames, height, width) the paper uses, per variant: section 3.1, 16×224² clips for
+#: the R3D/R(2+1)D ablations (and R(2+1)D-101 on AudioSet, section 4); Table 6, one view of
+#: the 30-view Kinetics test for ip-CSN-152, 32 frames × 256² (the crop size that reproduces
+#: its 108.8 GFLOPs, see docs/models.md).
 PAPER_INPUT: dict[str, tuple[int, int, int]] = {
     "r3d": (16, 224, 224),
     "r2plus1d": (16, 224, 224),
@@ -237,7 +239,9 @@ class VideoResNet(nn.Module):
             )
         self.in_channels = in_channels
         self.num_classes = num_classes
+        #: (frames, height, width) of ``example_input("paper")`` and ``example_input("tiny")``.
         self.default_input_size = default_input_size
+        self.tiny_input_size = (2, 48, 48)
         self.stem = stem
         stages = []
         in_planes = stem_channels
@@ -342,7 +346,7 @@ class VideoResNet(nn.Module):
         The tiny size keeps 2×2 positions after the last stage: with a batch of 2, a
         training-mode batch norm over only 2 values per channel outputs ±1 whatever its
         input, which stops gradients (docs/models.md, "Minimum input sizes")."""
-        t, h, w = self.default_input_size if size == "paper" else (2, 48, 48)
+        t, h, w = self.default_input_size if size == "paper" else self.tiny_input_size
         return torch.randn(batch_size, self.in_channels, t, h, w, device=device)
 
 

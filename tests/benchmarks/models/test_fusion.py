@@ -164,3 +164,11 @@ def test_nl_gate():
     assert gate.phi.in_channels == 14
     identity = NLGate(8, 6, zero_init=True).eval()
     torch.testing.assert_close(identity(V, A), V)
+
+
+def test_reprs_show_the_configuration():
+    assert "num_fc=2, output_dim=32" in repr(LateConcat(DIMS))
+    assert "rank=3" in repr(LowRankFusion(DIMS, rank=3))
+    assert "mode='2d'" in repr(MidConcat(8, 6, mode="2d"))
+    assert "direction='both', residual='skip'" in repr(SEGate(8, 6))
+    assert "key_value" in repr(NLGate(8, 6))
