@@ -24,8 +24,9 @@ def _weights(results: Sequence[RunResult]) -> str:
 def markdown_table(results: Sequence[RunResult]) -> str:
     """One table per (dataset, optimizer): test top-1 (%) per method, mean ± std over seeds.
 
-    ``accuracy`` is the method's own head: its modality head for a single modality, else the
-    fused head; ``ensemble`` is the weight-averaged ensemble of the heads (blends only).
+    ``head`` is the method's own head: its modality head for a single modality, else the
+    fused head; ``ensemble`` is the weight-averaged ensemble of the heads; ``selected on V`` is
+    whichever of the two scored higher on the holdout V (blends only; no test peeking).
     """
     groups: dict[tuple[str, str], dict[str, list[RunResult]]] = defaultdict(
         lambda: defaultdict(list)
@@ -38,14 +39,17 @@ def markdown_table(results: Sequence[RunResult]) -> str:
         lines += [
             f"### {dataset}, {optimizer} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})",
             "",
-            "| method | test top-1 (head) | test top-1 (ensemble) | final weights | seconds/run |",
-            "|---|---|---|---|---|",
+            "| method | test top-1: head | ensemble | selected on V | final weights | s/run |",
+            "|---|---|---|---|---|---|",
         ]
         for method, runs in by_method.items():
             ensemble = [r.ensemble_accuracy for r in runs if r.ensemble_accuracy is not None]
+            selected = [r.selected_accuracy for r in runs if r.selected_accuracy is not None]
+            picks = "/".join(sorted({r.selected for r in runs if r.selected}))
             lines.append(
                 f"| {method} | {_mean_std([r.accuracy for r in runs])} | "
                 f"{_mean_std(ensemble) if ensemble else '—'} | "
+                f"{f'{_mean_std(selected)} ({picks})' if selected else '—'} | "
                 f"{_weights(runs) if method.startswith(('gblend', 'auxiliary')) else '—'} | "
                 f"{statistics.mean(r.seconds for r in runs):.1f} |"
             )
@@ -55,10 +59,12 @@ def markdown_table(results: Sequence[RunResult]) -> str:
 
 def verdicts(results: Sequence[RunResult]) -> list[str]:
     """Per (dataset, optimizer): does naive fusion fall below the best single modality, and
-    does G-Blend (offline, online) beat both? Plain statements of the measured means."""
+    does G-Blend (offline, online; its predictor selected on V) beat both? Plain statements of
+    the measured means."""
     groups: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in results:
-        groups[(r.dataset, r.optimizer)][r.method].append(r.accuracy)
+        value = r.selected_accuracy if r.selected_accuracy is not None else r.accuracy
+        groups[(r.dataset, r.optimizer)][r.method].append(value)
     out = []
     for (dataset, optimizer), acc in groups.items():
         means = {m: statistics.mean(v) for m, v in acc.items()}

@@ -35,6 +35,10 @@ class RunResult:
     head_accuracy: dict[str, float]
     ensemble_accuracy: float | None  # weight-averaged ensemble of the heads (blends only)
     weights: dict[str, float]
+    # Blends only: the predictor (fused head or ensemble) with the better accuracy on the
+    # holdout V, and its test accuracy. A choice made without looking at the test split.
+    selected: str | None = None
+    selected_accuracy: float | None = None
     weight_history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -161,6 +165,11 @@ def run_one(
 
     head_accuracy, ensemble = evaluate(model, test, blender.weights)
     evaluated = method.evaluated_head or fused
+    selected = selected_accuracy = None
+    if method.is_blend:
+        holdout_heads, holdout_ensemble = evaluate(model, holdout, blender.weights)
+        selected = "ensemble" if holdout_ensemble > holdout_heads[fused] else "fused"
+        selected_accuracy = ensemble if selected == "ensemble" else head_accuracy[fused]
     return RunResult(
         dataset=setup.name,
         method=method.name,
@@ -170,6 +179,8 @@ def run_one(
         head_accuracy=head_accuracy,
         ensemble_accuracy=ensemble if method.is_blend else None,
         weights=blender.weights,
+        selected=selected,
+        selected_accuracy=selected_accuracy,
         weight_history=[
             {"epoch": r["epoch"], "kind": r["kind"], "weights": r["weights"]}
             for r in blender.history

@@ -76,6 +76,13 @@ def test_each_method_trains_and_reports(method, small_data):
     head = method.modality or "fused"
     assert result.accuracy == result.head_accuracy[head]
     assert (result.ensemble_accuracy is not None) == method.is_blend
+    if method.is_blend:
+        expected = (
+            result.ensemble_accuracy
+            if result.selected == "ensemble"
+            else result.head_accuracy["fused"]
+        )
+        assert result.selected_accuracy == expected
     assert sum(result.weights.values()) == pytest.approx(1.0)
     if method.kind == "single":
         assert result.weights[method.modality] == 1.0
@@ -99,7 +106,7 @@ def test_report_and_verdicts():
     table = markdown_table(results)
     assert "### toy, sgd (2 seeds)" in table
     assert "| single:a | 65.0 ± 7.1 |" in table
-    assert "| gblend_offline | 80.0 ± 0.0 | — | a 0.50, fused 0.50 |" in table
+    assert "| gblend_offline | 80.0 ± 0.0 | — | — | a 0.50, fused 0.50 |" in table
     (line,) = verdicts(results)
     assert "naive 50.0 (below the best single modality)" in line
     assert "gblend_offline 80.0 (beats both)" in line
