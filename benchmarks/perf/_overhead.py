@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -42,8 +43,18 @@ class LateFusionMLP(nn.Module):
         }
 
 
-def make_steps(batch: int = 128, seed: int = 0) -> tuple[Callable[[], None], Callable[[], None]]:
-    """Two step functions on identical models and data: (naive summed loss, GradientBlender)."""
+@dataclass(frozen=True)
+class StepPair:
+    """Two training steps on identical models and data: the naive summed loss and the blender."""
+
+    naive: Callable[[], None]
+    blend: Callable[[], None]
+    naive_model: nn.Module
+    blend_model: nn.Module
+
+
+def make_steps(batch: int = 128, seed: int = 0) -> StepPair:
+    """Build the naive ``sum(w*L).backward(); opt.step()`` step and the GradientBlender step."""
     g = torch.Generator().manual_seed(seed)
     rgb, audio = torch.randn(batch, 256, generator=g), torch.randn(batch, 128, generator=g)
     target = torch.randint(0, 50, (batch,), generator=g)
@@ -71,4 +82,4 @@ def make_steps(batch: int = 128, seed: int = 0) -> tuple[Callable[[], None], Cal
         blender.backward(losses(blend_model))
         blender.step()
 
-    return naive_step, blend_step
+    return StepPair(naive_step, blend_step, naive_model, blend_model)

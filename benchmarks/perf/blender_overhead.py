@@ -18,7 +18,8 @@ from benchmarks.perf._overhead import make_steps
 
 def measure(rounds: int, batch: int) -> list[float]:
     """Per-pair ratios blender/naive over ``rounds`` alternating pairs (order alternates too)."""
-    naive, blend = make_steps(batch=batch)
+    pair = make_steps(batch=batch)
+    naive, blend = pair.naive, pair.blend
     for _ in range(50):
         naive()
         blend()

@@ -21,11 +21,9 @@ def _threads():
 
 @pytest.mark.benchmark(group="step: small late-fusion MLP, batch 128, SGD-momentum")
 def test_naive_summed_loss_step(benchmark):
-    naive, _ = make_steps()
-    benchmark.pedantic(naive, rounds=300, warmup_rounds=30)
+    benchmark.pedantic(make_steps().naive, rounds=300, warmup_rounds=30)
 
 
 @pytest.mark.benchmark(group="step: small late-fusion MLP, batch 128, SGD-momentum")
 def test_gradient_blender_step(benchmark):
-    _, blend = make_steps()
-    benchmark.pedantic(blend, rounds=300, warmup_rounds=30)
+    benchmark.pedantic(make_steps().blend, rounds=300, warmup_rounds=30)

@@ -78,11 +78,11 @@ def verdicts(results: Sequence[RunResult]) -> list[str]:
             f"({'below' if means['naive'] < best else 'not below'} "
             "the best single modality)"
         ]
-        for g in ("gblend_offline", "gblend_online"):
-            if g in means:
-                beats = means[g] > max(best, means["naive"])
-                parts.append(
-                    f"{g} {100 * means[g]:.1f} ({'beats' if beats else 'does not beat'} both)"
-                )
+        parts.extend(
+            f"{g} {100 * means[g]:.1f} ({100 * (means[g] - best):+.1f} vs best single, "
+            f"{100 * (means[g] - means['naive']):+.1f} vs naive)"
+            for g in ("gblend_offline", "gblend_online")
+            if g in means
+        )
         out.append("; ".join(parts))
     return out

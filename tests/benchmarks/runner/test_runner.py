@@ -109,7 +109,7 @@ def test_report_and_verdicts():
     assert "| gblend_offline | 80.0 ± 0.0 | — | — | a 0.50, fused 0.50 |" in table
     (line,) = verdicts(results)
     assert "naive 50.0 (below the best single modality)" in line
-    assert "gblend_offline 80.0 (beats both)" in line
+    assert "gblend_offline 80.0 (+15.0 vs best single, +30.0 vs naive)" in line
 
 
 @pytest.mark.filterwarnings("ignore::blendopt.BlendWarning")

@@ -1,5 +1,4 @@
-"""Smoke test of ``benchmarks/perf/model_throughput.py`` (kept here, next to the models it runs;
-move to tests/benchmarks/perf/ once that folder exists)."""
+"""Smoke test of ``benchmarks/perf/model_throughput.py``."""
 
 import pytest
 
