@@ -55,10 +55,11 @@ class GradientBlender(Optimizer):
         schedule: when to estimate (:class:`Offline` or :class:`Online`); required by
             estimators that measure (not by fixed weights).
         weights: initial weights (default: the estimator's, else uniform 1/k).
-        check_finite: check every step that each head's loss is finite, and raise naming the
-            head. ``None`` (default) checks every step when the losses are on the CPU (free) and,
-            on accelerators, counts non-finite losses on the device and raises at the next
-            :meth:`start_epoch` (a per-step check would synchronize with the device).
+        check_finite: how non-finite losses are caught, each time naming the head. ``True``:
+            check every step and raise before the backward pass (on an accelerator this
+            synchronizes with the device every step). ``False``: count them on the device and
+            raise at the next :meth:`start_epoch`. ``None`` (default): ``True`` for losses on
+            the CPU, where the check is free, ``False`` elsewhere.
 
     Attributes:
         optimizer: the wrapped optimizer.
@@ -127,7 +128,7 @@ class GradientBlender(Optimizer):
         self.estimator = estimator
         self.schedule = schedule
         self.check_finite = check_finite
-        initial = weights if weights is not None else None
+        initial = weights
         if initial is None and estimator is not None:
             initial = estimator.initial_weights(heads)
         self._weights = (

@@ -13,6 +13,11 @@ def world_size() -> int:
     return 1
 
 
+def accumulator_dtype(device: torch.device) -> torch.dtype:
+    """float64 for running sums where the device has it (MPS has no float64: float32 there)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
     """Sum ``tensor`` in place over all ranks (no-op with one rank) and return it.
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from blendopt._distributed import all_reduce_sum_, collective_device
+from blendopt._distributed import accumulator_dtype, all_reduce_sum_, collective_device
 
 #: ``metric(model, batch) -> {head: value}``. A value is a scalar tensor or float (the batch
 #: mean, weighted by the batch size) or a 1-D tensor of per-sample values (averaged exactly).
@@ -84,11 +84,12 @@ def measure(
                 if not isinstance(v, torch.Tensor):
                     v = torch.tensor(float(v), dtype=torch.float64)
                 v = v.detach()
+                v = v.to(accumulator_dtype(v.device))
                 if v.ndim == 0:
                     size = batch_size_of(batch) if size is None else size
-                    total, n = v.double() * size, float(size)
+                    total, n = v * size, float(size)
                 elif v.ndim == 1:
-                    total, n = v.double().sum(), float(v.numel())
+                    total, n = v.sum(), float(v.numel())
                 else:
                     raise ValueError(
                         f"`{name}` returned a value of shape {tuple(v.shape)} for head {h!r}. "
@@ -104,7 +105,7 @@ def measure(
         )
     device = collective_device()
     packed = torch.stack(
-        [sums[h].to(device) for h in heads]
+        [sums[h].to(device, torch.float64) for h in heads]
         + [torch.tensor(counts[h], dtype=torch.float64, device=device) for h in heads]
     )
     all_reduce_sum_(packed)

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from blendopt._distributed import all_reduce_sum_, collective_device
+from blendopt._distributed import accumulator_dtype, all_reduce_sum_, collective_device
 
 
 class TrainStatistics:
@@ -33,17 +33,17 @@ class TrainStatistics:
 
     def record(self, values: torch.Tensor, *, finite_checked: bool) -> None:
         """Add one step's detached per-head losses (1-D, in ``heads`` order)."""
-        values = values.detach().to(torch.float64)
+        values = values.detach().to(accumulator_dtype(values.device))
         if not finite_checked:
             finite = torch.isfinite(values)
             values = torch.where(finite, values, 0.0)
         if self._sum is None or self._finite is None:
-            self._sum = torch.zeros(len(self.heads), dtype=torch.float64, device=values.device)
+            self._sum = torch.zeros(len(self.heads), dtype=values.dtype, device=values.device)
             self._finite = torch.zeros_like(self._sum)
         elif self._sum.device != values.device:
             # The running sums follow the losses (e.g. after a checkpoint was loaded to the CPU).
-            self._sum = self._sum.to(values.device)
-            self._finite = self._finite.to(values.device)
+            self._sum = self._sum.to(values.device, values.dtype)
+            self._finite = self._finite.to(values.device, values.dtype)
         self._sum.add_(values)
         if finite_checked:
             self._finite.add_(1.0)
@@ -69,7 +69,7 @@ class TrainStatistics:
     def _reduced(self) -> tuple[torch.Tensor, torch.Tensor]:
         assert self._sum is not None
         assert self._finite is not None
-        packed = torch.cat([self._sum, self._finite]).to(collective_device())
+        packed = torch.cat([self._sum, self._finite]).to(collective_device(), torch.float64)
         all_reduce_sum_(packed)
         k = len(self.heads)
         return packed[:k].cpu(), packed[k:].cpu()
