@@ -321,7 +321,8 @@ class GradientBlender(Optimizer):
         check = (
             self.check_finite if self.check_finite is not None else detached.device.type == "cpu"
         )
-        if check and not bool(torch.isfinite(detached).all()):
+        # With weights >= 0, the blend is finite exactly when every loss is (0·inf is nan).
+        if check and not math.isfinite(blended.item()):
             self._raise_nonfinite(detached)
         self.statistics.record(detached, finite_checked=check)
         (scaler.scale(blended) if scaler is not None else blended).backward(

@@ -27,28 +27,32 @@ class TrainStatistics:
     def __init__(self, heads: Sequence[str]) -> None:
         self.heads = list(heads)
         self.history: list[dict[str, Any]] = []
-        self._sum: torch.Tensor | None = None  # finite-loss sums, on the losses' device
-        self._finite: torch.Tensor | None = None  # finite-loss counts
+        self._sum: torch.Tensor | None = None  # sums of the finite losses, on their device
+        self._nonfinite: torch.Tensor | None = None  # non-finite losses counted on the device
         self._steps = 0
 
     def record(self, values: torch.Tensor, *, finite_checked: bool) -> None:
-        """Add one step's detached per-head losses (1-D, in ``heads`` order)."""
-        values = values.detach().to(accumulator_dtype(values.device))
-        if not finite_checked:
-            finite = torch.isfinite(values)
-            values = torch.where(finite, values, 0.0)
-        if self._sum is None or self._finite is None:
-            self._sum = torch.zeros(len(self.heads), dtype=values.dtype, device=values.device)
-            self._finite = torch.zeros_like(self._sum)
+        """Add one step's detached per-head losses (1-D, in ``heads`` order).
+
+        ``finite_checked``: the caller has verified that every value is finite; otherwise
+        non-finite values are counted (on the device, without synchronizing) and left out.
+        """
+        if self._sum is None:
+            self._sum = torch.zeros(
+                len(self.heads), dtype=accumulator_dtype(values.device), device=values.device
+            )
         elif self._sum.device != values.device:
             # The running sums follow the losses (e.g. after a checkpoint was loaded to the CPU).
-            self._sum = self._sum.to(values.device, values.dtype)
-            self._finite = self._finite.to(values.device, values.dtype)
-        self._sum.add_(values)
+            self._sum = self._sum.to(values.device, accumulator_dtype(values.device))
         if finite_checked:
-            self._finite.add_(1.0)
+            self._sum.add_(values)  # in place, promoted to the accumulator's dtype
         else:
-            self._finite.add_(finite)
+            finite = torch.isfinite(values)
+            self._sum.add_(torch.where(finite, values, 0.0))
+            if self._nonfinite is None or self._nonfinite.device != values.device:
+                previous = 0.0 if self._nonfinite is None else self._nonfinite.to(values.device)
+                self._nonfinite = torch.zeros_like(self._sum) + previous
+            self._nonfinite.add_(~finite)
         self._steps += 1
 
     @property
@@ -60,19 +64,25 @@ class TrainStatistics:
         """Mean loss per head over the open epoch so far (synchronizes with the device)."""
         if self._sum is None:
             return {}
-        sums, counts = self._reduced()
-        return {
-            h: float(sums[i] / counts[i]) if counts[i] > 0 else float("nan")
-            for i, h in enumerate(self.heads)
-        }
+        sums, counts, _ = self._reduced()
+        return {h: _mean(sums[i], counts[i]) for i, h in enumerate(self.heads)}
 
-    def _reduced(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _reduced(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Sums, finite counts and steps of the open epoch, summed over all ranks."""
         assert self._sum is not None
-        assert self._finite is not None
-        packed = torch.cat([self._sum, self._finite]).to(collective_device(), torch.float64)
-        all_reduce_sum_(packed)
         k = len(self.heads)
-        return packed[:k].cpu(), packed[k:].cpu()
+        device = collective_device()
+        nonfinite = (
+            torch.zeros(k, dtype=torch.float64, device=device)
+            if self._nonfinite is None
+            else self._nonfinite.to(device, torch.float64)
+        )
+        steps = torch.full((1,), float(self._steps), dtype=torch.float64, device=device)
+        packed = torch.cat([self._sum.to(device, torch.float64), nonfinite, steps])
+        all_reduce_sum_(packed)
+        packed = packed.cpu()
+        total_steps = int(packed[-1])
+        return packed[:k], total_steps - packed[k : 2 * k], total_steps
 
     def close_epoch(self, epoch: int) -> dict[str, Any] | None:
         """Close the open epoch: append its record to ``history`` and return it (or None if empty).
@@ -81,24 +91,18 @@ class TrainStatistics:
         """
         if self._sum is None or self._steps == 0:
             return None
-        sums, counts = self._reduced()
-        steps = torch.tensor([float(self._steps)], dtype=torch.float64, device=collective_device())
-        all_reduce_sum_(steps)
-        total_steps = int(steps.item())
+        sums, counts, total_steps = self._reduced()
         record = {
             "epoch": epoch,
             "steps": total_steps,
-            "loss": {
-                h: float(sums[i] / counts[i]) if counts[i] > 0 else float("nan")
-                for i, h in enumerate(self.heads)
-            },
+            "loss": {h: _mean(sums[i], counts[i]) for i, h in enumerate(self.heads)},
             "nonfinite": {
                 h: round(total_steps - float(counts[i])) for i, h in enumerate(self.heads)
             },
         }
         self.history.append(record)
         self._sum = None
-        self._finite = None
+        self._nonfinite = None
         self._steps = 0
         return record
 
@@ -111,7 +115,9 @@ class TrainStatistics:
                 for r in self.history
             ],
             "sum": None if self._sum is None else self._sum.detach().cpu().clone(),
-            "finite": None if self._finite is None else self._finite.detach().cpu().clone(),
+            "nonfinite": None
+            if self._nonfinite is None
+            else self._nonfinite.detach().cpu().clone(),
             "steps": self._steps,
         }
 
@@ -126,5 +132,11 @@ class TrainStatistics:
             for r in state_dict["history"]
         ]
         self._sum = None if state_dict["sum"] is None else state_dict["sum"].clone()
-        self._finite = None if state_dict["finite"] is None else state_dict["finite"].clone()
+        self._nonfinite = (
+            None if state_dict["nonfinite"] is None else state_dict["nonfinite"].clone()
+        )
         self._steps = int(state_dict["steps"])
+
+
+def _mean(total: torch.Tensor, count: torch.Tensor) -> float:
+    return float(total / count) if count > 0 else float("nan")
