@@ -45,7 +45,7 @@ class ResidualBlock(nn.Module):
 
     expansion: ClassVar[int]
 
-    def residual(self, x: torch.Tensor) -> torch.Tensor:
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
         """The residual branch up to ``last_norm``."""
         raise NotImplementedError
 
@@ -55,13 +55,13 @@ class ResidualBlock(nn.Module):
         raise NotImplementedError
 
     @property
-    def last_act(self) -> nn.Module:
+    def _last_act(self) -> nn.Module:
         """The activation after the residual sum."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.shortcut is None else self.shortcut(x)
-        return self.last_act(self.residual(x) + identity)
+        return self._last_act(self._residual(x) + identity)
 
 
 class BasicResidual(ResidualBlock):
@@ -70,7 +70,7 @@ class BasicResidual(ResidualBlock):
 
     expansion = 1
 
-    def residual(self, x: torch.Tensor) -> torch.Tensor:
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act1(self.bn1(self.conv1(x)))
         return self.bn2(self.conv2(out))
 
@@ -79,7 +79,7 @@ class BasicResidual(ResidualBlock):
         return self.bn2
 
     @property
-    def last_act(self) -> nn.Module:
+    def _last_act(self) -> nn.Module:
         return self.act2
 
 
@@ -90,7 +90,7 @@ class BottleneckResidual(ResidualBlock):
 
     expansion = 4
 
-    def residual(self, x: torch.Tensor) -> torch.Tensor:
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act1(self.bn1(self.conv1(x)))
         out = self.act2(self.bn2(self.conv2(out)))
         return self.bn3(self.conv3(out))
@@ -101,7 +101,7 @@ class BottleneckResidual(ResidualBlock):
         return self.bn3
 
     @property
-    def last_act(self) -> nn.Module:
+    def _last_act(self) -> nn.Module:
         return self.act3
 
 
