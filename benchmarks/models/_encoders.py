@@ -6,7 +6,7 @@ Each maps its input to a ``(batch, output_dim)`` vector, so it plugs into
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -17,6 +17,27 @@ from ._layers import ActivationFactory, check_input, check_int
 __all__ = ["ConvSequenceEncoder", "MLPEncoder", "SmallCNNEncoder"]
 
 Size = Literal["tiny", "paper"]
+
+
+def _conv_norm_act_stack(
+    conv: Callable[..., nn.Module],
+    norm: Callable[[int], nn.Module],
+    in_width: int,
+    widths: Sequence[int],
+    activation: ActivationFactory,
+    *,
+    pool: Callable[[], nn.Module] | None = None,
+) -> tuple[list[nn.Module], int]:
+    """[``conv`` 3 (padding 1), ``norm``, activation(, ``pool``)] for each of ``widths``; the
+    layers and the last width."""
+    layers: list[nn.Module] = []
+    width = in_width
+    for c in widths:
+        layers += [conv(width, c, 3, padding=1), norm(c), activation()]
+        if pool is not None:
+            layers.append(pool())
+        width = c
+    return layers, width
 
 
 class MLPEncoder(nn.Module):
@@ -77,11 +98,9 @@ class ConvSequenceEncoder(nn.Module):
         super().__init__()
         check_int("in_features", in_features, minimum=1)
         check_int("output_dim", output_dim, minimum=1)
-        layers: list[nn.Module] = []
-        width = in_features
-        for c in (*channels, output_dim):
-            layers += [nn.Conv1d(width, c, 3, padding=1), nn.BatchNorm1d(c), activation()]
-            width = c
+        layers, _ = _conv_norm_act_stack(
+            nn.Conv1d, nn.BatchNorm1d, in_features, (*channels, output_dim), activation
+        )
         self.net = nn.Sequential(*layers)
         self.in_features = in_features
         self.output_dim = output_dim
@@ -124,16 +143,14 @@ class SmallCNNEncoder(nn.Module):
         super().__init__()
         check_int("in_channels", in_channels, minimum=1)
         check_int("output_dim", output_dim, minimum=1)
-        layers: list[nn.Module] = []
-        width = in_channels
-        for c in channels:
-            layers += [
-                nn.Conv2d(width, c, 3, padding=1),
-                nn.BatchNorm2d(c),
-                activation(),
-                nn.MaxPool2d(2, ceil_mode=True),
-            ]
-            width = c
+        layers, width = _conv_norm_act_stack(
+            nn.Conv2d,
+            nn.BatchNorm2d,
+            in_channels,
+            channels,
+            activation,
+            pool=lambda: nn.MaxPool2d(2, ceil_mode=True),
+        )
         layers += [
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),

@@ -64,7 +64,28 @@ def _check_head_name(fused_head: object, modalities: list[str]) -> str:
     return fused_head
 
 
-class MultiHeadModel(nn.Module):
+class _MultiInputModel(nn.Module):
+    """A model whose input is ``{name: tensor}``, one tensor per sub-network that reads it."""
+
+    def _input_networks(self) -> dict[str, nn.Module]:
+        """``{input name: the network that reads it}``, in the order of the input dict."""
+        raise NotImplementedError
+
+    def example_input(
+        self,
+        size: Literal["tiny", "paper"] = "tiny",
+        *,
+        batch_size: int = 2,
+        device: str | torch.device = "cpu",
+    ) -> dict[str, torch.Tensor]:
+        """Random inputs from every encoder's (backbone's) ``example_input``."""
+        return {
+            name: net.example_input(size, batch_size=batch_size, device=device)
+            for name, net in self._input_networks().items()
+        }
+
+
+class MultiHeadModel(_MultiInputModel):
     """Late-fusion multi-head model over any number of modalities.
 
     Args:
@@ -144,21 +165,11 @@ class MultiHeadModel(nn.Module):
         """``{modality: input}`` -> ``{head: (B, num_classes) logits}``."""
         return self.forward_head(self.forward_features(inputs))
 
-    def example_input(
-        self,
-        size: Literal["tiny", "paper"] = "tiny",
-        *,
-        batch_size: int = 2,
-        device: str | torch.device = "cpu",
-    ) -> dict[str, torch.Tensor]:
-        """Random inputs from every encoder's ``example_input``."""
-        return {
-            name: self.encoders[name].example_input(size, batch_size=batch_size, device=device)
-            for name in self.modalities
-        }
+    def _input_networks(self) -> dict[str, nn.Module]:
+        return {name: self.encoders[name] for name in self.modalities}
 
 
-class MidFusionModel(nn.Module):
+class MidFusionModel(_MultiInputModel):
     """Audio-visual model with mid-level fusion after a chosen block (appendix F.2-F.4).
 
     Both backbones run to ``after_block`` (1 = stem, 2-5 = stages). The uni-modal heads then
@@ -301,15 +312,5 @@ class MidFusionModel(nn.Module):
             self.fused_head: self.fused_classifier(f_feat),
         }
 
-    def example_input(
-        self,
-        size: Literal["tiny", "paper"] = "tiny",
-        *,
-        batch_size: int = 2,
-        device: str | torch.device = "cpu",
-    ) -> dict[str, torch.Tensor]:
-        """Random inputs from both backbones' ``example_input``."""
-        return {
-            self.visual_name: self.visual.example_input(size, batch_size=batch_size, device=device),
-            self.audio_name: self.audio.example_input(size, batch_size=batch_size, device=device),
-        }
+    def _input_networks(self) -> dict[str, nn.Module]:
+        return {self.visual_name: self.visual, self.audio_name: self.audio}

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-import torch
 from torch import nn
 
 from ._layers import (
@@ -23,12 +22,11 @@ from ._layers import (
     Conv3DSimple,
     ConvMaker,
     NormFactory,
-    check_block,
-    check_input,
     check_int,
     r2plus1d_midplanes,
     triple,
 )
+from ._resnet import BasicResidual, BottleneckResidual, StagedResNet, residual_shortcut
 
 __all__ = [
     "BLOCKS_PER_DEPTH",
@@ -107,20 +105,8 @@ class VideoStem(nn.Sequential):
         self.out_channels = out_channels
 
 
-def _shortcut(
-    in_planes: int, out_planes: int, stride: tuple[int, int, int], norm: NormFactory
-) -> nn.Module | None:
-    if stride == (1, 1, 1) and in_planes == out_planes:
-        return None
-    return nn.Sequential(
-        nn.Conv3d(in_planes, out_planes, 1, stride=stride, bias=False), norm(out_planes)
-    )
-
-
-class BasicBlock3D(nn.Module):
+class BasicBlock3D(BasicResidual):
     """Two 3×3×3-like convs (made by ``conv_maker``) with a residual connection."""
-
-    expansion = 1
 
     def __init__(
         self,
@@ -139,29 +125,18 @@ class BasicBlock3D(nn.Module):
         self.act1 = activation()
         self.conv2 = conv_maker(planes, planes, **kw)
         self.bn2 = norm(planes)
-        self.shortcut = _shortcut(in_planes, planes, stride, norm)
+        self.shortcut = residual_shortcut(
+            nn.Conv3d, in_planes, planes, stride, norm, unit_stride=(1, 1, 1)
+        )
         self.act2 = activation()
 
-    @property
-    def last_norm(self) -> nn.Module:
-        """The norm before the residual sum (zero-initialized by ``zero_init_residual``)."""
-        return self.bn2
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.shortcut is None else self.shortcut(x)
-        out = self.act1(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.act2(out + identity)
-
-
-class Bottleneck3D(nn.Module):
+class Bottleneck3D(BottleneckResidual):
     """1×1×1 reduce, 3×3×3-like conv (``conv_maker``, carries the stride), 1×1×1 expand ×4.
 
     With ``Conv3DChannelSeparated`` this is the ir-CSN block, with
     ``Conv3DInteractionPreserved`` the ip-CSN block (Tran et al. 2019, Fig. 3).
     """
-
-    expansion = 4
 
     def __init__(
         self,
@@ -183,23 +158,13 @@ class Bottleneck3D(nn.Module):
         self.act2 = activation()
         self.conv3 = nn.Conv3d(planes, out_planes, 1, bias=False)
         self.bn3 = norm(out_planes)
-        self.shortcut = _shortcut(in_planes, out_planes, stride, norm)
+        self.shortcut = residual_shortcut(
+            nn.Conv3d, in_planes, out_planes, stride, norm, unit_stride=(1, 1, 1)
+        )
         self.act3 = activation()
 
-    @property
-    def last_norm(self) -> nn.Module:
-        """``bn3``: the norm before the residual sum (torchvision zero-inits ``bn2`` here)."""
-        return self.bn3
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.shortcut is None else self.shortcut(x)
-        out = self.act1(self.bn1(self.conv1(x)))
-        out = self.act2(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.act3(out + identity)
-
-
-class VideoResNet(nn.Module):
+class VideoResNet(StagedResNet):
     """Generic video ResNet: stem, four stages, global average pool, optional classifier.
 
     The paper counts five "blocks" (appendix F.2): block 1 is the stem, blocks 2-5 the four
@@ -208,8 +173,15 @@ class VideoResNet(nn.Module):
 
     Input: ``(batch, in_channels, frames, height, width)``. Every positive size passes through
     (all downsampling convs are padded); each of stages 3-5 halves time and space (rounding
-    up), the stem halves space and the stem pool halves it again.
+    up), the stem halves space and the stem pool halves it again. ``example_input("tiny")``
+    is 2×48×48, which keeps 2×2 positions after the last stage.
     """
+
+    _conv_type = nn.Conv3d
+    _norm_types = (nn.BatchNorm3d, nn.GroupNorm)
+    _block_types = (BasicBlock3D, Bottleneck3D)
+    _input_rank = 5
+    _input_layout = "(batch, channels, frames, height, width)"
 
     def __init__(
         self,
@@ -229,125 +201,35 @@ class VideoResNet(nn.Module):
         zero_init_residual: bool = False,
         default_input_size: tuple[int, int, int] = (16, 224, 224),
     ) -> None:
-        super().__init__()
-        check_int("num_classes", num_classes, minimum=0)
-        check_int("in_channels", in_channels, minimum=1)
+        super().__init__(in_channels=in_channels, num_classes=num_classes)
         if len(layers) != 4 or len(widths) != 4 or len(strides) != 4:
             raise ValueError(
                 f"Parameters `layers`, `widths` and `strides` should each have 4 entries (one "
                 f"per stage). Found {len(layers)}, {len(widths)} and {len(strides)}."
             )
-        self.in_channels = in_channels
-        self.num_classes = num_classes
         #: (frames, height, width) of ``example_input("paper")`` and ``example_input("tiny")``.
         self.default_input_size = default_input_size
         self.tiny_input_size = (2, 48, 48)
-        self.stem = stem
-        stages = []
-        in_planes = stem_channels
-        for i, (n, width, stride) in enumerate(zip(layers, widths, strides, strict=True)):
-            s = triple(stride, f"strides[{i}]")
-            blocks = []
-            for j in range(n):
-                blocks.append(
-                    block(
-                        in_planes,
-                        width,
-                        conv_maker=conv_maker,
-                        stride=s if j == 0 else (1, 1, 1),
-                        norm=norm,
-                        activation=activation,
-                    )
-                )
-                in_planes = width * block.expansion
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.ModuleList(stages)
-        self.temporal_strides = tuple(triple(s, "strides")[0] for s in strides)
-        #: Channels of the pooled feature vector (``forward_features`` then pool).
-        self.output_dim = in_planes
-        #: Channels after each block 1-5 (paper's numbering, F.2).
-        self.block_channels = (stem_channels, *(w * block.expansion for w in widths))
-        self.pool = nn.AdaptiveAvgPool3d(1)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.fc = nn.Linear(in_planes, num_classes) if num_classes > 0 else nn.Identity()
-        self._init_weights(zero_init_residual)
-
-    def _init_weights(self, zero_init_residual: bool) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm3d | nn.GroupNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
-        if zero_init_residual:
-            # Zero the LAST norm of every block (bn3 of a bottleneck), so each residual block
-            # starts as the identity (Goyal et al. 2017).
-            for m in self.modules():
-                if isinstance(m, BasicBlock3D | Bottleneck3D):
-                    nn.init.zeros_(m.last_norm.weight)
-
-    def _check(self, x: object) -> torch.Tensor:
-        return check_input(
-            x,
-            rank=5,
-            channels=self.in_channels,
-            layout="(batch, channels, frames, height, width)",
-            owner=type(self).__name__,
+        self._build(
+            stem=stem,
+            stem_channels=stem_channels,
+            block=block,
+            layers=layers,
+            widths=widths,
+            # Checked one stage at a time, as that stage is built.
+            first_strides=(triple(s, f"strides[{i}]") for i, s in enumerate(strides)),
+            unit_stride=(1, 1, 1),
+            block_kwargs={"conv_maker": conv_maker, "norm": norm, "activation": activation},
+            pool=nn.AdaptiveAvgPool3d(1),
+            dropout=dropout,
+            zero_init_residual=zero_init_residual,
         )
+        self.temporal_strides = tuple(triple(s, "strides")[0] for s in strides)
 
-    def forward_until(self, x: torch.Tensor, block: int) -> torch.Tensor:
-        """Feature map after ``block`` (1 = stem, 2-5 = stages; paper appendix F.2)."""
-        check_block(block)
-        x = self.stem(self._check(x))
-        for stage in self.stages[: block - 1]:
-            x = stage(x)
-        return x
-
-    def forward_from(self, x: torch.Tensor, block: int) -> torch.Tensor:
-        """Run blocks ``block + 1`` to 5 on a feature map from :meth:`forward_until`."""
-        check_block(block)
-        for stage in self.stages[block - 1 :]:
-            x = stage(x)
-        return x
-
-    def output_frames(self, block: int, frames: int) -> int:
-        """Length of the time axis after ``block`` for an input of ``frames`` frames."""
-        check_block(block)
-        for stride in self.temporal_strides[: block - 1]:
-            frames = -(-frames // stride)
-        return frames
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Unpooled feature map after the last stage, ``(B, output_dim, T', H', W')``."""
-        return self.forward_from(self.forward_until(x, 1), 1)
-
-    def forward_head(self, features: torch.Tensor, *, pre_logits: bool = False) -> torch.Tensor:
-        """Global average pool, dropout and the classifier (skipped with ``pre_logits``)."""
-        x = self.dropout(self.pool(features).flatten(1))
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, num_classes)``, or pooled features ``(B, output_dim)`` when
-        ``num_classes == 0``."""
-        return self.forward_head(self.forward_features(x))
-
-    def example_input(
-        self,
-        size: Literal["tiny", "paper"] = "tiny",
-        *,
-        batch_size: int = 2,
-        device: str | torch.device = "cpu",
-    ) -> torch.Tensor:
-        """A random input: ``"paper"`` is the paper's clip size, ``"tiny"`` 2×48×48.
-
-        The tiny size keeps 2×2 positions after the last stage: with a batch of 2, a
-        training-mode batch norm over only 2 values per channel outputs ±1 whatever its
-        input, which stops gradients (docs/models.md, "Minimum input sizes")."""
-        t, h, w = self.default_input_size if size == "paper" else self.tiny_input_size
-        return torch.randn(batch_size, self.in_channels, t, h, w, device=device)
+    @property
+    def _frame_strides(self) -> tuple[int, ...]:
+        # Time stride of blocks 1-5: the stem keeps time, the stages follow `strides`.
+        return (1, *self.temporal_strides)
 
 
 def video_resnet(
