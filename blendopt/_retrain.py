@@ -36,10 +36,14 @@ OptimizerSpec = Optimizer | Callable[[list[nn.Parameter]], Optimizer]
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module inside ``DistributedDataParallel`` / ``DataParallel``, else ``model``."""
-    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        return model.module
-    return model
+    """The module inside ``DistributedDataParallel``/``DataParallel``/``torch.compile``."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile
+            model = model._orig_mod
+        else:
+            return model
 
 
 def _inner_optimizer(optimizer: Optimizer) -> Optimizer:
@@ -293,6 +297,8 @@ def estimate_weights(
 
     start = time.perf_counter()
     reference = copy.deepcopy(base)
+    for p in reference.parameters():
+        p.grad = None  # the copies start without the user's gradients
     if heads is None:
         with isolated_rng(derive_seed(seed, 0)):
             first = next(iter(train), None)
@@ -321,11 +327,7 @@ def estimate_weights(
     for first_index in range(0, len(heads), group_size):
         group = heads[first_index : first_index + group_size]
         copies = {h: copy.deepcopy(reference) for h in group}
-        optimizers = {}
-        for h, net in copies.items():
-            for p in net.parameters():
-                p.grad = None
-            optimizers[h] = _make_optimizer(optimizer, base, net)
+        optimizers = {h: _make_optimizer(optimizer, base, net) for h, net in copies.items()}
         # The data order comes from one seeded stream shared by every group; each copy's own
         # randomness (dropout) from a stream of its own, so grouping does not change results.
         streams = {h: RngStream(derive_seed(seed, 3, heads.index(h))) for h in group}

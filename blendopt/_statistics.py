@@ -61,7 +61,11 @@ class TrainStatistics:
         return self._steps
 
     def running_mean(self) -> dict[str, float]:
-        """Mean loss per head over the open epoch so far (synchronizes with the device)."""
+        """Mean loss per head over the open epoch so far.
+
+        Synchronizes with the device; a collective under ``torch.distributed`` (every rank
+        must call it).
+        """
         if self._sum is None:
             return {}
         sums, counts, _ = self._reduced()

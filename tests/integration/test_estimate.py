@@ -241,3 +241,34 @@ def test_optimizer_param_not_in_model_is_reported():
     sgd = torch.optim.SGD([*model.parameters(), stray], lr=0.1)
     with pytest.raises(ValueError, match=r"shape \(2,\) that is not in the model"):
         estimate_weights(model, loss_fn, make_batches(2), make_batches(1), optimizer=sgd, epochs=1)
+
+
+@pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
+def test_compiled_and_data_parallel_models_are_unwrapped():
+    model = make_model()
+    wrapped = torch.nn.DataParallel(model)
+    assert blendopt._retrain.unwrap_model(wrapped) is model
+    compiled = torch.compile(model)
+    assert blendopt._retrain.unwrap_model(compiled) is model
+    sgd = torch.optim.SGD(model.parameters(), lr=0.05)
+    with_compiled = estimate_weights(
+        compiled,
+        loss_fn,
+        make_batches(2),
+        make_batches(1),
+        optimizer=sgd,
+        epochs=1,
+        heads=HEADS,
+        eps=1e-2,
+    )
+    plain = estimate_weights(
+        model,
+        loss_fn,
+        make_batches(2),
+        make_batches(1),
+        optimizer=sgd,
+        epochs=1,
+        heads=HEADS,
+        eps=1e-2,
+    )
+    assert with_compiled.measurements == plain.measurements
