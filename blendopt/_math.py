@@ -130,10 +130,15 @@ def ogr(
         train_before, holdout_before, train_after, holdout_after, higher_is_better=higher_is_better
     )
     d_g = generalization(holdout_before, holdout_after, higher_is_better=higher_is_better)
+    return _ratios(d_o, d_g)
+
+
+def _ratios(d_o: Mapping[str, float], d_g: Mapping[str, float]) -> dict[str, float]:
+    """``dO_k / dG_k`` per head; ``dG_k = 0`` gives ``±inf`` (sign of dO), or nan if dO is 0."""
     out = {}
-    for h in d_g:
-        if d_g[h] != 0.0:
-            out[h] = d_o[h] / d_g[h]
+    for h, g in d_g.items():
+        if g != 0.0:
+            out[h] = d_o[h] / g
         else:
             out[h] = math.copysign(math.inf, d_o[h]) if d_o[h] != 0.0 else math.nan
     return out
@@ -172,14 +177,7 @@ class BlendEstimate:
     @property
     def ogr(self) -> dict[str, float]:
         """OGR per head (dO / dG); see :func:`ogr` for dG = 0."""
-        out = {}
-        for h, d_g in self.generalization.items():
-            d_o = self.overfitting_change[h]
-            if d_g != 0.0:
-                out[h] = d_o / d_g
-            else:
-                out[h] = math.copysign(math.inf, d_o) if d_o != 0.0 else math.nan
-        return out
+        return _ratios(self.overfitting_change, self.generalization)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form (safe for ``torch.load(weights_only=True)`` and JSON)."""
