@@ -100,6 +100,8 @@ class GradientBlender(Optimizer):
                 "Parameter `schedule` should be blendopt.Offline(...) or blendopt.Online(...). "
                 f"Found {type(schedule).__name__}."
             )
+        if estimator is not None and schedule is None:
+            schedule = estimator.default_schedule()
         if estimator is not None and estimator.needs_schedule and schedule is None:
             raise ValueError(
                 f"The estimator {estimator!r} needs a schedule: pass "
@@ -278,23 +280,18 @@ class GradientBlender(Optimizer):
             "learning rate, clip gradients, or check that head's inputs and labels."
         )
 
-    def backward(
-        self,
-        losses: Mapping[str, torch.Tensor],
-        *,
-        scaler: torch.amp.GradScaler | None = None,
-        retain_graph: bool | None = None,
-    ) -> torch.Tensor:
-        """Backpropagate the blended loss ``Σ_k w_k L_k`` (Eq. 7) in one backward pass.
+    def blend(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The blended loss ``Σ_k w_k L_k`` (Eq. 7) with its graph, for loops that call backward.
+
+        Validates ``losses`` and records the per-head statistics exactly as :meth:`backward`
+        does; the caller backpropagates the result (PyTorch Lightning's automatic optimization,
+        ``accelerator.backward``, ``scaler.scale(loss).backward()``).
 
         Args:
             losses: head -> scalar loss, one entry per head.
-            scaler: a ``torch.amp.GradScaler``: the blended loss is scaled before backward;
-                then call ``scaler.step(optimizer)`` and ``scaler.update()`` as usual.
-            retain_graph: passed to ``Tensor.backward``.
 
         Returns:
-            The blended loss, detached.
+            The blended loss, attached to the graph of every head's loss.
 
         Raises:
             ValueError: an unknown or missing head, a non-scalar loss, a loss without grad, or
@@ -312,6 +309,8 @@ class GradientBlender(Optimizer):
                 )
             if self.schedule.unit == "step" and self._steps == 0:
                 self._maybe_estimate(0)
+        if self.estimator is not None:
+            self.estimator.observe(losses, step=self._steps)
         device = values[0].device
         if any(v.device != device for v in values):  # model parallel: blend on the first device
             values = [v.to(device) for v in values]
@@ -325,6 +324,32 @@ class GradientBlender(Optimizer):
         if check and not math.isfinite(blended.item()):
             self._raise_nonfinite(detached)
         self.statistics.record(detached, finite_checked=check)
+        return blended
+
+    def backward(
+        self,
+        losses: Mapping[str, torch.Tensor],
+        *,
+        scaler: torch.amp.GradScaler | None = None,
+        retain_graph: bool | None = None,
+    ) -> torch.Tensor:
+        """Backpropagate the blended loss ``Σ_k w_k L_k`` (Eq. 7) in one backward pass.
+
+        ``backward(losses)`` is ``blend(losses).backward()``.
+
+        Args:
+            losses: head -> scalar loss, one entry per head.
+            scaler: a ``torch.amp.GradScaler``: the blended loss is scaled before backward;
+                then call ``scaler.step(optimizer)`` and ``scaler.update()`` as usual.
+            retain_graph: passed to ``Tensor.backward``.
+
+        Returns:
+            The blended loss, detached.
+
+        Raises:
+            The errors of :meth:`blend`.
+        """
+        blended = self.blend(losses)
         (scaler.scale(blended) if scaler is not None else blended).backward(
             retain_graph=retain_graph
         )

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import torch
 from torch import nn
 from torch.optim import Optimizer
 
@@ -15,7 +16,7 @@ from blendopt._math import DEFAULT_EPS, BlendEstimate
 from blendopt._measure import MetricFn
 from blendopt._retrain import LossFn, OptimizerSpec, estimate_weights
 from blendopt._rng import derive_seed
-from blendopt._schedule import Unit
+from blendopt._schedule import Schedule, Unit
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,19 @@ class Estimator(ABC):
     def needs_schedule(self) -> bool:
         """Whether the blender needs a schedule to know when to call :meth:`estimate`."""
         return True
+
+    def default_schedule(self) -> Schedule | None:
+        """The schedule used when ``GradientBlender`` gets none (``None``: the user must pass one
+        if :attr:`needs_schedule`)."""
+        return None
+
+    def observe(self, losses: Mapping[str, torch.Tensor], *, step: int) -> None:  # noqa: B027
+        """Called by ``GradientBlender.blend`` every step, before the blend, with the per-head
+        losses still attached to their graphs (``step``: optimizer steps done so far).
+
+        Estimators that learn from the run itself (per-head gradients, rolling statistics)
+        override it; it must not call backward on the losses without ``retain_graph=True``.
+        """
 
     @abstractmethod
     def estimate(self, request: EstimateRequest) -> BlendEstimate:

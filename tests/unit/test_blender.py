@@ -413,3 +413,26 @@ def test_load_state_dict_says_what_differs():
 def test_public_api_is_exported():
     for name in blendopt.__all__:
         assert hasattr(blendopt, name), name
+
+
+def test_blend_returns_the_weighted_sum_with_its_graph_and_backward_matches():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    x = torch.randn(4, 3)
+    blender = blendopt.GradientBlender(
+        torch.optim.SGD(model.parameters(), lr=0.1), ["a", "b"], {"a": 0.25, "b": 0.75}
+    )
+    out = model(x)
+    losses = {"a": out[:, 0].pow(2).mean(), "b": out[:, 1].abs().mean()}
+    blended = blender.blend(losses)
+    assert blended.requires_grad
+    expected = 0.25 * losses["a"] + 0.75 * losses["b"]
+    torch.testing.assert_close(blended, expected)
+    blended.backward()
+    via_blend = [p.grad.clone() for p in model.parameters()]
+    blender.zero_grad()
+    out = model(x)
+    blender.backward({"a": out[:, 0].pow(2).mean(), "b": out[:, 1].abs().mean()})
+    for got, want in zip(via_blend, (p.grad for p in model.parameters()), strict=True):
+        torch.testing.assert_close(got, want)
+    assert blender.statistics.steps == 2

@@ -1,0 +1,26 @@
+from pathlib import Path
+
+import pytest
+
+from benchmarks.runner._plots import plot_curves, plot_weights
+
+pytest.importorskip("matplotlib")
+
+RECORDS = [
+    {
+        "epoch": e,
+        "step": 10 * e,
+        "train_loss": {"a": 1.0 / (e + 1), "fused": 0.5},
+        "holdout": {"a": 0.4, "fused": 0.3 + 0.01 * e},
+        "holdout_metric": "top1_error",
+        "weights": {"a": 0.5 + 0.1 * e, "fused": 0.5 - 0.1 * e},
+    }
+    for e in range(4)
+]
+
+
+@pytest.mark.parametrize("plot", [plot_weights, plot_curves])
+def test_plots_write_a_png(tmp_path: Path, plot):
+    out = plot(RECORDS, tmp_path / "sub" / "plot.png", title="t")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.stat().st_size > 2000
