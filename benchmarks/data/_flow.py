@@ -136,18 +136,20 @@ def save_flow(path: str | os.PathLike[str], flow: np.ndarray | torch.Tensor) -> 
         raise TypeError(
             f"Parameter `flow` should be a numpy array or a tensor. Found {type(flow).__name__}."
         )
-    if flow.ndim != 4 or flow.shape[1] != 2:
+    if flow.ndim != 4 or flow.shape[1] != 2 or 0 in flow.shape:
         raise ValueError(
-            f"Parameter `flow` should have shape (N, 2, H, W). Found {flow.shape}; stack the "
-            "x and y fields on axis 1."
+            f"Parameter `flow` should have shape (N, 2, H, W), none of them 0. Found "
+            f"{flow.shape}; stack the x and y fields on axis 1."
         )
     if not path.endswith(".npy"):
         raise ValueError(f"Parameter `path` should end with '.npy'. Found {path!r}.")
-    data = flow.astype(np.float16)
-    if not np.isfinite(data).all():
+    values = flow.astype(np.float64)
+    if not np.isfinite(values).all() or np.abs(values).max() > np.finfo(np.float16).max:
         raise ValueError(
-            "Parameter `flow` holds non-finite values (or values beyond float16's ±65504 px)."
+            "Parameter `flow` holds non-finite values or values beyond float16's ±65504 px; "
+            "check the flow computation."
         )
+    data = flow.astype(np.float16)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}.npy"
     np.save(tmp, data)
