@@ -188,9 +188,11 @@ class ClipDataset(Dataset):
             if "audio" in self.modalities and not info.has_audio:
                 raise MediaError("no audio stream")
             seg_start = record.start or 0.0
-            if info.duration > 0 and seg_start >= info.duration:
-                # Without this, the decoders' "start past the end: take the tail" rule would
-                # return the file's last frames under the segment's label (issue 9).
+            # No frame at or after the segment's start (half a frame of tolerance, the
+            # decoder's): without this check, the decoders' "start past the end: take the
+            # tail" rule would return the file's last frames under the segment's label.
+            half_frame = 0.5 / info.fps if info.fps > 0 else 0.0
+            if info.duration > 0 and seg_start >= info.duration - half_frame:
                 raise MediaError(
                     f"segment past end of file: the segment starts at {seg_start:.2f} s, the "
                     f"file lasts {info.duration:.2f} s (truncated download, or an already "

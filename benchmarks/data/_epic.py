@@ -26,7 +26,13 @@ from benchmarks.data._common import check_template, read_csv_numbered
 from benchmarks.data._dataset import ClipDataset, ClipRecord
 from benchmarks.data._layout import check_root
 
-__all__ = ["EPIC_UNSEEN_VAL_PARTICIPANTS", "EpicKitchens55", "parse_timestamp"]
+__all__ = [
+    "EPIC_CLASS_FILES",
+    "EPIC_UNSEEN_VAL_PARTICIPANTS",
+    "EpicKitchens55",
+    "parse_timestamp",
+    "read_epic_classes",
+]
 
 #: Our default unseen-kitchen validation participants (a choice; see the module docstring).
 EPIC_UNSEEN_VAL_PARTICIPANTS = ("P26", "P27", "P28", "P29", "P30", "P31")

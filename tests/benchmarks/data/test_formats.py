@@ -265,6 +265,16 @@ def test_epic_segment_past_end_of_truncated_video_is_skipped(tmp_path, media):
     assert "starts at 3600.00 s, the file lasts 2.00 s" in skipped.reason
     test_mode = EpicKitchens55(tmp_path, csv, split="all", spec=SPEC)
     assert all(isinstance(test_mode[i], SkippedSample) for i in range(10, 20))
+    # Within the last frame's half-frame tolerance (1.99 s of 2 s at 25 fps): no frame starts
+    # at or after the segment, so it is past the end too, not the file's last frames.
+    edge = late.replace("01:00:00.00,01:00:02.00", "00:00:01.99,00:00:02.50")
+    csv = write_epic(tmp_path, [EPIC_ROWS[0], edge])
+    ds = EpicKitchens55(tmp_path, csv, split="all", mode="train", spec=SPEC)
+    assert ds[1].reason.startswith("segment past end of file: the segment starts at 1.99 s")
+    inside = late.replace("01:00:00.00,01:00:02.00", "00:00:01.90,00:00:02.50")
+    csv = write_epic(tmp_path, [EPIC_ROWS[0], inside])
+    inputs, _ = EpicKitchens55(tmp_path, csv, split="all", mode="train", spec=SPEC)[1]
+    assert inputs["rgb"].shape == (3, 4, 32, 32)  # frames 47-49 (1.88-1.96 s) exist: kept
 
 
 # --- Sports-1M --------------------------------------------------------------------------------
