@@ -9,8 +9,9 @@ with it.
 
 Why ``.npy`` and not a pair of grayscale x/y videos: the file is memory-mapped, so a clip
 reads only its ``T`` frames (no seek to a keyframe and decode of every frame from there to
-the clip: 5–11 ms against 188–324 ms for RGB, measured in docs/datasets.md), the values are exact (no 8-bit
-quantization, no ±20 px clipping, no codec loss), and ``np.save`` is the whole writer. The
+the clip: 5–11 ms against 188–324 ms for RGB, measured in docs/datasets.md), the values
+are exact (no 8-bit quantization, no ±20 px clipping, no codec loss), and ``np.save`` is
+the whole writer. The
 cost is disk: float16 at 171 × 128 is 2.2 MB per second of 25 fps video (a 10 s Kinetics
 clip: 22 MB); store flow at the resolution you train at.
 
