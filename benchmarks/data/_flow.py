@@ -11,9 +11,8 @@ Why ``.npy`` and not a pair of grayscale x/y videos: the file is memory-mapped, 
 reads only its ``T`` frames (no seek to a keyframe and decode of every frame from there to
 the clip: 5–11 ms against 188–324 ms for RGB, measured in docs/datasets.md), the values
 are exact (no 8-bit quantization, no ±20 px clipping, no codec loss), and ``np.save`` is
-the whole writer. The
-cost is disk: float16 at 171 × 128 is 2.2 MB per second of 25 fps video (a 10 s Kinetics
-clip: 22 MB); store flow at the resolution you train at.
+the whole writer. The cost is disk: float16 at 171 × 128 is 2.2 MB per second of 25 fps
+video (a 10 s Kinetics clip: 22 MB); store flow at the resolution you train at.
 
 Clip window: the flow frames of a clip are the RGB frames' indices (same start time, same
 stride, same loop-padding rule as :func:`decode_video_clip`), so RGB and flow see the same
