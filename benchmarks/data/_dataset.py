@@ -287,6 +287,8 @@ class ClipDataset(Dataset):
             ValueError: no record has its file (or, with ``"flow"``, its flow file); the
                 message names the first expected path, the layout and the fix.
         """
+        if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
+            raise ValueError(f"Parameter `sample` should be a positive int. Found {sample!r}.")
         if not self.records:
             return
         picks = np.unique(np.linspace(0, len(self.records) - 1, min(sample, len(self.records))))

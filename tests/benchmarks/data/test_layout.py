@@ -29,6 +29,8 @@ def test_kinetics_check_layout(media, tmp_path):
     assert "holds ['annotations', 'train', 'val']" in message
     with pytest.raises(TypeError, match="root"):
         Kinetics.check_layout(3, csv)
+    with pytest.raises(ValueError, match=r"`sample` should be a positive int\. Found 0"):
+        Kinetics.check_layout(root, csv, sample=0)
 
 
 def test_kinetics_check_layout_with_flow(tmp_path, media):
