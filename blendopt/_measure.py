@@ -107,7 +107,7 @@ def measure_counted(
     *,
     name: str = "metric",
 ) -> tuple[dict[str, float], int]:
-    """:func:`measure`, also returning the number of empty batches skipped."""
+    """:func:`measure`, also returning the number of empty batches skipped (on all ranks)."""
     was_training = model.training
     model.eval()
     sums: dict[str, torch.Tensor] = {}
@@ -151,11 +151,12 @@ def measure_counted(
     packed = torch.stack(
         [sums[h].to(device, torch.float64) for h in heads]
         + [torch.tensor(counts[h], dtype=torch.float64, device=device) for h in heads]
+        + [torch.tensor(float(empty), dtype=torch.float64, device=device)]
     )
     all_reduce_sum_(packed)
     k = len(heads)
     out = {h: float(packed[i] / packed[k + i]) for i, h in enumerate(heads)}
-    return out, empty
+    return out, int(packed[2 * k])
 
 
 def top1_error(
