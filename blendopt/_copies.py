@@ -150,13 +150,14 @@ class _Divergence:
         heads = [h for h in self.counts if h not in self.found]
         if not heads:
             return []
-        device = collective_device()
+        on = self.counts[heads[0]].device
         packed = torch.stack(
-            [self.counts[h].to(device, torch.float64) for h in heads]
-            + [self.first[h].to(device, torch.float64).clamp(min=0) for h in heads]
+            [self.counts[h].to(on) for h in heads]
+            + [self.first[h].to(on).clamp(min=0) for h in heads]
         )
-        all_reduce_sum_(packed)  # ranks agree: any rank's non-finite loss diverges the copy
-        values = packed.tolist()
+        if world_size() > 1:  # ranks agree: any rank's non-finite loss diverges the copy
+            packed = all_reduce_sum_(packed.to(collective_device(), torch.float64))
+        values = packed.tolist()  # the one host-device sync
         new = []
         for i, h in enumerate(heads):
             count = int(values[i])
