@@ -12,18 +12,16 @@ import torch
 
 
 def _loader_parts(loader: Any) -> list[Any]:
-    # A DataLoader, its sampler, its batch sampler and the batch sampler's sampler.
-    batch_sampler = getattr(loader, "batch_sampler", None)
-    parts = [
-        loader,
-        getattr(loader, "sampler", None),
-        batch_sampler,
-        getattr(batch_sampler, "sampler", None),
-    ]
+    # A DataLoader and the samplers inside it: its sampler and batch sampler, and the samplers
+    # they wrap (`.sampler`, e.g. a BatchSampler's), a few levels deep.
     out: list[Any] = []
-    for part in parts:
-        if part is not None and all(part is not seen for seen in out):
-            out.append(part)
+    todo = [loader]
+    while todo and len(out) < 16:
+        part = todo.pop(0)
+        if part is None or any(part is seen for seen in out):
+            continue
+        out.append(part)
+        todo += [getattr(part, "sampler", None), getattr(part, "batch_sampler", None)]
     return out
 
 

@@ -245,3 +245,36 @@ def test_repr_names_the_scheduler():
     )
     assert "scheduler_interval='epoch'" in repr(est)
     assert blendopt.RetrainEstimator(make_model(), loss_fn, [], []).scheduler is None
+
+
+def test_replaying_a_sequential_scheduler_bound_to_the_blender():
+    # The run's own scheduler object, set on the estimator after the blender is built; a
+    # composite scheduler whose children are bound to the blender too.
+    epochs, batches = 4, 3
+    model = make_model()
+    train, holdout = make_batches(batches), make_batches(2, seed=1)
+    recorder = LrRecorder()
+    est = RetrainEstimator(model, loss_fn, train, holdout, train_step=recorder)
+    opt = GradientBlender(
+        torch.optim.SGD(model.parameters(), lr=0.1), HEADS, est, schedule=Online(every=2)
+    )
+    warmup = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=4)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=8)
+    scheduler = torch.optim.lr_scheduler.SequentialLR(opt, [warmup, cosine], milestones=[4])
+    est.scheduler, est.scheduler_interval = scheduler, "step"
+    lrs, copies = [], []
+    for _ in range(epochs):
+        if opt.start_epoch() is not None:
+            copies.append((len(lrs), recorder.lrs))
+            recorder.lrs = {h: [] for h in HEADS}
+        for batch in train:
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.zero_grad()
+            opt.backward(loss_fn(model, batch))
+            opt.step()
+            scheduler.step()
+    assert [start for start, _ in copies] == [0, 6]
+    for start, recorded in copies:
+        for h in HEADS:
+            assert recorded[h] == pytest.approx(lrs[start : start + 2 * batches], rel=1e-12)
+    assert len(set(lrs)) > 6

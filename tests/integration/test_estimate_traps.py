@@ -3,7 +3,13 @@ data order, heads discovery, empty batches, diverging copies."""
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, TensorDataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    DistributedSampler,
+    RandomSampler,
+    TensorDataset,
+)
 
 import blendopt
 from blendopt import GradientBlender, Offline, RetrainEstimator, estimate_weights
@@ -35,7 +41,7 @@ def _main_run_batches(make_loader, estimate, epochs=3):
 
 @pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
 @pytest.mark.parametrize("heads", [None, HEADS])
-@pytest.mark.parametrize("where", ["loader", "sampler"])
+@pytest.mark.parametrize("where", ["loader", "sampler", "batch-sampler"])
 def test_estimate_leaves_the_main_runs_batches_unchanged(heads, where):
     data = _dataset()
 
@@ -43,7 +49,10 @@ def test_estimate_leaves_the_main_runs_batches_unchanged(heads, where):
         g = torch.Generator().manual_seed(123)
         if where == "loader":
             return DataLoader(data, batch_size=8, shuffle=True, generator=g)
-        return DataLoader(data, batch_size=8, sampler=RandomSampler(data, generator=g))
+        if where == "sampler":
+            return DataLoader(data, batch_size=8, sampler=RandomSampler(data, generator=g))
+        batches = BatchSampler(RandomSampler(data, generator=g), 8, drop_last=False)
+        return DataLoader(data, batch_size=None, sampler=batches)
 
     without = _main_run_batches(make_loader, None)
     with_estimate = _main_run_batches(make_loader, {"heads": heads, "fraction": 0.5})
