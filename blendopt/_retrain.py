@@ -245,6 +245,72 @@ def make_copies(
     return out
 
 
+def train_and_measure(
+    reference: nn.Module,
+    source: nn.Module,
+    heads: Sequence[str],
+    measure_copy: Callable[[nn.Module], tuple[dict[str, float], dict[str, float], int]],
+    *,
+    loss_fn: LossFn,
+    train: Iterable[Any],
+    optimizer: OptimizerSpec,
+    plan: TrainPlan,
+    group_size: int,
+    generators: Sequence[torch.Generator] = (),
+    scheduler: SchedulerSpec | None = None,
+    scheduler_position: int | None = None,
+    train_step: TrainStep | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, float], dict[str, float], TrainReport, int]:
+    """Train the copies of ``reference`` in groups of ``group_size``, then measure each one.
+
+    Every group reads ``train`` under the same seed (``plan.seed``), so grouping does not
+    change the data a copy sees. A diverged copy is not measured.
+
+    Returns:
+        ``(on_probe, on_holdout, report, empty_batches_measuring)``, the measurements per head
+        after training (diverged heads absent) and the merged :class:`TrainReport`.
+    """
+    on_probe: dict[str, float] = {}
+    on_holdout: dict[str, float] = {}
+    report = TrainReport()
+    empty = 0
+    with SamplerEpochs([train]) as samplers:
+        for first_index in range(0, len(heads), group_size):
+            copies = make_copies(
+                reference,
+                source,
+                heads[first_index : first_index + group_size],
+                heads,
+                optimizer,
+                seed=plan.seed,
+                scheduler=scheduler,
+                scheduler_position=scheduler_position,
+            )
+            with isolated_rng(derive_seed(plan.seed, 2), generators):
+                done = train_copies(
+                    copies,
+                    loss_fn,
+                    train,
+                    heads,
+                    plan,
+                    train_step=train_step,
+                    samplers=samplers,
+                    progress=progress,
+                )
+            report.steps = max(report.steps, done.steps)
+            report.epochs = max(report.epochs, done.epochs)
+            report.empty_batches += done.empty_batches
+            report.diverged.update(done.diverged)
+            for c in copies:
+                if c.head not in done.diverged:
+                    t, v, skipped = measure_copy(c.model)
+                    on_probe[c.head], on_holdout[c.head] = t[c.head], v[c.head]
+                    empty += skipped
+            del copies
+    return on_probe, on_holdout, report, empty
+
+
 def blend_measured(
     heads: Sequence[str],
     before: tuple[Mapping[str, float], Mapping[str, float]],
@@ -441,56 +507,29 @@ def estimate_weights(
     train_before, holdout_before, empty_measuring = measure_pair(
         reference, metric_fn, probe, holdout, heads, seed=measure_seed, generators=generators
     )
-    train_after: dict[str, float] = {}
-    holdout_after: dict[str, float] = {}
-    report = TrainReport()
-    plan = TrainPlan(epochs, steps, per_epoch, scheduler_interval, seed=seed)
-    group_size = copies_at_once or len(heads)
-    with SamplerEpochs([train]) as samplers:
-        for first_index in range(0, len(heads), group_size):
-            group = heads[first_index : first_index + group_size]
-            copies = make_copies(
-                reference,
-                base,
-                group,
-                heads,
-                optimizer,
-                seed=seed,
-                scheduler=scheduler,
-                scheduler_position=scheduler_position,
-            )
-            # The data order comes from one seeded stream shared by every group.
-            with isolated_rng(derive_seed(seed, 2), generators):
-                done = train_copies(
-                    copies,
-                    loss_fn,
-                    train,
-                    heads,
-                    plan,
-                    train_step=train_step,
-                    samplers=samplers,
-                    progress=progress,
-                )
-            report.steps = max(report.steps, done.steps)
-            report.epochs = max(report.epochs, done.epochs)
-            report.empty_batches += done.empty_batches
-            report.diverged.update(done.diverged)
-            for c in copies:
-                if c.head in done.diverged:
-                    continue
-                t, v, empty = measure_pair(
-                    c.model,
-                    metric_fn,
-                    probe,
-                    holdout,
-                    heads,
-                    seed=measure_seed,
-                    generators=generators,
-                )
-                train_after[c.head], holdout_after[c.head] = t[c.head], v[c.head]
-                empty_measuring += empty
-            del copies
 
+    def measure_copy(net: nn.Module) -> tuple[dict[str, float], dict[str, float], int]:
+        return measure_pair(
+            net, metric_fn, probe, holdout, heads, seed=measure_seed, generators=generators
+        )
+
+    train_after, holdout_after, report, empty_after = train_and_measure(
+        reference,
+        base,
+        heads,
+        measure_copy,
+        loss_fn=loss_fn,
+        train=train,
+        optimizer=optimizer,
+        plan=TrainPlan(epochs, steps, per_epoch, scheduler_interval, seed=seed),
+        group_size=copies_at_once or len(heads),
+        generators=generators,
+        scheduler=scheduler,
+        scheduler_position=scheduler_position,
+        train_step=train_step,
+        progress=progress,
+    )
+    empty_measuring += empty_after
     estimate = blend_measured(
         heads,
         (train_before, holdout_before),
