@@ -278,3 +278,43 @@ def test_replaying_a_sequential_scheduler_bound_to_the_blender():
         for h in HEADS:
             assert recorded[h] == pytest.approx(lrs[start : start + 2 * batches], rel=1e-12)
     assert len(set(lrs)) > 6
+
+
+@pytest.mark.parametrize("replay", ["factory", "object"])
+def test_step_unit_estimates_inside_step_follow_the_next_rates(replay):
+    # Estimates due by steps run inside optimizer.step(), before the run's scheduler.step():
+    # the copies must start at the rate of the run's next step, not the one just used.
+    model = make_model()
+    train, holdout = make_batches(4), make_batches(2, seed=1)
+    recorder = LrRecorder()
+
+    def factory(opt):
+        return OneCycleLR(opt, max_lr=0.5, total_steps=20)
+
+    est = RetrainEstimator(model, loss_fn, train, holdout, train_step=recorder)
+    opt = GradientBlender(
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        HEADS,
+        est,
+        schedule=Online(every=3, unit="step"),
+    )
+    scheduler = factory(opt)
+    est.scheduler = factory if replay == "factory" else scheduler
+    est.scheduler_interval = "step"
+    lrs, copies = [], []
+    for _ in range(3):
+        for batch in train:
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.zero_grad()
+            opt.backward(loss_fn(model, batch))
+            opt.step()
+            if recorder.lrs["a"]:
+                copies.append((opt.history[-1]["step"], recorder.lrs))
+                recorder.lrs = {h: [] for h in HEADS}
+            scheduler.step()
+    for _ in range(3):  # the rates the run would take next
+        lrs.append(opt.param_groups[0]["lr"])
+        scheduler.step()
+    assert [start for start, _ in copies] == [0, 3, 6, 9, 12]
+    for start, recorded in copies:
+        assert recorded["fused"] == lrs[start : start + 3], start
