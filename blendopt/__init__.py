@@ -26,7 +26,12 @@ from blendopt._retrain import clone_optimizer, estimate_weights
 from blendopt._schedule import Offline, Online, Schedule
 from blendopt._split import HoldoutSplit, holdout_split
 from blendopt._statistics import TrainStatistics
-from blendopt._warnings import BlendWarning, RejectedEstimateWarning, ZeroedHeadWarning
+from blendopt._warnings import (
+    BlendWarning,
+    DivergedCopyWarning,
+    RejectedEstimateWarning,
+    ZeroedHeadWarning,
+)
 
 __version__ = "0.1.0.dev0"
 
@@ -35,6 +40,7 @@ __all__ = [
     "BlendEnsemble",
     "BlendEstimate",
     "BlendWarning",
+    "DivergedCopyWarning",
     "EstimateRequest",
     "Estimator",
     "FixedWeights",

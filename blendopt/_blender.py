@@ -433,6 +433,8 @@ class GradientBlender(Optimizer):
             unit=unit,  # type: ignore[arg-type]
             index=self._estimates,
             weights=dict(self._weights),
+            steps_done=self._steps,
+            epochs_done=self._epochs_started,
         )
         start = time.perf_counter()
         estimate = self.estimator.estimate(request)

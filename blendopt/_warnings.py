@@ -11,3 +11,7 @@ class RejectedEstimateWarning(BlendWarning):
 
 class ZeroedHeadWarning(BlendWarning):
     """A head did not generalize (dG <= 0) and got weight 0, or its dO² was floored."""
+
+
+class DivergedCopyWarning(ZeroedHeadWarning):
+    """A head's model copy diverged (non-finite loss) during an estimate; it got weight 0."""

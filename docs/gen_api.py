@@ -56,6 +56,7 @@ SECTIONS = {
         "TrainStatistics",
         "BlendWarning",
         "ZeroedHeadWarning",
+        "DivergedCopyWarning",
         "RejectedEstimateWarning",
     ],
 }
