@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
 import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# Frames skipped to find the user's call: blendopt's own, and torch.optim's step wrappers
+# (``Optimizer.step`` is wrapped by a profiling hook).
+_LIBRARY_MODULES = ("blendopt.", "torch.optim.")
 
 
 class BlendWarning(UserWarning):
@@ -49,10 +50,12 @@ class NonFiniteLossWarning(BlendWarning):
 
 def user_stacklevel() -> int:
     """The ``stacklevel`` that makes ``warnings.warn``, called by the caller of this function,
-    point at the first frame outside the blendopt package (the user's call)."""
+    point at the first frame outside blendopt and torch.optim (the user's call)."""
     frame = sys._getframe(1)  # the function that will call warnings.warn: stacklevel 1
     level = 1
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+    while frame is not None and str(frame.f_globals.get("__name__", "")).startswith(
+        _LIBRARY_MODULES
+    ):
         frame = frame.f_back
         level += 1
     return level
