@@ -56,7 +56,11 @@ SECTIONS = {
         "TrainStatistics",
         "BlendWarning",
         "ZeroedHeadWarning",
+        "FlooredOverfittingWarning",
         "RejectedEstimateWarning",
+        "WeightSumWarning",
+        "UnblendedStepWarning",
+        "NonFiniteLossWarning",
     ],
 }
 
