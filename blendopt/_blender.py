@@ -73,11 +73,16 @@ class GradientBlender(Optimizer):
             out of the blend) warns with :class:`NonFiniteLossWarning`.
         check_finite_every: with ``check_finite=False``, read the device-side counts every
             this many optimizer steps.
+        mask_zero_weights: leave heads at weight 0 out of the blend (default), so their
+            non-finite losses cannot make the blend or its gradient nan; parameters only they
+            use get no gradient. ``False`` keeps them in as ``0 · L_k`` (every parameter gets
+            a gradient, 0 for those: what DDP without ``find_unused_parameters=True`` needs);
+            a non-finite loss there is then an error as for any head.
 
     Weights are used as given (a :class:`WeightSumWarning` says when user-given weights do not
     sum to 1, which scales the learning rate). Heads at weight 0 are left out of the blend, so
-    parameters only they use get no gradient (under DDP, construct it with
-    ``find_unused_parameters=True`` when a head may get weight 0).
+    parameters only they use get no gradient (under DDP, when a head may get weight 0, construct
+    it with ``find_unused_parameters=True`` or pass ``mask_zero_weights=False``).
 
     Attributes:
         optimizer: the wrapped optimizer.
@@ -97,6 +102,7 @@ class GradientBlender(Optimizer):
         weights: Mapping[str, float] | None = None,
         check_finite: bool | None = None,
         check_finite_every: int = 1000,
+        mask_zero_weights: bool = True,
     ) -> None:
         if isinstance(optimizer, GradientBlender):
             raise TypeError(
@@ -146,6 +152,10 @@ class GradientBlender(Optimizer):
                 "Parameter `schedule` was given without an `estimator`; pass the estimator the "
                 "schedule should call (e.g. blendopt.RetrainEstimator(...))."
             )
+        if not isinstance(mask_zero_weights, bool):
+            raise TypeError(
+                f"Parameter `mask_zero_weights` should be a bool. Found {mask_zero_weights!r}."
+            )
         if check_finite is not None and not isinstance(check_finite, bool):
             raise TypeError(
                 f"Parameter `check_finite` should be a bool or None. Found {check_finite!r}."
@@ -179,7 +189,7 @@ class GradientBlender(Optimizer):
         self._head_set = frozenset(heads)
         self.check_finite = check_finite
         self.check_finite_every = check_finite_every
-        self._weighting = BlendWeights(heads, initial)
+        self._weighting = BlendWeights(heads, initial, mask=mask_zero_weights)
         self._finite = NonFiniteMonitor(heads)
         self._controller = EstimationController(
             self._weighting, optimizer, estimator, schedule, monitor=self._finite
@@ -294,20 +304,17 @@ class GradientBlender(Optimizer):
 
     def _nonfinite_checked(self, detached: torch.Tensor) -> None:
         """A checked step found a non-finite loss: raise if it was blended, else warn."""
-        values = detached.tolist()
-        weights = self._weighting.values
-        for h, v in zip(self.heads, values, strict=True):
-            if not math.isfinite(v) and weights[h] > 0.0:
+        device = detached.device
+        in_blend = self._weighting.active_mask(device)
+        for h, v, blended in zip(self.heads, detached.tolist(), in_blend.tolist(), strict=True):
+            if not math.isfinite(v) and blended:
                 raise ValueError(
                     f"The loss of head {h!r} is {v} (not finite) at step "
                     f"{self._controller.steps}. Lower the learning rate, clip gradients, or "
                     "check that head's inputs and labels."
                 )
         # Only heads at weight 0, which the blend leaves out: record and warn.
-        device = detached.device
-        self._finite.record(
-            torch.isfinite(detached), self._weighting.active_mask(device), self._controller.steps
-        )
+        self._finite.record(torch.isfinite(detached), in_blend, self._controller.steps)
         self._finite.report("at blend()", to_step=self._controller.steps + 1)
 
     def _report_nonfinite(self, where: str) -> None:

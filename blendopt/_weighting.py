@@ -41,7 +41,9 @@ class BlendWeights:
 
     Heads at weight 0 are left out of the blend (masked, not multiplied by 0), so a non-finite
     loss of such a head cannot make the blend or its gradient nan; parameters that only such a
-    head uses get no gradient.
+    head uses get no gradient. With ``mask=False`` they stay in it as ``0 · L_k`` (every
+    parameter gets a gradient, 0 for those, as DDP without ``find_unused_parameters`` needs;
+    a non-finite loss there then makes the blend nan).
 
     The time-average ``Σ_i w^(i) s_i / Σ_i s_i`` weights each set of weights ``w^(i)`` by the
     number of optimizer steps ``s_i`` it was in use.
@@ -49,10 +51,14 @@ class BlendWeights:
     Args:
         heads: the heads, in order.
         weights: the initial weights (validated by the caller).
+        mask: leave heads at weight 0 out of the blend.
     """
 
-    def __init__(self, heads: Sequence[str], weights: Mapping[str, float]) -> None:
+    def __init__(
+        self, heads: Sequence[str], weights: Mapping[str, float], *, mask: bool = True
+    ) -> None:
         self.heads = list(heads)
+        self.mask = mask
         self._weights: dict[str, float] = {}
         self._active: list[int] = []
         self._cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
@@ -63,7 +69,9 @@ class BlendWeights:
 
     def _replace(self, weights: Mapping[str, float]) -> None:
         self._weights = {h: float(weights[h]) for h in self.heads}
-        self._active = [i for i, h in enumerate(self.heads) if self._weights[h] > 0.0]
+        self._active = [
+            i for i, h in enumerate(self.heads) if self._weights[h] > 0.0 or not self.mask
+        ]
         self._cache.clear()
         self._mask_cache.clear()
 
@@ -74,7 +82,7 @@ class BlendWeights:
 
     @property
     def all_active(self) -> bool:
-        """Whether every head has a weight > 0."""
+        """Whether every head is in the blend (a weight > 0, or ``mask=False``)."""
         return len(self._active) == len(self.heads)
 
     def set(self, weights: Mapping[str, float], *, step: int) -> None:
@@ -101,11 +109,12 @@ class BlendWeights:
         return {h: (self._steps_weighted[h] + self._weights[h] * span) / step for h in self.heads}
 
     def active_mask(self, device: torch.device) -> torch.Tensor:
-        """Bool tensor on ``device``: which heads have a weight > 0."""
+        """Bool tensor on ``device``: which heads are in the blend."""
         mask = self._mask_cache.get(device)
         if mask is None:
+            active = set(self._active)
             mask = torch.tensor(
-                [self._weights[h] > 0.0 for h in self.heads], dtype=torch.bool, device=device
+                [i in active for i in range(len(self.heads))], dtype=torch.bool, device=device
             )
             self._mask_cache[device] = mask
         return mask
@@ -123,12 +132,14 @@ class BlendWeights:
     def blend(self, values: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """``Σ_{k: w_k > 0} w_k L_k`` (Eq. 7) with its graph, and every loss stacked, detached.
 
+        (``Σ_k w_k L_k`` over every head with ``mask=False``.)
+
         Args:
             values: the scalar losses in ``heads`` order, on one device.
 
         Returns:
-            ``(blended, detached)``: the blend, attached to the graph of every head at weight
-            > 0 only, and the 1-D detached vector of all the losses (for statistics).
+            ``(blended, detached)``: the blend, attached to the graph of the heads in it, and
+            the 1-D detached vector of all the losses (for statistics).
         """
         if self.all_active:
             stacked = torch.stack(list(values))
@@ -156,7 +167,7 @@ class BlendWeights:
 
     def __repr__(self) -> str:
         weights = ", ".join(f"{h!r}: {w:.4g}" for h, w in self._weights.items())
-        return f"BlendWeights({{{weights}}})"
+        return f"BlendWeights({{{weights}}}, mask={self.mask})"
 
 
 def check_losses(
