@@ -440,3 +440,16 @@ def test_direct_blend_estimate_caller_is_warned_once_per_event_at_its_line():
         lambda: blend_estimate(before, before, after_train, dict.fromkeys(HEADS, 2.5), warn=False)
     )
     assert caught == []
+
+
+def test_unmasked_zero_weight_head_is_in_the_blend_and_its_inf_loss_is_an_error():
+    model, opt = _blender({"a": 0.0, "b": 0.4, "fused": 0.6}, mask_zero_weights=False)
+    losses = loss_fn(model, make_batches(1)[0])
+    opt.blend(losses).backward()
+    assert torch.equal(model.head_a.weight.grad, torch.zeros_like(model.head_a.weight))
+    losses = loss_fn(model, make_batches(1)[0])
+    losses["a"] = losses["a"] * math.inf
+    with pytest.raises(ValueError, match="head 'a' is inf"):
+        opt.blend(losses)
+    with pytest.raises(TypeError, match="mask_zero_weights"):
+        _blender(WEIGHTS, mask_zero_weights="no")

@@ -81,3 +81,13 @@ def test_monitor_counts_without_sync_and_reports_the_step_range():
     with pytest.raises(FloatingPointError, match=r"steps 9-9 .*'a' 1 of 1 steps"):
         again.report("after resume", to_step=10)
     assert len(again.events) == 2
+
+
+def test_unmasked_blend_keeps_zero_weight_heads_as_zero_times_loss():
+    w = BlendWeights(HEADS, {"a": 0.0, "b": 0.5, "c": 0.5}, mask=False)
+    values = _losses(3.0, 4.0, 8.0)
+    blended, _ = w.blend(values)
+    assert blended.item() == 6.0
+    blended.backward()
+    assert [v.grad.item() for v in values] == [0.0, 0.5, 0.5]  # a is in the graph, grad 0
+    assert w.active_mask(torch.device("cpu")).tolist() == [True, True, True]
