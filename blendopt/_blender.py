@@ -19,10 +19,9 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
-from blendopt._controller import EstimationController
-from blendopt._estimators import Estimator, FixedWeights, check_weights
+from blendopt._controller import EstimationController, resolve_weighting
+from blendopt._estimators import Estimator
 from blendopt._finite import NonFiniteMonitor
-from blendopt._math import uniform_weights
 from blendopt._schedule import Schedule
 from blendopt._statistics import TrainStatistics
 from blendopt._warnings import UnblendedStepWarning, warn
@@ -114,44 +113,7 @@ class GradientBlender(Optimizer):
                 f"{type(optimizer).__name__}."
             )
         heads = self._check_heads(heads)
-        fixed = isinstance(estimator, (Mapping, FixedWeights))
-        if isinstance(estimator, Mapping):
-            estimator = FixedWeights(estimator)
-        if estimator is not None and not isinstance(estimator, Estimator):
-            raise TypeError(
-                "Parameter `estimator` should be a blendopt Estimator, a mapping head -> weight, "
-                f"or None. Found {type(estimator).__name__}."
-            )
-        if schedule is not None and not isinstance(schedule, Schedule):
-            raise TypeError(
-                "Parameter `schedule` should be blendopt.Offline(...) or blendopt.Online(...). "
-                f"Found {type(schedule).__name__}."
-            )
-        if fixed and schedule is not None:
-            raise ValueError(
-                f"Parameter `schedule` ({schedule!r}) was given with fixed weights "
-                f"({estimator!r}), which never change: nothing would be estimated. Drop "
-                "`schedule=`, or pass an estimator that measures (e.g. blendopt.RetrainEstimator)."
-            )
-        if fixed and weights is not None:
-            raise ValueError(
-                "Parameter `weights` was given together with fixed weights as `estimator` "
-                f"({estimator!r}); the weights would be set twice. Pass them once: either "
-                "`estimator={...}` or `weights={...}`."
-            )
-        if estimator is not None and schedule is None:
-            schedule = estimator.default_schedule()
-        if estimator is not None and estimator.needs_schedule and schedule is None:
-            raise ValueError(
-                f"The estimator {estimator!r} needs a schedule: pass "
-                "`schedule=blendopt.Offline(horizon=N)` (estimate once, Algorithm 2) or "
-                "`schedule=blendopt.Online(every=n)` (Algorithm 3)."
-            )
-        if schedule is not None and estimator is None:
-            raise ValueError(
-                "Parameter `schedule` was given without an `estimator`; pass the estimator the "
-                "schedule should call (e.g. blendopt.RetrainEstimator(...))."
-            )
+        estimator, schedule, initial = resolve_weighting(heads, estimator, schedule, weights)
         if not isinstance(mask_zero_weights, bool):
             raise TypeError(
                 f"Parameter `mask_zero_weights` should be a bool. Found {mask_zero_weights!r}."
@@ -169,15 +131,6 @@ class GradientBlender(Optimizer):
                 "Parameter `check_finite_every` should be an int >= 1 (optimizer steps). Found "
                 f"{check_finite_every!r}."
             )
-        if weights is not None:
-            initial = check_user_weights(weights, heads, "weights")
-        elif fixed:
-            assert isinstance(estimator, FixedWeights)
-            initial = check_user_weights(estimator.weights, heads, "estimator")
-        else:
-            given = estimator.initial_weights(heads) if estimator is not None else None
-            initial = check_weights(given, heads) if given is not None else uniform_weights(heads)
-
         self.optimizer = optimizer
         # Optimizer.__init__ resets `state` and `param_groups` through the forwarding setters
         # below; hand the wrapped optimizer its own objects back afterwards.

@@ -5,17 +5,17 @@ and keeps the history), apart from the Optimizer facade."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch.optim import Optimizer
 
-from blendopt._estimators import EstimateRequest, Estimator, check_weights
+from blendopt._estimators import EstimateRequest, Estimator, FixedWeights, check_weights
 from blendopt._finite import NonFiniteMonitor
-from blendopt._math import BlendEstimate
+from blendopt._math import BlendEstimate, uniform_weights
 from blendopt._schedule import Schedule
 from blendopt._warnings import deferred_estimate_warnings, warn_estimate
-from blendopt._weighting import BlendWeights
+from blendopt._weighting import BlendWeights, check_user_weights
 
 
 class EstimationController:
@@ -229,3 +229,70 @@ class EstimationController:
             f"epochs_started={self.epochs_started}, steps={self.steps}, "
             f"estimates={self.estimates})"
         )
+
+
+def resolve_weighting(
+    heads: Sequence[str],
+    estimator: Estimator | Mapping[str, float] | None,
+    schedule: Schedule | None,
+    weights: Mapping[str, float] | None,
+) -> tuple[Estimator | None, Schedule | None, dict[str, float]]:
+    """Validate ``GradientBlender``'s ``estimator``/``schedule``/``weights`` together.
+
+    Returns:
+        The estimator (a mapping becomes :class:`FixedWeights`), the schedule (the
+        estimator's default if none was given) and the initial weights.
+
+    Raises:
+        TypeError: an estimator or schedule of the wrong type.
+        ValueError: a combination that cannot be meant: fixed weights with a schedule or with
+            ``weights=`` too, an estimator that measures without a schedule, a schedule
+            without an estimator.
+    """
+    fixed = isinstance(estimator, (Mapping, FixedWeights))
+    if isinstance(estimator, Mapping):
+        estimator = FixedWeights(estimator)
+    if estimator is not None and not isinstance(estimator, Estimator):
+        raise TypeError(
+            "Parameter `estimator` should be a blendopt Estimator, a mapping head -> weight, "
+            f"or None. Found {type(estimator).__name__}."
+        )
+    if schedule is not None and not isinstance(schedule, Schedule):
+        raise TypeError(
+            "Parameter `schedule` should be blendopt.Offline(...) or blendopt.Online(...). "
+            f"Found {type(schedule).__name__}."
+        )
+    if fixed and schedule is not None:
+        raise ValueError(
+            f"Parameter `schedule` ({schedule!r}) was given with fixed weights "
+            f"({estimator!r}), which never change: nothing would be estimated. Drop "
+            "`schedule=`, or pass an estimator that measures (e.g. blendopt.RetrainEstimator)."
+        )
+    if fixed and weights is not None:
+        raise ValueError(
+            "Parameter `weights` was given together with fixed weights as `estimator` "
+            f"({estimator!r}); the weights would be set twice. Pass them once: either "
+            "`estimator={...}` or `weights={...}`."
+        )
+    if estimator is not None and schedule is None:
+        schedule = estimator.default_schedule()
+    if estimator is not None and estimator.needs_schedule and schedule is None:
+        raise ValueError(
+            f"The estimator {estimator!r} needs a schedule: pass "
+            "`schedule=blendopt.Offline(horizon=N)` (estimate once, Algorithm 2) or "
+            "`schedule=blendopt.Online(every=n)` (Algorithm 3)."
+        )
+    if schedule is not None and estimator is None:
+        raise ValueError(
+            "Parameter `schedule` was given without an `estimator`; pass the estimator the "
+            "schedule should call (e.g. blendopt.RetrainEstimator(...))."
+        )
+    if weights is not None:
+        initial = check_user_weights(weights, heads, "weights")
+    elif fixed:
+        assert isinstance(estimator, FixedWeights)
+        initial = check_user_weights(estimator.weights, heads, "estimator")
+    else:
+        given = estimator.initial_weights(heads) if estimator is not None else None
+        initial = check_weights(given, heads) if given is not None else uniform_weights(heads)
+    return estimator, schedule, initial
