@@ -453,3 +453,28 @@ def test_unmasked_zero_weight_head_is_in_the_blend_and_its_inf_loss_is_an_error(
         opt.blend(losses)
     with pytest.raises(TypeError, match="mask_zero_weights"):
         _blender(WEIGHTS, mask_zero_weights="no")
+
+
+def test_estimate_warning_in_a_step_schedule_points_at_the_users_step_call():
+    model = make_model()
+    opt = GradientBlender(
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        HEADS,
+        _MathEstimator({"a": 2.5, "b": 2.1, "fused": 3.0}),  # every estimate is rejected
+        schedule=Online(every=2, warmup=2, unit="step"),
+    )
+    batches = make_batches(2)
+    with pytest.warns(blendopt.RejectedEstimateWarning, match="estimate 0 at step 0"):
+        opt.backward(loss_fn(model, batches[0]))  # the step-0 estimate runs in the first blend
+    opt.step()
+    opt.zero_grad()
+    opt.backward(loss_fn(model, batches[1]))
+    _, caught = _caught(opt.step)  # the estimate at step 2 runs inside step()
+    assert [w.category for w in caught] == [blendopt.RejectedEstimateWarning]
+    assert "G-Blend estimate 1 at step 2 rejected" in str(caught[0].message)
+    assert caught[0].filename == __file__  # past torch.optim's step wrapper too
+
+
+def test_check_finite_every_is_validated():
+    with pytest.raises(ValueError, match="check_finite_every"):
+        _blender(WEIGHTS, check_finite_every=0)
