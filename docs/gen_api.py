@@ -57,7 +57,11 @@ SECTIONS = {
         "BlendWarning",
         "ZeroedHeadWarning",
         "DivergedCopyWarning",
+        "FlooredOverfittingWarning",
         "RejectedEstimateWarning",
+        "WeightSumWarning",
+        "UnblendedStepWarning",
+        "NonFiniteLossWarning",
     ],
 }
 

@@ -237,6 +237,7 @@ def test_optimizer_param_not_in_model_is_reported():
 
 
 @pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.FlooredOverfittingWarning")
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compiled_and_data_parallel_models_are_unwrapped():
     model = make_model()

@@ -10,7 +10,10 @@ import blendopt
 from blendopt import GradientBlender, Online, RetrainEstimator, estimate_weights
 from tests.helpers import HEADS, loss_fn, make_batches, make_model
 
-pytestmark = pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning"),
+    pytest.mark.filterwarnings("ignore::blendopt.FlooredOverfittingWarning"),
+]
 
 
 class LrRecorder:

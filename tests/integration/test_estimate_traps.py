@@ -40,6 +40,7 @@ def _main_run_batches(make_loader, estimate, epochs=3):
 
 
 @pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.FlooredOverfittingWarning")
 @pytest.mark.parametrize("heads", [None, HEADS])
 @pytest.mark.parametrize("where", ["loader", "sampler", "batch-sampler"])
 def test_estimate_leaves_the_main_runs_batches_unchanged(heads, where):
@@ -61,6 +62,7 @@ def test_estimate_leaves_the_main_runs_batches_unchanged(heads, where):
 
 
 @pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.FlooredOverfittingWarning")
 def test_discovering_heads_changes_nothing():
     # BatchNorm in train mode: a discovery forward pass would move the copies' statistics; a
     # shuffling loader: a discovery batch would advance the generator.
@@ -91,6 +93,7 @@ class _RecordingSampler(DistributedSampler):
 
 
 @pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.FlooredOverfittingWarning")
 def test_copies_epochs_call_set_epoch_and_the_epoch_is_restored():
     data = _dataset()
     sampler = _RecordingSampler(data, num_replicas=1, rank=0, shuffle=True, seed=3)
@@ -120,6 +123,7 @@ def _strict_loss(model, batch):
 
 
 @pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.FlooredOverfittingWarning")
 def test_empty_batches_are_skipped_and_counted():
     model = make_model()
     train, holdout, probe = make_batches(4), make_batches(2, seed=1), make_batches(2, seed=2)
@@ -166,6 +170,7 @@ def _diverging_loss(head, after):
 
 
 @pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.FlooredOverfittingWarning")
 @pytest.mark.parametrize("eager", [True, False])
 def test_a_diverging_copy_gets_weight_zero_and_the_estimate_goes_on(monkeypatch, eager):
     # eager=False runs the accelerator path (device-side counters, read once per epoch) on CPU.
@@ -231,6 +236,7 @@ def test_every_copy_diverging_rejects_the_estimate():
 
 
 @pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.FlooredOverfittingWarning")
 def test_a_diverging_copy_does_not_abort_the_users_run():
     model = make_model()
     fn, _ = _diverging_loss("fused", after=2)
