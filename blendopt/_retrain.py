@@ -15,7 +15,6 @@ import dataclasses
 import logging
 import math
 import time
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -28,7 +27,7 @@ from blendopt._math import DEFAULT_EPS, BlendEstimate, blend_estimate, uniform_w
 from blendopt._measure import MetricFn, is_empty_batch, measure_counted
 from blendopt._replay import Interval, SchedulerSpec, check_scheduler, scheduler_for_copy
 from blendopt._rng import RngStream, SamplerEpochs, derive_seed, isolated_rng, loader_generators
-from blendopt._warnings import DivergedCopyWarning
+from blendopt._warnings import DivergedCopyWarning, estimate_warnings_deferred, warn
 
 logger = logging.getLogger("blendopt")
 
@@ -365,12 +364,12 @@ def blend_measured(
         )
     if not diverged:
         return dataclasses.replace(estimate, notes=tuple(notes))
-    warnings.warn(
-        "G-Blend estimate: " + "; ".join(diverged.values()) + ". Lower the learning rate, clip "
-        "gradients (`train_step=`), or check those heads' inputs.",
-        DivergedCopyWarning,
-        stacklevel=3,
-    )
+    if not estimate_warnings_deferred():  # inside GradientBlender, its controller warns once
+        warn(
+            "G-Blend estimate: " + "; ".join(diverged.values()) + ". Lower the learning rate, "
+            "clip gradients (`train_step=`), or check those heads' inputs.",
+            DivergedCopyWarning,
+        )
     weights = (
         {h: estimate.weights.get(h, 0.0) for h in heads} if estimate.accepted else full_fallback
     )

@@ -98,6 +98,7 @@ class _EstimateLike(Protocol):
 
 
 FLOOR_MARK = "floored to eps"  # how blend_estimate's notes mark a floored dO²
+DIVERGED_MARK = "copy diverged"  # how Algorithm 1's notes mark a head whose copy diverged
 
 
 def warn_estimate(estimate: _EstimateLike, label: str) -> None:
@@ -121,6 +122,14 @@ def warn_estimate(estimate: _EstimateLike, label: str) -> None:
     zeroed_notes = [
         n for n in notes if FLOOR_MARK not in n and any(n.startswith(f"head {h!r}") for h in zeroed)
     ]
+    diverged = [n for n in zeroed_notes if DIVERGED_MARK in n]
+    zeroed_notes = [n for n in zeroed_notes if DIVERGED_MARK not in n]
+    if diverged:
+        warn(
+            f"{label}: " + "; ".join(diverged) + ". Lower the learning rate, clip gradients "
+            "(`train_step=`), or check those heads' inputs.",
+            DivergedCopyWarning,
+        )
     if zeroed_notes:
         warn(
             f"{label}: " + "; ".join(zeroed_notes) + ". Such a head is left out of the blend.",

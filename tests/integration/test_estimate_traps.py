@@ -245,8 +245,13 @@ def test_a_diverging_copy_does_not_abort_the_users_run():
     opt = GradientBlender(
         torch.optim.SGD(model.parameters(), lr=0.05), HEADS, est, schedule=Offline(horizon=2)
     )
-    with pytest.warns(blendopt.DivergedCopyWarning):
+    with pytest.warns(blendopt.DivergedCopyWarning) as caught:
         record = opt.start_epoch()
+    # One warning for the event, from the blender, at this file's call (not two).
+    about_fused = [w for w in caught if "'fused'" in str(w.message)]
+    assert [w.category for w in about_fused] == [blendopt.DivergedCopyWarning]
+    assert about_fused[0].filename == __file__
+    assert "estimate 0" in str(about_fused[0].message)
     assert record["weights"]["fused"] == 0.0
     assert any("'fused': its copy diverged" in n for n in record["estimate"]["notes"])
     for batch in train:  # the run goes on
