@@ -15,13 +15,17 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from blendopt import _contract
 from blendopt._estimators import EstimateRequest, Estimator, FixedWeights, check_weights
 from blendopt._math import BlendEstimate, uniform_weights
 from blendopt._schedule import Schedule
 from blendopt._statistics import TrainStatistics
 from blendopt._warnings import BlendWarning
 
-_STATE_VERSION = 1
+# Version 1: {"optimizer": <wrapped state dict>, "blender": {...}} (still read).
+# Version 2: the wrapped optimizer's {"state", "param_groups"} at top level plus "blender".
+_STATE_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 
 
 class GradientBlender(Optimizer):
@@ -173,11 +177,18 @@ class GradientBlender(Optimizer):
     def defaults(self, value: dict[str, Any]) -> None:
         self.optimizer.defaults = value
 
+    # While an LBFGS-style closure is evaluated again within one step, `blend` does not record
+    # statistics or feed the estimator: one record per step (see `step`).
+    _mute_statistics = False
+
     def __getstate__(self) -> dict[str, Any]:
-        return self.__dict__.copy()
+        # Like `Optimizer.__getstate__`: hooks are not pickled (nor deep-copied).
+        return _contract.picklable_state(self.__dict__)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        _contract.restore_hook_registries(self)
+        self._patch_step_function()
 
     # -- weights ---------------------------------------------------------------------------------
 
@@ -309,7 +320,7 @@ class GradientBlender(Optimizer):
                 )
             if self.schedule.unit == "step" and self._steps == 0:
                 self._maybe_estimate(0)
-        if self.estimator is not None:
+        if self.estimator is not None and not self._mute_statistics:
             self.estimator.observe(losses, step=self._steps)
         device = values[0].device
         if any(v.device != device for v in values):  # model parallel: blend on the first device
@@ -323,7 +334,8 @@ class GradientBlender(Optimizer):
         # With weights >= 0, the blend is finite exactly when every loss is (0·inf is nan).
         if check and not math.isfinite(blended.item()):
             self._raise_nonfinite(detached)
-        self.statistics.record(detached, finite_checked=check)
+        if not self._mute_statistics:
+            self.statistics.record(detached, finite_checked=check)
         return blended
 
     def backward(
@@ -356,12 +368,42 @@ class GradientBlender(Optimizer):
         return blended.detach()
 
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        """Step the wrapped optimizer; with a step-based schedule, estimate when due."""
-        loss = self.optimizer.step() if closure is None else self.optimizer.step(closure)
+        """Step the wrapped optimizer; with a step-based schedule, estimate when due.
+
+        Hooks fire as for a plain optimizer: the global step hooks
+        (``torch.optim.optimizer.register_optimizer_step_pre_hook``/``post_hook``) and the hooks
+        registered on the blender fire once, with the blender as the optimizer argument; hooks
+        registered on the wrapped optimizer itself fire with it. The profiler shows one
+        ``Optimizer.step#GradientBlender.step`` range.
+
+        Args:
+            closure: re-evaluates the model and returns the loss (LBFGS). When the optimizer
+                calls it several times in one step, only the first call records statistics.
+
+        Returns:
+            What the wrapped optimizer's step returns.
+        """
+        if closure is not None:
+            closure = self._record_first_call_only(closure)
+        loss = _contract.step_inner(self.optimizer, closure)
         self._steps += 1
         if self.schedule is not None and self.schedule.unit == "step":
             self._maybe_estimate(self._steps)
         return loss
+
+    def _record_first_call_only(self, closure: Callable[[], Any]) -> Callable[[], Any]:
+        calls = 0
+
+        def closure_once() -> Any:
+            nonlocal calls
+            calls += 1
+            self._mute_statistics = calls > 1
+            try:
+                return closure()
+            finally:
+                self._mute_statistics = False
+
+        return closure_once
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear the gradients of the wrapped optimizer's parameters."""
@@ -493,52 +535,114 @@ class GradientBlender(Optimizer):
     # -- checkpoints -------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """The wrapped optimizer's state dict plus the blender's own state.
+        """The wrapped optimizer's state dict plus the blender's own state under ``"blender"``.
 
-        ``{"optimizer": <wrapped optimizer's state_dict()>, "blender": {...}}`` holds only
-        tensors and plain Python values, so it loads with ``torch.load(weights_only=True)``.
-        The blender part holds the weights, the statistics, the history, the schedule position
-        (epochs started, steps, estimates made) and the estimator's state.
+        The layout is the standard one, ``{"state": ..., "param_groups": ..., "blender": {...}}``:
+        code that reads ``sd["state"]``/``sd["param_groups"]`` works, and the plain wrapped
+        optimizer loads it (``torch.optim.Optimizer.load_state_dict`` ignores the extra key).
+        It holds only tensors and plain Python values, so it loads with
+        ``torch.load(weights_only=True)``. The blender part holds the weights, the statistics,
+        the history, the schedule position (epochs started, steps, estimates made) and the
+        estimator's state.
+
+        Hooks registered with ``register_state_dict_pre_hook``/``post_hook`` on the blender run
+        with the blender as their optimizer argument (the post-hooks see the whole dict); hooks
+        registered on the wrapped optimizer run inside, with it.
+
+        Returns:
+            The state dict (version 2 layout).
         """
-        return {
-            "optimizer": self.optimizer.state_dict(),
-            "blender": {
-                "version": _STATE_VERSION,
-                "heads": list(self.heads),
-                "weights": [self._weights[h] for h in self.heads],
-                "epochs_started": self._epochs_started,
-                "steps": self._steps,
-                "estimates": self._estimates,
-                "last_estimate_position": self._last_estimate_position,
-                "statistics": self.statistics.state_dict(),
-                "history": list(self.history),
-                "estimator": {} if self.estimator is None else self.estimator.state_dict(),
-            },
+        _contract.run_state_dict_pre_hooks(self)
+        state_dict = dict(self.optimizer.state_dict())
+        state_dict["blender"] = {
+            "version": _STATE_VERSION,
+            "heads": list(self.heads),
+            "weights": [self._weights[h] for h in self.heads],
+            "epochs_started": self._epochs_started,
+            "steps": self._steps,
+            "estimates": self._estimates,
+            "last_estimate_position": self._last_estimate_position,
+            "statistics": self.statistics.state_dict(),
+            "history": list(self.history),
+            "estimator": {} if self.estimator is None else self.estimator.state_dict(),
         }
+        return _contract.run_state_dict_post_hooks(self, state_dict)
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Load :meth:`state_dict`; checks heads and parameter counts first, naming what differs."""
-        if not isinstance(state_dict, Mapping) or set(state_dict) != {"optimizer", "blender"}:
-            keys = (
-                list(state_dict) if isinstance(state_dict, Mapping) else type(state_dict).__name__
+        """Load a state dict of this blender, of an older blendopt, or of the plain optimizer.
+
+        Three layouts are read:
+
+        - :meth:`state_dict`'s: ``{"state", "param_groups", "blender"}``;
+        - blendopt 0.1's (version 1): ``{"optimizer": <wrapped state dict>, "blender": {...}}``;
+        - a plain optimizer's ``{"state", "param_groups"}``: the wrapped optimizer loads it and
+          the blender's own state (weights, statistics, history, schedule position, estimator)
+          keeps its current values.
+
+        Hooks registered with ``register_load_state_dict_pre_hook``/``post_hook`` on the blender
+        run with the blender (pre-hooks get the whole dict, may return a replacement); hooks
+        on the wrapped optimizer run inside, with it.
+
+        Args:
+            state_dict: the state dict to load (not modified).
+
+        Raises:
+            TypeError: ``state_dict`` is not a mapping.
+            ValueError: an unknown layout or version, other heads, or other parameter group or
+                parameter counts; checked before anything is loaded, naming what differs.
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(
+                "Parameter `state_dict` should be a mapping (from `optimizer.state_dict()`). "
+                f"Found {type(state_dict).__name__}."
             )
+        state_dict = _contract.run_load_state_dict_pre_hooks(self, dict(state_dict))
+        if "state" in state_dict and "param_groups" in state_dict:
+            inner = {k: v for k, v in state_dict.items() if k != "blender"}
+            ours = state_dict.get("blender")
+        elif set(state_dict) == {"optimizer", "blender"}:
+            inner, ours = state_dict["optimizer"], state_dict["blender"]
+        else:
             raise ValueError(
-                "`load_state_dict` expects a GradientBlender state dict with keys 'optimizer' and "
-                f"'blender'. Found {keys}; to load a plain optimizer's state dict use "
-                "`optimizer.optimizer.load_state_dict(...)`."
+                "`load_state_dict` expects an optimizer state dict with keys 'state' and "
+                "'param_groups' (plus 'blender' from a GradientBlender), or a blendopt 0.1 "
+                f"checkpoint with keys 'optimizer' and 'blender'. Found keys {list(state_dict)}."
             )
-        ours = state_dict["blender"]
-        if ours.get("version") != _STATE_VERSION:
+        if ours is not None:
+            self._check_blender_state(ours)
+        self._check_groups(inner)
+        self.optimizer.load_state_dict(inner)
+        if ours is not None:
+            self._apply(dict(zip(self.heads, (float(w) for w in ours["weights"]), strict=True)))
+            self._epochs_started = int(ours["epochs_started"])
+            self._steps = int(ours["steps"])
+            self._estimates = int(ours["estimates"])
+            self._last_estimate_position = int(ours["last_estimate_position"])
+            self.statistics.load_state_dict(ours["statistics"])
+            self.history = list(ours["history"])
+            if self.estimator is not None:
+                self.estimator.load_state_dict(ours["estimator"])
+        _contract.run_load_state_dict_post_hooks(self)
+
+    def _check_blender_state(self, ours: Any) -> None:
+        if not isinstance(ours, Mapping):
+            raise TypeError(
+                "The state dict's 'blender' entry should be a mapping (from "
+                f"`GradientBlender.state_dict()`). Found {type(ours).__name__}."
+            )
+        if ours.get("version") not in _READABLE_VERSIONS:
             raise ValueError(
                 f"Unsupported GradientBlender state version {ours.get('version')!r} (this blendopt "
-                f"reads version {_STATE_VERSION})."
+                f"reads versions {list(_READABLE_VERSIONS)})."
             )
         if list(ours["heads"]) != self.heads:
             raise ValueError(
                 f"The checkpoint's heads {list(ours['heads'])} differ from this blender's heads "
                 f"{self.heads}; construct the blender with the checkpoint's heads in that order."
             )
-        saved_groups = state_dict["optimizer"]["param_groups"]
+
+    def _check_groups(self, inner: Mapping[str, Any]) -> None:
+        saved_groups = inner["param_groups"]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(
                 f"The checkpoint's optimizer has {len(saved_groups)} parameter groups, this one "
@@ -551,16 +655,6 @@ class GradientBlender(Optimizer):
                     f"checkpoint and {len(group['params'])} here; build the optimizer over the "
                     "same model."
                 )
-        self.optimizer.load_state_dict(state_dict["optimizer"])
-        self._apply(dict(zip(self.heads, (float(w) for w in ours["weights"]), strict=True)))
-        self._epochs_started = int(ours["epochs_started"])
-        self._steps = int(ours["steps"])
-        self._estimates = int(ours["estimates"])
-        self._last_estimate_position = int(ours["last_estimate_position"])
-        self.statistics.load_state_dict(ours["statistics"])
-        self.history = list(ours["history"])
-        if self.estimator is not None:
-            self.estimator.load_state_dict(ours["estimator"])
 
     def __repr__(self) -> str:
         weights = ", ".join(f"{h!r}: {w:.4g}" for h, w in self._weights.items())
