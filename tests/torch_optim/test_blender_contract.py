@@ -1,0 +1,170 @@
+"""GradientBlender-specific parts of the torch.optim contract (layouts, closures, inner hooks)."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+import torch
+
+from blendopt import Estimator, FixedWeights, GradientBlender
+from blendopt._blender import _STATE_VERSION
+from tests.helpers import HEADS, loss_fn, make_batches, make_model
+
+WEIGHTS = {"a": 0.5, "b": 0.25, "fused": 1.0}
+
+
+def _trained(steps: int = 3) -> tuple[torch.nn.Module, GradientBlender]:
+    model = make_model()
+    opt = GradientBlender(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), HEADS)
+    for batch in make_batches(steps):
+        opt.zero_grad()
+        opt.backward(loss_fn(model, batch))
+        opt.step()
+    opt.set_weights(WEIGHTS)
+    return model, opt
+
+
+def test_state_dict_version_2_layout() -> None:
+    _, opt = _trained()
+    saved = opt.state_dict()
+    assert list(saved) == ["state", "param_groups", "blender"]
+    assert saved["blender"]["version"] == _STATE_VERSION == 2
+    assert saved["blender"]["steps"] == 3
+    assert saved["blender"]["weights"] == [WEIGHTS[h] for h in HEADS]
+    plain = opt.optimizer.state_dict()
+    assert saved["param_groups"] == plain["param_groups"]
+    assert saved["state"].keys() == plain["state"].keys()
+
+
+def test_version_1_checkpoints_still_load() -> None:
+    _, opt = _trained()
+    saved = opt.state_dict()
+    old = {
+        "optimizer": {"state": saved["state"], "param_groups": saved["param_groups"]},
+        "blender": {**saved["blender"], "version": 1},
+    }
+    other = GradientBlender(torch.optim.SGD(make_model().parameters(), lr=0.5), HEADS)
+    other.load_state_dict(copy.deepcopy(old))
+    assert other.weights == WEIGHTS
+    assert other.state_dict()["blender"]["steps"] == 3
+    assert other.param_groups[0]["lr"] == 0.1
+    momentum = other.state_dict()["state"][0]["momentum_buffer"]
+    torch.testing.assert_close(momentum, saved["state"][0]["momentum_buffer"], rtol=0, atol=0)
+
+
+def test_plain_state_dict_loads_and_the_blender_keeps_its_own_state() -> None:
+    _, opt = _trained()
+    plain_state = copy.deepcopy(opt.optimizer.state_dict())
+    plain_state["param_groups"][0]["lr"] = 0.01
+    fresh = GradientBlender(torch.optim.SGD(make_model().parameters(), lr=0.1), HEADS, WEIGHTS)
+    own = copy.deepcopy(fresh.state_dict()["blender"])
+    fresh.load_state_dict(plain_state)
+    assert fresh.param_groups[0]["lr"] == 0.01
+    assert set(fresh.state_dict()["state"]) == set(plain_state["state"])
+    assert fresh.state_dict()["blender"] == own  # weights, steps, statistics, history kept
+
+
+def test_blender_checkpoint_loads_into_the_plain_optimizer() -> None:
+    _, opt = _trained()
+    plain = torch.optim.SGD(make_model().parameters(), lr=0.5, momentum=0.9)
+    plain.load_state_dict(copy.deepcopy(opt.state_dict()))
+    assert plain.param_groups[0]["lr"] == 0.1
+    assert "blender" not in plain.state_dict()
+    assert plain.state_dict()["state"].keys() == opt.state_dict()["state"].keys()
+
+
+class _CountingEstimator(FixedWeights):
+    def __init__(self, weights: Mapping[str, float]) -> None:
+        super().__init__(weights)
+        self.observed: list[tuple[int, float]] = []
+
+    def observe(self, losses: Mapping[str, torch.Tensor], *, step: int) -> None:
+        self.observed.append((step, float(losses["x"].detach())))
+
+
+def test_lbfgs_closure_records_statistics_and_observes_once_per_step() -> None:
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(4))
+    estimator = _CountingEstimator({"x": 1.0})
+    assert isinstance(estimator, Estimator)
+    opt = GradientBlender(torch.optim.LBFGS([w], lr=0.5, max_iter=5), ["x"], estimator)
+    evaluations: list[float] = []
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = (w - 1.0).pow(2).sum()
+        evaluations.append(loss.item())
+        opt.backward({"x": loss})
+        return loss
+
+    first_losses = []
+    for _ in range(3):
+        start = len(evaluations)
+        opt.step(closure)
+        first_losses.append(evaluations[start])
+    assert len(evaluations) > 3  # LBFGS evaluated the closure several times per step
+    assert opt.statistics.steps == 3
+    assert [s for s, _ in estimator.observed] == [0, 1, 2]
+    assert [v for _, v in estimator.observed] == pytest.approx(first_losses)
+    assert opt.statistics.running_mean()["x"] == pytest.approx(sum(first_losses) / 3)
+    # Outside a closure step, every blend records again.
+    opt.zero_grad()
+    opt.backward({"x": (w - 1.0).pow(2).sum()})
+    assert opt.statistics.steps == 4
+
+
+def test_a_scheduler_built_on_the_wrapped_optimizer_still_sees_its_steps() -> None:
+    model = make_model()
+    inner = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(inner, step_size=1, gamma=0.5)
+    opt = GradientBlender(inner, HEADS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "lr_scheduler.step() before optimizer.step()"
+        for batch in make_batches(2):
+            opt.zero_grad()
+            opt.backward(loss_fn(model, batch))
+            opt.step()
+            scheduler.step()
+    assert inner.param_groups[0]["lr"] == pytest.approx(0.025)
+
+
+def test_wrapped_optimizer_step_hooks_may_replace_arguments_and_are_checked() -> None:
+    w = torch.nn.Parameter(torch.ones(2))
+    inner = torch.optim.SGD([w], lr=1.0)
+    opt = GradientBlender(inner, ["x"])
+    seen: list[Any] = []
+
+    def closure() -> torch.Tensor:
+        seen.append("replacement")
+        return torch.tensor(0.0)
+
+    handle = inner.register_step_pre_hook(lambda o, args, kwargs: ((o, closure), kwargs))
+    w.grad = torch.ones(2)
+    assert opt.step() == torch.tensor(0.0)
+    assert seen == ["replacement"]
+    handle.remove()
+    inner.register_step_pre_hook(lambda o, args, kwargs: "bad")
+    with pytest.raises(RuntimeError, match=r"pre-hook of the wrapped SGD must return None or"):
+        opt.step()
+
+
+def test_an_instance_level_step_on_the_wrapped_optimizer_is_called() -> None:
+    w = torch.nn.Parameter(torch.ones(2))
+    inner = torch.optim.SGD([w], lr=1.0)
+    calls = []
+    original = inner.step
+
+    def patched(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    inner.step = patched  # type: ignore[method-assign]
+    opt = GradientBlender(inner, ["x"])
+    w.grad = torch.ones(2)
+    opt.step()
+    assert calls == [()]
+    torch.testing.assert_close(w.detach(), torch.zeros(2))
