@@ -177,6 +177,39 @@ class GradientBlender(Optimizer):
     def defaults(self, value: dict[str, Any]) -> None:
         self.optimizer.defaults = value
 
+    # torch.amp.GradScaler's path for fused optimizers: it sets `grad_scale` and `found_inf` on
+    # the optimizer it steps and lets the fused kernel unscale and skip; the wrapped optimizer's
+    # kernel reads them from the wrapped optimizer, so they are forwarded there.
+    @property
+    def _step_supports_amp_scaling(self) -> bool:
+        return bool(getattr(self.optimizer, "_step_supports_amp_scaling", False))
+
+    @property
+    def grad_scale(self) -> torch.Tensor | None:
+        """The wrapped optimizer's ``grad_scale`` (set by ``GradScaler`` for fused optimizers)."""
+        return self.optimizer.grad_scale  # type: ignore[attr-defined]
+
+    @grad_scale.setter
+    def grad_scale(self, value: torch.Tensor | None) -> None:
+        self.optimizer.grad_scale = value  # type: ignore[attr-defined]
+
+    @grad_scale.deleter
+    def grad_scale(self) -> None:
+        del self.optimizer.grad_scale  # type: ignore[attr-defined]
+
+    @property
+    def found_inf(self) -> torch.Tensor | None:
+        """The wrapped optimizer's ``found_inf`` (set by ``GradScaler`` for fused optimizers)."""
+        return self.optimizer.found_inf  # type: ignore[attr-defined]
+
+    @found_inf.setter
+    def found_inf(self, value: torch.Tensor | None) -> None:
+        self.optimizer.found_inf = value  # type: ignore[attr-defined]
+
+    @found_inf.deleter
+    def found_inf(self) -> None:
+        del self.optimizer.found_inf  # type: ignore[attr-defined]
+
     # While an LBFGS-style closure is evaluated again within one step, `blend` does not record
     # statistics or feed the estimator: one record per step (see `step`).
     _mute_statistics = False

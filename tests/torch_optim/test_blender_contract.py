@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -168,3 +169,56 @@ def test_an_instance_level_step_on_the_wrapped_optimizer_is_called() -> None:
     opt.step()
     assert calls == [()]
     torch.testing.assert_close(w.detach(), torch.zeros(2))
+
+
+FUSED_ON_CPU = [torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD, torch.optim.Adagrad]
+
+
+@pytest.mark.parametrize("cls", FUSED_ON_CPU, ids=lambda c: c.__name__)
+def test_grad_scaler_takes_the_fused_path_of_the_wrapped_optimizer(cls: type) -> None:
+    runs = []
+    for wrapped in (False, True):
+        w = torch.nn.Parameter(torch.linspace(-1.0, 1.0, 5))
+        inner = cls([w], lr=0.1, fused=True)
+        opt = GradientBlender(inner, ["x"]) if wrapped else inner
+        fused_path: list[bool] = []
+        inner.register_step_pre_hook(
+            lambda o, a, k, seen=fused_path: seen.append(getattr(o, "grad_scale", None) is not None)
+        )
+        scaler = torch.amp.GradScaler("cpu", init_scale=256.0)
+        for step in range(4):
+            opt.zero_grad()
+            loss = (w - 0.5).pow(2).sum() * (math.inf if step == 1 else 1.0)  # step 1 skipped
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        runs.append((w.detach(), inner.state_dict()["state"], scaler.get_scale(), fused_path))
+        assert not hasattr(inner, "grad_scale")  # GradScaler removed them after the step
+    (w_plain, s_plain, scale_plain, path_plain), (w_wrapped, s_wrapped, scale_wrapped, path) = runs
+    assert path == path_plain == [True] * 4  # the fused kernel unscales, and skips step 1
+    torch.testing.assert_close(w_wrapped, w_plain, rtol=0, atol=0)
+    assert scale_wrapped == scale_plain == 128.0
+    assert s_wrapped.keys() == s_plain.keys()
+    for index, state in s_plain.items():
+        for key, value in state.items():
+            torch.testing.assert_close(s_wrapped[index][key], value, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cls", FUSED_ON_CPU, ids=lambda c: c.__name__)
+def test_fused_wrapped_optimizer_does_not_step_if_found_inf(cls: type) -> None:
+    # PyTorch's test_fused_does_not_step_if_foundinf, which is CUDA-only upstream, on the CPU.
+    params = [torch.ones(1) for _ in range(3)]
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt = GradientBlender(cls(params, lr=0.1, fused=True), ["x"])
+    opt.grad_scale = torch.ones(1)
+    opt.found_inf = torch.ones(())
+    assert opt.optimizer.found_inf is opt.found_inf
+    opt.step()
+    for p in params:
+        torch.testing.assert_close(p, torch.ones(1), rtol=0, atol=0)
+        if "step" in opt.state[p]:
+            torch.testing.assert_close(opt.state[p]["step"], torch.zeros(()))
+    del opt.grad_scale, opt.found_inf
+    assert not hasattr(opt.optimizer, "grad_scale")
+    assert not hasattr(opt, "found_inf")
