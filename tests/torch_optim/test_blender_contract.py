@@ -222,3 +222,36 @@ def test_fused_wrapped_optimizer_does_not_step_if_found_inf(cls: type) -> None:
     del opt.grad_scale, opt.found_inf
     assert not hasattr(opt.optimizer, "grad_scale")
     assert not hasattr(opt, "found_inf")
+
+
+def test_distributed_checkpoint_helpers_round_trip_the_wrapped_optimizer_state() -> None:
+    from torch.distributed.checkpoint.state_dict import (
+        get_optimizer_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    def build(lr: float) -> tuple[torch.nn.Module, GradientBlender]:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 2)
+        return model, GradientBlender(torch.optim.Adam(model.parameters(), lr=lr), ["x"])
+
+    def train(model: torch.nn.Module, opt: GradientBlender, steps: int) -> None:
+        g = torch.Generator().manual_seed(steps)
+        for _ in range(steps):
+            opt.zero_grad()
+            opt.backward({"x": model(torch.randn(4, 3, generator=g)).pow(2).mean()})
+            opt.step()
+
+    model, opt = build(0.1)
+    train(model, opt, 3)
+    saved = get_optimizer_state_dict(model, opt)
+    assert set(saved) == {"state", "param_groups"}  # keyed by parameter name; no "blender"
+    assert set(saved["state"]) == {"weight", "bias"}
+    model2, opt2 = build(0.5)
+    model2.load_state_dict(model.state_dict())
+    set_optimizer_state_dict(model2, opt2, copy.deepcopy(saved))  # torch aliases tensors
+    assert opt2.param_groups[0]["lr"] == 0.1
+    train(model, opt, 2)
+    train(model2, opt2, 2)
+    for p, q in zip(model.parameters(), model2.parameters(), strict=True):
+        torch.testing.assert_close(q, p, rtol=0, atol=0)
