@@ -251,6 +251,11 @@ def test_distributed_checkpoint_helpers_round_trip_the_wrapped_optimizer_state()
     model2.load_state_dict(model.state_dict())
     set_optimizer_state_dict(model2, opt2, copy.deepcopy(saved))  # torch aliases tensors
     assert opt2.param_groups[0]["lr"] == 0.1
+    # The G-Blend part travels beside it (docs/torch_optim_contract.md).
+    opt.set_weights({"x": 0.5})
+    opt2.load_state_dict({**opt2.optimizer.state_dict(), "blender": opt.state_dict()["blender"]})
+    assert opt2.weights == {"x": 0.5}
+    assert opt2.state_dict()["blender"]["steps"] == 3
     train(model, opt, 2)
     train(model2, opt2, 2)
     for p, q in zip(model.parameters(), model2.parameters(), strict=True):
