@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from blendopt import _contract
 from blendopt._controller import EstimationController, resolve_weighting
 from blendopt._estimators import Estimator
 from blendopt._finite import NonFiniteMonitor
@@ -27,6 +28,9 @@ from blendopt._statistics import TrainStatistics
 from blendopt._warnings import UnblendedStepWarning, warn
 from blendopt._weighting import BlendWeights, check_losses, check_user_weights
 
+# Version 1 (blendopt 0.1): {"optimizer": <wrapped state dict>, "blender": {flat}} (still read).
+# Version 2: the wrapped optimizer's {"state", "param_groups"} at top level plus "blender",
+# whose entries are the blender's pieces (weighting, controller, statistics, finite monitor).
 _STATE_VERSION = 2
 
 
@@ -180,11 +184,51 @@ class GradientBlender(Optimizer):
     def defaults(self, value: dict[str, Any]) -> None:
         self.optimizer.defaults = value
 
+    # torch.amp.GradScaler's path for fused optimizers: it sets `grad_scale` and `found_inf` on
+    # the optimizer it steps and lets the fused kernel unscale and skip; the wrapped optimizer's
+    # kernel reads them from the wrapped optimizer, so they are forwarded there.
+    @property
+    def _step_supports_amp_scaling(self) -> bool:
+        return bool(getattr(self.optimizer, "_step_supports_amp_scaling", False))
+
+    @property
+    def grad_scale(self) -> torch.Tensor | None:
+        """The wrapped optimizer's ``grad_scale`` (set by ``GradScaler`` for fused optimizers)."""
+        return self.optimizer.grad_scale  # type: ignore[attr-defined]
+
+    @grad_scale.setter
+    def grad_scale(self, value: torch.Tensor | None) -> None:
+        self.optimizer.grad_scale = value  # type: ignore[attr-defined]
+
+    @grad_scale.deleter
+    def grad_scale(self) -> None:
+        del self.optimizer.grad_scale  # type: ignore[attr-defined]
+
+    @property
+    def found_inf(self) -> torch.Tensor | None:
+        """The wrapped optimizer's ``found_inf`` (set by ``GradScaler`` for fused optimizers)."""
+        return self.optimizer.found_inf  # type: ignore[attr-defined]
+
+    @found_inf.setter
+    def found_inf(self, value: torch.Tensor | None) -> None:
+        self.optimizer.found_inf = value  # type: ignore[attr-defined]
+
+    @found_inf.deleter
+    def found_inf(self) -> None:
+        del self.optimizer.found_inf  # type: ignore[attr-defined]
+
+    # While an LBFGS-style closure is evaluated again within one step, `blend` does not record
+    # statistics or feed the estimator: one record per step (see `step`).
+    _mute_statistics = False
+
     def __getstate__(self) -> dict[str, Any]:
-        return self.__dict__.copy()
+        # Like `Optimizer.__getstate__`: hooks are not pickled (nor deep-copied).
+        return _contract.picklable_state(self.__dict__)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        _contract.restore_hook_registries(self)
+        self._patch_step_function()
 
     # -- weights ---------------------------------------------------------------------------------
 
@@ -299,7 +343,8 @@ class GradientBlender(Optimizer):
         values = check_losses(losses, self.heads, self._head_set)
         controller = self._controller
         controller.before_first_blend()
-        if controller.estimator is not None:
+        record = not self._mute_statistics
+        if controller.estimator is not None and record:
             controller.estimator.observe(losses, step=controller.steps)
         device = values[0].device
         if any(v.device != device for v in values):  # model parallel: blend on the first device
@@ -315,8 +360,9 @@ class GradientBlender(Optimizer):
             )
             if not finite:
                 self._nonfinite_checked(detached)
-            self.statistics.record(detached, finite_checked=finite)
-        else:
+            if record:
+                self.statistics.record(detached, finite_checked=finite)
+        elif record:
             mask = torch.isfinite(detached)
             self._finite.record(mask, self._weighting.active_mask(device), controller.steps)
             self.statistics.record(detached, finite_checked=False, finite=mask)
@@ -358,8 +404,23 @@ class GradientBlender(Optimizer):
         Warns once (:class:`UnblendedStepWarning`) when no :meth:`blend`/:meth:`backward` ran
         since the previous step (also counting those inside ``closure``) while an estimator or
         unequal weights are set: the gradient then did not come from the G-Blend loss.
+
+        Hooks fire as for a plain optimizer: the global step hooks
+        (``torch.optim.optimizer.register_optimizer_step_pre_hook``/``post_hook``) and the hooks
+        registered on the blender fire once, with the blender as the optimizer argument; hooks
+        registered on the wrapped optimizer itself fire with it. The profiler shows one
+        ``Optimizer.step#GradientBlender.step`` range.
+
+        Args:
+            closure: re-evaluates the model and returns the loss (LBFGS). When the optimizer
+                calls it several times in one step, only the first call records statistics.
+
+        Returns:
+            What the wrapped optimizer's step returns.
         """
-        loss = self.optimizer.step() if closure is None else self.optimizer.step(closure)
+        if closure is not None:
+            closure = self._record_first_call_only(closure)
+        loss = _contract.step_inner(self.optimizer, closure)
         if not self._blends_since_step and not self._warned_unblended:
             self._warn_unblended()
         self._blends_since_step = 0
@@ -367,6 +428,20 @@ class GradientBlender(Optimizer):
         if self._finite.pending and self._controller.steps % self.check_finite_every == 0:
             self._report_nonfinite(f"every {self.check_finite_every} steps")
         return loss
+
+    def _record_first_call_only(self, closure: Callable[[], Any]) -> Callable[[], Any]:
+        calls = 0
+
+        def closure_once() -> Any:
+            nonlocal calls
+            calls += 1
+            self._mute_statistics = calls > 1
+            try:
+                return closure()
+            finally:
+                self._mute_statistics = False
+
+        return closure_once
 
     def _warn_unblended(self) -> None:
         weights = self._weighting.values
@@ -441,57 +516,112 @@ class GradientBlender(Optimizer):
     # -- checkpoints -------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """The wrapped optimizer's state dict plus the blender's own state.
+        """The wrapped optimizer's state dict plus the blender's own state under ``"blender"``.
 
-        ``{"optimizer": <wrapped optimizer's state_dict()>, "blender": {...}}`` holds only
-        tensors and plain Python values, so it loads with ``torch.load(weights_only=True)``.
-        The blender part holds the weights and their time-average, the statistics, the
-        history, the schedule position (epochs started, steps, estimates made) and the
-        estimator's state. Non-finite losses counted on the device are reported first (as at
-        :meth:`start_epoch`).
+        The layout is the standard one, ``{"state": ..., "param_groups": ..., "blender": {...}}``:
+        code that reads ``sd["state"]``/``sd["param_groups"]`` works, and the plain wrapped
+        optimizer loads it (``torch.optim.Optimizer.load_state_dict`` ignores the extra key).
+        It holds only tensors and plain Python values, so it loads with
+        ``torch.load(weights_only=True)``. The blender part holds the weights and their
+        time-average, the statistics, the history, the schedule position (epochs started,
+        steps, estimates made) and the estimator's state. Non-finite losses counted on the
+        device are reported first (as at :meth:`start_epoch`).
+
+        Hooks registered with ``register_state_dict_pre_hook``/``post_hook`` on the blender run
+        with the blender as their optimizer argument (the post-hooks see the whole dict); hooks
+        registered on the wrapped optimizer run inside, with it.
+
+        Returns:
+            The state dict (version 2 layout).
         """
         self._report_nonfinite("at state_dict()")
-        return {
-            "optimizer": self.optimizer.state_dict(),
-            "blender": {
-                "version": _STATE_VERSION,
-                "heads": list(self.heads),
-                "weighting": self._weighting.state_dict(),
-                "controller": self._controller.state_dict(),
-                "statistics": self.statistics.state_dict(),
-                "finite": self._finite.state_dict(),
-            },
+        _contract.run_state_dict_pre_hooks(self)
+        state_dict = dict(self.optimizer.state_dict())
+        state_dict["blender"] = {
+            "version": _STATE_VERSION,
+            "heads": list(self.heads),
+            "weighting": self._weighting.state_dict(),
+            "controller": self._controller.state_dict(),
+            "statistics": self.statistics.state_dict(),
+            "finite": self._finite.state_dict(),
         }
+        return _contract.run_state_dict_post_hooks(self, state_dict)
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Load :meth:`state_dict`; checks heads and parameter counts first, naming what differs.
+        """Load a state dict of this blender, of blendopt 0.1, or of the plain optimizer.
 
-        Also reads version-1 checkpoints (blendopt before the average weights; their average
-        starts at the saved weights).
+        Three layouts are read:
+
+        - :meth:`state_dict`'s: ``{"state", "param_groups", "blender"}``;
+        - blendopt 0.1's (version 1): ``{"optimizer": <wrapped state dict>, "blender": {...}}``
+          (its average weights start at the saved weights);
+        - a plain optimizer's ``{"state", "param_groups"}``: the wrapped optimizer loads it and
+          the blender's own state (weights, statistics, history, schedule position, estimator)
+          keeps its current values.
+
+        Hooks registered with ``register_load_state_dict_pre_hook``/``post_hook`` on the blender
+        run with the blender (pre-hooks get the whole dict, may return a replacement); hooks
+        on the wrapped optimizer run inside, with it.
+
+        Args:
+            state_dict: the state dict to load (not modified).
+
+        Raises:
+            TypeError: ``state_dict`` is not a mapping.
+            ValueError: an unknown layout or version, other heads, or other parameter group or
+                parameter counts; checked before anything is loaded, naming what differs.
         """
-        if not isinstance(state_dict, Mapping) or set(state_dict) != {"optimizer", "blender"}:
-            keys = (
-                list(state_dict) if isinstance(state_dict, Mapping) else type(state_dict).__name__
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(
+                "Parameter `state_dict` should be a mapping (from `optimizer.state_dict()`). "
+                f"Found {type(state_dict).__name__}."
             )
+        state_dict = _contract.run_load_state_dict_pre_hooks(self, dict(state_dict))
+        if "state" in state_dict and "param_groups" in state_dict:
+            inner = {k: v for k, v in state_dict.items() if k != "blender"}
+            ours = state_dict.get("blender")
+        elif set(state_dict) == {"optimizer", "blender"}:
+            inner, ours = state_dict["optimizer"], state_dict["blender"]
+        else:
             raise ValueError(
-                "`load_state_dict` expects a GradientBlender state dict with keys 'optimizer' and "
-                f"'blender'. Found {keys}; to load a plain optimizer's state dict use "
-                "`optimizer.optimizer.load_state_dict(...)`."
+                "`load_state_dict` expects an optimizer state dict with keys 'state' and "
+                "'param_groups' (plus 'blender' from a GradientBlender), or a blendopt 0.1 "
+                f"checkpoint with keys 'optimizer' and 'blender'. Found keys {list(state_dict)}."
             )
-        ours = state_dict["blender"]
+        if ours is not None:
+            ours = self._check_blender_state(ours)
+        self._check_groups(inner)
+        self.optimizer.load_state_dict(inner)
+        if ours is not None:
+            self._weighting.load_state_dict(ours["weighting"])
+            self._controller.load_state_dict(ours["controller"])
+            self.statistics.load_state_dict(ours["statistics"])
+            self._finite.load_state_dict(ours["finite"])
+        self._blends_since_step = 0
+        _contract.run_load_state_dict_post_hooks(self)
+
+    def _check_blender_state(self, ours: Any) -> dict[str, Any]:
+        if not isinstance(ours, Mapping):
+            raise TypeError(
+                "The state dict's 'blender' entry should be a mapping (from "
+                f"`GradientBlender.state_dict()`). Found {type(ours).__name__}."
+            )
         if ours.get("version") == 1:
             ours = _upgrade_v1(ours)
         if ours.get("version") != _STATE_VERSION:
             raise ValueError(
                 f"Unsupported GradientBlender state version {ours.get('version')!r} (this blendopt "
-                f"reads versions 1 and {_STATE_VERSION})."
+                f"reads versions [1, {_STATE_VERSION}])."
             )
         if list(ours["heads"]) != self.heads:
             raise ValueError(
                 f"The checkpoint's heads {list(ours['heads'])} differ from this blender's heads "
                 f"{self.heads}; construct the blender with the checkpoint's heads in that order."
             )
-        saved_groups = state_dict["optimizer"]["param_groups"]
+        return dict(ours)
+
+    def _check_groups(self, inner: Mapping[str, Any]) -> None:
+        saved_groups = inner["param_groups"]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(
                 f"The checkpoint's optimizer has {len(saved_groups)} parameter groups, this one "
@@ -504,12 +634,6 @@ class GradientBlender(Optimizer):
                     f"checkpoint and {len(group['params'])} here; build the optimizer over the "
                     "same model."
                 )
-        self.optimizer.load_state_dict(state_dict["optimizer"])
-        self._weighting.load_state_dict(ours["weighting"])
-        self._controller.load_state_dict(ours["controller"])
-        self.statistics.load_state_dict(ours["statistics"])
-        self._finite.load_state_dict(ours["finite"])
-        self._blends_since_step = 0
 
     def __repr__(self) -> str:
         weights = ", ".join(f"{h!r}: {w:.4g}" for h, w in self.weights.items())

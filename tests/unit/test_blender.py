@@ -63,7 +63,7 @@ def test_matches_plain_optimizer_parameter_by_parameter(name, weights, mask):
         torch.testing.assert_close(q, p, msg=lambda m, n=n: f"{name}: parameter {n}: {m}")
     # The wrapped optimizer's state is the plain one's.
     ref_state = ref_opt.state_dict()["state"]
-    got_state = got_opt.state_dict()["optimizer"]["state"]
+    got_state = got_opt.state_dict()["state"]
     assert ref_state.keys() == got_state.keys()
     for key in ref_state:
         for field, value in ref_state[key].items():
@@ -416,8 +416,12 @@ def test_load_state_dict_says_what_differs():
     )
     with pytest.raises(ValueError, match="1 parameter groups, this one has 2"):
         two_groups.load_state_dict(state)
-    with pytest.raises(ValueError, match="keys 'optimizer' and 'blender'"):
-        opt.load_state_dict(opt.optimizer.state_dict())
+    with pytest.raises(ValueError, match=r"keys 'state' and 'param_groups'.*Found keys \['lr'\]"):
+        opt.load_state_dict({"lr": 0.1})
+    with pytest.raises(TypeError, match="should be a mapping"):
+        opt.load_state_dict([state])
+    with pytest.raises(ValueError, match=r"version 7 .*reads versions \[1, 2\]"):
+        opt.load_state_dict({**state, "blender": {**state["blender"], "version": 7}})
 
 
 def test_public_api_is_exported():
