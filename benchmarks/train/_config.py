@@ -104,6 +104,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "online_every": _k(int, 5, minimum=1),
         "weights": _k(dict, {}, doc="fixed weights head -> w (no estimate)"),
         "weights_from": _k(str, "", doc="report.json of a run: use its final weights"),
+        "weights_required": _k(bool, False, doc="refuse to run without fixed weights"),
     },
     "optim": {
         "name": _k(str, "sgd", choices=("sgd", "adam", "adagrad")),
@@ -345,6 +346,12 @@ def _check_together(v: dict[str, dict[str, Any]]) -> None:
             )
         if method["weights_from"]:
             raise ConfigError("Config keys `method.weights` and `method.weights_from`: give one.")
+    if method["weights_required"] and not (weights or method["weights_from"]):
+        raise ConfigError(
+            "Config key `method.weights_from` is required by this config "
+            "(`method.weights_required = true`): point it at the report.json of the run whose "
+            "weights to use, e.g. --set method.weights_from=RUNS/mini_audioset/report.json."
+        )
     if (weights or method["weights_from"]) and not name.startswith("gblend"):
         raise ConfigError(
             f"Config keys `method.weights`/`method.weights_from` apply to G-Blend methods; "
