@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     except StopRequestedError as exc:
         print(exc, file=sys.stderr)
         return 3
+    if os.environ.get("RANK", "0") != "0":
+        return 0
     head = report["predictors"]["method_head"]
     key = report["primary_metric"]
     print(f"{report['name']}: test {key} of head {head!r} = {100 * report['test'][head][key]:.1f}")

@@ -460,6 +460,20 @@ def run_training(
         (train_skips, est_skips, test_skips),
         eval_seconds,
     )
+    if info.enabled:  # each rank's view, to check that every rank trained the same blend
+        ranks = out / "ranks"
+        ranks.mkdir(parents=True, exist_ok=True)
+        checksum = float(sum(p.detach().double().sum().cpu() for p in model.parameters()))
+        (ranks / f"rank{info.rank}.json").write_text(
+            json.dumps(
+                {
+                    "rank": info.rank,
+                    "final_weights": dict(blender.weights),
+                    "weight_history": report["weight_history"],
+                    "parameter_sum": checksum,
+                }
+            )
+        )
     if info.is_main:
         write_report(report, records, out)
     return report
