@@ -101,6 +101,8 @@ class _Runner:
         self.bf16 = self.cuda and cfg.train.precision == "bf16"
         self.channels_last = self.cuda and cfg.model.channels_last
         self.multi_label = multi_label
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True  # fixed clip shapes: pick the fastest kernels
 
     def to_device(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = {}
