@@ -263,7 +263,7 @@ def run_training(
 
     def eval_loader(ds: Any) -> NonEmpty:
         loader = make_loader(
-            ds, eval_bs, train=False, workers=0, seed=seed, rank=info.rank, world=info.world
+            ds, eval_bs, train=False, workers=workers, seed=seed, rank=info.rank, world=info.world
         )
         return NonEmpty(loader, est_skips, info)
 
