@@ -310,7 +310,7 @@ def run_training(
     # -- state that a checkpoint carries --------------------------------------------------
     epoch, batch_pos, step = 0, 0, 0
     records: list[dict[str, Any]] = []
-    acc: dict[str, Any] = _fresh_accumulators(heads)
+    acc: dict[str, Any] = _fresh_accumulators(heads, dev)
     if resume:
         ckpt = load_checkpoint(out / CHECKPOINT)
         model.load_state_dict(ckpt["model"])
@@ -318,6 +318,7 @@ def run_training(
         scheduler.load_state_dict(ckpt["scheduler"])
         epoch, batch_pos, step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
         records, acc = ckpt["records"], ckpt["accumulators"]
+        acc["loss_sum"] = {h: v.to(dev) for h, v in acc["loss_sum"].items()}
         for report, counts in zip((train_skips, est_skips, test_skips), ckpt["skips"], strict=True):
             _restore_skips(report, counts)
         set_rng_state(ckpt["rng"][info.rank])
@@ -336,7 +337,10 @@ def run_training(
                     "batch": batch_pos,
                     "step": step,
                     "records": records,
-                    "accumulators": acc,
+                    "accumulators": {
+                        **acc,
+                        "loss_sum": {h: v.cpu() for h, v in acc["loss_sum"].items()},
+                    },
                     "skips": [_skip_counts(r) for r in (train_skips, est_skips, test_skips)],
                     "rng": states,
                     "world": info.world,
@@ -384,8 +388,8 @@ def run_training(
                 scheduler.step()
                 step += 1
                 acc["clips"] += batch.size
-                for h, v in losses.items():
-                    acc["loss_sum"][h] = acc["loss_sum"][h] + v.detach().double().cpu()
+                for h, v in losses.items():  # summed on the device: no sync per step
+                    acc["loss_sum"][h] += v.detach().double()
                 acc["loss_steps"] += 1
                 if bar is not None:
                     bar.update(1)
@@ -403,6 +407,8 @@ def run_training(
                     raise StopRequestedError(f"stopped after {step} steps (--stop-after-steps)")
             if bar is not None:
                 bar.close()
+            if runner.cuda:
+                torch.cuda.synchronize(dev)  # the epoch's time includes its queued GPU work
             acc["seconds"] += time.perf_counter() - epoch_start
             records.append(
                 _epoch_record(
@@ -428,7 +434,7 @@ def run_training(
                 )
             if writer is not None:
                 _log_tensorboard(writer, records[-1])
-            epoch, batch_pos, acc = epoch + 1, 0, _fresh_accumulators(heads)
+            epoch, batch_pos, acc = epoch + 1, 0, _fresh_accumulators(heads, dev)
             if info.is_main:
                 _write_jsonl(out / EPOCHS, records)
             checkpoint()
@@ -481,9 +487,9 @@ def run_training(
     return report
 
 
-def _fresh_accumulators(heads: list[str]) -> dict[str, Any]:
+def _fresh_accumulators(heads: list[str], device: torch.device) -> dict[str, Any]:
     return {
-        "loss_sum": {h: torch.zeros((), dtype=torch.float64) for h in heads},
+        "loss_sum": {h: torch.zeros((), dtype=torch.float64, device=device) for h in heads},
         "loss_steps": 0,
         "clips": 0,
         "seconds": 0.0,
@@ -540,7 +546,7 @@ def _epoch_record(
     holdout: dict[str, float],
 ) -> dict[str, Any]:
     sums = torch.stack(
-        [acc["loss_sum"][h] for h in heads]
+        [acc["loss_sum"][h].cpu() for h in heads]
         + [torch.tensor(float(acc["loss_steps"]), dtype=torch.float64)]
     )
     gathered = all_gather(info, (sums, acc["clips"]))
