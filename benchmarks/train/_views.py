@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 from typing import Any
 
+import av
 import numpy as np
 import torch
 from av.video.reformatter import VideoReformatter
@@ -26,7 +27,6 @@ from benchmarks.data import (
     center_crop,
     clip_seconds,
     clip_starts_uniform,
-    decode_audio_clip,
     normalize,
     open_media,
     probe_media,
@@ -34,7 +34,7 @@ from benchmarks.data import (
     three_crop,
 )
 
-__all__ = ["VideoViews", "decode_clips_once"]
+__all__ = ["VideoViews", "decode_audio_span", "decode_clips_once"]
 
 
 def decode_clips_once(
@@ -102,6 +102,50 @@ def decode_clips_once(
             frames = [frames[i % len(frames)] for i in range(num_frames)]
         out.append(torch.from_numpy(np.stack(frames[:num_frames])))
     return out
+
+
+def decode_audio_span(
+    container: Any, first: float, last: float, num_samples: int, sample_rate: int
+) -> tuple[np.ndarray, float]:
+    """Mono ``sample_rate`` samples from ``first`` seconds until ``num_samples`` past ``last``
+    (or the end of the stream), unpadded, and the time of the first sample.
+
+    Times follow :func:`benchmarks.data.decode_audio_clip` (from the start of the video
+    stream when there is one).
+
+    Raises:
+        MediaError: no audio stream, or no sample decoded.
+    """
+    if not container.streams.audio:
+        raise MediaError("no audio stream")
+    stream = container.streams.audio[0]
+    ref = container.streams.video[0] if container.streams.video else stream
+    origin = float(ref.start_time * ref.time_base) if ref.start_time else 0.0
+    target = origin + max(0.0, first)
+    time_base = float(stream.time_base)
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    chunks: list[np.ndarray] = []
+    first_time: float | None = None
+    have, needed = 0, 0
+    try:
+        container.seek(max(0, int(target / time_base)), stream=stream, backward=True)
+        for frame in container.decode(stream):
+            if first_time is None:
+                first_time = frame.pts * time_base if frame.pts is not None else target
+                needed = max(0, round((origin + last - first_time) * sample_rate)) + num_samples
+            for out in resampler.resample(frame):
+                chunk = out.to_ndarray().reshape(-1)
+                chunks.append(chunk)
+                have += chunk.size
+            if have >= needed:
+                break
+        else:
+            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+    except av.FFmpegError as exc:
+        raise MediaError(f"audio decode error: {exc}") from exc
+    if not chunks or first_time is None:
+        raise MediaError("no audio decoded")
+    return np.concatenate(chunks), first_time - origin
 
 
 class VideoViews(Dataset):
@@ -182,22 +226,26 @@ class VideoViews(Dataset):
         spec = self.spec
         n = spec.log_mel.num_samples
         rate = spec.log_mel.sample_rate
-        half = n / rate / 2
         windows = []
         for start in starts:  # the window of ClipDataset: centered on the video clip's center
             center = start + min(span, duration if duration > 0 else span) / 2
-            windows.append(max(seg_start, center - half))
-        first = min(windows)
-        total = round((max(windows) - first) * rate) + n
-        wave = decode_audio_clip(container, first, total, rate)  # one decode for every clip
-        peak = float(wave.abs().max())
+            windows.append(max(seg_start, center - n / rate / 2))
+        # One decode from the first window to the end of the last; each window is then cut and
+        # padded by decode_audio_clip's rules (tail if past the end, loop-pad if short).
+        audio, first_time = decode_audio_span(container, min(windows), max(windows), n, rate)
+        peak = float(np.abs(audio).max())
         threshold = self.dataset.silence_threshold
         if threshold is not None and peak < threshold:
             raise MediaError(f"silent audio: peak {peak:.2e} < {threshold}")
         mels = []
         for w in windows:
-            offset = round((w - first) * rate)
-            mel = spec.log_mel(wave[offset : offset + n])
+            offset = max(0, round((w - first_time) * rate))
+            clip = audio[offset : offset + n]
+            if clip.size == 0:
+                clip = audio[-n:]
+            if clip.size < n:
+                clip = np.resize(clip, n)
+            mel = spec.log_mel(torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32)))
             mels.extend([mel] * spec.test_crops)
         return torch.stack(mels)
 
