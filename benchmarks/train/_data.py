@@ -32,6 +32,7 @@ from benchmarks.data import (
     Sports1M,
     collate_clips,
     mini_audioset,
+    uniform_sample,
 )
 from benchmarks.train._config import ConfigError, TrainConfig
 
@@ -244,6 +245,12 @@ def _subset(ds: ClipDataset, indices: Any, mode: str, spec: ClipSpec | None = No
     return new
 
 
+def _limit(ds: ClipDataset, limit: int, seed: int) -> ClipDataset:
+    if len(ds.records) <= limit:
+        return ds
+    return _subset(ds, uniform_sample(len(ds.records), limit, seed), ds.mode)
+
+
 def build_data(cfg: TrainConfig, root: str | os.PathLike[str]) -> RunData:
     """Build T, V, T' and the test split of ``cfg`` on ``root``, checking the layout first.
 
@@ -259,6 +266,10 @@ def build_data(cfg: TrainConfig, root: str | os.PathLike[str]) -> RunData:
             f"{cfg.data.dataset!r}: {LAYOUTS[cfg.data.dataset]}."
         )
     train_full, test, notes = _load_splits(cfg, root)
+    if cfg.data.limit_videos:
+        train_full, test = (
+            _limit(ds, cfg.data.limit_videos, cfg.train.seed) for ds in (train_full, test)
+        )
     _check_media(train_full, root, cfg.data.dataset, "train")
     _check_media(test, root, cfg.data.dataset, "test")
     n = len(train_full.records)

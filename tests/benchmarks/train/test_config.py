@@ -204,3 +204,18 @@ def test_checkpoint_is_atomic_and_weights_only(tmp_path: Path) -> None:
         save_checkpoint({"a": Boom()}, path)
     assert torch.equal(load_checkpoint(path)["a"], torch.ones(2))  # the old one is intact
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_limit_videos_samples_each_split(roots: Roots) -> None:
+    from benchmarks.train import build_data
+
+    cfg = load_config(KINETICS, ["data.limit_videos=6"], smoke=True)
+    data = build_data(cfg, roots.kinetics)
+    videos = [r.video_id for ds in (data.train, data.holdout) for r in ds.records]
+    assert len(videos) == 6
+    assert len(set(videos)) == 6
+    assert {r.target for ds in (data.train, data.holdout) for r in ds.records} == {0, 1}
+    assert set(data.probe.records) <= set(data.train.records)
+    assert len(data.test.records) == 4  # fewer than the limit: all
+    assert data.holdout.mode == "test"
+    assert data.holdout.spec.test_clips == 1
