@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -118,3 +119,35 @@ def test_flow_configs_name_the_missing_input(
     err = capsys.readouterr().err
     assert "data.modalities" in err
     assert "flow" in err
+
+
+@pytest.mark.slow
+def test_empty_batches_are_skipped_and_counted(roots: Roots, tmp_path: Path) -> None:
+    """A batch whose every file is unreadable is skipped (and counted) by the loop and by the
+    G-Blend estimate's loaders; training goes on."""
+    root = tmp_path / "kinetics"
+    (root / "annotations").mkdir(parents=True)
+    for name in ("train.csv", "validate.csv"):
+        (root / "annotations" / name).write_bytes(
+            (roots.kinetics / "annotations" / name).read_bytes()
+        )
+    for split in ("train", "val"):
+        for i, path in enumerate(sorted((roots.kinetics / split).rglob("*.mp4"))):
+            if split == "val" or i % 2 == 0:  # one train video in two is missing
+                dst = root / path.relative_to(roots.kinetics)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                dst.write_bytes(path.read_bytes())
+    out = tmp_path / "run"
+    args = ("--set", "train.epochs=3", "--set", "data.holdout=0.4")
+    assert benchmarks_main(
+        ["train", str(CONFIGS / "kinetics_rgb_audio.toml"), "--data-root", str(root), "--out",
+         str(out), "--smoke", "--no-progress", *args]
+    ) == 0  # fmt: skip
+    records = [json.loads(line) for line in (out / "epochs.jsonl").read_text().splitlines()]
+    assert sum(r["empty_batches"] for r in records) > 0
+    steps = [b["step"] - a["step"] for a, b in itertools.pairwise([{"step": 0}, *records])]
+    assert all(s < 4 for s in steps)  # 4 batches per epoch, some dropped
+    report = json.loads((out / "report.json").read_text())
+    assert report["skipped"]["train"] > 0
+    assert report["skipped"]["estimate_and_holdout"] > 0
+    assert report["skipped"]["by_reason"]["file not found"] > 0
