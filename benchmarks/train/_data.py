@@ -391,6 +391,7 @@ def make_loader(
     world: int = 1,
     pin_memory: bool = False,
     free_running: bool = False,
+    persistent: bool = False,
 ) -> DataLoader:
     """A DataLoader over ``dataset``'s shard for this rank, with ``collate_clips``.
 
@@ -398,6 +399,8 @@ def make_loader(
         train: seeded random clips in a seeded shuffled order, last partial batch dropped;
             else the dataset in order (every rank a shard, padded to equal length).
         free_running: each pass draws its epoch from the global generator (estimator loaders).
+        persistent: keep the workers between passes (the training loader; the estimate's and
+            evaluation's loaders, used now and then, release theirs after each pass).
     """
     sampler = StatefulSampler(
         len(dataset),
@@ -417,7 +420,7 @@ def make_loader(
         num_workers=workers,
         collate_fn=collate_clips,
         pin_memory=pin_memory,
-        persistent_workers=workers > 0,
+        persistent_workers=persistent and workers > 0,
         prefetch_factor=4 if workers > 0 else None,
         drop_last=train,
     )

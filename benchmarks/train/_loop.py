@@ -29,7 +29,7 @@ import blendopt
 from benchmarks.data import SkipReport
 from benchmarks.train._checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from benchmarks.train._config import ConfigError, TrainConfig, config_diff
-from benchmarks.train._data import RunData, build_data, make_loader, worker_count
+from benchmarks.train._data import DataError, RunData, build_data, make_loader, worker_count
 from benchmarks.train._distributed import DistInfo, agree_all, all_gather, setup_distributed
 from benchmarks.train._evaluate import ENSEMBLE, evaluate_videos, primary_metric
 from benchmarks.train._model import FUSED, blend_setup, build_model
@@ -251,6 +251,7 @@ def run_training(
         rank=info.rank,
         world=info.world,
         pin_memory=pin,
+        persistent=True,
     )
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
@@ -357,7 +358,7 @@ def run_training(
         while epoch < cfg.train.epochs:
             if batch_pos == 0:
                 t0 = time.perf_counter()
-                record = blender.start_epoch()
+                record = _checked(blender.start_epoch, est_skips)
                 acc["estimate_seconds"] += time.perf_counter() - t0
                 if record is not None and show:
                     w = ", ".join(f"{h}={v:.3f}" for h, v in blender.weights.items())
@@ -487,6 +488,20 @@ def run_training(
     return report
 
 
+def _checked(fn: Callable[[], Any], skips: SkipReport) -> Any:
+    """Run ``fn``; a pass that saw no readable video becomes a :class:`DataError`."""
+    try:
+        return fn()
+    except ValueError as exc:
+        if "saw no samples" not in str(exc):
+            raise
+        raise DataError(
+            f"Every video of the holdout V or the train probe T' was unreadable ({exc}); "
+            f"skipped so far: {skips.by_reason()}, e.g. {skips.files()[:3]}. Fix or drop those "
+            "files, or hold out more videos (data.holdout)."
+        ) from exc
+
+
 def _fresh_accumulators(heads: list[str], device: torch.device) -> dict[str, Any]:
     return {
         "loss_sum": {h: torch.zeros((), dtype=torch.float64, device=device) for h in heads},
@@ -529,7 +544,9 @@ def _holdout(
         return {}
     fn = metric if metric is not None else runner.loss_fn
     was = torch.random.get_rng_state()
-    values = blendopt.measure(model, fn, loader, heads, name="holdout metric")
+    values = _checked(
+        lambda: blendopt.measure(model, fn, loader, heads, name="holdout metric"), loader.skips
+    )
     torch.random.set_rng_state(was)
     return values
 

@@ -121,11 +121,8 @@ def test_flow_configs_name_the_missing_input(
     assert "flow" in err
 
 
-@pytest.mark.slow
-def test_empty_batches_are_skipped_and_counted(roots: Roots, tmp_path: Path) -> None:
-    """A batch whose every file is unreadable is skipped (and counted) by the loop and by the
-    G-Blend estimate's loaders; training goes on."""
-    root = tmp_path / "kinetics"
+def _partial_kinetics(roots: Roots, root: Path, keep_every: int) -> Path:
+    """The generated Kinetics root with only one train video in ``keep_every`` on disk."""
     (root / "annotations").mkdir(parents=True)
     for name in ("train.csv", "validate.csv"):
         (root / "annotations" / name).write_bytes(
@@ -133,16 +130,27 @@ def test_empty_batches_are_skipped_and_counted(roots: Roots, tmp_path: Path) -> 
         )
     for split in ("train", "val"):
         for i, path in enumerate(sorted((roots.kinetics / split).rglob("*.mp4"))):
-            if split == "val" or i % 2 == 0:  # one train video in two is missing
+            if split == "val" or i % keep_every == 0:
                 dst = root / path.relative_to(roots.kinetics)
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 dst.write_bytes(path.read_bytes())
-    out = tmp_path / "run"
-    args = ("--set", "train.epochs=3", "--set", "data.holdout=0.4")
-    assert benchmarks_main(
+    return root
+
+
+def _run_on(root: Path, out: Path, *extra: str) -> int:
+    return benchmarks_main(
         ["train", str(CONFIGS / "kinetics_rgb_audio.toml"), "--data-root", str(root), "--out",
-         str(out), "--smoke", "--no-progress", *args]
-    ) == 0  # fmt: skip
+         str(out), "--smoke", "--no-progress", *extra]
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_empty_batches_are_skipped_and_counted(roots: Roots, tmp_path: Path) -> None:
+    """A batch whose every file is unreadable is skipped (and counted) by the loop and by the
+    G-Blend estimate's loaders; training goes on."""
+    root = _partial_kinetics(roots, tmp_path / "kinetics", keep_every=2)
+    out = tmp_path / "run"
+    assert _run_on(root, out, "--set", "train.epochs=3", "--set", "data.holdout=0.4") == 0
     records = [json.loads(line) for line in (out / "epochs.jsonl").read_text().splitlines()]
     assert sum(r["empty_batches"] for r in records) > 0
     steps = [b["step"] - a["step"] for a, b in itertools.pairwise([{"step": 0}, *records])]
@@ -151,3 +159,15 @@ def test_empty_batches_are_skipped_and_counted(roots: Roots, tmp_path: Path) -> 
     assert report["skipped"]["train"] > 0
     assert report["skipped"]["estimate_and_holdout"] > 0
     assert report["skipped"]["by_reason"]["file not found"] > 0
+
+
+def test_an_unreadable_holdout_is_a_clear_error(
+    roots: Roots, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _partial_kinetics(roots, tmp_path / "kinetics", keep_every=3)
+    with pytest.raises(SystemExit) as exc:
+        _run_on(root, tmp_path / "run")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "Every video of the holdout V or the train probe T' was unreadable" in err
+    assert "file not found" in err
