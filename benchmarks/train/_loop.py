@@ -314,6 +314,11 @@ def run_training(
     acc: dict[str, Any] = _fresh_accumulators(heads, dev)
     if resume:
         ckpt = load_checkpoint(out / CHECKPOINT)
+        if ckpt["world"] != info.world:
+            raise ConfigError(
+                f"--resume: the run in {out} was trained by {ckpt['world']} processes; resume it "
+                f"with the same number (found {info.world}), or the data order would change."
+            )
         model.load_state_dict(ckpt["model"])
         blender.load_state_dict(ckpt["blender"])
         scheduler.load_state_dict(ckpt["scheduler"])
