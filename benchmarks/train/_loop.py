@@ -164,9 +164,6 @@ def _prepare_out(cfg: TrainConfig, out: Path, resume: bool, info: DistInfo) -> N
             f"--out {out} already holds a run ({CHECKPOINT}); pass --resume to continue it or "
             "choose another folder."
         )
-    if info.is_main and not resume:
-        out.mkdir(parents=True, exist_ok=True)
-        saved.write_text(json.dumps(cfg.to_dict(), indent=1, sort_keys=True) + "\n")
 
 
 def _progress_bar(total: int, initial: int, desc: str, enabled: bool) -> Any:
@@ -220,7 +217,10 @@ def run_training(
     out = Path(out)
     _prepare_out(cfg, out, resume, info)
     show = progress and info.is_main
-    data = build_data(cfg, data_root)
+    data = build_data(cfg, data_root)  # a data root that does not match fails here
+    if info.is_main and not resume:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CONFIG).write_text(json.dumps(cfg.to_dict(), indent=1, sort_keys=True) + "\n")
     runner = _Runner(cfg, dev, data.multi_label)
     workers = worker_count(cfg.data.workers, info.local_world)
     seed = cfg.train.seed

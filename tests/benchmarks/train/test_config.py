@@ -157,6 +157,7 @@ def test_data_root_mismatch_names_path_and_layout(
     err = capsys.readouterr().err
     assert f"{roots.sports1m}/annotations/train.csv" in err
     assert "Expected layout for 'kinetics'" in err
+    assert not (tmp_path / "a").exists()  # failed before writing anything
     # annotations present, media elsewhere
     empty = tmp_path / "kin"
     (empty / "annotations").mkdir(parents=True)
