@@ -229,6 +229,7 @@ def run_training(
     heads_setup = blend_setup(cfg, [*cfg.data.modalities, FUSED])
     model = build_model(cfg, data.num_classes, fusion_dropout=heads_setup.fusion_dropout)
     heads = model.head_names
+    torch.manual_seed(seed + 7919 * info.rank)  # each rank its own dropout masks from here
     model.to(dev)
     if runner.channels_last:
         _channels_last(model)
