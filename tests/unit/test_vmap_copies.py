@@ -9,7 +9,14 @@ import torch
 from torch import nn
 
 import blendopt
-from blendopt._vmap_copies import VmapCopies, supports_vmap, train_copies_vmap
+from blendopt import _vmap_copies as vmap_copies
+from blendopt._vmap_copies import (
+    VmapCopies,
+    choose_engine,
+    supports_vmap,
+    time_engines,
+    train_copies_vmap,
+)
 from tests.helpers import HEADS, loss_fn, make_batches, make_model
 
 
@@ -139,7 +146,10 @@ def test_dropout_draws_differ_per_copy_and_are_seeded():
     assert not torch.allclose(nodrop["a"].enc_a[0].weight, one.models["a"].enc_a[0].weight)
 
 
-def test_nonfinite_copy_is_flagged_and_masked_others_train_on():
+@pytest.mark.parametrize("accelerator_path", [False, True])
+def test_nonfinite_copy_is_flagged_and_masked_others_train_on(monkeypatch, accelerator_path):
+    if accelerator_path:  # mask every step without reading a flag, as on a GPU
+        monkeypatch.setattr(vmap_copies, "_host_reads_free", lambda device: False)
     model = make_model()
     batches = make_batches(n_batches=4)
     xa, xb, y = batches[2]
@@ -279,3 +289,25 @@ def test_supports_vmap_reasons():
     )
     assert not ok
     assert "does not run under vmap" in why
+
+
+def test_time_engines_and_choose_engine(monkeypatch):
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    before = copy.deepcopy(model.state_dict())
+    batch = make_batches(1)[0]
+    times = time_engines(model, opt, loss_fn, batch, HEADS, steps=2)
+    assert set(times) == {"loop", "vmap"}
+    assert all(t > 0 for t in times.values())
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[name], atol=0, rtol=0)
+    assert choose_engine(model, torch.optim.LBFGS(model.parameters()), loss_fn, batch, HEADS) == (
+        "loop"
+    )
+    for loop_s, vmap_s, expected in ((1.0, 0.5, "vmap"), (1.0, 0.95, "loop"), (1.0, 2.0, "loop")):
+        monkeypatch.setattr(
+            vmap_copies,
+            "time_engines",
+            lambda *a, t=(loop_s, vmap_s), **k: {"loop": t[0], "vmap": t[1]},
+        )
+        assert choose_engine(model, opt, loss_fn, batch, HEADS) == expected
