@@ -550,18 +550,36 @@ def time_engines(
     heads: Sequence[str],
     *,
     steps: int = 3,
+    engines: Sequence[str] = ("loop", "vmap"),
 ) -> dict[str, float]:
-    """Seconds per step of each engine on ``steps`` repeats of ``batch`` (after one warm-up).
+    """Seconds per copy-training step of each engine on repeats of ``batch``.
 
-    The loop is timed as ``estimate_weights`` runs it: one deep copy and a fresh optimizer per
-    head, each copy's forward, its head's backward and its optimizer step, per batch. Runs in
-    an isolated random state; ``model`` is not changed.
+    A step is one batch through all K copies: for the loop, each copy's forward, its head's
+    backward and its optimizer step (as ``estimate_weights`` runs them); for vmap, one of
+    each over the stack. Set-up (copying, stacking) is excluded: the loop's by timing after
+    it, vmap's as ``t(1 + steps) - t(1)``, after a warm-up run. Runs in an isolated random
+    state; ``model`` is not changed.
+
+    Args:
+        model, optimizer, loss_fn, batch, heads: as for :func:`train_copies_vmap`.
+        steps: timed steps per engine.
+        engines: which engines to time (``"loop"``, ``"vmap"``).
+
+    Returns:
+        engine -> seconds per step.
     """
     model = unwrap_model(model)
     device = next(model.parameters()).device
     heads = list(heads)
+    unknown = [e for e in engines if e not in ("loop", "vmap")]
+    if unknown:
+        raise ValueError(f"Parameter `engines` should hold 'loop' or 'vmap'. Found {unknown[0]!r}.")
 
-    def loop(n: int) -> None:
+    def clock() -> float:
+        _synchronize(device)
+        return time.perf_counter()
+
+    def loop() -> float:
         copies = {h: copy.deepcopy(model) for h in heads}
         if isinstance(optimizer, Optimizer):
             from blendopt._retrain import clone_optimizer
@@ -571,24 +589,29 @@ def time_engines(
             opts = {h: optimizer(list(net.parameters())) for h, net in copies.items()}
         for net in copies.values():
             net.train()
-        for _ in range(n):
+        start = 0.0
+        for i in range(steps + 1):  # step 0 is a warm-up (optimizer state, allocations)
+            if i == 1:
+                start = clock()
             for h, net in copies.items():
                 opts[h].zero_grad(set_to_none=True)
                 loss_fn(net, batch)[h].backward()
                 opts[h].step()
+        return (clock() - start) / steps
 
-    def vmapped(n: int) -> None:
-        train_copies_vmap(model, heads, loss_fn, optimizer, [batch] * n, epochs=1)
+    def vmapped() -> float:
+        def run(n: int) -> float:
+            start = clock()
+            train_copies_vmap(model, heads, loss_fn, optimizer, [batch] * n, epochs=1)
+            return clock() - start
+
+        run(1)  # warm-up
+        return max(run(1 + steps) - run(1), 0.0) / steps
 
     out = {}
     with torch.random.fork_rng(devices=_cuda_devices()):
-        for name, run in (("loop", loop), ("vmap", vmapped)):
-            run(1)  # warm-up (allocations, lazy initialization)
-            _synchronize(device)
-            start = time.perf_counter()
-            run(steps)
-            _synchronize(device)
-            out[name] = (time.perf_counter() - start) / steps
+        for name in engines:
+            out[name] = loop() if name == "loop" else vmapped()
     return out
 
 

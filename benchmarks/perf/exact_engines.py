@@ -58,14 +58,22 @@ class Case:
         return len(self.train)
 
 
-def build_case(name: str, optimizer: str = "sgd", seed: int = 0) -> Case:
-    """The main job's model and data for dataset ``name`` (see ``run_one``)."""
+def _to_device(dataset: Any, device: torch.device) -> Any:
+    moved = copy.copy(dataset)
+    moved.tensors = {k: t.to(device) for k, t in dataset.tensors.items()}
+    moved.targets = dataset.targets.to(device)
+    return moved
+
+
+def build_case(name: str, optimizer: str = "sgd", seed: int = 0, device: str = "cpu") -> Case:
+    """The main job's model and data for dataset ``name`` (see ``run_one``), on ``device``."""
     setup = SETUPS[name]
     full = setup.load("train", seed)
     split = blendopt.holdout_split(len(full), holdout=HOLDOUT, labels=full.targets, seed=seed)
     train = full.subset(split.train)
     torch.manual_seed(seed)
-    model = setup.build_model(train)
+    model = setup.build_model(train).to(device)
+    full, train = _to_device(full, torch.device(device)), _to_device(train, torch.device(device))
     return Case(
         name=name,
         model=model,
@@ -118,8 +126,12 @@ def measurements(case: Case, copies: dict[str, nn.Module]) -> None:
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     start = time.perf_counter()
     out = fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return time.perf_counter() - start, out
 
 
@@ -163,11 +175,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20, help="batches per timed run")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     print(
-        f"Exact estimate engines, {args.optimizer}, batch {BATCH_SIZE}, {args.threads} thread(s), "
-        f"{args.rounds} interleaved rounds of {args.steps} steps"
+        f"Exact estimate engines on {where}, {args.optimizer}, batch {BATCH_SIZE}, "
+        f"{args.threads} thread(s), {args.rounds} interleaved rounds of {args.steps} steps; "
+        f"torch {torch.__version__}"
     )
     print(
         f"{'dataset':13s} {'K':>2s} {'loop ms/step':>12s} {'vmap ms/step':>12s} "
@@ -175,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{'meas. share loop':>16s} {'vmap':>6s} {'auto':>5s}"
     )
     for name in args.datasets:
-        case = build_case(name, args.optimizer)
+        case = build_case(name, args.optimizer, device=args.device)
         row = compare(case, args.rounds, args.steps)
         batch = next(iter(case.train))
         auto = choose_engine(case.model, case.optimizer, loss_fn, batch, case.heads)
