@@ -20,7 +20,8 @@ Two places where the stack would differ from the loop are handled:
   decay; detected by a tiny probe, not by a list) those slices are reset to the checkpoint
   after every step, so they stay frozen as in the loop.
 - **Non-finite losses.** Copy k's gradient is zeroed and k is flagged, all on the device (no
-  per-step host synchronization); :attr:`VmapCopies.nonfinite` is read once at the end. A
+  per-step host synchronization; on the CPU, where reading a flag costs nothing, the masking
+  runs only once a flag is set); :attr:`VmapCopies.nonfinite` is read once at the end. A
   step where another head's loss is non-finite on copy k is skipped for copy k (zero
   gradient; counted in :attr:`VmapCopies.skipped`): the loop would step it, but under vmap
   the other head's 0 * nan gradient reaches copy k through the shared batched graph.
@@ -29,7 +30,16 @@ Randomness: ``vmap(randomness="different")``, so dropout draws differ per copy b
 one stream for all copies instead of one stream per copy: results then differ from the loop
 engine in the random draws (equal in distribution). Without randomness in the model the
 copies match the loop's to float tolerance (tested). BatchNorm running statistics are stacked
-buffers updated in place under vmap (supported by torch >= 2.0, tested on 2.13).
+buffers updated in place under vmap (tested on torch 2.13, CPU).
+
+Cost: the vmap engine saves Python and kernel-launch overhead (one pass instead of K), but its
+backward runs every head's graph for every copy (the graph is shared by the batched copies,
+so it cannot be pruned per copy), where the loop backpropagates only head k's graph in copy
+k (for late fusion about 2 full backwards in all, against K). Which wins depends on the model
+and the device, so ``engine="auto"`` is :func:`choose_engine`, a short timed trial. Measured
+on the CPU (1 thread, ``benchmarks/perf/exact_engines.py``) the loop won on all three embedded
+late-fusion models; 2-D weights are stored transposed (see ``_stack``), which took vmap from
+1.75x to 1.2x the loop's step on synthetic_av.
 """
 
 from __future__ import annotations
@@ -551,6 +561,7 @@ def time_engines(
     *,
     steps: int = 3,
     engines: Sequence[str] = ("loop", "vmap"),
+    repeats: int = 1,
 ) -> dict[str, float]:
     """Seconds per copy-training step of each engine on repeats of ``batch``.
 
@@ -564,6 +575,8 @@ def time_engines(
         model, optimizer, loss_fn, batch, heads: as for :func:`train_copies_vmap`.
         steps: timed steps per engine.
         engines: which engines to time (``"loop"``, ``"vmap"``).
+        repeats: time the engines this many times, alternating, and keep each one's fastest
+            (the minimum is robust to load spikes on a shared machine).
 
     Returns:
         engine -> seconds per step.
@@ -608,10 +621,12 @@ def time_engines(
         run(1)  # warm-up
         return max(run(1 + steps) - run(1), 0.0) / steps
 
-    out = {}
+    out: dict[str, float] = {}
     with torch.random.fork_rng(devices=_cuda_devices()):
-        for name in engines:
-            out[name] = loop() if name == "loop" else vmapped()
+        for r in range(max(1, repeats)):
+            for name in engines if r % 2 == 0 else list(reversed(engines)):
+                seconds = loop() if name == "loop" else vmapped()
+                out[name] = min(out.get(name, seconds), seconds)
     return out
 
 
@@ -623,16 +638,18 @@ def choose_engine(
     heads: Sequence[str],
     *,
     steps: int = 3,
+    repeats: int = 3,
     margin: float = 0.9,
 ) -> str:
     """The rule for ``engine="auto"``: ``"vmap"`` where it is exact and measurably faster.
 
     ``"loop"`` if :func:`supports_vmap` refuses the model or optimizer (with a trial forward
-    on ``batch``); otherwise both engines are timed on ``steps`` repeats of ``batch``
-    (:func:`time_engines`) and ``"vmap"`` is kept only if its step takes less than ``margin``
-    times the loop's (the loop is the reference, and its dropout draws are the documented
-    ones). The trial costs about ``2 * (steps + 1)`` steps of copy training; call it once per
-    run and reuse the answer (the per-step cost does not change between estimates).
+    on ``batch``); otherwise both engines are timed on ``steps`` repeats of ``batch``,
+    ``repeats`` times alternating, keeping each one's fastest (:func:`time_engines`), and
+    ``"vmap"`` is kept only if its step takes less than ``margin`` times the loop's (the loop
+    is the reference, and its dropout draws are the documented ones). The trial costs about
+    ``repeats * (3 * steps + 5)`` steps of copy training; call it once per run and reuse the
+    answer (the per-step cost does not change between estimates).
 
     Returns:
         ``"vmap"`` or ``"loop"``.
@@ -640,5 +657,5 @@ def choose_engine(
     ok, _ = supports_vmap(optimizer, model, loss_fn=loss_fn, batch=batch, heads=heads)
     if not ok:
         return "loop"
-    times = time_engines(model, optimizer, loss_fn, batch, heads, steps=steps)
+    times = time_engines(model, optimizer, loss_fn, batch, heads, steps=steps, repeats=repeats)
     return "vmap" if times["vmap"] < margin * times["loop"] else "loop"

@@ -296,9 +296,11 @@ def test_time_engines_and_choose_engine(monkeypatch):
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     before = copy.deepcopy(model.state_dict())
     batch = make_batches(1)[0]
-    times = time_engines(model, opt, loss_fn, batch, HEADS, steps=2)
+    times = time_engines(model, opt, loss_fn, batch, HEADS, steps=2, repeats=2)
     assert set(times) == {"loop", "vmap"}
     assert all(t > 0 for t in times.values())
+    with pytest.raises(ValueError, match="'gpu'"):
+        time_engines(model, opt, loss_fn, batch, HEADS, engines=("gpu",))
     for name, value in model.state_dict().items():
         torch.testing.assert_close(value, before[name], atol=0, rtol=0)
     assert choose_engine(model, torch.optim.LBFGS(model.parameters()), loss_fn, batch, HEADS) == (
