@@ -332,6 +332,7 @@ def train_copies_vmap(
     seed: int = 0,
     source: nn.Module | None = None,
     all_heads: Sequence[str] | None = None,
+    progress: bool = False,
 ) -> VmapCopies:
     """Train one copy of ``reference`` per head on that head's loss, as one vmapped ensemble.
 
@@ -358,7 +359,10 @@ def train_copies_vmap(
         source: the model ``optimizer`` holds, mapped to ``reference`` by parameter position
             (defaults to ``reference``).
         all_heads: every head ``loss_fn`` returns (defaults to ``heads``; pass it when
-            training a subset of the heads' copies, as ``copies_at_once`` does).
+            training a subset of the heads' copies, as ``copies_at_once`` does; the vmapped
+            copies hold K sets of activations at once, so grouping also bounds memory).
+        progress: show a tqdm progress bar (if tqdm is installed); epochs are always logged
+            at INFO level to the ``blendopt`` logger.
 
     Returns:
         :class:`VmapCopies`: the K trained modules and per-head non-finite flags.
@@ -423,6 +427,7 @@ def train_copies_vmap(
         return every[which], torch.isfinite(every.detach()).all()
 
     vmapped = torch.func.vmap(one_copy, in_dims=(0, 0, 0, None), randomness="different")
+    bar = _progress_bar(steps, epochs, per_epoch, f"G-Blend estimate (vmap) {heads}", progress)
     modes = {m: m.training for m in wrapper.modules()}
     wrapper.train()
     done = epoch = 0
@@ -471,6 +476,8 @@ def train_copies_vmap(
                         target.index_copy_(0, rows, checkpoint)
                 seen += 1
                 done += 1
+                if bar is not None:
+                    bar.update(1)
             if seen == 0:
                 raise ValueError("Parameter `train` yielded no batch. Pass a non-empty loader.")
             epoch += 1
@@ -486,6 +493,8 @@ def train_copies_vmap(
     finally:
         for m, mode in modes.items():
             m.training = mode
+        if bar is not None:
+            bar.close()
     models = {}
     for i, head in enumerate(heads):
         net = copy.deepcopy(wrapper.model)
@@ -504,6 +513,19 @@ def train_copies_vmap(
         steps=done,
         skipped=dict(zip(heads, skipped.tolist(), strict=True)),
     )
+
+
+def _progress_bar(
+    steps: int | None, epochs: int | None, per_epoch: int | None, desc: str, enabled: bool
+) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional; logging still reports progress
+        return None
+    total = steps if steps is not None else (epochs or 0) * (per_epoch or 0)
+    return tqdm(total=total or None, desc=desc, leave=False)
 
 
 def _host_reads_free(device: torch.device) -> bool:
@@ -640,16 +662,21 @@ def choose_engine(
     steps: int = 3,
     repeats: int = 3,
     margin: float = 0.9,
+    trial_on_cpu: bool = False,
 ) -> str:
     """The rule for ``engine="auto"``: ``"vmap"`` where it is exact and measurably faster.
 
     ``"loop"`` if :func:`supports_vmap` refuses the model or optimizer (with a trial forward
-    on ``batch``); otherwise both engines are timed on ``steps`` repeats of ``batch``,
-    ``repeats`` times alternating, keeping each one's fastest (:func:`time_engines`), and
-    ``"vmap"`` is kept only if its step takes less than ``margin`` times the loop's (the loop
-    is the reference, and its dropout draws are the documented ones). The trial costs about
-    ``repeats * (3 * steps + 5)`` steps of copy training; call it once per run and reuse the
-    answer (the per-step cost does not change between estimates).
+    on ``batch``), or on the CPU unless ``trial_on_cpu`` (measured with
+    ``benchmarks/perf/exact_engines.py``, 1 thread: vmap took 0.98-1.31x the loop's step
+    with SGD-momentum and 1.21-1.93x with Adam on the three embedded models, as its backward
+    and optimizer step cover every head's parameters in every copy). Otherwise both engines
+    are timed on ``steps`` repeats of ``batch``, ``repeats`` times alternating, keeping each
+    one's fastest (:func:`time_engines`), and ``"vmap"`` is kept only if its step takes less
+    than ``margin`` times the loop's (the loop is the reference, and its dropout draws are the
+    documented ones). The trial costs about ``repeats * (3 * steps + 5)`` steps of copy
+    training; call it once per run and reuse the answer (the per-step cost does not change
+    between estimates).
 
     Returns:
         ``"vmap"`` or ``"loop"``.
@@ -657,5 +684,8 @@ def choose_engine(
     ok, _ = supports_vmap(optimizer, model, loss_fn=loss_fn, batch=batch, heads=heads)
     if not ok:
         return "loop"
+    device = next(unwrap_model(model).parameters()).device
+    if device.type == "cpu" and not trial_on_cpu:
+        return "loop"  # measured: the loop won on every embedded model on the CPU (see above)
     times = time_engines(model, optimizer, loss_fn, batch, heads, steps=steps, repeats=repeats)
     return "vmap" if times["vmap"] < margin * times["loop"] else "loop"

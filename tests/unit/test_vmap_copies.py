@@ -190,6 +190,15 @@ def test_diverging_copy_does_not_spoil_the_others():
     )
 
 
+def test_progress_bar(capsys):
+    pytest.importorskip("tqdm")  # an optional dependency (the bench extra)
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    got = train_copies_vmap(model, HEADS, loss_fn, opt, make_batches(), steps=2, progress=True)
+    assert got.steps == 2
+    assert "G-Blend estimate (vmap)" in capsys.readouterr().err
+
+
 def test_optimizer_factory():
     model = make_model()
     batches = make_batches()
@@ -312,4 +321,5 @@ def test_time_engines_and_choose_engine(monkeypatch):
             "time_engines",
             lambda *a, t=(loop_s, vmap_s), **k: {"loop": t[0], "vmap": t[1]},
         )
-        assert choose_engine(model, opt, loss_fn, batch, HEADS) == expected
+        assert choose_engine(model, opt, loss_fn, batch, HEADS, trial_on_cpu=True) == expected
+        assert choose_engine(model, opt, loss_fn, batch, HEADS) == "loop"  # the CPU rule
