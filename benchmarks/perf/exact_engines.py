@@ -14,7 +14,8 @@ hits both alike):
 
 It prints the per-step medians, the vmap/loop ratio (median of per-round ratios) and the
 share of the measurements in one online estimate (horizon: the main job's ``Online.every``
-epochs) for each engine; and what :func:`blendopt._vmap_copies.choose_engine` picks.
+epochs) for each engine; and what :func:`blendopt._vmap_copies.choose_engine` picks ("auto":
+the rule, which keeps the loop on the CPU; "trial": its timed trial, forced on the CPU too).
 """
 
 from __future__ import annotations
@@ -187,18 +188,22 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"{'dataset':13s} {'K':>2s} {'loop ms/step':>12s} {'vmap ms/step':>12s} "
         f"{'vmap/loop':>9s} {'(min-max)':>12s} {'measure s':>9s} {'online steps':>12s} "
-        f"{'meas. share loop':>16s} {'vmap':>6s} {'auto':>5s}"
+        f"{'meas. share loop':>16s} {'vmap':>6s} {'auto':>5s} {'trial':>5s}"
     )
     for name in args.datasets:
         case = build_case(name, args.optimizer, device=args.device)
         row = compare(case, args.rounds, args.steps)
         batch = next(iter(case.train))
         auto = choose_engine(case.model, case.optimizer, loss_fn, batch, case.heads)
+        trial = choose_engine(
+            case.model, case.optimizer, loss_fn, batch, case.heads, trial_on_cpu=True
+        )
         print(
             f"{name:13s} {len(case.heads):2d} {row['loop_ms']:12.2f} {row['vmap_ms']:12.2f} "
             f"{row['ratio']:9.3f} {row['ratio_min']:5.2f}-{row['ratio_max']:5.2f} "
             f"{row['measure_s']:9.3f} {row['online_steps']:12d} "
-            f"{row['measure_share_loop']:16.3f} {row['measure_share_vmap']:6.3f} {auto:>5s}"
+            f"{row['measure_share_loop']:16.3f} {row['measure_share_vmap']:6.3f} {auto:>5s} "
+            f"{trial:>5s}"
         )
 
 

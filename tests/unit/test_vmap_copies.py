@@ -51,6 +51,11 @@ OPTIMIZERS = {
         p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01
     ),
     "adam": lambda p: torch.optim.Adam(p, lr=0.01),
+    "adam-foreach-amsgrad": lambda p: torch.optim.Adam(p, lr=0.01, foreach=True, amsgrad=True),
+    "adam-fused": lambda p: torch.optim.Adam(p, lr=0.01, fused=True),
+    "sgd-maximize-fused": lambda p: torch.optim.SGD(
+        p, lr=0.01, momentum=0.9, maximize=True, fused=True
+    ),
     "adamw": lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1),
     "adagrad": lambda p: torch.optim.Adagrad(p, lr=0.05),
     "rmsprop-centered": lambda p: torch.optim.RMSprop(p, lr=0.01, centered=True, momentum=0.5),
