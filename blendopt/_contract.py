@@ -60,7 +60,11 @@ def _unhooked_step(optimizer: Optimizer) -> Callable[..., Any] | None:
     step = type(optimizer).step
     if not getattr(step, "hooked", False):
         return None
-    return getattr(step, "__wrapped__", None)
+    # A class whose step was patched twice (seen intermittently with LBFGS in long test
+    # sessions) nests two hooked wrappers: unwrap every one of them.
+    while step is not None and getattr(step, "hooked", False):
+        step = getattr(step, "__wrapped__", None)
+    return step
 
 
 def step_inner(optimizer: Optimizer, closure: Callable[[], Any] | None) -> Any:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from blendopt import Estimator, FixedWeights, GradientBlender
 from blendopt._blender import _STATE_VERSION
@@ -268,3 +269,24 @@ def test_distributed_checkpoint_helpers_round_trip_the_wrapped_optimizer_state()
     train(model2, opt2, 2)
     for p, q in zip(model.parameters(), model2.parameters(), strict=True):
         torch.testing.assert_close(q, p, rtol=0, atol=0)
+
+
+def test_a_twice_patched_step_still_fires_the_global_hooks_once() -> None:
+    class TwicePatched(torch.optim.SGD):
+        pass
+
+    w = torch.nn.Parameter(torch.ones(2))
+    TwicePatched([w], lr=0.1)  # torch patches the class's step once (marked `hooked`)
+    TwicePatched.step = torch.optim.Optimizer.profile_hook_step(TwicePatched.step)
+    opt = GradientBlender(TwicePatched([w], lr=0.1), ["x"])
+    fired: list[str] = []
+    handle = register_optimizer_step_pre_hook(
+        lambda o, args, kwargs: fired.append(type(o).__name__)
+    )
+    try:
+        opt.zero_grad()
+        opt.backward({"x": w.sum()})
+        opt.step()
+    finally:
+        handle.remove()
+    assert fired == ["GradientBlender"]

@@ -217,7 +217,9 @@ def test_optimizer_factory():
 def test_blender_is_unwrapped():
     model = make_model()
     blender = blendopt.GradientBlender(
-        torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), HEADS, dict.fromkeys(HEADS, 1.0)
+        torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
+        HEADS,
+        dict.fromkeys(HEADS, 1 / 3),
     )
     batches = make_batches()
     expected = loop_copies(model, blender.optimizer, batches)
