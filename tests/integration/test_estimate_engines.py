@@ -65,6 +65,24 @@ def test_vmap_and_loop_give_the_same_weights(name, copies_at_once):
         torch.testing.assert_close(value, before[key], atol=0, rtol=0)
 
 
+def test_vmap_reads_the_loop_data_with_fraction_and_an_epoch_aware_sampler():
+    xa, xb, y = (torch.cat(t) for t in zip(*make_batches(6), strict=True))
+    data = TensorDataset(xa, xb, y)
+    sampler = torch.utils.data.DistributedSampler(data, num_replicas=1, rank=0, seed=0)
+    model = make_model()
+    got = _both(
+        model=model,
+        loss_fn=loss_fn,
+        train=DataLoader(data, batch_size=16, sampler=sampler),  # shuffles by set_epoch
+        holdout=make_batches(3, seed=1),
+        optimizer=torch.optim.Adam(model.parameters(), lr=0.01),
+        epochs=3,
+        fraction=0.5,
+    )
+    _assert_same(got["loop"], got["vmap"])
+    assert sampler.epoch == 0  # the run's epoch is put back
+
+
 @pytest.mark.parametrize("interval", ["step", "epoch"])
 def test_vmap_replays_the_learning_rate_schedule_like_the_loop(interval):
     model = make_model()
