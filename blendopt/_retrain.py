@@ -635,7 +635,8 @@ def estimate_weights(
             ``torch.distributed``, other optimizers, and models whose forward does not run
             under vmap. ``"auto"`` (default): the loop on the CPU (measured faster there); on
             an accelerator a short timed trial of both where vmap is supported, keeping vmap
-            if it is clearly faster (``blendopt._vmap_copies.choose_engine``).
+            if it is clearly faster (``blendopt._vmap_copies.choose_engine``), at every call
+            (``RetrainEstimator`` decides once per run; pass the answer to repeated calls).
 
     Returns:
         A :class:`blendopt.BlendEstimate`: ``.weights`` (head -> weight, sum 1) and
