@@ -97,12 +97,15 @@ class TrainReport:
         epochs: passes over the loader started.
         empty_batches: empty batches skipped.
         diverged: head -> why its copy stopped (non-finite loss); weight 0 for those heads.
+        notes: other events worth recording in the estimate's notes (e.g. steps the vmap
+            engine skipped for a copy).
     """
 
     steps: int = 0
     epochs: int = 0
     empty_batches: int = 0
     diverged: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 #: Check a CPU loss at once (free on the CPU). Tests turn it off to run the device-side path.

@@ -16,8 +16,15 @@ from blendopt._copies import TrainStep
 from blendopt._math import DEFAULT_EPS, BlendEstimate
 from blendopt._measure import MetricFn
 from blendopt._replay import Interval, SchedulerSpec, check_scheduler
-from blendopt._retrain import LossFn, OptimizerSpec, estimate_weights
-from blendopt._rng import derive_seed
+from blendopt._retrain import (
+    Engine,
+    LossFn,
+    OptimizerSpec,
+    check_engine,
+    estimate_weights,
+    resolve_engine,
+)
+from blendopt._rng import derive_seed, loader_generators
 from blendopt._schedule import Schedule, Unit
 
 
@@ -183,6 +190,11 @@ class RetrainEstimator(Estimator):
         train_step: ``train_step(model, optimizer, batch, head) -> loss``, one training step of
             a copy (to clip or accumulate gradients like the run does); see
             :func:`blendopt.estimate_weights`.
+        engine: how the copies train: ``"loop"``, ``"vmap"`` or ``"auto"`` (see
+            :func:`blendopt.estimate_weights`). ``"auto"`` is resolved once, at the first
+            estimate (its timed trial on accelerators costs a few dozen copy steps), and the
+            answer is kept for the run (``engine_chosen``); ``"vmap"`` is checked at each
+            estimate and refuses unsupported options with a ``ValueError``.
     """
 
     def __init__(
@@ -205,7 +217,9 @@ class RetrainEstimator(Estimator):
         scheduler: SchedulerSpec | None = None,
         scheduler_interval: Interval | None = None,
         train_step: TrainStep | None = None,
+        engine: Engine = "auto",
     ) -> None:
+        check_engine(engine)
         if not isinstance(model, nn.Module):
             raise TypeError(
                 f"Parameter `model` should be an nn.Module. Found {type(model).__name__}."
@@ -240,6 +254,40 @@ class RetrainEstimator(Estimator):
         self.scheduler = scheduler
         self.scheduler_interval = scheduler_interval
         self.train_step = train_step
+        self.engine = engine
+        #: the engine ``"auto"`` resolved to at the first estimate (``None`` before).
+        self.engine_chosen: str | None = None
+
+    def _engine(self, request: EstimateRequest) -> Engine:
+        if self.engine != "auto":
+            return self.engine
+        if self.engine_chosen is None:
+            self.engine_chosen = resolve_engine(
+                "auto",
+                self.model,
+                self.optimizer if self.optimizer is not None else request.optimizer,
+                self.loss_fn,
+                self.train,
+                request.heads,
+                train_step=self.train_step,
+                seed=derive_seed(self.seed, request.index, 0),
+                generators=loader_generators([self.train]),
+            )
+        return self.engine_chosen  # type: ignore[return-value]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The engine ``"auto"`` chose, so a resumed run keeps it (its dropout draws)."""
+        return {} if self.engine_chosen is None else {"engine_chosen": self.engine_chosen}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` (an empty one from older checkpoints resets the choice)."""
+        chosen = state_dict.get("engine_chosen")
+        if chosen not in (None, "loop", "vmap"):
+            raise ValueError(
+                f"The RetrainEstimator state has engine_chosen={chosen!r}; expected 'loop', "
+                "'vmap' or none. Pass the state_dict this estimator saved."
+            )
+        self.engine_chosen = chosen
 
     def estimate(self, request: EstimateRequest) -> BlendEstimate:
         length, unit = (
@@ -274,6 +322,7 @@ class RetrainEstimator(Estimator):
                 request.steps_done if self.scheduler_interval == "step" else request.epochs_done
             ),
             train_step=self.train_step,
+            engine=self._engine(request),
         )
 
     def __repr__(self) -> str:
@@ -284,7 +333,7 @@ class RetrainEstimator(Estimator):
         )
         return (
             f"RetrainEstimator(epochs={self.epochs}, metric={metric!r}, fraction={self.fraction}, "
-            f"seed={self.seed}"
+            f"seed={self.seed}, engine={self.engine!r}"
             + (
                 f", scheduler={type(self.scheduler).__name__}, "
                 f"scheduler_interval={self.scheduler_interval!r}"

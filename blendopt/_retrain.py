@@ -34,6 +34,10 @@ logger = logging.getLogger("blendopt")
 #: ``optimizer`` for the copies: an optimizer instance whose class and hyper-parameters are
 #: reused, or a factory ``params -> Optimizer``.
 OptimizerSpec = Optimizer | Callable[[list[nn.Parameter]], Optimizer]
+#: How the copies are trained: ``"loop"`` (one after another per batch, in lockstep),
+#: ``"vmap"`` (one vmapped ensemble, see :mod:`blendopt._vmap_copies`) or ``"auto"``.
+Engine = Literal["auto", "loop", "vmap"]
+ENGINES = ("auto", "loop", "vmap")
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -190,6 +194,74 @@ def discover_heads(
     return heads
 
 
+def _first_batch(
+    train: Iterable[Any], *, seed: int, generators: Sequence[torch.Generator] = ()
+) -> Any:
+    """The first non-empty batch of ``train``, read under its own random state (or None)."""
+    with isolated_rng(seed, generators):
+        return next((b for b in train if not is_empty_batch(b)), None)
+
+
+def check_engine(engine: object) -> None:
+    """Validate ``engine`` (one of :data:`ENGINES`).
+
+    Raises:
+        TypeError: ``engine`` is not a string.
+        ValueError: an unknown engine.
+    """
+    if not isinstance(engine, str):
+        raise TypeError(
+            f"Parameter `engine` should be one of {list(ENGINES)}. Found {type(engine).__name__}."
+        )
+    if engine not in ENGINES:
+        raise ValueError(f"Parameter `engine` should be one of {list(ENGINES)}. Found {engine!r}.")
+
+
+def resolve_engine(
+    engine: Engine,
+    model: nn.Module,
+    optimizer: OptimizerSpec,
+    loss_fn: LossFn,
+    train: Iterable[Any],
+    heads: Sequence[str],
+    *,
+    train_step: TrainStep | None = None,
+    seed: int = 0,
+    generators: Sequence[torch.Generator] = (),
+) -> Literal["loop", "vmap"]:
+    """The engine that trains the copies: ``engine`` itself, or for ``"auto"`` the choice of
+    :func:`blendopt._vmap_copies.choose_engine` (the loop on the CPU; elsewhere a timed trial
+    where :func:`~blendopt._vmap_copies.supports_vmap` accepts the model and options).
+
+    Raises:
+        ValueError: ``engine="vmap"`` with an option or model the vmap engine does not
+            support (the message names it), or an unknown engine.
+    """
+    from blendopt._vmap_copies import choose_engine, supports_vmap  # imports this module
+
+    check_engine(engine)
+    if engine == "loop":
+        return "loop"
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    batch = (
+        None
+        if engine == "auto" and device.type == "cpu"  # choose_engine's CPU rule needs no batch
+        else _first_batch(train, seed=seed, generators=generators)
+    )
+    if engine == "auto":
+        chosen = choose_engine(model, optimizer, loss_fn, batch, heads, train_step=train_step)
+        return "vmap" if chosen == "vmap" else "loop"
+    ok, why = supports_vmap(
+        optimizer, model, loss_fn=loss_fn, batch=batch, heads=heads, train_step=train_step
+    )
+    if not ok:
+        raise ValueError(
+            f"Parameter `engine` is 'vmap' but {why}. Pass engine='loop' (or 'auto', which "
+            "falls back to the loop)."
+        )
+    return "vmap"
+
+
 def measure_pair(
     model: nn.Module,
     metric: MetricFn,
@@ -260,11 +332,15 @@ def train_and_measure(
     scheduler_position: int | None = None,
     train_step: TrainStep | None = None,
     progress: bool = False,
+    engine: Literal["loop", "vmap"] = "loop",
 ) -> tuple[dict[str, float], dict[str, float], TrainReport, int]:
     """Train the copies of ``reference`` in groups of ``group_size``, then measure each one.
 
     Every group reads ``train`` under the same seed (``plan.seed``), so grouping does not
-    change the data a copy sees. A diverged copy is not measured.
+    change the data a copy sees. A diverged copy is not measured. ``engine="vmap"`` trains
+    each group as one vmapped ensemble (:func:`blendopt._vmap_copies.train_copies_vmap`;
+    ``train_step`` must be None): same data, schedule replay, empty-batch skipping and
+    divergence report, with one dropout stream for the group instead of one per copy.
 
     Returns:
         ``(on_probe, on_holdout, report, empty_batches_measuring)``, the measurements per head
@@ -276,6 +352,31 @@ def train_and_measure(
     empty = 0
     with SamplerEpochs([train]) as samplers:
         for first_index in range(0, len(heads), group_size):
+            group = heads[first_index : first_index + group_size]
+            if engine == "vmap":
+                done, models = _train_group_vmap(
+                    reference,
+                    source,
+                    group,
+                    heads,
+                    loss_fn=loss_fn,
+                    train=train,
+                    optimizer=optimizer,
+                    plan=plan,
+                    generators=generators,
+                    scheduler=scheduler,
+                    scheduler_position=scheduler_position,
+                    samplers=samplers,
+                    progress=progress,
+                )
+                _merge_report(report, done)
+                for h, net in models.items():
+                    if h not in done.diverged:
+                        t, v, skipped = measure_copy(net)
+                        on_probe[h], on_holdout[h] = t[h], v[h]
+                        empty += skipped
+                del models
+                continue
             copies = make_copies(
                 reference,
                 source,
@@ -297,10 +398,7 @@ def train_and_measure(
                     samplers=samplers,
                     progress=progress,
                 )
-            report.steps = max(report.steps, done.steps)
-            report.epochs = max(report.epochs, done.epochs)
-            report.empty_batches += done.empty_batches
-            report.diverged.update(done.diverged)
+            _merge_report(report, done)
             for c in copies:
                 if c.head not in done.diverged:
                     t, v, skipped = measure_copy(c.model)
@@ -308,6 +406,62 @@ def train_and_measure(
                     empty += skipped
             del copies
     return on_probe, on_holdout, report, empty
+
+
+def _merge_report(report: TrainReport, done: TrainReport) -> None:
+    report.steps = max(report.steps, done.steps)
+    report.epochs = max(report.epochs, done.epochs)
+    report.empty_batches += done.empty_batches
+    report.diverged.update(done.diverged)
+    report.notes.extend(done.notes)
+
+
+def _train_group_vmap(
+    reference: nn.Module,
+    source: nn.Module,
+    group: Sequence[str],
+    heads: Sequence[str],
+    *,
+    loss_fn: LossFn,
+    train: Iterable[Any],
+    optimizer: OptimizerSpec,
+    plan: TrainPlan,
+    generators: Sequence[torch.Generator],
+    scheduler: SchedulerSpec | None,
+    scheduler_position: int | None,
+    samplers: SamplerEpochs,
+    progress: bool,
+) -> tuple[TrainReport, dict[str, nn.Module]]:
+    """One group's copies trained by the vmap engine, reported like :func:`train_copies`."""
+    from blendopt._vmap_copies import train_copies_vmap  # imports this module
+
+    with isolated_rng(derive_seed(plan.seed, 2), generators):
+        result = train_copies_vmap(
+            reference,
+            group,
+            loss_fn,
+            optimizer,
+            train,
+            epochs=plan.epochs,
+            steps=plan.steps,
+            per_epoch=plan.per_epoch,
+            seed=derive_seed(plan.seed, 3, heads.index(group[0])),
+            source=source,
+            all_heads=heads,
+            progress=progress,
+            scheduler=scheduler,
+            scheduler_interval=plan.interval,
+            scheduler_position=scheduler_position,
+            on_epoch=lambda epoch: samplers.set_epoch(plan.sampler_epoch(epoch)),
+        )
+    report = TrainReport(
+        steps=result.steps,
+        epochs=result.epochs,
+        empty_batches=result.empty_batches,
+        diverged=result.diverged(),
+        notes=result.skip_notes(),
+    )
+    return report, result.models
 
 
 def blend_measured(
@@ -355,7 +509,7 @@ def blend_measured(
             ),
             higher_is_better=higher_is_better,
         )
-    notes = list(diverged.values()) + list(estimate.notes)
+    notes = list(diverged.values()) + list(report.notes) + list(estimate.notes)
     empty = report.empty_batches + empty_measuring
     if empty:
         notes.append(
@@ -413,6 +567,7 @@ def estimate_weights(
     scheduler_interval: Interval | None = None,
     scheduler_position: int | None = None,
     train_step: TrainStep | None = None,
+    engine: Engine = "auto",
 ) -> BlendEstimate:
     """Estimate G-Blend weights from the current checkpoint (Algorithm 1, GB-Estimate).
 
@@ -471,6 +626,17 @@ def estimate_weights(
         train_step: ``train_step(model, optimizer, batch, head) -> loss`` replaces a copy's
             default step (``loss_fn``, backward, ``optimizer.step()``), e.g. to clip gradients
             or accumulate them (a per-step scheduler steps once per ``optimizer.step()``).
+        engine: how the copies train. ``"loop"``: one after another on each batch, in
+            lockstep. ``"vmap"``: as one ``torch.func.vmap`` ensemble (stacked parameters, one
+            forward, backward and optimizer step per batch); exact for element-wise
+            ``torch.optim`` optimizers (SGD, Adam, AdamW, ...), but the copies share one
+            dropout stream, so with dropout the draws (not their distribution) differ from
+            the loop's. It refuses (``ValueError`` naming the reason) ``train_step``,
+            ``torch.distributed``, other optimizers, and models whose forward does not run
+            under vmap. ``"auto"`` (default): the loop on the CPU (measured faster there); on
+            an accelerator a short timed trial of both where vmap is supported, keeping vmap
+            if it is clearly faster (``blendopt._vmap_copies.choose_engine``), at every call
+            (``RetrainEstimator`` decides once per run; pass the answer to repeated calls).
 
     Returns:
         A :class:`blendopt.BlendEstimate`: ``.weights`` (head -> weight, sum 1) and
@@ -478,11 +644,13 @@ def estimate_weights(
         ``holdout_after``), ``.generalization``, ``.overfitting_change``, ``.notes``.
 
     Raises:
-        ValueError: bad ``epochs``/``steps``/``fraction``/``metric``/``scheduler_interval``,
-            empty loaders, or ``loss_fn`` returning the wrong heads.
-        TypeError: bad ``model``/``optimizer``/``scheduler``/``train_step``.
+        ValueError: bad ``epochs``/``steps``/``fraction``/``metric``/``scheduler_interval``/
+            ``engine``, empty loaders, ``loss_fn`` returning the wrong heads, or
+            ``engine="vmap"`` with an option it does not support.
+        TypeError: bad ``model``/``optimizer``/``scheduler``/``train_step``/``engine``.
     """
     _check_arguments(model, epochs, steps, copies_at_once, train_step)
+    check_engine(engine)
     check_scheduler(scheduler, scheduler_interval)
     metric_fn = _resolve_metric(metric, loss_fn)
     per_epoch = _batches_per_epoch(train, fraction)
@@ -502,6 +670,17 @@ def estimate_weights(
     if len(heads) == 0:
         raise ValueError("Parameter `heads` should name at least one head. Found none.")
 
+    engine_used = resolve_engine(
+        engine,
+        base,
+        optimizer,
+        loss_fn,
+        train,
+        heads,
+        train_step=train_step,
+        seed=derive_seed(seed, 0),
+        generators=generators,
+    )
     measure_seed = derive_seed(seed, 1)
     train_before, holdout_before, empty_measuring = measure_pair(
         reference, metric_fn, probe, holdout, heads, seed=measure_seed, generators=generators
@@ -527,6 +706,7 @@ def estimate_weights(
         scheduler_position=scheduler_position,
         train_step=train_step,
         progress=progress,
+        engine=engine_used,
     )
     empty_measuring += empty_after
     estimate = blend_measured(
@@ -540,7 +720,8 @@ def estimate_weights(
         fallback=fallback,
     )
     logger.info(
-        "G-Blend estimate done in %.1f s: %s",
+        "G-Blend estimate (%s engine) done in %.1f s: %s",
+        engine_used,
         time.perf_counter() - start,
         ", ".join(f"{h}={w:.3f}" for h, w in estimate.weights.items()),
     )

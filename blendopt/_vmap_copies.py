@@ -1,6 +1,6 @@
 """Algorithm 1's model copies trained as ONE vmapped ensemble (the "vmap" engine).
 
-The lockstep loop (``_train_copies`` in ``_retrain.py``) runs K forward/backward passes and K
+The lockstep loop (:func:`blendopt._copies.train_copies`) runs K forward/backward passes and K
 optimizer steps per batch, one per head's copy. Here the K copies' parameters are stacked
 along a new leading dimension (``torch.func.stack_module_state`` layout) and one
 ``torch.func.vmap`` over ``torch.func.functional_call`` runs all K copies at once: one batched
@@ -47,7 +47,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,8 +55,10 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from blendopt._distributed import average_gradients_
-from blendopt._measure import check_heads
+from blendopt._copies import TrainStep
+from blendopt._distributed import average_gradients_, world_size
+from blendopt._measure import check_heads, is_empty_batch
+from blendopt._replay import Interval, SchedulerSpec, scheduler_for_copy
 from blendopt._retrain import LossFn, OptimizerSpec, _inner_optimizer, unwrap_model
 from blendopt._rng import RngStream
 
@@ -113,12 +115,46 @@ class VmapCopies:
         skipped: head -> steps at which its copy's gradient was zeroed because ANOTHER head's
             loss was non-finite on that copy (under vmap its 0 * nan gradient would reach the
             copy through the shared graph; the loop engine would have stepped it).
+        epochs: passes over the loader started.
+        empty_batches: empty batches skipped (never passed to the model).
+        nonfinite_epoch: head -> the pass (0-based) of its first non-finite loss, or ``None``.
+        nonfinite_loss: head -> that first non-finite loss (the mean over its elements).
     """
 
     models: dict[str, nn.Module]
     nonfinite: dict[str, int | None] = field(default_factory=dict)
     steps: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    epochs: int = 0
+    empty_batches: int = 0
+    nonfinite_epoch: dict[str, int | None] = field(default_factory=dict)
+    nonfinite_loss: dict[str, float] = field(default_factory=dict)
+
+    def diverged(self) -> dict[str, str]:
+        """head -> why its copy is discarded, in the lockstep loop's words
+        (``TrainReport.diverged``): its loss became non-finite; weight 0 in the estimate.
+
+        The vmap engine zeroes such a copy's gradient from that step on (the loop stops
+        training it); either way the copy is not measured.
+        """
+        out = {}
+        for head, step in self.nonfinite.items():
+            if step is not None:
+                out[head] = (
+                    f"head {head!r}: its copy diverged (loss {self.nonfinite_loss.get(head)} at "
+                    f"step {step}, epoch {self.nonfinite_epoch.get(head)}) and stopped training; "
+                    "weight 0"
+                )
+        return out
+
+    def skip_notes(self) -> list[str]:
+        """One note per copy whose steps were skipped (see :attr:`skipped`)."""
+        return [
+            f"head {head!r}: {n} steps of its copy were skipped by the vmap engine (another "
+            "head's loss was non-finite on that copy; its gradient would carry 0 * nan)"
+            for head, n in self.skipped.items()
+            if n and self.nonfinite.get(head) is None
+        ]
 
     def check_finite(self) -> None:
         """Raise ``FloatingPointError`` naming the first head whose copy's loss was non-finite."""
@@ -157,10 +193,12 @@ def supports_vmap(
     loss_fn: LossFn | None = None,
     batch: Any = None,
     heads: Sequence[str] | None = None,
+    train_step: TrainStep | None = None,
 ) -> tuple[bool, str]:
     """Whether :func:`train_copies_vmap` can train ``model``'s copies exactly, and why not.
 
-    Checks the optimizer (an exact element-wise ``torch.optim`` class), the model (no sparse
+    Checks the options the engine lacks (a ``train_step`` hook, a ``torch.distributed`` run),
+    the optimizer (an exact element-wise ``torch.optim`` class), the model (no sparse
     gradients, lazy or uninitialized parameters, ``SyncBatchNorm``, or parameters on several
     devices) and, given ``loss_fn`` and ``batch``, that one vmapped forward of two copies runs
     (data-dependent Python control flow, ``.item()`` or in-place writes to unbatched tensors
@@ -172,10 +210,21 @@ def supports_vmap(
         loss_fn: optional ``loss_fn(model, batch) -> {head: loss}`` for the trial forward.
         batch: optional batch for the trial forward.
         heads: the heads (defaults to the keys ``loss_fn`` returns).
+        train_step: the copies' custom step, if any (refused: it runs per copy).
 
     Returns:
         ``(True, "")`` or ``(False, reason)``.
     """
+    if train_step is not None:
+        return False, (
+            "`train_step=` is given: a custom step per copy (its own backward and "
+            "optimizer.step()) cannot run as one vmapped step"
+        )
+    if world_size() > 1:
+        return False, (
+            f"torch.distributed is initialized (world size {world_size()}): the vmap engine "
+            "does not agree on empty batches and diverged copies across ranks"
+        )
     if not isinstance(model, nn.Module):
         return False, f"`model` is a {type(model).__name__}, not an nn.Module"
     model = unwrap_model(model)
@@ -333,6 +382,10 @@ def train_copies_vmap(
     source: nn.Module | None = None,
     all_heads: Sequence[str] | None = None,
     progress: bool = False,
+    scheduler: SchedulerSpec | None = None,
+    scheduler_interval: Interval | None = None,
+    scheduler_position: int | None = None,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> VmapCopies:
     """Train one copy of ``reference`` per head on that head's loss, as one vmapped ensemble.
 
@@ -341,7 +394,7 @@ def train_copies_vmap(
     alone with a fresh optimizer (no state) of ``optimizer``'s class and per-group
     hyper-parameters, for ``epochs`` passes over ``train`` (at most ``per_epoch`` batches each)
     or ``steps`` batches. ``reference`` itself (parameters, buffers, mode) is left untouched.
-    Check :func:`supports_vmap` first.
+    Empty batches are skipped and counted, as in the loop. Check :func:`supports_vmap` first.
 
     Args:
         reference: the checkpoint to copy (unwrapped).
@@ -363,6 +416,13 @@ def train_copies_vmap(
             copies hold K sets of activations at once, so grouping also bounds memory).
         progress: show a tqdm progress bar (if tqdm is installed); epochs are always logged
             at INFO level to the ``blendopt`` logger.
+        scheduler: the run's learning-rate scheduler or a factory, replayed on the stacked
+            optimizer (:func:`blendopt._replay.scheduler_for_copy`; every copy follows the
+            same rates, as each loop copy's own scheduler would).
+        scheduler_interval: ``"step"`` (after every optimizer step) or ``"epoch"`` (after
+            every pass); required with ``scheduler``.
+        scheduler_position: the run's scheduler steps so far (fast-forward), or ``None``.
+        on_epoch: called with the pass number before each pass (epoch-aware samplers).
 
     Returns:
         :class:`VmapCopies`: the K trained modules and per-head non-finite flags.
@@ -400,6 +460,11 @@ def train_copies_vmap(
         n: b.detach().unsqueeze(0).repeat(k, *([1] * b.dim())) for n, b in wrapper.named_buffers()
     }
     opt, group_info = _stacked_optimizer(optimizer, source, names, ref_params, stacked)
+    sched = (
+        None
+        if scheduler is None
+        else scheduler_for_copy(scheduler, opt, position=scheduler_position)
+    )
     trainable_names = [n for n, p in named if p.requires_grad]
     trainable = [stacked[n] for n in trainable_names]
     grad_shapes = [(k, *([1] * (p.dim() - 1))) for p in trainable]
@@ -409,6 +474,7 @@ def train_copies_vmap(
     device = index.device
     bad = torch.zeros(k, dtype=torch.bool, device=device)
     first_bad = torch.full((k,), -1, dtype=torch.long, device=device)
+    first_loss = torch.zeros(k, device=device)
     skipped = torch.zeros(k, dtype=torch.long, device=device)
     stream = RngStream(seed)
     resets: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -430,16 +496,23 @@ def train_copies_vmap(
     bar = _progress_bar(steps, epochs, per_epoch, f"G-Blend estimate (vmap) {heads}", progress)
     modes = {m: m.training for m in wrapper.modules()}
     wrapper.train()
-    done = epoch = 0
+    done = epoch = empty = 0
+    epoch_starts: list[int] = []  # the step each pass began at (host side, for the notes)
     start = time.perf_counter()
     try:
         while epochs is None or epoch < epochs:
+            if on_epoch is not None:
+                on_epoch(epoch)
+            epoch_starts.append(done)
             seen = 0
             for batch in train:
                 if per_epoch is not None and seen >= per_epoch:
                     break
                 if steps is not None and done >= steps:
                     break
+                if is_empty_batch(batch):
+                    empty += 1
+                    continue
                 if unreached is None:
                     reached = _reached_parameters(wrapper, batch, heads)
                     unreached = torch.tensor(
@@ -455,6 +528,7 @@ def train_copies_vmap(
                     losses.sum().backward()
                 finite = torch.isfinite(losses.detach())
                 first_bad = torch.where(~finite & ~bad, done, first_bad)
+                first_loss = torch.where(~finite & ~bad, losses.detach().float(), first_loss)
                 bad |= ~finite
                 # Another head's non-finite loss reaches copy k's gradient as 0 * nan through
                 # the shared batched graph (the loop never backpropagates it): skip that step.
@@ -474,12 +548,19 @@ def train_copies_vmap(
                 with torch.no_grad():
                     for target, rows, checkpoint in resets:
                         target.index_copy_(0, rows, checkpoint)
+                if sched is not None and scheduler_interval == "step":
+                    sched.step()
                 seen += 1
                 done += 1
                 if bar is not None:
                     bar.update(1)
             if seen == 0:
-                raise ValueError("Parameter `train` yielded no batch. Pass a non-empty loader.")
+                raise ValueError(
+                    f"Parameter `train` yielded no non-empty batch in a pass ({empty} empty "
+                    "batches skipped). Pass a non-empty loader."
+                )
+            if sched is not None and scheduler_interval == "epoch":
+                sched.step()
             epoch += 1
             logger.info(
                 "G-Blend estimate (vmap): heads %s, epoch %d done (%d steps, %.1f s)",
@@ -489,6 +570,8 @@ def train_copies_vmap(
                 time.perf_counter() - start,
             )
             if steps is not None and done >= steps:
+                break
+            if bool(bad.all()):  # one read per pass: every copy diverged, as the loop stops
                 break
     finally:
         for m, mode in modes.items():
@@ -507,11 +590,23 @@ def train_copies_vmap(
                 t.copy_(buffers[_PREFIX + n][i])
         models[head] = net
     steps_bad = first_bad.tolist()  # the host synchronizations, at the end
+    nonfinite = {h: (s if s >= 0 else None) for h, s in zip(heads, steps_bad, strict=True)}
     return VmapCopies(
         models=models,
-        nonfinite={h: (s if s >= 0 else None) for h, s in zip(heads, steps_bad, strict=True)},
+        nonfinite=nonfinite,
         steps=done,
         skipped=dict(zip(heads, skipped.tolist(), strict=True)),
+        epochs=epoch,
+        empty_batches=empty,
+        nonfinite_epoch={
+            h: None if s is None else max(e for e, b in enumerate(epoch_starts) if b <= s)
+            for h, s in nonfinite.items()
+        },
+        nonfinite_loss={
+            h: v
+            for (h, s), v in zip(nonfinite.items(), first_loss.tolist(), strict=True)
+            if s is not None
+        },
     )
 
 
@@ -663,6 +758,7 @@ def choose_engine(
     repeats: int = 3,
     margin: float = 0.9,
     trial_on_cpu: bool = False,
+    train_step: TrainStep | None = None,
 ) -> str:
     """The rule for ``engine="auto"``: ``"vmap"`` where it is exact and measurably faster.
 
@@ -676,16 +772,19 @@ def choose_engine(
     than ``margin`` times the loop's (the loop is the reference, and its dropout draws are the
     documented ones). The trial costs about ``repeats * (3 * steps + 5)`` steps of copy
     training; call it once per run and reuse the answer (the per-step cost does not change
-    between estimates).
+    between estimates). ``batch`` is not read on the CPU without ``trial_on_cpu`` (it may be
+    ``None`` there). A ``train_step`` or a ``torch.distributed`` run keeps the loop.
 
     Returns:
         ``"vmap"`` or ``"loop"``.
     """
-    ok, _ = supports_vmap(optimizer, model, loss_fn=loss_fn, batch=batch, heads=heads)
-    if not ok:
-        return "loop"
     device = next(unwrap_model(model).parameters()).device
     if device.type == "cpu" and not trial_on_cpu:
         return "loop"  # measured: the loop won on every embedded model on the CPU (see above)
+    ok, _ = supports_vmap(
+        optimizer, model, loss_fn=loss_fn, batch=batch, heads=heads, train_step=train_step
+    )
+    if not ok:
+        return "loop"
     times = time_engines(model, optimizer, loss_fn, batch, heads, steps=steps, repeats=repeats)
     return "vmap" if times["vmap"] < margin * times["loop"] else "loop"

@@ -27,10 +27,6 @@ from torch import nn
 
 import blendopt
 from benchmarks.perf._overhead import HEADS, WEIGHTS, LateFusionMLP
-from blendopt._math import BlendEstimate, blend_estimate
-from blendopt._measure import measure
-from blendopt._rng import derive_seed, isolated_rng
-from blendopt._vmap_copies import train_copies_vmap
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -120,65 +116,15 @@ def blender_epoch(
     return epoch
 
 
-class VmapRetrainEstimator(blendopt.RetrainEstimator):
-    """``RetrainEstimator`` with Algorithm 1's copies trained by the vmap engine.
+def _exact(engine: str) -> Callable[[CostSetup], Callable[[], None]]:
+    """Exact online estimation (``RetrainEstimator``) with the copies trained by ``engine``."""
 
-    A stand-in until the engine is wired into ``estimate_weights`` (``engine="vmap"``): same
-    seeds and measurements as ``estimate_weights`` (T' and V before and after with one fixed
-    seed, data order from ``derive_seed(seed, 2)``), copies from
-    :func:`blendopt._vmap_copies.train_copies_vmap`. Loss metric, ``fraction=1`` only.
-    """
-
-    def estimate(self, request: blendopt.EstimateRequest) -> BlendEstimate:
-        length, unit = (
-            (self.epochs, "epoch") if self.epochs is not None else (request.horizon, request.unit)
-        )
-        seed = derive_seed(self.seed, request.index)
-        heads = list(request.heads)
-        reference = copy.deepcopy(self.model)
-        probe = self.train if self.probe is None else self.probe
-
-        def measure_both(net: nn.Module) -> tuple[dict[str, float], dict[str, float]]:
-            with isolated_rng(derive_seed(seed, 1)):
-                t = measure(net, self.loss_fn, probe, heads, name="metric")
-            with isolated_rng(derive_seed(seed, 1)):
-                v = measure(net, self.loss_fn, self.holdout, heads, name="metric")
-            return t, v
-
-        train_before, holdout_before = measure_both(reference)
-        optimizer = self.optimizer if self.optimizer is not None else request.optimizer
-        with isolated_rng(derive_seed(seed, 2)):
-            result = train_copies_vmap(
-                reference,
-                heads,
-                self.loss_fn,
-                optimizer,
-                self.train,
-                epochs=length if unit == "epoch" else None,
-                steps=length if unit == "step" else None,
-                seed=derive_seed(seed, 3),
-                source=self.model,
-            )
-        result.check_finite()
-        train_after, holdout_after = {}, {}
-        for h, net in result.models.items():
-            t, v = measure_both(net)
-            train_after[h], holdout_after[h] = t[h], v[h]
-        return blend_estimate(
-            train_before,
-            holdout_before,
-            train_after,
-            holdout_after,
-            eps=self.eps,
-            fallback=request.weights,
-        )
-
-
-def _exact(cls: type[blendopt.RetrainEstimator]) -> Callable[[CostSetup], Callable[[], None]]:
     def factory(setup: CostSetup) -> Callable[[], None]:
         return blender_epoch(
             setup,
-            lambda model: cls(model, loss_fn, setup.train, setup.holdout, probe=setup.probe),
+            lambda model: blendopt.RetrainEstimator(
+                model, loss_fn, setup.train, setup.holdout, probe=setup.probe, engine=engine
+            ),
             blendopt.Online(every=1),
         )
 
@@ -189,8 +135,8 @@ def _exact(cls: type[blendopt.RetrainEstimator]) -> Callable[[CostSetup], Callab
 MODES: dict[str, Callable[[CostSetup], Callable[[], None]]] = {
     "plain": plain_epoch,
     "fixed": lambda s: blender_epoch(s, dict(WEIGHTS), None),
-    "exact-online-loop": _exact(blendopt.RetrainEstimator),
-    "exact-online-vmap": _exact(VmapRetrainEstimator),
+    "exact-online-loop": _exact("loop"),
+    "exact-online-vmap": _exact("vmap"),
 }
 
 

@@ -7,7 +7,7 @@ one process and interleaved round by round (the order alternates, so drift on a 
 hits both alike):
 
 - **copy training**, per step (one batch through all K copies): the lockstep loop
-  (``blendopt._retrain._train_copies``: K forwards, K backwards, K optimizer steps) and the
+  (``blendopt._copies.train_copies``: K forwards, K backwards, K optimizer steps) and the
   vmap engine (``blendopt._vmap_copies.train_copies_vmap``: one of each);
 - **measurements** of one estimate: T' and V before (the checkpoint) and after (each of the K
   copies), in eval mode with the top-1 error metric, as ``estimate_weights`` does.
@@ -36,8 +36,8 @@ from benchmarks.runner._batches import TensorBatches
 from benchmarks.runner._methods import make_optimizer
 from benchmarks.runner._setups import SETUPS
 from benchmarks.runner._train import BATCH_SIZE, HOLDOUT, loss_fn, online_schedule, predict
-from blendopt._retrain import _train_copies
-from blendopt._rng import RngStream
+from blendopt._copies import TrainPlan, train_copies
+from blendopt._retrain import make_copies
 from blendopt._vmap_copies import choose_engine, train_copies_vmap
 
 
@@ -89,24 +89,11 @@ def build_case(name: str, optimizer: str = "sgd", seed: int = 0, device: str = "
 
 def loop_engine(case: Case, steps: int) -> dict[str, nn.Module]:
     """The lockstep loop of ``estimate_weights`` for ``steps`` batches (copies included)."""
-    copies = {h: copy.deepcopy(case.model) for h in case.heads}
-    optimizers = {
-        h: blendopt.clone_optimizer(case.optimizer, case.model, net) for h, net in copies.items()
-    }
-    streams = {h: RngStream(i) for i, h in enumerate(case.heads)}
-    _train_copies(
-        copies,
-        optimizers,
-        streams,
-        loss_fn,
-        case.train,
-        case.heads,
-        epochs=None,
-        steps=steps,
-        per_epoch=None,
-        progress=False,
-    )
-    return copies
+    copies = make_copies(
+        case.model, case.model, case.heads, case.heads, case.optimizer, seed=0
+    )  # as estimate_weights makes them: deep copy, cloned optimizer, own dropout stream
+    train_copies(copies, loss_fn, case.train, case.heads, TrainPlan(epochs=None, steps=steps))
+    return {c.head: c.model for c in copies}
 
 
 def vmap_engine(case: Case, steps: int) -> dict[str, nn.Module]:

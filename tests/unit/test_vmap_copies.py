@@ -219,7 +219,7 @@ def test_blender_is_unwrapped():
     blender = blendopt.GradientBlender(
         torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
         HEADS,
-        dict.fromkeys(HEADS, 1 / 3),
+        {"a": 0.25, "b": 0.25, "fused": 0.5},  # summing to 1 (else a WeightSumWarning)
     )
     batches = make_batches()
     expected = loop_copies(model, blender.optimizer, batches)
@@ -236,7 +236,7 @@ def test_bad_arguments():
         train_copies_vmap(model, HEADS, loss_fn, opt, make_batches())
     with pytest.raises(ValueError, match="distinct heads"):
         train_copies_vmap(model, ["a", "a"], loss_fn, opt, make_batches(), steps=1)
-    with pytest.raises(ValueError, match="yielded no batch"):
+    with pytest.raises(ValueError, match="yielded no non-empty batch"):
         train_copies_vmap(model, HEADS, loss_fn, opt, [], epochs=1)
     with pytest.raises(ValueError, match="include every trained head"):
         train_copies_vmap(model, ["a", "c"], loss_fn, opt, make_batches(), steps=1, all_heads=HEADS)
