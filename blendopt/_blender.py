@@ -6,6 +6,7 @@ gives the blended gradient Σ_k w_k ∇L_k, so the per-step cost is that of the 
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -315,7 +316,11 @@ class GradientBlender(Optimizer):
         if any(v.device != device for v in values):  # model parallel: blend on the first device
             values = [v.to(device) for v in values]
         stacked = torch.stack(values)
-        blended = stacked @ self._weight_tensor(device, stacked.dtype)
+        if stacked.dtype in (torch.float16, torch.bfloat16):
+            stacked = stacked.float()
+        # Multiply and sum, not `@`: autocast runs matmul in bf16/fp16, which would round the
+        # weights and the blended loss (w = 0.630 became 0.6289 under CPU bf16 autocast).
+        blended = (stacked * self._weight_tensor(device, stacked.dtype)).sum()
         detached = stacked.detach()
         check = (
             self.check_finite if self.check_finite is not None else detached.device.type == "cpu"
@@ -569,3 +574,36 @@ class GradientBlender(Optimizer):
             f"weights={{{weights}}}, estimator={self.estimator!r}, schedule={self.schedule!r}, "
             f"epochs_started={self._epochs_started}, steps={self._steps})"
         )
+
+
+def _on_the_blender(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``method`` on the blender itself when it is called through PyTorch Lightning's
+    ``LightningOptimizer`` (what ``LightningModule.optimizers()`` returns).
+
+    That wrapper takes the blender's class as a base class, so ``isinstance`` checks pass, and
+    forwards the attributes it lacks to the blender: a method found on the class would run with
+    the wrapper as ``self`` and write the weights, counters and history on the wrapper, where the
+    blender (its steps, checkpoints and estimates) never sees them.
+    """
+
+    @functools.wraps(method)
+    def run(self: GradientBlender, *args: Any, **kwargs: Any) -> Any:
+        blender = self.__dict__.get("_optimizer")
+        if isinstance(blender, GradientBlender) and blender is not self:
+            return getattr(blender, method.__name__)(*args, **kwargs)
+        return method(self, *args, **kwargs)
+
+    return run
+
+
+for _name in (
+    "blend",
+    "backward",
+    "set_weights",
+    "start_epoch",
+    "estimate_now",
+    "state_dict",
+    "load_state_dict",
+    "__repr__",
+):
+    setattr(GradientBlender, _name, _on_the_blender(getattr(GradientBlender, _name)))

@@ -1,0 +1,394 @@
+"""Frameworks that call backward themselves: PyTorch Lightning, Hugging Face Accelerate, AMP.
+
+Each framework run is compared with the plain loop (``blender.backward`` + ``step``) on the same
+model, seed and batches: same final parameters, same weights, same estimate epochs.
+"""
+
+import os
+import subprocess
+import sys
+
+import accelerate
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+import blendopt
+from blendopt import GradientBlender, Online, RetrainEstimator
+from blendopt.integrations.lightning import GradientBlendCallback
+from tests.helpers import HEADS, loss_fn, make_batches, make_model
+
+WEIGHTS = {"a": 0.5, "b": 0.2, "fused": 0.3}
+EPOCHS = 3
+TIGHT = {"rtol": 1e-6, "atol": 1e-7}
+
+# Lightning's own advice (few DataLoader workers, a deprecation inside its pytree helper) is noise
+# here; blendopt's warnings still fail the tests (pyproject's filterwarnings).
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning:pytorch_lightning"),
+    pytest.mark.filterwarnings("ignore::UserWarning:lightning_fabric"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+]
+
+
+def _sgd(params):
+    return torch.optim.SGD(params, lr=0.1, momentum=0.9)
+
+
+def _online_estimator(model):
+    return RetrainEstimator(
+        model, loss_fn, make_batches(3, seed=1), make_batches(2, seed=2), epochs=1, seed=3
+    )
+
+
+def _plain_run(*, estimator="fixed", scheduler=False, epochs=EPOCHS, batches=None):
+    """The reference: the documented plain loop."""
+    batches = make_batches(4) if batches is None else batches
+    model = make_model()
+    if estimator == "fixed":
+        blender = GradientBlender(_sgd(model.parameters()), HEADS, WEIGHTS)
+    else:
+        blender = GradientBlender(
+            _sgd(model.parameters()),
+            HEADS,
+            _online_estimator(model),
+            schedule=Online(every=2, warmup=1),
+        )
+    sched = torch.optim.lr_scheduler.StepLR(blender, 1, 0.5) if scheduler else None
+    for _ in range(epochs):
+        blender.start_epoch()
+        for batch in batches:
+            blender.zero_grad()
+            blender.backward(loss_fn(model, batch))
+            blender.step()
+        if sched is not None:
+            sched.step()
+    return model, blender
+
+
+def _assert_same_statistics(got, want):
+    """Per-head train-loss statistics recorded by ``blend``: closed epochs and the open one."""
+    assert got.statistics.history == want.statistics.history
+    assert got.statistics.steps == want.statistics.steps
+    assert got.statistics.running_mean() == pytest.approx(want.statistics.running_mean(), rel=1e-9)
+
+
+def _assert_same_parameters(got, want):
+    for (name, p), q in zip(got.named_parameters(), want.parameters(), strict=True):
+        torch.testing.assert_close(p, q, **TIGHT, msg=lambda m, n=name: f"{n}: {m}")
+
+
+# -- PyTorch Lightning ----------------------------------------------------------------------------
+
+
+class BlendModule(pl.LightningModule):
+    """Automatic optimization: ``training_step`` returns the blended loss, Lightning backprops.
+
+    ``via``: ``"blender"`` blends with the blender itself; ``"wrapper"`` with
+    ``self.optimizers()`` (Lightning's ``LightningOptimizer``) and also starts the epochs through
+    it from the module's own ``on_train_epoch_start`` hook instead of the callback.
+    """
+
+    def __init__(self, *, estimator="fixed", scheduler=False, via="blender"):
+        super().__init__()
+        self.net = make_model()
+        self.estimator_kind = estimator
+        self.scheduler = scheduler
+        self.via = via
+
+    def on_train_epoch_start(self):
+        if self.via == "wrapper":
+            self.optimizers().start_epoch()
+
+    def training_step(self, batch, batch_idx):
+        blender = self.optimizers() if self.via == "wrapper" else self.blender
+        return blender.blend(loss_fn(self.net, batch))
+
+    def configure_optimizers(self):
+        if self.estimator_kind == "fixed":
+            self.blender = GradientBlender(_sgd(self.parameters()), HEADS, WEIGHTS)
+        else:
+            self.blender = GradientBlender(
+                _sgd(self.parameters()),
+                HEADS,
+                _online_estimator(self.net),
+                schedule=Online(every=2, warmup=1),
+            )
+        if not self.scheduler:
+            return self.blender
+        sched = torch.optim.lr_scheduler.StepLR(self.blender, 1, 0.5)
+        return {"optimizer": self.blender, "lr_scheduler": sched}
+
+
+def _fit(module, *, epochs=EPOCHS, callbacks=None, batches=None, **trainer_kwargs):
+    batches = make_batches(4) if batches is None else batches
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+        enable_checkpointing=False,
+        callbacks=[GradientBlendCallback()] if callbacks is None else callbacks,
+        **trainer_kwargs,
+    )
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+    return trainer
+
+
+@pytest.mark.parametrize("scheduler", [False, True], ids=["no_scheduler", "steplr"])
+def test_lightning_automatic_optimization_matches_plain_loop(scheduler):
+    module = BlendModule(scheduler=scheduler)
+    _fit(module)
+    ref_model, ref = _plain_run(scheduler=scheduler)
+    _assert_same_parameters(module.net, ref_model)
+    assert module.blender._steps == ref._steps == EPOCHS * 4
+    assert module.blender.param_groups[0]["lr"] == pytest.approx(ref.param_groups[0]["lr"])
+    # the statistics recorded by `blend` inside Lightning's closure match the plain loop's
+    _assert_same_statistics(module.blender, ref)
+
+
+@pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
+def test_lightning_online_estimates_at_scheduled_epochs():
+    module = BlendModule(estimator="online")
+    _fit(module, epochs=5)
+    ref_model, ref = _plain_run(estimator="online", epochs=5)
+    got = [(r["kind"], r["epoch"]) for r in module.blender.history]
+    assert got == [(r["kind"], r["epoch"]) for r in ref.history]
+    assert [epoch for _, epoch in got] == [0, 1, 3]  # Online(every=2, warmup=1)
+    assert module.blender.weights == pytest.approx(ref.weights, rel=1e-6)
+    assert module.blender.weights != pytest.approx(blendopt.uniform_weights(HEADS))
+    _assert_same_parameters(module.net, ref_model)
+
+
+@pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
+def test_lightning_optimizer_wrapper_forwards_to_the_blender():
+    # `self.optimizers()` is a LightningOptimizer that imitates the blender's class: its
+    # `start_epoch` and `blend` must update the blender itself (weights, counters, history),
+    # not attributes of the wrapper.
+    module = BlendModule(estimator="online", via="wrapper")
+    _fit(module, epochs=5, callbacks=[])
+    ref_model, ref = _plain_run(estimator="online", epochs=5)
+    blender = module.blender
+    assert [r["epoch"] for r in blender.history] == [r["epoch"] for r in ref.history]
+    assert blender._epochs_started == 5
+    assert blender.weights == pytest.approx(ref.weights, rel=1e-6)
+    wrapper = module.trainer.strategy._lightning_optimizers[0]
+    assert not {"_weights", "_epochs_started", "_estimates"} & set(vars(wrapper))
+    assert wrapper.weights == blender.weights
+    assert repr(wrapper) == repr(blender)
+    assert str(wrapper.state_dict()) == str(blender.state_dict())  # not nested in itself
+    _assert_same_parameters(module.net, ref_model)
+
+
+def test_lightning_callback_finds_no_blender():
+    class PlainModule(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = make_model()
+
+        def training_step(self, batch, batch_idx):
+            return sum(loss_fn(self.net, batch).values())
+
+        def configure_optimizers(self):
+            return _sgd(self.parameters())
+
+    with pytest.raises(ValueError, match="no GradientBlender"):
+        _fit(PlainModule(), epochs=1)
+
+
+def test_lightning_callback_explicit_blender_and_bad_type():
+    model = make_model()
+    blender = GradientBlender(_sgd(model.parameters()), HEADS, WEIGHTS)
+    callback = GradientBlendCallback(blender)
+    assert "GradientBlendCallback(blender=GradientBlender(SGD" in repr(callback)
+    assert repr(GradientBlendCallback()) == "GradientBlendCallback(blender=None)"
+    with pytest.raises(TypeError, match=r"`blender` should be a blendopt\.GradientBlender"):
+        GradientBlendCallback(_sgd(model.parameters()))
+
+
+def test_lightning_callback_starts_each_epoch_once_after_a_mid_epoch_resume():
+    # A checkpoint taken mid-epoch holds epochs_started = epoch + 1; Lightning resumes inside that
+    # epoch and calls on_train_epoch_start again: the callback must not start it twice.
+    model = make_model()
+    blender = GradientBlender(_sgd(model.parameters()), HEADS, WEIGHTS)
+    callback = GradientBlendCallback(blender)
+
+    class FakeTrainer:
+        current_epoch = 0
+
+    trainer = FakeTrainer()
+    callback.on_train_epoch_start(trainer, None)
+    assert blender._epochs_started == 1
+    callback.on_train_epoch_start(trainer, None)  # resumed inside epoch 0
+    assert blender._epochs_started == 1
+    trainer.current_epoch = 1
+    callback.on_train_epoch_start(trainer, None)
+    assert blender._epochs_started == 2
+
+
+def test_lightning_bf16_mixed_matches_plain_autocast_loop():
+    module = BlendModule()
+    _fit(module, precision="bf16-mixed")
+    model = make_model()
+    blender = GradientBlender(_sgd(model.parameters()), HEADS, WEIGHTS)
+    for _ in range(EPOCHS):
+        blender.start_epoch()
+        for batch in make_batches(4):
+            blender.zero_grad()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                losses = loss_fn(model, batch)
+            blender.backward(losses)
+            blender.step()
+    _assert_same_parameters(module.net, model)
+
+
+# -- Hugging Face Accelerate ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def accelerator():
+    yield accelerate.Accelerator(cpu=True)
+    accelerate.state.AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.mark.parametrize("scheduler", [False, True], ids=["no_scheduler", "steplr"])
+def test_accelerate_matches_plain_loop(accelerator, scheduler):
+    model = make_model()
+    blender = GradientBlender(_sgd(model.parameters()), HEADS, WEIGHTS)
+    sched = torch.optim.lr_scheduler.StepLR(blender, 1, 0.5)
+    loader = DataLoader(make_batches(4), batch_size=None)
+    if scheduler:
+        model, optimizer, loader, sched = accelerator.prepare(model, blender, loader, sched)
+    else:
+        model, optimizer, loader = accelerator.prepare(model, blender, loader)
+    assert isinstance(optimizer, accelerate.optimizer.AcceleratedOptimizer)
+    for _ in range(EPOCHS):
+        blender.start_epoch()
+        for batch in loader:
+            optimizer.zero_grad()
+            accelerator.backward(blender.blend(loss_fn(model, batch)))
+            optimizer.step()
+        if scheduler:
+            sched.step()
+    ref_model, ref = _plain_run(scheduler=scheduler)
+    _assert_same_parameters(accelerator.unwrap_model(model), ref_model)
+    assert blender._steps == ref._steps
+    _assert_same_statistics(blender, ref)
+    assert set(optimizer.state_dict()) == set(blender.state_dict())
+
+
+def test_accelerate_gradient_accumulation_matches_plain_loop():
+    accelerator = accelerate.Accelerator(cpu=True, gradient_accumulation_steps=2)
+    try:
+        model = make_model()
+        blender = GradientBlender(_sgd(model.parameters()), HEADS, WEIGHTS)
+        model, optimizer, loader = accelerator.prepare(
+            model, blender, DataLoader(make_batches(4), batch_size=None)
+        )
+        for _ in range(EPOCHS):
+            blender.start_epoch()
+            for batch in loader:
+                with accelerator.accumulate(model):
+                    accelerator.backward(blender.blend(loss_fn(model, batch)))
+                    optimizer.step()
+                    optimizer.zero_grad()
+    finally:
+        accelerate.state.AcceleratorState._reset_state(reset_partial_state=True)
+
+    ref_model = make_model()
+    ref = GradientBlender(_sgd(ref_model.parameters()), HEADS, WEIGHTS)
+    for _ in range(EPOCHS):
+        ref.start_epoch()
+        for i, batch in enumerate(make_batches(4)):
+            (ref.blend(loss_fn(ref_model, batch)) / 2).backward()
+            if i % 2 == 1:
+                ref.step()
+                ref.zero_grad()
+    _assert_same_parameters(accelerator.unwrap_model(model), ref_model)
+    assert blender._steps == ref._steps == EPOCHS * 2
+
+
+# -- torch.amp: autocast and GradScaler ------------------------------------------------------------
+
+
+def test_blend_under_bf16_autocast_is_float32_with_exact_weights():
+    # Under autocast, matmul runs in bf16: the blend must not round the weights or the loss.
+    model = make_model()
+    weights = {"a": 0.630, "b": 0.014, "fused": 0.356}  # the paper's Table 4 weights
+    blender = GradientBlender(_sgd(model.parameters()), HEADS, weights)
+    batch = make_batches(1)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = loss_fn(model, batch)
+        leaves = {h: v.detach().float().requires_grad_() for h, v in losses.items()}
+        blended = blender.blend(leaves)
+    assert blended.dtype == torch.float32
+    expected = sum(weights[h] * leaves[h].detach() for h in HEADS)
+    torch.testing.assert_close(blended.detach(), expected, rtol=1e-6, atol=0)
+    blended.backward()
+    for h in HEADS:
+        assert leaves[h].grad.item() == pytest.approx(weights[h], rel=1e-6), h
+
+
+def test_blend_of_bf16_losses_is_float32():
+    model = make_model()
+    blender = GradientBlender(_sgd(model.parameters()), HEADS, WEIGHTS)
+    losses = {
+        h: torch.tensor(v, dtype=torch.bfloat16, requires_grad=True)
+        for h, v in zip(HEADS, [2.25, 1.5, 0.75], strict=True)
+    }
+    blended = blender.blend(losses)
+    assert blended.dtype == torch.float32
+    assert blended.item() == pytest.approx(0.5 * 2.25 + 0.2 * 1.5 + 0.3 * 0.75, rel=1e-6)
+
+
+@pytest.mark.parametrize("enabled", [False, True], ids=["scaler_disabled", "scaler_cpu"])
+def test_autocast_and_grad_scaler_loop_matches_plain_optimizer(enabled):
+    """The docs' AMP loop (bf16 autocast; GradScaler as on CUDA) against plain torch.optim."""
+    batches = make_batches(4)
+
+    def run(use_blender):
+        model = make_model()
+        inner = _sgd(model.parameters())
+        opt = GradientBlender(inner, HEADS, WEIGHTS) if use_blender else inner
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8, enabled=enabled)
+        for _ in range(EPOCHS):
+            if use_blender:
+                opt.start_epoch()
+            for batch in batches:
+                opt.zero_grad()
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    losses = loss_fn(model, batch)
+                    loss = (
+                        opt.blend(losses)
+                        if use_blender
+                        else sum(WEIGHTS[h] * losses[h].float() for h in HEADS)
+                    )
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+        return model
+
+    _assert_same_parameters(run(True), run(False))
+
+
+# -- import hygiene --------------------------------------------------------------------------------
+
+
+def test_import_blendopt_imports_no_framework():
+    code = (
+        "import sys, blendopt, blendopt.integrations\n"
+        "loaded = sorted(m for m in ('pytorch_lightning', 'lightning', 'lightning_fabric', "
+        "'accelerate', 'transformers') if m in sys.modules)\n"
+        "print(','.join(loaded))\n"
+        "import blendopt.integrations.lightning\n"
+        "print('pytorch_lightning' in sys.modules or 'lightning' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    ).stdout.splitlines()
+    assert out == ["", "True"]
