@@ -7,6 +7,7 @@ model, seed and batches: same final parameters, same weights, same estimate epoc
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import accelerate
 import pytest
@@ -236,6 +237,26 @@ def test_lightning_callback_starts_each_epoch_once_after_a_mid_epoch_resume():
     assert blender._epochs_started == 2
 
 
+def test_lightning_manual_optimization_matches_plain_loop():
+    class ManualModule(BlendModule):
+        def __init__(self):
+            super().__init__()
+            self.automatic_optimization = False
+
+        def training_step(self, batch, batch_idx):
+            opt = self.optimizers()
+            opt.zero_grad()
+            self.manual_backward(opt.blend(loss_fn(self.net, batch)))
+            opt.step()
+
+    module = ManualModule()
+    _fit(module)
+    ref_model, ref = _plain_run()
+    assert module.blender._steps == ref._steps
+    _assert_same_statistics(module.blender, ref)
+    _assert_same_parameters(module.net, ref_model)
+
+
 @pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
 def test_lightning_checkpoint_resume_matches_uninterrupted_run(tmp_path):
     # Lightning saves blender.state_dict() in its checkpoint and loads it on `ckpt_path=`; the
@@ -373,6 +394,34 @@ def test_accelerate_gradient_accumulation_matches_plain_loop():
     assert blender._steps == ref._steps == EPOCHS * 2
 
 
+def test_accelerated_optimizer_grad_scaler_path_matches_plain_optimizer(accelerator):
+    # With fp16 on CUDA, Accelerate's AcceleratedOptimizer patches the wrapped optimizer's
+    # `step` and calls scaler.step(blender); on CPU Accelerate makes no scaler, so hand one in.
+    def run(use_blender):
+        model = make_model()
+        inner = _sgd(model.parameters())
+        opt = GradientBlender(inner, HEADS, WEIGHTS) if use_blender else inner
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+        wrapped = accelerate.optimizer.AcceleratedOptimizer(opt, scaler=scaler)
+        skipped = []
+        for i, batch in enumerate(make_batches(4)):
+            wrapped.zero_grad()
+            losses = loss_fn(model, batch)
+            loss = opt.blend(losses) if use_blender else sum(WEIGHTS[h] * losses[h] for h in HEADS)
+            scaler.scale(loss).backward()
+            if i == 2:  # an overflow: the scaler must skip this step
+                next(model.parameters()).grad[0, 0] = float("inf")
+            wrapped.step()
+            skipped.append(wrapped.step_was_skipped)
+        return model, skipped, opt
+
+    ref, ref_skipped, _ = run(False)
+    got, got_skipped, blender = run(True)
+    assert got_skipped == ref_skipped == [False, False, True, False]
+    assert blender._steps == 3
+    _assert_same_parameters(got, ref)
+
+
 # -- torch.amp: autocast and GradScaler ------------------------------------------------------------
 
 
@@ -445,7 +494,7 @@ def test_import_blendopt_imports_no_framework():
         "print(sorted(m for m in ('pytorch_lightning', 'lightning', 'lightning_fabric', "
         "'accelerate', 'transformers') if m in sys.modules))\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     ).stdout
