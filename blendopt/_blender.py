@@ -175,7 +175,12 @@ class GradientBlender(Optimizer):
         self.optimizer.defaults = value
 
     def __getstate__(self) -> dict[str, Any]:
-        return self.__dict__.copy()
+        state = self.__dict__.copy()
+        # An LR scheduler (or Accelerate) wraps `step` on the instance, around a weak reference to
+        # this blender: a copy must not keep it (it would step the original, and it cannot be
+        # pickled). A plain optimizer drops it too.
+        state.pop("step", None)
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)

@@ -4,7 +4,9 @@ Each framework run is compared with the plain loop (``blender.backward`` + ``ste
 model, seed and batches: same final parameters, same weights, same estimate epochs.
 """
 
+import copy
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -255,6 +257,19 @@ def test_lightning_manual_optimization_matches_plain_loop():
     assert module.blender._steps == ref._steps
     _assert_same_statistics(module.blender, ref)
     _assert_same_parameters(module.net, ref_model)
+
+
+def test_blender_with_lr_scheduler_pickles_and_copies_after_lightning_fit():
+    # configure_optimizers' {"optimizer": blender, "lr_scheduler": StepLR(blender)}: the scheduler
+    # wraps `blender.step` on the instance; copies must step themselves, not the original.
+    module = BlendModule(scheduler=True)
+    _fit(module, epochs=1)
+    blender = module.blender
+    for clone in (pickle.loads(pickle.dumps(blender)), copy.deepcopy(blender)):
+        assert clone._steps == blender._steps == 4
+        assert clone.weights == blender.weights
+        clone.step()
+        assert (clone._steps, blender._steps) == (5, 4)
 
 
 @pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
