@@ -239,6 +239,54 @@ def test_lightning_callback_starts_each_epoch_once_after_a_mid_epoch_resume():
     assert blender._epochs_started == 2
 
 
+@pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
+def test_lightning_step_schedule_estimates_inside_lightning_step():
+    # unit="step": the blender estimates in step(), which Lightning calls with its closure.
+    def blender_for(model):
+        return GradientBlender(
+            _sgd(model.parameters()),
+            HEADS,
+            _online_estimator(model),
+            schedule=Online(every=5, warmup=3, unit="step"),
+        )
+
+    class StepModule(BlendModule):
+        def configure_optimizers(self):
+            self.blender = blender_for(self.net)
+            return self.blender
+
+    module = StepModule()
+    _fit(module, epochs=2)
+    ref_model = make_model()
+    ref = blender_for(ref_model)
+    for _ in range(2):
+        ref.start_epoch()
+        for batch in make_batches(4):
+            ref.zero_grad()
+            ref.backward(loss_fn(ref_model, batch))
+            ref.step()
+    assert [r["step"] for r in module.blender.history] == [0, 3, 8]
+    assert _history(module.blender) == _history(ref)
+    _assert_same_parameters(module.net, ref_model)
+
+
+def test_lightning_gradient_accumulation_matches_plain_loop():
+    module = BlendModule()
+    _fit(module, accumulate_grad_batches=2)
+    ref_model = make_model()
+    ref = GradientBlender(_sgd(ref_model.parameters()), HEADS, WEIGHTS)
+    for _ in range(EPOCHS):
+        ref.start_epoch()
+        for i, batch in enumerate(make_batches(4)):
+            (ref.blend(loss_fn(ref_model, batch)) / 2).backward()
+            if i % 2 == 1:
+                ref.step()
+                ref.zero_grad()
+    assert module.blender._steps == ref._steps == EPOCHS * 2
+    _assert_same_statistics(module.blender, ref)
+    _assert_same_parameters(module.net, ref_model)
+
+
 def test_lightning_manual_optimization_matches_plain_loop():
     class ManualModule(BlendModule):
         def __init__(self):
