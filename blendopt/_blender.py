@@ -323,9 +323,7 @@ class GradientBlender(Optimizer):
         stacked = torch.stack(values)
         if stacked.dtype in (torch.float16, torch.bfloat16):
             stacked = stacked.float()
-        # Multiply and sum, not `@`: autocast runs matmul in bf16/fp16, which would round the
-        # weights and the blended loss (w = 0.630 became 0.6289 under CPU bf16 autocast).
-        blended = (stacked * self._weight_tensor(device, stacked.dtype)).sum()
+        blended = _weighted_sum(stacked, self._weight_tensor(device, stacked.dtype))
         detached = stacked.detach()
         check = (
             self.check_finite if self.check_finite is not None else detached.device.type == "cpu"
@@ -579,6 +577,24 @@ class GradientBlender(Optimizer):
             f"weights={{{weights}}}, estimator={self.estimator!r}, schedule={self.schedule!r}, "
             f"epochs_started={self._epochs_started}, steps={self._steps})"
         )
+
+
+def _weighted_sum(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``values @ weights`` in their own dtype, also inside ``torch.autocast``.
+
+    Autocast runs matmul in bf16/fp16, which would round the weights and the blended loss
+    (w = 0.630 became 0.6289 under CPU bf16 autocast); a multiply-and-sum avoids it but costs
+    ~5x the single matmul kernel on the CPU, so autocast is switched off around it instead.
+    """
+    device_type = values.device.type
+    try:
+        autocast = torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device type
+        autocast = torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
+    if not autocast:
+        return values @ weights
+    with torch.autocast(device_type, enabled=False):
+        return values @ weights
 
 
 def _on_the_blender(method: Callable[..., Any]) -> Callable[..., Any]:
