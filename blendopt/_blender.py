@@ -176,9 +176,9 @@ class GradientBlender(Optimizer):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        # An LR scheduler (or Accelerate) wraps `step` on the instance, around a weak reference to
-        # this blender: a copy must not keep it (it would step the original, and it cannot be
-        # pickled). A plain optimizer drops it too.
+        # LR schedulers (and Accelerate's GradScaler path) put a `step` wrapper on the instance,
+        # bound to this blender: a copy must not keep it (it would step the original, and it
+        # cannot be pickled). A plain optimizer drops it too.
         state.pop("step", None)
         return state
 
