@@ -358,10 +358,22 @@ def test_lightning_bf16_mixed_matches_plain_autocast_loop():
 # -- Hugging Face Accelerate ----------------------------------------------------------------------
 
 
+def _reset_accelerate():
+    # Accelerate keeps its settings in process-wide singletons: an Accelerator made earlier in
+    # the process (e.g. the bf16 one of docs/integrations.md) would set this one's precision.
+    accelerate.state.AcceleratorState._reset_state(reset_partial_state=True)
+    accelerate.state.GradientState._reset_state()
+
+
+def _new_accelerator(**kwargs):
+    _reset_accelerate()
+    return accelerate.Accelerator(cpu=True, **kwargs)
+
+
 @pytest.fixture
 def accelerator():
-    yield accelerate.Accelerator(cpu=True)
-    accelerate.state.AcceleratorState._reset_state(reset_partial_state=True)
+    yield _new_accelerator()
+    _reset_accelerate()
 
 
 @pytest.mark.parametrize("scheduler", [False, True], ids=["no_scheduler", "steplr"])
@@ -415,8 +427,7 @@ def test_accelerate_save_state_and_load_state_resume_exactly(accelerator, tmp_pa
     # save_state writes blender.state_dict() with torch.save; load_state reads it back through
     # AcceleratedOptimizer.load_state_dict.
     _accelerate_run(accelerator, 2, save=tmp_path / "state")
-    accelerate.state.AcceleratorState._reset_state(reset_partial_state=True)
-    fresh = accelerate.Accelerator(cpu=True)
+    fresh = _new_accelerator()
     resumed_model, resumed = _accelerate_run(fresh, 1, load=tmp_path / "state")
     ref_model, ref = _plain_run(scheduler=True)
     assert resumed._epochs_started == ref._epochs_started == EPOCHS
@@ -427,7 +438,7 @@ def test_accelerate_save_state_and_load_state_resume_exactly(accelerator, tmp_pa
 
 
 def test_accelerate_gradient_accumulation_matches_plain_loop():
-    accelerator = accelerate.Accelerator(cpu=True, gradient_accumulation_steps=2)
+    accelerator = _new_accelerator(gradient_accumulation_steps=2)
     try:
         model = make_model()
         blender = GradientBlender(_sgd(model.parameters()), HEADS, WEIGHTS)
@@ -442,7 +453,7 @@ def test_accelerate_gradient_accumulation_matches_plain_loop():
                     optimizer.step()
                     optimizer.zero_grad()
     finally:
-        accelerate.state.AcceleratorState._reset_state(reset_partial_state=True)
+        _reset_accelerate()
 
     ref_model = make_model()
     ref = GradientBlender(_sgd(ref_model.parameters()), HEADS, WEIGHTS)
