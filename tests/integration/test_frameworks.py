@@ -7,6 +7,7 @@ model, seed and batches: same final parameters, same weights, same estimate epoc
 import copy
 import os
 import pickle
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from blendopt import GradientBlender, Online, RetrainEstimator
 from blendopt.integrations.lightning import GradientBlendCallback
 from tests.helpers import HEADS, loss_fn, make_batches, make_model
 
+ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS = {"a": 0.5, "b": 0.2, "fused": 0.3}
 EPOCHS = 3
 TIGHT = {"rtol": 1e-6, "atol": 1e-7}
@@ -339,6 +341,45 @@ def test_lightning_checkpoint_resume_matches_uninterrupted_run(tmp_path):
     _assert_same_parameters(resumed.net, ref.net)
 
 
+def _run_bounded(command, env, timeout=300):
+    """Run a multi-process command in its own session; on a timeout, end the whole group."""
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"{command} did not finish in {timeout} s:\n{output[-3000:]}")
+    assert process.returncode == 0, output[-3000:]
+
+
+@pytest.mark.slow
+def test_lightning_ddp_two_processes_estimate_identically(tmp_path):
+    # strategy="ddp_spawn" on 2 CPU processes (gloo): the callback starts each epoch on every
+    # rank, the estimates (on each rank's share) reduce to the same weights everywhere.
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "GLOO_SOCKET_IFNAME": "lo",
+        "OMP_NUM_THREADS": "1",
+    }
+    _run_bounded([sys.executable, "-m", "tests.integration._lightning_ddp", str(tmp_path)], env)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0["epochs"] == r1["epochs"] == [0, 1, 3]
+    assert r0["kinds"] == ["estimate"] * 3
+    assert r0["weights"] == r1["weights"] != pytest.approx(blendopt.uniform_weights(HEADS))
+    for p, q in zip(r0["parameters"], r1["parameters"], strict=True):
+        assert torch.equal(p, q)
+
+
 def test_lightning_bf16_mixed_matches_plain_autocast_loop():
     module = BlendModule()
     _fit(module, precision="bf16-mixed")
@@ -468,6 +509,22 @@ def test_accelerate_gradient_accumulation_matches_plain_loop():
     assert blender._steps == ref._steps == EPOCHS * 2
 
 
+@pytest.mark.slow
+def test_accelerate_two_processes_estimate_identically(tmp_path):
+    # torchrun, 2 CPU processes (gloo): prepared (sharded) loaders for the run and the estimate.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GLOO_SOCKET_IFNAME": "lo"}
+    env["OMP_NUM_THREADS"] = "1"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
+    command += ["2", "-m", "tests.integration._accelerate_ddp", str(tmp_path)]
+    _run_bounded(command, env)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0["world"] == 2
+    assert r0["epochs"] == r1["epochs"] == [0, 1, 3]
+    assert r0["weights"] == r1["weights"] != pytest.approx(blendopt.uniform_weights(HEADS))
+    for p, q in zip(r0["parameters"], r1["parameters"], strict=True):
+        assert torch.equal(p, q)
+
+
 def test_accelerated_optimizer_grad_scaler_path_matches_plain_optimizer(accelerator):
     # With fp16 on CUDA, Accelerate's AcceleratedOptimizer patches the wrapped optimizer's
     # `step` and calls scaler.step(blender); on CPU Accelerate makes no scaler, so hand one in.
@@ -568,7 +625,7 @@ def test_import_blendopt_imports_no_framework():
         "print(sorted(m for m in ('pytorch_lightning', 'lightning', 'lightning_fabric', "
         "'accelerate', 'transformers') if m in sys.modules))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     ).stdout
