@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test lint bench data-check clean
+.PHONY: setup run test test-torch-optim lint bench data-check clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,13 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# PyTorch's own optimizer tests (TestOptimRenewed, CPU float32) plain and with every optimizer
+# wrapped in a GradientBlender; slow (~minutes). The torch wheel does not ship the file: pass a
+# copy of pytorch/pytorch test/test_optim.py (see docs/torch_optim_contract.md).
+test-torch-optim: $(STAMP)
+	@test -n "$(TORCH_OPTIM_TEST)" || { echo "Set TORCH_OPTIM_TEST=path/to/test_optim.py (a copy of pytorch/pytorch test/test_optim.py)"; exit 2; }
+	PYTHONPATH=. $(BIN)/python -m tests.torch_optim.upstream $(TORCH_OPTIM_TEST)
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks/perf --benchmark-only

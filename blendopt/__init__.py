@@ -26,7 +26,16 @@ from blendopt._retrain import clone_optimizer, estimate_weights
 from blendopt._schedule import Offline, Online, Schedule
 from blendopt._split import HoldoutSplit, holdout_split
 from blendopt._statistics import TrainStatistics
-from blendopt._warnings import BlendWarning, RejectedEstimateWarning, ZeroedHeadWarning
+from blendopt._warnings import (
+    BlendWarning,
+    DivergedCopyWarning,
+    FlooredOverfittingWarning,
+    NonFiniteLossWarning,
+    RejectedEstimateWarning,
+    UnblendedStepWarning,
+    WeightSumWarning,
+    ZeroedHeadWarning,
+)
 
 __version__ = "0.1.0.dev0"
 
@@ -35,17 +44,22 @@ __all__ = [
     "BlendEnsemble",
     "BlendEstimate",
     "BlendWarning",
+    "DivergedCopyWarning",
     "EstimateRequest",
     "Estimator",
     "FixedWeights",
+    "FlooredOverfittingWarning",
     "GradientBlender",
     "HoldoutSplit",
+    "NonFiniteLossWarning",
     "Offline",
     "Online",
     "RejectedEstimateWarning",
     "RetrainEstimator",
     "Schedule",
     "TrainStatistics",
+    "UnblendedStepWarning",
+    "WeightSumWarning",
     "ZeroedHeadWarning",
     "batch_size_of",
     "blend_estimate",

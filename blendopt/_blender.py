@@ -2,27 +2,37 @@
 
 Loss re-weighting is gradient blending (§2.4, Eq. 7): one backward pass of the blended loss
 gives the blended gradient Σ_k w_k ∇L_k, so the per-step cost is that of the naive summed loss.
+
+The blender is the Optimizer facade; each of its jobs lives in a piece of its own:
+:class:`~blendopt._weighting.BlendWeights` (the weights, the masked blend, their time-average),
+:class:`~blendopt._controller.EstimationController` (when to estimate, applying results, the
+history), :class:`~blendopt._finite.NonFiniteMonitor` (non-finite losses without a per-step
+sync) and :class:`~blendopt._statistics.TrainStatistics` (per-epoch loss means).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch.optim import Optimizer
 
-from blendopt._estimators import EstimateRequest, Estimator, FixedWeights, check_weights
-from blendopt._math import BlendEstimate, uniform_weights
+from blendopt import _contract
+from blendopt._controller import EstimationController, resolve_weighting
+from blendopt._estimators import Estimator
+from blendopt._finite import NonFiniteMonitor
 from blendopt._schedule import Schedule
 from blendopt._statistics import TrainStatistics
-from blendopt._warnings import BlendWarning
+from blendopt._warnings import UnblendedStepWarning, warn
+from blendopt._weighting import BlendWeights, check_losses, check_user_weights
 
-_STATE_VERSION = 1
+# Version 1 (blendopt 0.1): {"optimizer": <wrapped state dict>, "blender": {flat}} (still read).
+# Version 2: the wrapped optimizer's {"state", "param_groups"} at top level plus "blender",
+# whose entries are the blender's pieces (weighting, controller, statistics, finite monitor).
+_STATE_VERSION = 2
 
 
 class GradientBlender(Optimizer):
@@ -51,22 +61,39 @@ class GradientBlender(Optimizer):
         optimizer: the optimizer to wrap (any ``torch.optim.Optimizer``).
         heads: the head names; ``backward`` expects exactly these keys.
         estimator: where the weights come from: an :class:`Estimator` (e.g.
-            :class:`RetrainEstimator`), or a mapping head -> weight for fixed weights.
+            :class:`RetrainEstimator`), or a mapping head -> weight for fixed weights
+            (:class:`FixedWeights`; it takes no ``schedule`` and no ``weights=``).
             ``None``: the weights stay at ``weights`` (uniform by default).
         schedule: when to estimate (:class:`Offline` or :class:`Online`); required by
             estimators that measure (not by fixed weights).
         weights: initial weights (default: the estimator's, else uniform 1/k).
-        check_finite: how non-finite losses are caught, each time naming the head. ``True``:
-            check every step and raise before the backward pass (on an accelerator this
-            synchronizes with the device every step). ``False``: count them on the device and
-            raise at the next :meth:`start_epoch`. ``None`` (default): ``True`` for losses on
-            the CPU, where the check is free, ``False`` elsewhere.
+        check_finite: how non-finite losses are caught, each time naming the head and step.
+            ``True``: check every step and raise before the backward pass (on an accelerator
+            this synchronizes with the device every step). ``False``: count them on the device
+            and report them every ``check_finite_every`` steps, before each estimate, at
+            :meth:`start_epoch` and at :meth:`state_dict` (one sync each). ``None`` (default):
+            ``True`` for losses on the CPU, where the check is free, ``False`` elsewhere.
+            A non-finite loss of a head at weight > 0 raises; one of a head at weight 0 (left
+            out of the blend) warns with :class:`NonFiniteLossWarning`.
+        check_finite_every: with ``check_finite=False``, read the device-side counts every
+            this many optimizer steps.
+        mask_zero_weights: leave heads at weight 0 out of the blend (default), so their
+            non-finite losses cannot make the blend or its gradient nan; parameters only they
+            use get no gradient. ``False`` keeps them in as ``0 · L_k`` (every parameter gets
+            a gradient, 0 for those: what DDP without ``find_unused_parameters=True`` needs);
+            a non-finite loss there is then an error as for any head.
+
+    Weights are used as given (a :class:`WeightSumWarning` says when user-given weights do not
+    sum to 1, which scales the learning rate). Heads at weight 0 are left out of the blend, so
+    parameters only they use get no gradient (under DDP, when a head may get weight 0, construct
+    it with ``find_unused_parameters=True`` or pass ``mask_zero_weights=False``).
 
     Attributes:
         optimizer: the wrapped optimizer.
         heads: the heads, in order.
         statistics: per-head training-loss means per epoch (:class:`TrainStatistics`).
         history: one record per weight change (estimates, rejections, manual changes).
+        weights: the weights in use; :attr:`average_weights`: their time-average over steps.
     """
 
     def __init__(
@@ -78,6 +105,8 @@ class GradientBlender(Optimizer):
         schedule: Schedule | None = None,
         weights: Mapping[str, float] | None = None,
         check_finite: bool | None = None,
+        check_finite_every: int = 1000,
+        mask_zero_weights: bool = True,
     ) -> None:
         if isinstance(optimizer, GradientBlender):
             raise TypeError(
@@ -89,36 +118,24 @@ class GradientBlender(Optimizer):
                 f"{type(optimizer).__name__}."
             )
         heads = self._check_heads(heads)
-        if isinstance(estimator, Mapping):
-            estimator = FixedWeights(estimator)
-        if estimator is not None and not isinstance(estimator, Estimator):
+        estimator, schedule, initial = resolve_weighting(heads, estimator, schedule, weights)
+        if not isinstance(mask_zero_weights, bool):
             raise TypeError(
-                "Parameter `estimator` should be a blendopt Estimator, a mapping head -> weight, "
-                f"or None. Found {type(estimator).__name__}."
-            )
-        if schedule is not None and not isinstance(schedule, Schedule):
-            raise TypeError(
-                "Parameter `schedule` should be blendopt.Offline(...) or blendopt.Online(...). "
-                f"Found {type(schedule).__name__}."
-            )
-        if estimator is not None and schedule is None:
-            schedule = estimator.default_schedule()
-        if estimator is not None and estimator.needs_schedule and schedule is None:
-            raise ValueError(
-                f"The estimator {estimator!r} needs a schedule: pass "
-                "`schedule=blendopt.Offline(horizon=N)` (estimate once, Algorithm 2) or "
-                "`schedule=blendopt.Online(every=n)` (Algorithm 3)."
-            )
-        if schedule is not None and estimator is None:
-            raise ValueError(
-                "Parameter `schedule` was given without an `estimator`; pass the estimator the "
-                "schedule should call (e.g. blendopt.RetrainEstimator(...))."
+                f"Parameter `mask_zero_weights` should be a bool. Found {mask_zero_weights!r}."
             )
         if check_finite is not None and not isinstance(check_finite, bool):
             raise TypeError(
                 f"Parameter `check_finite` should be a bool or None. Found {check_finite!r}."
             )
-
+        if (
+            not isinstance(check_finite_every, int)
+            or isinstance(check_finite_every, bool)
+            or check_finite_every < 1
+        ):
+            raise ValueError(
+                "Parameter `check_finite_every` should be an int >= 1 (optimizer steps). Found "
+                f"{check_finite_every!r}."
+            )
         self.optimizer = optimizer
         # Optimizer.__init__ resets `state` and `param_groups` through the forwarding setters
         # below; hand the wrapped optimizer its own objects back afterwards.
@@ -128,22 +145,16 @@ class GradientBlender(Optimizer):
 
         self.heads: list[str] = heads
         self._head_set = frozenset(heads)
-        self.estimator = estimator
-        self.schedule = schedule
         self.check_finite = check_finite
-        initial = weights
-        if initial is None and estimator is not None:
-            initial = estimator.initial_weights(heads)
-        self._weights = (
-            check_weights(initial, heads) if initial is not None else uniform_weights(heads)
+        self.check_finite_every = check_finite_every
+        self._weighting = BlendWeights(heads, initial, mask=mask_zero_weights)
+        self._finite = NonFiniteMonitor(heads)
+        self._controller = EstimationController(
+            self._weighting, optimizer, estimator, schedule, monitor=self._finite
         )
-        self._weight_cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
         self.statistics = TrainStatistics(heads)
-        self.history: list[dict[str, Any]] = []
-        self._epochs_started = 0
-        self._steps = 0
-        self._estimates = 0
-        self._last_estimate_position = -1
+        self._blends_since_step = 0
+        self._warned_unblended = False
 
     # -- the wrapped optimizer's state, by reference -------------------------------------------
 
@@ -174,16 +185,51 @@ class GradientBlender(Optimizer):
     def defaults(self, value: dict[str, Any]) -> None:
         self.optimizer.defaults = value
 
+    # torch.amp.GradScaler's path for fused optimizers: it sets `grad_scale` and `found_inf` on
+    # the optimizer it steps and lets the fused kernel unscale and skip; the wrapped optimizer's
+    # kernel reads them from the wrapped optimizer, so they are forwarded there.
+    @property
+    def _step_supports_amp_scaling(self) -> bool:
+        return bool(getattr(self.optimizer, "_step_supports_amp_scaling", False))
+
+    @property
+    def grad_scale(self) -> torch.Tensor | None:
+        """The wrapped optimizer's ``grad_scale`` (set by ``GradScaler`` for fused optimizers)."""
+        return self.optimizer.grad_scale  # type: ignore[attr-defined]
+
+    @grad_scale.setter
+    def grad_scale(self, value: torch.Tensor | None) -> None:
+        self.optimizer.grad_scale = value  # type: ignore[attr-defined]
+
+    @grad_scale.deleter
+    def grad_scale(self) -> None:
+        del self.optimizer.grad_scale  # type: ignore[attr-defined]
+
+    @property
+    def found_inf(self) -> torch.Tensor | None:
+        """The wrapped optimizer's ``found_inf`` (set by ``GradScaler`` for fused optimizers)."""
+        return self.optimizer.found_inf  # type: ignore[attr-defined]
+
+    @found_inf.setter
+    def found_inf(self, value: torch.Tensor | None) -> None:
+        self.optimizer.found_inf = value  # type: ignore[attr-defined]
+
+    @found_inf.deleter
+    def found_inf(self) -> None:
+        del self.optimizer.found_inf  # type: ignore[attr-defined]
+
+    # While an LBFGS-style closure is evaluated again within one step, `blend` does not record
+    # statistics or feed the estimator: one record per step (see `step`).
+    _mute_statistics = False
+
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        # LR schedulers (and Accelerate's GradScaler path) put a `step` wrapper on the instance,
-        # bound to this blender: a copy must not keep it (it would step the original, and it
-        # cannot be pickled). A plain optimizer drops it too.
-        state.pop("step", None)
-        return state
+        # Like `Optimizer.__getstate__`: hooks are not pickled (nor deep-copied).
+        return _contract.picklable_state(self.__dict__)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        _contract.restore_hook_registries(self)
+        self._patch_step_function()
 
     # -- weights ---------------------------------------------------------------------------------
 
@@ -210,128 +256,118 @@ class GradientBlender(Optimizer):
         return heads
 
     @property
+    def estimator(self) -> Estimator | None:
+        """The estimator (``None``: weights change only through :meth:`set_weights`)."""
+        return self._controller.estimator
+
+    @property
+    def schedule(self) -> Schedule | None:
+        """When estimates run (``None`` without an estimator that measures)."""
+        return self._controller.schedule
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """One record per weight change: estimates, rejections and manual changes."""
+        return self._controller.history
+
+    @history.setter
+    def history(self, value: list[dict[str, Any]]) -> None:
+        self._controller.history = value
+
+    @property
     def weights(self) -> dict[str, float]:
         """The weights in use, head -> float (a copy)."""
-        return dict(self._weights)
+        return self._weighting.values
+
+    @property
+    def average_weights(self) -> dict[str, float]:
+        """Time-average of the weights over the optimizer steps made so far (a copy).
+
+        Each set of weights counts in proportion to the number of ``step()`` calls it was in
+        use: ``Σ_i w^(i) s_i / Σ_i s_i``. It says how much each head was trained, which makes
+        it the default ensemble weights (:class:`BlendEnsemble`); before the first step it is
+        :attr:`weights`. Saved in :meth:`state_dict`.
+        """
+        return self._weighting.average(step=self._controller.steps)
 
     def set_weights(self, weights: Mapping[str, float]) -> None:
-        """Use ``weights`` from now on (recorded in :attr:`history`)."""
-        new = check_weights(weights, self.heads)
-        self._record(
-            kind="manual", before=self._weights, after=new, estimate=None, horizon=None, seconds=0.0
-        )
-        self._apply(new)
+        """Use ``weights`` from now on (recorded in :attr:`history`).
 
-    def _apply(self, weights: dict[str, float]) -> None:
-        self._weights = dict(weights)
-        self._weight_cache.clear()
-
-    def _weight_tensor(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        key = (device, dtype)
-        cached = self._weight_cache.get(key)
-        if cached is None:
-            cached = torch.tensor(
-                [self._weights[h] for h in self.heads], dtype=dtype, device=device
-            )
-            self._weight_cache[key] = cached
-        return cached
+        Raises:
+            TypeError, ValueError: as for ``weights=`` in the constructor.
+        """
+        self._controller.set_weights(check_user_weights(weights, self.heads, "weights"))
 
     # -- the per-step path -------------------------------------------------------------------
 
-    def _validate(self, losses: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
-        if not isinstance(losses, Mapping):
-            raise TypeError(
-                "`backward` takes a dict head -> scalar loss tensor, e.g. {'rgb': loss_rgb, ...}. "
-                f"Found {type(losses).__name__}."
-            )
-        if losses.keys() != self._head_set:
-            extra = [h for h in losses if h not in self._head_set]
-            missing = [h for h in self.heads if h not in losses]
-            if extra:
+    def _nonfinite_checked(self, detached: torch.Tensor) -> None:
+        """A checked step found a non-finite loss: raise if it was blended, else warn."""
+        device = detached.device
+        in_blend = self._weighting.active_mask(device)
+        for h, v, blended in zip(self.heads, detached.tolist(), in_blend.tolist(), strict=True):
+            if not math.isfinite(v) and blended:
                 raise ValueError(
-                    f"Parameter `heads` should list every key of `losses`. Found extra key "
-                    f"{extra[0]!r}; add it to `heads` or drop it from `losses`."
+                    f"The loss of head {h!r} is {v} (not finite) at step "
+                    f"{self._controller.steps}. Lower the learning rate, clip gradients, or "
+                    "check that head's inputs and labels."
                 )
-            raise ValueError(
-                f"`losses` has no loss for head {missing[0]!r}. Pass a loss for every head in "
-                f"{self.heads} (a head can be switched off with weight 0)."
-            )
-        values = []
-        for h in self.heads:
-            loss = losses[h]
-            if not isinstance(loss, torch.Tensor):
-                raise TypeError(
-                    f"The loss of head {h!r} should be a tensor. Found {type(loss).__name__}."
-                )
-            if loss.ndim != 0:
-                raise ValueError(
-                    f"The loss of head {h!r} should be a scalar. Found shape {tuple(loss.shape)}; "
-                    "reduce it (e.g. `.mean()`) before `backward`."
-                )
-            if not loss.requires_grad:
-                raise ValueError(
-                    f"The loss of head {h!r} does not require grad: it was computed under "
-                    "torch.no_grad(), from detached outputs, or from frozen parameters only. "
-                    "Compute it from the model's outputs with grad enabled."
-                )
-            values.append(loss)
-        return values
+        # Only heads at weight 0, which the blend leaves out: record and warn.
+        self._finite.record(torch.isfinite(detached), in_blend, self._controller.steps)
+        self._finite.report("at blend()", to_step=self._controller.steps + 1)
 
-    def _raise_nonfinite(self, values: torch.Tensor) -> None:
-        head, value = next(
-            (h, v) for h, v in zip(self.heads, values.tolist(), strict=True) if not math.isfinite(v)
-        )
-        raise ValueError(
-            f"The loss of head {head!r} is {value} (not finite) at step {self._steps}. Lower the "
-            "learning rate, clip gradients, or check that head's inputs and labels."
-        )
+    def _report_nonfinite(self, where: str) -> None:
+        if self._finite.pending:
+            self._finite.report(where, to_step=self._controller.steps)
 
     def blend(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The blended loss ``Σ_k w_k L_k`` (Eq. 7) with its graph, for loops that call backward.
 
         Validates ``losses`` and records the per-head statistics exactly as :meth:`backward`
         does; the caller backpropagates the result (PyTorch Lightning's automatic optimization,
-        ``accelerator.backward``, ``scaler.scale(loss).backward()``).
+        ``accelerator.backward``, ``scaler.scale(loss).backward()``). Heads at weight 0 are left
+        out (masked, so a non-finite loss there cannot make the blend nan); their losses are
+        still recorded.
 
         Args:
             losses: head -> scalar loss, one entry per head.
 
         Returns:
-            The blended loss, attached to the graph of every head's loss.
+            The blended loss, attached to the graph of every head at weight > 0.
 
         Raises:
             ValueError: an unknown or missing head, a non-scalar loss, a loss without grad, or
-                (see ``check_finite``) a non-finite loss.
+                (see ``check_finite``) a non-finite loss of a head at weight > 0.
             TypeError: ``losses`` is not a mapping of tensors.
             RuntimeError: an epoch-based schedule is set and :meth:`start_epoch` was never
                 called.
         """
-        values = self._validate(losses)
-        if self.schedule is not None:
-            if self.schedule.unit == "epoch" and self._epochs_started == 0:
-                raise RuntimeError(
-                    "The schedule counts epochs: call `optimizer.start_epoch()` at the start of "
-                    "every epoch (it runs the G-Blend estimates when they are due)."
-                )
-            if self.schedule.unit == "step" and self._steps == 0:
-                self._maybe_estimate(0)
-        if self.estimator is not None:
-            self.estimator.observe(losses, step=self._steps)
+        values = check_losses(losses, self.heads, self._head_set)
+        controller = self._controller
+        controller.before_first_blend()
+        record = not self._mute_statistics
+        if controller.estimator is not None and record:
+            controller.estimator.observe(losses, step=controller.steps)
         device = values[0].device
         if any(v.device != device for v in values):  # model parallel: blend on the first device
             values = [v.to(device) for v in values]
-        stacked = torch.stack(values)
-        if stacked.dtype in (torch.float16, torch.bfloat16):
-            stacked = stacked.float()
-        blended = _weighted_sum(stacked, self._weight_tensor(device, stacked.dtype))
-        detached = stacked.detach()
-        check = (
-            self.check_finite if self.check_finite is not None else detached.device.type == "cpu"
-        )
-        # With weights >= 0, the blend is finite exactly when every loss is (0·inf is nan).
-        if check and not math.isfinite(blended.item()):
-            self._raise_nonfinite(detached)
-        self.statistics.record(detached, finite_checked=check)
+        blended, detached = self._weighting.blend(values)
+        check = self.check_finite if self.check_finite is not None else device.type == "cpu"
+        if check:
+            # With weights >= 0, the blend of all heads is finite exactly when every loss is.
+            finite = (
+                math.isfinite(blended.item())
+                if self._weighting.all_active
+                else bool(torch.isfinite(detached).all())
+            )
+            if not finite:
+                self._nonfinite_checked(detached)
+            if record:
+                self.statistics.record(detached, finite_checked=finite)
+        elif record:
+            mask = torch.isfinite(detached)
+            self._finite.record(mask, self._weighting.active_mask(device), controller.steps)
+            self.statistics.record(detached, finite_checked=False, finite=mask)
+        self._blends_since_step += 1
         return blended
 
     def backward(
@@ -364,12 +400,64 @@ class GradientBlender(Optimizer):
         return blended.detach()
 
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        """Step the wrapped optimizer; with a step-based schedule, estimate when due."""
-        loss = self.optimizer.step() if closure is None else self.optimizer.step(closure)
-        self._steps += 1
-        if self.schedule is not None and self.schedule.unit == "step":
-            self._maybe_estimate(self._steps)
+        """Step the wrapped optimizer; with a step-based schedule, estimate when due.
+
+        Warns once (:class:`UnblendedStepWarning`) when no :meth:`blend`/:meth:`backward` ran
+        since the previous step (also counting those inside ``closure``) while an estimator or
+        unequal weights are set: the gradient then did not come from the G-Blend loss.
+
+        Hooks fire as for a plain optimizer: the global step hooks
+        (``torch.optim.optimizer.register_optimizer_step_pre_hook``/``post_hook``) and the hooks
+        registered on the blender fire once, with the blender as the optimizer argument; hooks
+        registered on the wrapped optimizer itself fire with it. The profiler shows one
+        ``Optimizer.step#GradientBlender.step`` range.
+
+        Args:
+            closure: re-evaluates the model and returns the loss (LBFGS). When the optimizer
+                calls it several times in one step, only the first call records statistics.
+
+        Returns:
+            What the wrapped optimizer's step returns.
+        """
+        if closure is not None:
+            closure = self._record_first_call_only(closure)
+        loss = _contract.step_inner(self.optimizer, closure)
+        if not self._blends_since_step and not self._warned_unblended:
+            self._warn_unblended()
+        self._blends_since_step = 0
+        self._controller.after_step()
+        if self._finite.pending and self._controller.steps % self.check_finite_every == 0:
+            self._report_nonfinite(f"every {self.check_finite_every} steps")
         return loss
+
+    def _record_first_call_only(self, closure: Callable[[], Any]) -> Callable[[], Any]:
+        calls = 0
+
+        def closure_once() -> Any:
+            nonlocal calls
+            calls += 1
+            self._mute_statistics = calls > 1
+            try:
+                return closure()
+            finally:
+                self._mute_statistics = False
+
+        return closure_once
+
+    def _warn_unblended(self) -> None:
+        weights = self._weighting.values
+        if self.estimator is None and len(set(weights.values())) == 1:
+            return  # equal weights, no estimator: the plain summed loss trains the same way
+        self._warned_unblended = True
+        warn(
+            f"optimizer.step() ran at step {self._controller.steps} with no "
+            "optimizer.blend(losses)/optimizer.backward(losses) since the previous step, so the "
+            "gradient did not come from the G-Blend loss (weights "
+            f"{ {h: round(w, 4) for h, w in weights.items()} }). Replace "
+            "`sum(losses.values()).backward()` by `optimizer.backward(losses)` (or backpropagate "
+            "`optimizer.blend(losses)`). Warned once.",
+            UnblendedStepWarning,
+        )
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear the gradients of the wrapped optimizer's parameters."""
@@ -386,167 +474,155 @@ class GradientBlender(Optimizer):
 
         Closes the previous epoch's statistics (a collective under ``torch.distributed``:
         call it on every rank). Call it once per epoch, before the epoch's first ``backward``.
+        An estimate may take as long as training the copies for its horizon; ``history[-1]``
+        records it.
 
         Returns:
             The history record of the estimate made now, or ``None``.
 
         Raises:
-            FloatingPointError: non-finite losses were counted on the device in the previous
-                epoch (see ``check_finite``).
+            FloatingPointError: non-finite losses of heads at weight > 0 were counted on the
+                device since the last report (see ``check_finite``).
         """
-        closed = self.statistics.close_epoch(self._epochs_started - 1)
-        if closed is not None:
-            bad = {h: n for h, n in closed["nonfinite"].items() if n}
-            if bad:
-                raise FloatingPointError(
-                    f"Non-finite losses in epoch {closed['epoch']}: "
-                    + ", ".join(
-                        f"head {h!r} {n} of {closed['steps']} steps" for h, n in bad.items()
-                    )
-                    + ". Lower the learning rate, clip gradients, or check those heads' inputs; "
-                    "pass check_finite=True to stop at the first one."
-                )
-        record = None
-        if self.schedule is not None and self.schedule.unit == "epoch":
-            record = self._maybe_estimate(self._epochs_started)
-        self._epochs_started += 1
-        return record
+        self.statistics.close_epoch(self._controller.epochs_started - 1)
+        self._report_nonfinite(f"at start_epoch() (epoch {self._controller.epochs_started})")
+        return self._controller.start_epoch()
+
+    def estimate_due(self) -> bool:
+        """Whether the next :meth:`start_epoch` (epoch schedules) or :meth:`step` (step
+        schedules) will run an estimate, which trains model copies (minutes to hours)."""
+        controller = self._controller
+        if controller.schedule is None:
+            return False
+        if controller.schedule.unit == "epoch":
+            return controller.is_due(controller.epochs_started)
+        return controller.is_due(controller.steps + 1) or controller.is_due(controller.steps)
 
     def estimate_now(self, horizon: int | None = None) -> dict[str, Any]:
         """Run the estimator now, outside the schedule, and apply the result.
 
         Args:
             horizon: n for the estimate, in the schedule's unit (epochs by default).
+
+        Returns:
+            The history record of the estimate.
+
+        Raises:
+            ValueError: there is no estimator.
         """
-        if self.estimator is None:
-            raise ValueError(
-                "No estimator: pass `estimator=` to GradientBlender to estimate weights."
-            )
-        return self._estimate(horizon, self.schedule.unit if self.schedule is not None else "epoch")
-
-    def _maybe_estimate(self, position: int) -> dict[str, Any] | None:
-        assert self.schedule is not None
-        assert self.estimator is not None
-        if position <= self._last_estimate_position or not self.schedule.is_due(position):
-            return None
-        self._last_estimate_position = position
-        return self._estimate(self.schedule.horizon(position), self.schedule.unit)
-
-    def _estimate(self, horizon: int | None, unit: str) -> dict[str, Any]:
-        assert self.estimator is not None
-        request = EstimateRequest(
-            heads=tuple(self.heads),
-            optimizer=self.optimizer,
-            horizon=horizon,
-            unit=unit,  # type: ignore[arg-type]
-            index=self._estimates,
-            weights=dict(self._weights),
+        return self._controller.estimate(
+            horizon, self.schedule.unit if self.schedule is not None else "epoch"
         )
-        start = time.perf_counter()
-        estimate = self.estimator.estimate(request)
-        if not isinstance(estimate, BlendEstimate):
-            raise TypeError(
-                f"{type(self.estimator).__name__}.estimate should return a BlendEstimate. Found "
-                f"{type(estimate).__name__}."
-            )
-        self._estimates += 1
-        before = dict(self._weights)
-        after = (
-            check_weights(estimate.weights, self.heads, name="estimate.weights")
-            if estimate.accepted
-            else before
-        )
-        record = self._record(
-            kind="estimate" if estimate.accepted else "rejected",
-            before=before,
-            after=after,
-            estimate=estimate,
-            horizon=horizon,
-            seconds=time.perf_counter() - start,
-        )
-        if not estimate.accepted:
-            warnings.warn(
-                f"G-Blend estimate {self._estimates - 1} rejected (no head generalized); "
-                f"keeping the weights in use {before}. optimizer.history[-1] holds the "
-                "measurements.",
-                BlendWarning,
-                stacklevel=3,
-            )
-        self._apply(after)
-        return record
-
-    def _record(
-        self,
-        *,
-        kind: str,
-        before: Mapping[str, float],
-        after: Mapping[str, float],
-        estimate: BlendEstimate | None,
-        horizon: int | None,
-        seconds: float,
-    ) -> dict[str, Any]:
-        record = {
-            "kind": kind,
-            "epoch": self._epochs_started,
-            "step": self._steps,
-            "horizon": horizon,
-            "weights_before": dict(before),
-            "weights": dict(after),
-            "estimate": None if estimate is None else estimate.to_dict(),
-            "seconds": seconds,
-        }
-        self.history.append(record)
-        return record
 
     # -- checkpoints -------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """The wrapped optimizer's state dict plus the blender's own state.
+        """The wrapped optimizer's state dict plus the blender's own state under ``"blender"``.
 
-        ``{"optimizer": <wrapped optimizer's state_dict()>, "blender": {...}}`` holds only
-        tensors and plain Python values, so it loads with ``torch.load(weights_only=True)``.
-        The blender part holds the weights, the statistics, the history, the schedule position
-        (epochs started, steps, estimates made) and the estimator's state.
+        The layout is the standard one, ``{"state": ..., "param_groups": ..., "blender": {...}}``:
+        code that reads ``sd["state"]``/``sd["param_groups"]`` works, and the plain wrapped
+        optimizer loads it (``torch.optim.Optimizer.load_state_dict`` ignores the extra key).
+        It holds only tensors and plain Python values, so it loads with
+        ``torch.load(weights_only=True)``. The blender part holds the weights and their
+        time-average, the statistics, the history, the schedule position (epochs started,
+        steps, estimates made) and the estimator's state. Non-finite losses counted on the
+        device are reported first (as at :meth:`start_epoch`).
+
+        Hooks registered with ``register_state_dict_pre_hook``/``post_hook`` on the blender run
+        with the blender as their optimizer argument (the post-hooks see the whole dict); hooks
+        registered on the wrapped optimizer run inside, with it.
+
+        Returns:
+            The state dict (version 2 layout).
         """
-        return {
-            "optimizer": self.optimizer.state_dict(),
-            "blender": {
-                "version": _STATE_VERSION,
-                "heads": list(self.heads),
-                "weights": [self._weights[h] for h in self.heads],
-                "epochs_started": self._epochs_started,
-                "steps": self._steps,
-                "estimates": self._estimates,
-                "last_estimate_position": self._last_estimate_position,
-                "statistics": self.statistics.state_dict(),
-                "history": list(self.history),
-                "estimator": {} if self.estimator is None else self.estimator.state_dict(),
-            },
+        self._report_nonfinite("at state_dict()")
+        _contract.run_state_dict_pre_hooks(self)
+        state_dict = dict(self.optimizer.state_dict())
+        state_dict["blender"] = {
+            "version": _STATE_VERSION,
+            "heads": list(self.heads),
+            "weighting": self._weighting.state_dict(),
+            "controller": self._controller.state_dict(),
+            "statistics": self.statistics.state_dict(),
+            "finite": self._finite.state_dict(),
         }
+        return _contract.run_state_dict_post_hooks(self, state_dict)
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Load :meth:`state_dict`; checks heads and parameter counts first, naming what differs."""
-        if not isinstance(state_dict, Mapping) or set(state_dict) != {"optimizer", "blender"}:
-            keys = (
-                list(state_dict) if isinstance(state_dict, Mapping) else type(state_dict).__name__
+        """Load a state dict of this blender, of blendopt 0.1, or of the plain optimizer.
+
+        Three layouts are read:
+
+        - :meth:`state_dict`'s: ``{"state", "param_groups", "blender"}``;
+        - blendopt 0.1's (version 1): ``{"optimizer": <wrapped state dict>, "blender": {...}}``
+          (its average weights start at the saved weights);
+        - a plain optimizer's ``{"state", "param_groups"}``: the wrapped optimizer loads it and
+          the blender's own state (weights, statistics, history, schedule position, estimator)
+          keeps its current values.
+
+        Hooks registered with ``register_load_state_dict_pre_hook``/``post_hook`` on the blender
+        run with the blender (pre-hooks get the whole dict, may return a replacement); hooks
+        on the wrapped optimizer run inside, with it.
+
+        Args:
+            state_dict: the state dict to load (not modified).
+
+        Raises:
+            TypeError: ``state_dict`` is not a mapping.
+            ValueError: an unknown layout or version, other heads, or other parameter group or
+                parameter counts; checked before anything is loaded, naming what differs.
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(
+                "Parameter `state_dict` should be a mapping (from `optimizer.state_dict()`). "
+                f"Found {type(state_dict).__name__}."
             )
+        state_dict = _contract.run_load_state_dict_pre_hooks(self, dict(state_dict))
+        if "state" in state_dict and "param_groups" in state_dict:
+            inner = {k: v for k, v in state_dict.items() if k != "blender"}
+            ours = state_dict.get("blender")
+        elif set(state_dict) == {"optimizer", "blender"}:
+            inner, ours = state_dict["optimizer"], state_dict["blender"]
+        else:
             raise ValueError(
-                "`load_state_dict` expects a GradientBlender state dict with keys 'optimizer' and "
-                f"'blender'. Found {keys}; to load a plain optimizer's state dict use "
-                "`optimizer.optimizer.load_state_dict(...)`."
+                "`load_state_dict` expects an optimizer state dict with keys 'state' and "
+                "'param_groups' (plus 'blender' from a GradientBlender), or a blendopt 0.1 "
+                f"checkpoint with keys 'optimizer' and 'blender'. Found keys {list(state_dict)}."
             )
-        ours = state_dict["blender"]
+        if ours is not None:
+            ours = self._check_blender_state(ours)
+        self._check_groups(inner)
+        self.optimizer.load_state_dict(inner)
+        if ours is not None:
+            self._weighting.load_state_dict(ours["weighting"])
+            self._controller.load_state_dict(ours["controller"])
+            self.statistics.load_state_dict(ours["statistics"])
+            self._finite.load_state_dict(ours["finite"])
+        self._blends_since_step = 0
+        _contract.run_load_state_dict_post_hooks(self)
+
+    def _check_blender_state(self, ours: Any) -> dict[str, Any]:
+        if not isinstance(ours, Mapping):
+            raise TypeError(
+                "The state dict's 'blender' entry should be a mapping (from "
+                f"`GradientBlender.state_dict()`). Found {type(ours).__name__}."
+            )
+        if ours.get("version") == 1:
+            ours = _upgrade_v1(ours)
         if ours.get("version") != _STATE_VERSION:
             raise ValueError(
                 f"Unsupported GradientBlender state version {ours.get('version')!r} (this blendopt "
-                f"reads version {_STATE_VERSION})."
+                f"reads versions [1, {_STATE_VERSION}])."
             )
         if list(ours["heads"]) != self.heads:
             raise ValueError(
                 f"The checkpoint's heads {list(ours['heads'])} differ from this blender's heads "
                 f"{self.heads}; construct the blender with the checkpoint's heads in that order."
             )
-        saved_groups = state_dict["optimizer"]["param_groups"]
+        return dict(ours)
+
+    def _check_groups(self, inner: Mapping[str, Any]) -> None:
+        saved_groups = inner["param_groups"]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(
                 f"The checkpoint's optimizer has {len(saved_groups)} parameter groups, this one "
@@ -559,42 +635,38 @@ class GradientBlender(Optimizer):
                     f"checkpoint and {len(group['params'])} here; build the optimizer over the "
                     "same model."
                 )
-        self.optimizer.load_state_dict(state_dict["optimizer"])
-        self._apply(dict(zip(self.heads, (float(w) for w in ours["weights"]), strict=True)))
-        self._epochs_started = int(ours["epochs_started"])
-        self._steps = int(ours["steps"])
-        self._estimates = int(ours["estimates"])
-        self._last_estimate_position = int(ours["last_estimate_position"])
-        self.statistics.load_state_dict(ours["statistics"])
-        self.history = list(ours["history"])
-        if self.estimator is not None:
-            self.estimator.load_state_dict(ours["estimator"])
 
     def __repr__(self) -> str:
-        weights = ", ".join(f"{h!r}: {w:.4g}" for h, w in self._weights.items())
+        weights = ", ".join(f"{h!r}: {w:.4g}" for h, w in self.weights.items())
         return (
             f"GradientBlender({type(self.optimizer).__name__}, heads={self.heads}, "
             f"weights={{{weights}}}, estimator={self.estimator!r}, schedule={self.schedule!r}, "
-            f"epochs_started={self._epochs_started}, steps={self._steps})"
+            f"epochs_started={self._controller.epochs_started}, steps={self._controller.steps})"
         )
 
 
-def _weighted_sum(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``values @ weights`` in their own dtype, also inside ``torch.autocast``.
-
-    Autocast runs matmul in bf16/fp16, which would round the weights and the blended loss
-    (w = 0.630 became 0.6289 under CPU bf16 autocast); a multiply-and-sum avoids it but costs
-    ~5x the single matmul kernel on the CPU, so autocast is switched off around it instead.
-    """
-    device_type = values.device.type
-    try:
-        autocast = torch.is_autocast_enabled(device_type)
-    except TypeError:  # torch < 2.4 takes no device type
-        autocast = torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
-    if not autocast:
-        return values @ weights
-    with torch.autocast(device_type, enabled=False):
-        return values @ weights
+def _upgrade_v1(ours: Mapping[str, Any]) -> dict[str, Any]:
+    """A version-1 blender state (flat) in the version-2 layout (one entry per piece)."""
+    k = len(ours["heads"])
+    return {
+        "version": 2,
+        "heads": list(ours["heads"]),
+        "weighting": {
+            "weights": list(ours["weights"]),
+            "steps_weighted": [0.0] * k,
+            "since": 0,
+        },
+        "controller": {
+            "epochs_started": ours["epochs_started"],
+            "steps": ours["steps"],
+            "estimates": ours["estimates"],
+            "last_estimate_position": ours["last_estimate_position"],
+            "history": list(ours["history"]),
+            "estimator": ours["estimator"],
+        },
+        "statistics": ours["statistics"],
+        "finite": {"events": [], "table": None, "recorded": 0, "from_step": None},
+    }
 
 
 def _on_the_blender(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -623,6 +695,7 @@ for _name in (
     "set_weights",
     "start_epoch",
     "estimate_now",
+    "estimate_due",
     "state_dict",
     "load_state_dict",
     "__repr__",

@@ -12,8 +12,10 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from blendopt._copies import TrainStep
 from blendopt._math import DEFAULT_EPS, BlendEstimate
 from blendopt._measure import MetricFn
+from blendopt._replay import Interval, SchedulerSpec, check_scheduler
 from blendopt._retrain import LossFn, OptimizerSpec, estimate_weights
 from blendopt._rng import derive_seed
 from blendopt._schedule import Schedule, Unit
@@ -30,6 +32,8 @@ class EstimateRequest:
         unit: unit of ``horizon``.
         index: how many estimates were made before this one (0 for the first).
         weights: the weights in use.
+        steps_done: optimizer steps the run has made (a per-step scheduler's position).
+        epochs_done: epochs the run has completed (a per-epoch scheduler's position).
     """
 
     heads: tuple[str, ...]
@@ -38,6 +42,8 @@ class EstimateRequest:
     unit: Unit
     index: int
     weights: Mapping[str, float]
+    steps_done: int = 0
+    epochs_done: int = 0
 
 
 def check_weights(
@@ -165,6 +171,18 @@ class RetrainEstimator(Estimator):
         seed: base seed; estimate i uses a seed derived from (seed, i), so a resumed run
             re-estimates exactly as the uninterrupted one.
         optimizer: optimizer (or factory) for the copies; defaults to the blender's.
+        scheduler: the run's learning-rate schedule, for the copies to follow over the
+            horizon: a factory ``optimizer -> LRScheduler`` (the one that built the run's
+            scheduler; it is rebuilt on each copy's optimizer and fast-forwarded to the run's
+            position) or the run's ``LRScheduler`` itself (replayed from its current state; it
+            can be set after the blender is built: ``estimator.scheduler = scheduler``).
+            ``None``: the copies train at the current rates, held constant.
+        scheduler_interval: ``"step"`` if the run calls ``scheduler.step()`` after every
+            optimizer step (the position is the blender's steps done), ``"epoch"`` if once per
+            epoch (the position is the epochs done). Required with ``scheduler``.
+        train_step: ``train_step(model, optimizer, batch, head) -> loss``, one training step of
+            a copy (to clip or accumulate gradients like the run does); see
+            :func:`blendopt.estimate_weights`.
     """
 
     def __init__(
@@ -184,6 +202,9 @@ class RetrainEstimator(Estimator):
         copies_at_once: int | None = None,
         progress: bool = False,
         optimizer: OptimizerSpec | None = None,
+        scheduler: SchedulerSpec | None = None,
+        scheduler_interval: Interval | None = None,
+        train_step: TrainStep | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(
@@ -196,6 +217,12 @@ class RetrainEstimator(Estimator):
             )
         if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
             raise ValueError(f"Parameter `epochs` should be an int >= 1 or None. Found {epochs!r}.")
+        check_scheduler(scheduler, scheduler_interval)
+        if train_step is not None and not callable(train_step):
+            raise TypeError(
+                "Parameter `train_step` should be callable `(model, optimizer, batch, head) -> "
+                f"loss`. Found {type(train_step).__name__}."
+            )
         self.model = model
         self.loss_fn = loss_fn
         self.train = train
@@ -210,6 +237,9 @@ class RetrainEstimator(Estimator):
         self.copies_at_once = copies_at_once
         self.progress = progress
         self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.train_step = train_step
 
     def estimate(self, request: EstimateRequest) -> BlendEstimate:
         length, unit = (
@@ -238,6 +268,12 @@ class RetrainEstimator(Estimator):
             copies_at_once=self.copies_at_once,
             progress=self.progress,
             fallback=request.weights,
+            scheduler=self.scheduler,
+            scheduler_interval=self.scheduler_interval,
+            scheduler_position=(
+                request.steps_done if self.scheduler_interval == "step" else request.epochs_done
+            ),
+            train_step=self.train_step,
         )
 
     def __repr__(self) -> str:
@@ -248,5 +284,12 @@ class RetrainEstimator(Estimator):
         )
         return (
             f"RetrainEstimator(epochs={self.epochs}, metric={metric!r}, fraction={self.fraction}, "
-            f"seed={self.seed})"
+            f"seed={self.seed}"
+            + (
+                f", scheduler={type(self.scheduler).__name__}, "
+                f"scheduler_interval={self.scheduler_interval!r}"
+                if self.scheduler is not None
+                else ""
+            )
+            + ")"
         )

@@ -19,14 +19,13 @@ Conventions (Wang, Tran, Feiszli, CVPR 2020, §2.2 Eq. 3, Algorithm 1, Propositi
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from blendopt._warnings import RejectedEstimateWarning, ZeroedHeadWarning
+from blendopt._warnings import FLOOR_MARK, estimate_warnings_deferred, warn_estimate
 
 #: Default floor of dO² (see :func:`blend_estimate`).
 DEFAULT_EPS = 1e-8
@@ -236,8 +235,11 @@ def blend_estimate(
             infinite weight). Must be > 0.
         fallback: the weights to return when the estimate is rejected (every weight 0); uniform
             by default.
-        warn: emit :class:`ZeroedHeadWarning` / :class:`RejectedEstimateWarning` when an edge
-            rule applies. The same facts are always recorded in ``notes``.
+        warn: emit one warning per edge rule that applies, at the caller's line:
+            :class:`ZeroedHeadWarning` (heads with dG <= 0), :class:`FlooredOverfittingWarning`
+            (dO² floored at eps) or :class:`RejectedEstimateWarning` (no head generalized; then
+            only this one). The same facts are always recorded in ``notes``. Estimates run by
+            ``GradientBlender`` warn once from the blender instead, naming the estimate.
 
     Returns:
         A :class:`BlendEstimate`; ``estimate.weights`` is the dict head -> weight.
@@ -273,7 +275,7 @@ def blend_estimate(
             continue
         d_o_sq = d_o[h] ** 2
         if d_o_sq < eps:
-            notes.append(f"head {h!r}: dO² = {d_o_sq:.3g} floored to eps = {eps:.3g}")
+            notes.append(f"head {h!r}: dO² = {d_o_sq:.3g} {FLOOR_MARK} = {eps:.3g}")
             d_o_sq = eps
         unnormalized[h] = d_g[h] / d_o_sq
 
@@ -281,8 +283,6 @@ def blend_estimate(
     if total > 0.0:
         weights = {h: unnormalized[h] / total for h in heads}
         accepted = True
-        if warn and notes:
-            warnings.warn("G-Blend estimate: " + "; ".join(notes), ZeroedHeadWarning, stacklevel=2)
     else:
         accepted = False
         weights = (
@@ -294,14 +294,7 @@ def blend_estimate(
             "estimate rejected: no head generalized (every dG <= 0); using the fallback weights "
             + ", ".join(f"{h}={w:.4g}" for h, w in weights.items())
         )
-        if warn:
-            warnings.warn(
-                "G-Blend estimate rejected: " + "; ".join(notes) + ". Train longer between the "
-                "checkpoints (a larger horizon), use a larger holdout, or check the learning rate.",
-                RejectedEstimateWarning,
-                stacklevel=2,
-            )
-    return BlendEstimate(
+    estimate = BlendEstimate(
         weights=weights,
         generalization=d_g,
         overfitting_change=d_o,
@@ -310,6 +303,11 @@ def blend_estimate(
         measurements=raw,
         higher_is_better=higher_is_better,
     )
+    # One warning per event, at the caller's line; inside GradientBlender's estimates the
+    # blender warns instead, naming the estimate's index and epoch.
+    if warn and not estimate_warnings_deferred():
+        warn_estimate(estimate, "G-Blend estimate")
+    return estimate
 
 
 def gblend_weights(

@@ -36,6 +36,16 @@ def batch_size_of(batch: Any) -> int:
     return int(tensor.shape[0]) if tensor is not None and tensor.ndim > 0 else 1
 
 
+def is_empty_batch(batch: Any) -> bool:
+    """Whether ``batch`` holds no sample (its first tensor has a first dimension of 0).
+
+    Data sets that skip unreadable media yield such batches (``batch.size == 0``); the library
+    skips and counts them wherever it iterates a loader, and never passes them to the model.
+    """
+    tensor = _first_tensor(batch)
+    return tensor is not None and tensor.ndim > 0 and tensor.shape[0] == 0
+
+
 def check_heads(name: str, values: Mapping[str, Any], heads: Sequence[str]) -> None:
     """Raise a clear error unless ``values`` has exactly the keys ``heads``."""
     if not isinstance(values, Mapping):
@@ -56,7 +66,6 @@ def check_heads(name: str, values: Mapping[str, Any], heads: Sequence[str]) -> N
         )
 
 
-@torch.no_grad()
 def measure(
     model: nn.Module,
     metric: MetricFn,
@@ -68,14 +77,47 @@ def measure(
     """Average ``metric`` per head over ``loader`` with ``model`` in eval mode.
 
     The model's train/eval mode is restored afterwards. Under ``torch.distributed`` the sums
-    and counts are reduced over all ranks, so every rank gets the same values.
+    and counts are reduced over all ranks, so every rank gets the same values. Empty batches
+    (no sample, see :func:`blendopt.batch_size_of`) are skipped: they carry no sample, so the
+    average is the same; :func:`blendopt.estimate_weights` records how many it skipped.
+
+    Args:
+        model: the model, called only through ``metric``.
+        metric: ``metric(model, batch) -> {head: value}``: a scalar (the batch mean, weighted
+            by the batch size) or a 1-D tensor of per-sample values per head.
+        loader: the batches.
+        heads: the heads to measure; ``metric`` must return exactly these.
+        name: how errors call ``metric``.
+
+    Returns:
+        head -> the average over every sample of ``loader``.
+
+    Raises:
+        ValueError: ``metric`` returns the wrong heads or shapes, or ``loader`` has no sample.
     """
+    return measure_counted(model, metric, loader, heads, name=name)[0]
+
+
+@torch.no_grad()
+def measure_counted(
+    model: nn.Module,
+    metric: MetricFn,
+    loader: Iterable[Any],
+    heads: Sequence[str],
+    *,
+    name: str = "metric",
+) -> tuple[dict[str, float], int]:
+    """:func:`measure`, also returning the number of empty batches skipped (on all ranks)."""
     was_training = model.training
     model.eval()
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, float] = dict.fromkeys(heads, 0.0)
+    empty = 0
     try:
         for batch in loader:
+            if is_empty_batch(batch):
+                empty += 1
+                continue
             values = metric(model, batch)
             check_heads(name, values, heads)
             size = None
@@ -100,18 +142,21 @@ def measure(
     finally:
         model.train(was_training)
     if not sums or any(c == 0 for c in counts.values()):
+        detail = f" ({empty} empty batches skipped)" if empty else ""
         raise ValueError(
-            f"Measuring `{name}` saw no samples: the loader is empty. Pass a non-empty loader."
+            f"Measuring `{name}` saw no samples: the loader is empty{detail}. Pass a non-empty "
+            "loader."
         )
     device = collective_device()
     packed = torch.stack(
         [sums[h].to(device, torch.float64) for h in heads]
         + [torch.tensor(counts[h], dtype=torch.float64, device=device) for h in heads]
+        + [torch.tensor(float(empty), dtype=torch.float64, device=device)]
     )
     all_reduce_sum_(packed)
     k = len(heads)
     out = {h: float(packed[i] / packed[k + i]) for i, h in enumerate(heads)}
-    return out
+    return out, int(packed[2 * k])
 
 
 def top1_error(

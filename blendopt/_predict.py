@@ -1,8 +1,15 @@
 """Prediction with a G-Blend-trained multi-head model: the weight-averaged ensemble of heads.
 
 G-Blend may give a head weight 0 (even the fused head), and such a head goes untrained. The
-ensemble ``p(x) = Σ_k w_k softmax(z_k(x))`` only uses heads that were trained, in proportion
-to how much they were trained.
+ensemble ``p(x) = Σ_k w_k softmax(z_k(x)) / Σ_k w_k`` uses the heads with a weight > 0, in
+proportion to the weights passed. Which weights say "how much each head was trained" depends
+on what you pass:
+
+- ``optimizer.average_weights`` (the default in the docs): the time-average of the weights over
+  the optimizer steps, so a head counts in proportion to how long it was trained and at what
+  weight. Under online G-Blend the last weights may be one-hot on a head trained for a few
+  epochs only; the average is not.
+- ``optimizer.weights``: the weights in use at the end of training (the last estimate).
 """
 
 from __future__ import annotations
@@ -26,8 +33,9 @@ def ensemble_probabilities(
 
     Args:
         logits: head -> logits of shape ``(batch, classes)``.
-        weights: head -> weight (e.g. ``optimizer.weights``); heads absent from ``weights`` or
-            with weight 0 are ignored.
+        weights: head -> weight: ``optimizer.average_weights`` (each head in proportion to how
+            much it was trained) or ``optimizer.weights`` (the last weights); heads absent from
+            ``weights`` or with weight 0 are ignored.
         activation: ``"softmax"`` (single-label) or ``"sigmoid"`` (multi-label).
 
     Returns:
@@ -63,7 +71,9 @@ class BlendEnsemble(nn.Module):
 
     Args:
         model: a model whose ``forward`` returns a dict head -> logits.
-        weights: head -> weight (e.g. ``optimizer.weights`` at the end of training).
+        weights: head -> weight: ``optimizer.average_weights`` (recommended: the time-average of
+            the weights over training) or ``optimizer.weights`` (the last weights). See also
+            :meth:`from_optimizer`.
         activation: ``"softmax"`` or ``"sigmoid"``.
     """
 
@@ -74,6 +84,40 @@ class BlendEnsemble(nn.Module):
         self.model = model
         self.weights = dict(weights)
         self.activation = activation
+
+    @classmethod
+    def from_optimizer(
+        cls,
+        model: nn.Module,
+        optimizer: Any,
+        *,
+        weights: Literal["average", "last"] = "average",
+        activation: Activation = "softmax",
+    ) -> BlendEnsemble:
+        """The ensemble with a ``GradientBlender``'s weights.
+
+        Args:
+            model: a model whose ``forward`` returns a dict head -> logits.
+            optimizer: the :class:`blendopt.GradientBlender` that trained ``model``.
+            weights: ``"average"`` (``optimizer.average_weights``, the default) or ``"last"``
+                (``optimizer.weights``).
+            activation: ``"softmax"`` or ``"sigmoid"``.
+
+        Raises:
+            ValueError: ``weights`` is neither ``"average"`` nor ``"last"``.
+            TypeError: ``optimizer`` has no G-Blend weights.
+        """
+        if weights not in ("average", "last"):
+            raise ValueError(
+                f"Parameter `weights` should be 'average' or 'last'. Found {weights!r}."
+            )
+        if not hasattr(optimizer, "average_weights"):
+            raise TypeError(
+                "Parameter `optimizer` should be the blendopt.GradientBlender that trained the "
+                f"model. Found {type(optimizer).__name__}."
+            )
+        chosen = optimizer.average_weights if weights == "average" else optimizer.weights
+        return cls(model, chosen, activation=activation)
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         outputs = self.model(*args, **kwargs)

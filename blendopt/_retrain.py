@@ -11,6 +11,7 @@ parameters of the uni-modal sub-network of head k (encoder k and classifier k), 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -21,15 +22,15 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from blendopt._distributed import average_gradients_
-from blendopt._math import DEFAULT_EPS, BlendEstimate, blend_estimate
-from blendopt._measure import MetricFn, check_heads, measure
-from blendopt._rng import RngStream, derive_seed, isolated_rng
+from blendopt._copies import HeadCopy, LossFn, TrainPlan, TrainReport, TrainStep, train_copies
+from blendopt._math import DEFAULT_EPS, BlendEstimate, blend_estimate, uniform_weights
+from blendopt._measure import MetricFn, is_empty_batch, measure_counted
+from blendopt._replay import Interval, SchedulerSpec, check_scheduler, scheduler_for_copy
+from blendopt._rng import RngStream, SamplerEpochs, derive_seed, isolated_rng, loader_generators
+from blendopt._warnings import DivergedCopyWarning, estimate_warnings_deferred, warn
 
 logger = logging.getLogger("blendopt")
 
-#: ``loss_fn(model, batch) -> {head: scalar loss}``.
-LossFn = Callable[[nn.Module, Any], Mapping[str, torch.Tensor]]
 #: ``optimizer`` for the copies: an optimizer instance whose class and hyper-parameters are
 #: reused, or a factory ``params -> Optimizer``.
 OptimizerSpec = Optimizer | Callable[[list[nn.Parameter]], Optimizer]
@@ -126,85 +127,267 @@ def _batches_per_epoch(train: Iterable[Any], fraction: float) -> int | None:
     return max(1, math.ceil(fraction * n))
 
 
-def _progress(total: int, desc: str, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional; logging still reports progress
-        return None
-    return tqdm(total=total, desc=desc, leave=False)
-
-
-def _train_copies(
-    copies: dict[str, nn.Module],
-    optimizers: dict[str, Optimizer],
-    streams: dict[str, RngStream],
-    loss_fn: LossFn,
-    train: Iterable[Any],
-    heads: Sequence[str],
-    *,
+def _check_arguments(
+    model: nn.Module,
     epochs: int | None,
     steps: int | None,
-    per_epoch: int | None,
-    progress: bool,
+    copies_at_once: int | None,
+    train_step: TrainStep | None,
 ) -> None:
-    """Train each copy on its own head's loss, all fed in lockstep from one pass over ``train``."""
-    for model in copies.values():
-        model.train()
-    if steps is not None:
-        total = steps
-    elif per_epoch is not None and epochs is not None:
-        total = epochs * per_epoch
-    else:
-        total = 0
-    bar = _progress(total, f"G-Blend estimate {list(copies)}", progress)
-    done = 0
-    epoch = 0
-    start = time.perf_counter()
-    while True:
-        if epochs is not None and epoch >= epochs:
-            break
-        seen = 0
-        for batch in train:
-            if per_epoch is not None and seen >= per_epoch:
-                break
-            if steps is not None and done >= steps:
-                break
-            for head, model in copies.items():
-                with streams[head].active():
-                    losses = loss_fn(model, batch)
-                check_heads("loss_fn", losses, heads)
-                loss = losses[head]
-                if not bool(torch.isfinite(loss.detach()).all()):
-                    raise FloatingPointError(
-                        f"Head {head!r} got the non-finite loss {float(loss.detach())} while "
-                        f"training its copy for the G-Blend estimate (epoch {epoch}, step "
-                        f"{seen}). Lower the learning rate, or check the head's inputs."
-                    )
-                optimizers[head].zero_grad(set_to_none=True)
-                with streams[head].active():
-                    loss.backward()
-                average_gradients_([p for p in model.parameters() if p.requires_grad])
-                optimizers[head].step()
-            seen += 1
-            done += 1
-            if bar is not None:
-                bar.update(1)
-        if seen == 0:
-            raise ValueError("Parameter `train` yielded no batch. Pass a non-empty loader.")
-        epoch += 1
-        logger.info(
-            "G-Blend estimate: heads %s, epoch %d done (%d steps, %.1f s)",
-            list(copies),
-            epoch,
-            done,
-            time.perf_counter() - start,
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"Parameter `model` should be an nn.Module. Found {type(model).__name__}.")
+    if (epochs is None) == (steps is None):
+        raise ValueError(
+            f"Pass exactly one of `epochs` and `steps`. Found epochs={epochs!r}, steps={steps!r}."
         )
-        if steps is not None and done >= steps:
-            break
-    if bar is not None:
-        bar.close()
+    for name, value in (("epochs", epochs), ("steps", steps)):
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ):
+            raise ValueError(f"Parameter `{name}` should be an int >= 1. Found {value!r}.")
+    if copies_at_once is not None and (not isinstance(copies_at_once, int) or copies_at_once < 1):
+        raise ValueError(
+            f"Parameter `copies_at_once` should be an int >= 1. Found {copies_at_once!r}."
+        )
+    if train_step is not None and not callable(train_step):
+        raise TypeError(
+            "Parameter `train_step` should be callable `(model, optimizer, batch, head) -> loss`. "
+            f"Found {type(train_step).__name__}."
+        )
+
+
+def discover_heads(
+    model: nn.Module,
+    loss_fn: LossFn,
+    train: Iterable[Any],
+    *,
+    seed: int,
+    generators: Sequence[torch.Generator] = (),
+) -> list[str]:
+    """The keys ``loss_fn`` returns on the first non-empty batch of ``train``.
+
+    Side-effect free: ``model`` runs in eval mode without gradients (no BatchNorm statistics
+    move) and the loader is read under its own seeded random state, restored afterwards.
+
+    Raises:
+        ValueError: ``train`` yields no non-empty batch, or ``loss_fn`` returns no head.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with isolated_rng(seed, generators), torch.no_grad():
+            first = next((b for b in train if not is_empty_batch(b)), None)
+            if first is None:
+                raise ValueError(
+                    "Parameter `train` is an empty loader (no non-empty batch). Pass a "
+                    "non-empty loader."
+                )
+            heads = list(loss_fn(model, first))
+    finally:
+        model.train(was_training)
+    if not heads:
+        raise ValueError("Parameter `heads` should name at least one head. Found none.")
+    return heads
+
+
+def measure_pair(
+    model: nn.Module,
+    metric: MetricFn,
+    probe: Iterable[Any],
+    holdout: Iterable[Any],
+    heads: Sequence[str],
+    *,
+    seed: int,
+    generators: Sequence[torch.Generator] = (),
+) -> tuple[dict[str, float], dict[str, float], int]:
+    """Measure ``metric`` per head on the train probe T' and the holdout V (eval mode).
+
+    Both loaders are read with the same seed every time, so they yield the same batches (and
+    augmentations) before and after training.
+
+    Returns:
+        ``(on_probe, on_holdout, empty_batches_skipped)``.
+    """
+    with isolated_rng(seed, generators):
+        on_probe, empty_probe = measure_counted(model, metric, probe, heads, name="metric")
+    with isolated_rng(seed, generators):
+        on_holdout, empty_holdout = measure_counted(model, metric, holdout, heads, name="metric")
+    return on_probe, on_holdout, empty_probe + empty_holdout
+
+
+def make_copies(
+    reference: nn.Module,
+    source: nn.Module,
+    group: Sequence[str],
+    heads: Sequence[str],
+    optimizer: OptimizerSpec,
+    *,
+    seed: int,
+    scheduler: SchedulerSpec | None = None,
+    scheduler_position: int | None = None,
+) -> list[HeadCopy]:
+    """One copy of ``reference`` per head of ``group``, with its optimizer, scheduler, stream.
+
+    Each copy's dropout draws from a stream seeded by ``(seed, head index)``, so a copy's
+    training does not depend on which other copies share its pass.
+    """
+    out = []
+    for h in group:
+        net = copy.deepcopy(reference)
+        opt = _make_optimizer(optimizer, source, net)
+        sched = (
+            None
+            if scheduler is None
+            else scheduler_for_copy(scheduler, opt, position=scheduler_position)
+        )
+        out.append(HeadCopy(h, net, opt, RngStream(derive_seed(seed, 3, heads.index(h))), sched))
+    return out
+
+
+def train_and_measure(
+    reference: nn.Module,
+    source: nn.Module,
+    heads: Sequence[str],
+    measure_copy: Callable[[nn.Module], tuple[dict[str, float], dict[str, float], int]],
+    *,
+    loss_fn: LossFn,
+    train: Iterable[Any],
+    optimizer: OptimizerSpec,
+    plan: TrainPlan,
+    group_size: int,
+    generators: Sequence[torch.Generator] = (),
+    scheduler: SchedulerSpec | None = None,
+    scheduler_position: int | None = None,
+    train_step: TrainStep | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, float], dict[str, float], TrainReport, int]:
+    """Train the copies of ``reference`` in groups of ``group_size``, then measure each one.
+
+    Every group reads ``train`` under the same seed (``plan.seed``), so grouping does not
+    change the data a copy sees. A diverged copy is not measured.
+
+    Returns:
+        ``(on_probe, on_holdout, report, empty_batches_measuring)``, the measurements per head
+        after training (diverged heads absent) and the merged :class:`TrainReport`.
+    """
+    on_probe: dict[str, float] = {}
+    on_holdout: dict[str, float] = {}
+    report = TrainReport()
+    empty = 0
+    with SamplerEpochs([train]) as samplers:
+        for first_index in range(0, len(heads), group_size):
+            copies = make_copies(
+                reference,
+                source,
+                heads[first_index : first_index + group_size],
+                heads,
+                optimizer,
+                seed=plan.seed,
+                scheduler=scheduler,
+                scheduler_position=scheduler_position,
+            )
+            with isolated_rng(derive_seed(plan.seed, 2), generators):
+                done = train_copies(
+                    copies,
+                    loss_fn,
+                    train,
+                    heads,
+                    plan,
+                    train_step=train_step,
+                    samplers=samplers,
+                    progress=progress,
+                )
+            report.steps = max(report.steps, done.steps)
+            report.epochs = max(report.epochs, done.epochs)
+            report.empty_batches += done.empty_batches
+            report.diverged.update(done.diverged)
+            for c in copies:
+                if c.head not in done.diverged:
+                    t, v, skipped = measure_copy(c.model)
+                    on_probe[c.head], on_holdout[c.head] = t[c.head], v[c.head]
+                    empty += skipped
+            del copies
+    return on_probe, on_holdout, report, empty
+
+
+def blend_measured(
+    heads: Sequence[str],
+    before: tuple[Mapping[str, float], Mapping[str, float]],
+    after: tuple[Mapping[str, float], Mapping[str, float]],
+    report: TrainReport,
+    *,
+    empty_measuring: int = 0,
+    higher_is_better: bool = False,
+    eps: float = DEFAULT_EPS,
+    fallback: Mapping[str, float] | None = None,
+) -> BlendEstimate:
+    """The estimate from the measurements (:func:`blendopt.blend_estimate`), with the copies'
+    divergences and the skipped empty batches recorded.
+
+    Heads whose copy diverged get weight 0 and ``nan`` for what was not measured (after, dG,
+    dO); a :class:`blendopt.DivergedCopyWarning` names them. If every copy diverged the
+    estimate is rejected and ``fallback`` (uniform by default) is returned.
+    """
+    diverged = report.diverged
+    healthy = [h for h in heads if h not in diverged]
+    full_fallback = dict(fallback) if fallback is not None else uniform_weights(heads)
+    nan = math.nan
+    if healthy:
+        sub_fallback = {h: full_fallback[h] for h in healthy}
+        estimate = blend_estimate(
+            {h: before[0][h] for h in healthy},
+            {h: before[1][h] for h in healthy},
+            {h: after[0][h] for h in healthy},
+            {h: after[1][h] for h in healthy},
+            higher_is_better=higher_is_better,
+            eps=eps,
+            fallback=sub_fallback if sum(sub_fallback.values()) > 0 else None,
+        )
+    else:
+        estimate = BlendEstimate(
+            weights={},
+            generalization={},
+            overfitting_change={},
+            accepted=False,
+            notes=(
+                "estimate rejected: every head's copy diverged; using the fallback weights "
+                + ", ".join(f"{h}={w:.4g}" for h, w in full_fallback.items()),
+            ),
+            higher_is_better=higher_is_better,
+        )
+    notes = list(diverged.values()) + list(estimate.notes)
+    empty = report.empty_batches + empty_measuring
+    if empty:
+        notes.append(
+            f"skipped {empty} empty batches ({report.empty_batches} while training the copies, "
+            f"{empty_measuring} while measuring)"
+        )
+    if not diverged:
+        return dataclasses.replace(estimate, notes=tuple(notes))
+    if not estimate_warnings_deferred():  # inside GradientBlender, its controller warns once
+        warn(
+            "G-Blend estimate: " + "; ".join(diverged.values()) + ". Lower the learning rate, "
+            "clip gradients (`train_step=`), or check those heads' inputs.",
+            DivergedCopyWarning,
+        )
+    weights = (
+        {h: estimate.weights.get(h, 0.0) for h in heads} if estimate.accepted else full_fallback
+    )
+    measured = {
+        "train_before": {h: before[0][h] for h in heads},
+        "holdout_before": {h: before[1][h] for h in heads},
+        "train_after": {h: after[0].get(h, nan) for h in heads},
+        "holdout_after": {h: after[1].get(h, nan) for h in heads},
+    }
+    return BlendEstimate(
+        weights=weights,
+        generalization={h: estimate.generalization.get(h, nan) for h in heads},
+        overfitting_change={h: estimate.overfitting_change.get(h, nan) for h in heads},
+        accepted=estimate.accepted,
+        notes=tuple(notes),
+        measurements=measured,
+        higher_is_better=higher_is_better,
+    )
 
 
 def estimate_weights(
@@ -226,18 +409,28 @@ def estimate_weights(
     copies_at_once: int | None = None,
     progress: bool = False,
     fallback: Mapping[str, float] | None = None,
+    scheduler: SchedulerSpec | None = None,
+    scheduler_interval: Interval | None = None,
+    scheduler_position: int | None = None,
+    train_step: TrainStep | None = None,
 ) -> BlendEstimate:
     """Estimate G-Blend weights from the current checkpoint (Algorithm 1, GB-Estimate).
 
     For each head, a deep copy of ``model`` is trained on that head's loss alone for ``epochs``
     epochs (or ``steps`` batches) on ``train`` with a fresh optimizer of ``optimizer``'s class
-    and hyper-parameters; the copies are fed in lockstep from one pass over the data. Each
-    head's ``metric`` is measured in eval mode on the train probe T' (``probe``) and on the
-    holdout V (``holdout``) before and after, and the weights are ``w_k ∝ dG_k / dO_k²``.
+    and hyper-parameters, along the run's learning-rate schedule if ``scheduler`` is given; the
+    copies are fed in lockstep from one pass over the data. Each head's ``metric`` is measured
+    in eval mode on the train probe T' (``probe``) and on the holdout V (``holdout``) before and
+    after, and the weights are ``w_k ∝ dG_k / dO_k²``.
 
-    ``model``, its buffers and train/eval mode, and ``optimizer``'s state are left untouched;
-    the caller's random state is restored afterwards (the estimate draws from its own seeded
-    generators, so the same checkpoint and ``seed`` give the same weights).
+    ``model``, its buffers and train/eval mode, and ``optimizer``'s state are left untouched.
+    The caller's random state is restored afterwards, including the loaders' own generators
+    (``DataLoader(generator=...)``, a sampler's) and epoch-aware samplers' epochs, so the run's
+    next batches are the same as without the estimate. The estimate draws from its own seeded
+    generators, so the same checkpoint and ``seed`` give the same weights. Empty batches are
+    skipped and counted in ``notes``. A copy whose loss becomes non-finite stops training; its
+    head gets weight 0, ``notes`` says why and a :class:`blendopt.DivergedCopyWarning` is
+    emitted (no per-step host-device sync: on accelerators the check is read once per epoch).
 
     Args:
         model: the multi-head model (``DistributedDataParallel`` is unwrapped).
@@ -255,7 +448,8 @@ def estimate_weights(
         fraction: train each epoch on this fraction of ``train``'s batches (appendix A: 25% of
             the data gives nearly the same weights). With a shuffling loader that is a fresh
             random subset each epoch; for a fixed subset pass a loader over a ``Subset``.
-        heads: the heads to blend; defaults to the keys ``loss_fn`` returns on the first batch.
+        heads: the heads to blend; defaults to the keys ``loss_fn`` returns on the first batch
+            (read in eval mode, without gradients, leaving the loader's random state as is).
         eps: floor of dO² (see :func:`blendopt.blend_estimate`).
         seed: seed of the estimate's own random state (shuffling, dropout, augmentation).
         copies_at_once: train at most this many copies at a time to save memory (each group
@@ -264,6 +458,19 @@ def estimate_weights(
             at INFO level to the ``blendopt`` logger.
         fallback: the weights returned if the estimate is rejected (no head generalized);
             uniform by default. ``GradientBlender`` passes the weights in use.
+        scheduler: the run's learning-rate scheduler, replayed on each copy's optimizer (its
+            state deep-copied, re-bound to the copy's optimizer), or a factory
+            ``optimizer -> LRScheduler`` built on each copy's optimizer from the groups'
+            ``initial_lr``. ``None``: the copies train at the current rates, held constant.
+        scheduler_interval: how the run steps ``scheduler``, and so the copies do: ``"step"``
+            (after every optimizer step) or ``"epoch"`` (after every epoch). Required with
+            ``scheduler``.
+        scheduler_position: how many times the run has stepped (or will have stepped before
+            its next optimizer step) its scheduler; the copies' schedulers are fast-forwarded
+            there. ``RetrainEstimator`` passes the blender's steps or epochs done.
+        train_step: ``train_step(model, optimizer, batch, head) -> loss`` replaces a copy's
+            default step (``loss_fn``, backward, ``optimizer.step()``), e.g. to clip gradients
+            or accumulate them (a per-step scheduler steps once per ``optimizer.step()``).
 
     Returns:
         A :class:`blendopt.BlendEstimate`: ``.weights`` (head -> weight, sum 1) and
@@ -271,90 +478,63 @@ def estimate_weights(
         ``holdout_after``), ``.generalization``, ``.overfitting_change``, ``.notes``.
 
     Raises:
-        ValueError: bad ``epochs``/``steps``/``fraction``/``metric``, empty loaders, or
-            ``loss_fn`` returning the wrong heads.
-        FloatingPointError: a copy's loss became non-finite.
+        ValueError: bad ``epochs``/``steps``/``fraction``/``metric``/``scheduler_interval``,
+            empty loaders, or ``loss_fn`` returning the wrong heads.
+        TypeError: bad ``model``/``optimizer``/``scheduler``/``train_step``.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"Parameter `model` should be an nn.Module. Found {type(model).__name__}.")
-    if (epochs is None) == (steps is None):
-        raise ValueError(
-            f"Pass exactly one of `epochs` and `steps`. Found epochs={epochs!r}, steps={steps!r}."
-        )
-    for name, value in (("epochs", epochs), ("steps", steps)):
-        if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or value < 1
-        ):
-            raise ValueError(f"Parameter `{name}` should be an int >= 1. Found {value!r}.")
-    if copies_at_once is not None and (not isinstance(copies_at_once, int) or copies_at_once < 1):
-        raise ValueError(
-            f"Parameter `copies_at_once` should be an int >= 1. Found {copies_at_once!r}."
-        )
+    _check_arguments(model, epochs, steps, copies_at_once, train_step)
+    check_scheduler(scheduler, scheduler_interval)
     metric_fn = _resolve_metric(metric, loss_fn)
     per_epoch = _batches_per_epoch(train, fraction)
     probe = train if probe is None else probe
     base = unwrap_model(model)
+    generators = loader_generators([train, probe, holdout])
 
     start = time.perf_counter()
     reference = copy.deepcopy(base)
     for p in reference.parameters():
         p.grad = None  # the copies start without the user's gradients
     if heads is None:
-        with isolated_rng(derive_seed(seed, 0)):
-            first = next(iter(train), None)
-            if first is None:
-                raise ValueError("Parameter `train` is an empty loader. Pass a non-empty loader.")
-            heads = list(loss_fn(reference, first))
+        heads = discover_heads(
+            reference, loss_fn, train, seed=derive_seed(seed, 0), generators=generators
+        )
     heads = list(heads)
     if len(heads) == 0:
         raise ValueError("Parameter `heads` should name at least one head. Found none.")
 
-    def measure_both(
-        net: nn.Module, names: Sequence[str]
-    ) -> tuple[dict[str, float], dict[str, float]]:
-        # The same seed for every measurement, so T' and V yield the same batches (and the same
-        # augmentations) before and after training.
-        with isolated_rng(derive_seed(seed, 1)):
-            t = measure(net, metric_fn, probe, heads, name="metric")
-        with isolated_rng(derive_seed(seed, 1)):
-            v = measure(net, metric_fn, holdout, heads, name="metric")
-        return {h: t[h] for h in names}, {h: v[h] for h in names}
+    measure_seed = derive_seed(seed, 1)
+    train_before, holdout_before, empty_measuring = measure_pair(
+        reference, metric_fn, probe, holdout, heads, seed=measure_seed, generators=generators
+    )
 
-    train_before, holdout_before = measure_both(reference, heads)
-    train_after: dict[str, float] = {}
-    holdout_after: dict[str, float] = {}
-    group_size = copies_at_once or len(heads)
-    for first_index in range(0, len(heads), group_size):
-        group = heads[first_index : first_index + group_size]
-        copies = {h: copy.deepcopy(reference) for h in group}
-        optimizers = {h: _make_optimizer(optimizer, base, net) for h, net in copies.items()}
-        # The data order comes from one seeded stream shared by every group; each copy's own
-        # randomness (dropout) from a stream of its own, so grouping does not change results.
-        streams = {h: RngStream(derive_seed(seed, 3, heads.index(h))) for h in group}
-        with isolated_rng(derive_seed(seed, 2)):
-            _train_copies(
-                copies,
-                optimizers,
-                streams,
-                loss_fn,
-                train,
-                heads,
-                epochs=epochs,
-                steps=steps,
-                per_epoch=per_epoch,
-                progress=progress,
-            )
-        for h, net in copies.items():
-            t, v = measure_both(net, [h])
-            train_after.update(t)
-            holdout_after.update(v)
-        del copies, optimizers
+    def measure_copy(net: nn.Module) -> tuple[dict[str, float], dict[str, float], int]:
+        return measure_pair(
+            net, metric_fn, probe, holdout, heads, seed=measure_seed, generators=generators
+        )
 
-    estimate = blend_estimate(
-        train_before,
-        holdout_before,
-        {h: train_after[h] for h in heads},
-        {h: holdout_after[h] for h in heads},
+    train_after, holdout_after, report, empty_after = train_and_measure(
+        reference,
+        base,
+        heads,
+        measure_copy,
+        loss_fn=loss_fn,
+        train=train,
+        optimizer=optimizer,
+        plan=TrainPlan(epochs, steps, per_epoch, scheduler_interval, seed=seed),
+        group_size=copies_at_once or len(heads),
+        generators=generators,
+        scheduler=scheduler,
+        scheduler_position=scheduler_position,
+        train_step=train_step,
+        progress=progress,
+    )
+    empty_measuring += empty_after
+    estimate = blend_measured(
+        heads,
+        (train_before, holdout_before),
+        (train_after, holdout_after),
+        report,
+        empty_measuring=empty_measuring,
         higher_is_better=higher_is_better,
         eps=eps,
         fallback=fallback,

@@ -31,11 +31,21 @@ class TrainStatistics:
         self._nonfinite: torch.Tensor | None = None  # non-finite losses counted on the device
         self._steps = 0
 
-    def record(self, values: torch.Tensor, *, finite_checked: bool) -> None:
+    def record(
+        self,
+        values: torch.Tensor,
+        *,
+        finite_checked: bool,
+        finite: torch.Tensor | None = None,
+    ) -> None:
         """Add one step's detached per-head losses (1-D, in ``heads`` order).
 
-        ``finite_checked``: the caller has verified that every value is finite; otherwise
-        non-finite values are counted (on the device, without synchronizing) and left out.
+        Args:
+            values: the losses.
+            finite_checked: the caller has verified that every value is finite; otherwise
+                non-finite values are counted (on the device, without synchronizing) and left
+                out of the means.
+            finite: ``torch.isfinite(values)`` if the caller computed it already.
         """
         if self._sum is None:
             self._sum = torch.zeros(
@@ -47,7 +57,8 @@ class TrainStatistics:
         if finite_checked:
             self._sum.add_(values)  # in place, promoted to the accumulator's dtype
         else:
-            finite = torch.isfinite(values)
+            if finite is None:
+                finite = torch.isfinite(values)
             self._sum.add_(torch.where(finite, values, 0.0))
             if self._nonfinite is None or self._nonfinite.device != values.device:
                 previous = 0.0 if self._nonfinite is None else self._nonfinite.to(values.device)

@@ -56,7 +56,12 @@ SECTIONS = {
         "TrainStatistics",
         "BlendWarning",
         "ZeroedHeadWarning",
+        "DivergedCopyWarning",
+        "FlooredOverfittingWarning",
         "RejectedEstimateWarning",
+        "WeightSumWarning",
+        "UnblendedStepWarning",
+        "NonFiniteLossWarning",
     ],
 }
 

@@ -1,9 +1,11 @@
 """Datasets in their published on-disk formats, decoding, clip sampling, metrics, embedded data.
 
 Real-data half (paper §3.1, §4, appendix E): PyAV video/audio decoding, 100 × 40 log-mel
-spectrograms, training/test clip sampling, Kinetics / Sports-1M (mini-Sports) / AudioSet
-(mini-AudioSet by Algorithm 4) / EPIC-Kitchens-55 loaders, the bad-file report, and the
-metrics clip@1, video@1/@5, mAP, mAUC. See docs/datasets.md for the sample contract.
+spectrograms, precomputed optical flow, training/test clip sampling, Kinetics / Sports-1M
+(mini-Sports) / AudioSet (mini-AudioSet by Algorithm 4) / EPIC-Kitchens-55 loaders, the
+bad-file report, and the metrics clip@1, video@1/@5, mAP, mAUC. Each format has a
+``check_layout`` classmethod that checks a data root before training. See docs/datasets.md
+for the sample contract.
 """
 
 from benchmarks.data._audio import (
@@ -15,9 +17,16 @@ from benchmarks.data._audio import (
 )
 from benchmarks.data._audioset import AudioSet, mini_audioset, read_class_labels
 from benchmarks.data._balance import balance_multilabel, class_volumes
-from benchmarks.data._dataset import MODALITIES, ClipDataset, ClipRecord
-from benchmarks.data._epic import EPIC_UNSEEN_VAL_PARTICIPANTS, EpicKitchens55, parse_timestamp
-from benchmarks.data._kinetics import KINETICS_PATH_TEMPLATE, Kinetics
+from benchmarks.data._dataset import ALL_MODALITIES, MODALITIES, ClipDataset, ClipRecord
+from benchmarks.data._epic import (
+    EPIC_CLASS_FILES,
+    EPIC_UNSEEN_VAL_PARTICIPANTS,
+    EpicKitchens55,
+    parse_timestamp,
+    read_epic_classes,
+)
+from benchmarks.data._flow import clip_frame_indices, load_flow_clip, resize_flow, save_flow
+from benchmarks.data._kinetics import KINETICS_FLOW_TEMPLATE, KINETICS_PATH_TEMPLATE, Kinetics
 from benchmarks.data._metrics import (
     average_precision,
     clip_top1,
@@ -63,7 +72,10 @@ from benchmarks.data._video import (
 )
 
 __all__ = [
+    "ALL_MODALITIES",
+    "EPIC_CLASS_FILES",
     "EPIC_UNSEEN_VAL_PARTICIPANTS",
+    "KINETICS_FLOW_TEMPLATE",
     "KINETICS_MEAN",
     "KINETICS_PATH_TEMPLATE",
     "KINETICS_STD",
@@ -87,6 +99,7 @@ __all__ = [
     "balance_multilabel",
     "center_crop",
     "class_volumes",
+    "clip_frame_indices",
     "clip_seconds",
     "clip_starts_uniform",
     "clip_top1",
@@ -95,6 +108,7 @@ __all__ = [
     "decode_video_clip",
     "horizontal_flip",
     "hz_to_mel",
+    "load_flow_clip",
     "mean_auc",
     "mean_average_precision",
     "mel_filterbank",
@@ -106,8 +120,11 @@ __all__ = [
     "probe_media",
     "random_crop",
     "read_class_labels",
+    "read_epic_classes",
+    "resize_flow",
     "resized_shape",
     "roc_auc",
+    "save_flow",
     "three_crop",
     "uniform_sample",
     "video_scores",

@@ -6,6 +6,11 @@ Segment CSVs (``balanced_train_segments.csv``, ``unbalanced_train_segments.csv``
 comma-separated list of MIDs. ``class_labels_indices.csv``: ``index,mid,display_name``.
 Targets are float multi-hot vectors over the classes.
 
+A row with more than four fields is an error naming the file and line: it is what a
+spreadsheet re-save gives when it drops the quotes around the label list
+(``YTID,30.000,40.000,/m/09x0r,/m/04rlf``), and reading only the first label would change
+the targets silently. A header line without its ``#`` is an error that says so.
+
 Local files: ``<root>/<ytid>.mp4`` by default (``path_template``; fields ``ytid``,
 ``start``, ``end`` as floats and ``start_int``, ``end_int``). Files are taken as the
 downloaded 10 s segment (``trimmed=True``); with ``trimmed=False`` the segment is cut
@@ -21,8 +26,9 @@ from typing import Any, Literal
 import numpy as np
 
 from benchmarks.data._balance import balance_multilabel, class_volumes
-from benchmarks.data._common import existing, read_csv_rows
+from benchmarks.data._common import check_template, existing, read_csv_numbered, read_csv_rows
 from benchmarks.data._dataset import ClipDataset, ClipRecord
+from benchmarks.data._layout import check_root
 
 __all__ = ["AudioSet", "mini_audioset", "read_class_labels"]
 
@@ -78,13 +84,32 @@ class AudioSet(ClipDataset):
         mids, names = read_class_labels(class_labels)
         mid_index = {m: i for i, m in enumerate(mids)}
         entries: list[tuple[str, float, float, list[int], str]] = []
-        for lineno, row in enumerate(read_csv_rows(segments, comment="#"), 1):
-            if len(row) < 4:
+        check_template(path_template, ("ytid", "start", "end", "start_int", "end_int"))
+        expected = 'YTID, start_seconds, end_seconds, "label,label,..."'
+        for lineno, row in read_csv_numbered(segments, comment="#"):
+            where = f"Parameter `segments` ({os.fspath(segments)!r}) line {lineno}"
+            if len(row) >= 2 and row[0].upper() == "YTID" and row[1].lower() == "start_seconds":
                 raise ValueError(
-                    f"Parameter `segments` ({segments!r}) row {lineno} should be "
-                    f"'YTID, start_seconds, end_seconds, \"labels\"'. Found {row}."
+                    f"{where} is a header line without its '#': {','.join(row)!r}. Header "
+                    "lines of AudioSet segment CSVs start with '#'; add it or delete the line."
                 )
-            ytid, start, end = row[0], float(row[1]), float(row[2])
+            if len(row) != 4:
+                hint = (
+                    " The label list seems to have lost its quotes (a spreadsheet re-save): "
+                    "quote it again, or use the downloaded file."
+                    if len(row) > 4
+                    else ""
+                )
+                raise ValueError(
+                    f"{where} should have 4 fields: {expected}. Found {len(row)}: {row}.{hint}"
+                )
+            try:
+                ytid, start, end = row[0], float(row[1]), float(row[2])
+            except ValueError:
+                raise ValueError(
+                    f"{where}: start_seconds and end_seconds should be numbers. Found "
+                    f"{row[1]!r} and {row[2]!r} in {row}."
+                ) from None
             labels = sorted({mid_index[m] for m in row[3].split(",") if m in mid_index})
             fields = {
                 "ytid": ytid,
@@ -115,6 +140,35 @@ class AudioSet(ClipDataset):
         super().__init__(
             records, mode=mode, classes=[names[c] for c in self.class_indices], **kwargs
         )
+
+    @classmethod
+    def check_layout(
+        cls,
+        root: str | os.PathLike[str],
+        segments: str | os.PathLike[str],
+        class_labels: str | os.PathLike[str],
+        path_template: str = "{ytid}.mp4",
+        trimmed: bool = True,
+        sample: int = 64,
+    ) -> None:
+        """Check before training that ``root`` holds the segments' files where expected.
+
+        Raises:
+            ValueError: the root is not a folder, a CSV is missing or malformed, or none of
+                ``sample`` listed files exists; the message names the path and the layout.
+        """
+        layout = (
+            f"<root>/{path_template}, segments {os.fspath(segments)!r}, "
+            f"classes {os.fspath(class_labels)!r}"
+        )
+        check_root(root, layout)
+        try:
+            dataset = cls(
+                root, segments, class_labels, path_template=path_template, trimmed=trimmed
+            )
+        except FileNotFoundError as exc:
+            raise ValueError(f"{exc} Expected layout: {layout}.") from None
+        dataset.check_media(layout, sample)
 
     def label_matrix(self) -> np.ndarray:
         """N × C boolean matrix of the targets (the ``labels`` of Algorithm 4)."""

@@ -5,6 +5,11 @@ start_timestamp, stop_timestamp, start_frame, stop_frame, verb, verb_class, noun
 noun_class, all_nouns, all_noun_classes. Timestamps are ``HH:MM:SS.ff``; frames are at
 60 fps. Local videos: ``<root>/<participant_id>/<video_id>.MP4`` (``path_template``).
 
+Class lists: ``EPIC_verb_classes.csv`` (``verb_id,class_key,verbs``, 125 rows) and
+``EPIC_noun_classes.csv`` (``noun_id,class_key,nouns``, 352 rows), read from beside the
+annotation file when present (or the paths you pass). They give ``num_classes`` (125 verbs,
+352 nouns; the train split alone holds only 113 of the 125 verbs) and the class names.
+
 §4: "For ablations, following [7], we construct a validation set of unseen kitchen
 environments." The paper does not list the participants; the default
 :data:`EPIC_UNSEEN_VAL_PARTICIPANTS` is our choice (the six highest-numbered kitchens,
@@ -17,10 +22,17 @@ import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from benchmarks.data._common import read_csv_rows
+from benchmarks.data._common import check_template, read_csv_numbered
 from benchmarks.data._dataset import ClipDataset, ClipRecord
+from benchmarks.data._layout import check_root
 
-__all__ = ["EPIC_UNSEEN_VAL_PARTICIPANTS", "EpicKitchens55", "parse_timestamp"]
+__all__ = [
+    "EPIC_CLASS_FILES",
+    "EPIC_UNSEEN_VAL_PARTICIPANTS",
+    "EpicKitchens55",
+    "parse_timestamp",
+    "read_epic_classes",
+]
 
 #: Our default unseen-kitchen validation participants (a choice; see the module docstring).
 EPIC_UNSEEN_VAL_PARTICIPANTS = ("P26", "P27", "P28", "P29", "P30", "P31")
@@ -34,6 +46,44 @@ _COLUMNS = (
     "verb_class",
     "noun_class",
 )
+
+
+#: File names of the EPIC-55 class lists, looked up beside the annotation file.
+EPIC_CLASS_FILES = {"verb": "EPIC_verb_classes.csv", "noun": "EPIC_noun_classes.csv"}
+
+
+def read_epic_classes(path: str | os.PathLike[str]) -> list[str]:
+    """Class keys in index order from ``EPIC_verb_classes.csv`` / ``EPIC_noun_classes.csv``.
+
+    EPIC-55 columns: ``verb_id,class_key,verbs`` (``noun_id,class_key,nouns``); the first
+    column is the class index (0..C-1), the second its name. EPIC-100's ``id,key,...``
+    files are read the same way.
+
+    Raises:
+        ValueError: the header has no id/key columns, an id is not an int, or the ids are
+            not exactly 0..C-1; the message names the file and line.
+    """
+    rows = list(read_csv_numbered(path))
+    header = [h.lower() for h in rows[0][1]] if rows else []
+    if len(header) < 2 or not header[0].endswith("id") or "key" not in header[1]:
+        raise ValueError(
+            f"Parameter `{os.path.basename(os.fspath(path))}` ({os.fspath(path)!r}) should be "
+            f"an EPIC class list with header 'verb_id,class_key,verbs' (or "
+            f"'noun_id,class_key,nouns'). Found {rows[0][1] if rows else 'an empty file'}."
+        )
+    names: dict[int, str] = {}
+    for lineno, row in rows[1:]:
+        try:
+            index = int(row[0])
+        except ValueError:
+            raise ValueError(
+                f"{os.fspath(path)!r} line {lineno}, column {header[0]!r}: should be an int "
+                f"class index. Found {row[0]!r}."
+            ) from None
+        names[index] = row[1] if len(row) > 1 else ""
+    if sorted(names) != list(range(len(names))):
+        raise ValueError(f"{os.fspath(path)!r} should index its classes 0..C-1 exactly once.")
+    return [names[i] for i in range(len(names))]
 
 
 def parse_timestamp(text: str) -> float:
@@ -60,6 +110,9 @@ class EpicKitchens55(ClipDataset):
             :attr:`action_classes`, the sorted (verb_class, noun_class) pairs of the whole
             annotation file.
         fps: frame rate used when only frames are given (60 for EPIC-55).
+        verb_classes, noun_classes: the class lists; default: ``EPIC_verb_classes.csv`` /
+            ``EPIC_noun_classes.csv`` beside ``annotations`` when they exist, else none
+            (then ``num_classes`` is None for verb/noun targets).
         path_template: local file; fields ``participant_id``, ``video_id``.
         mode: ``"train"`` or ``"test"`` sampling (default from ``split``).
         **kwargs: passed to :class:`ClipDataset`.
@@ -73,6 +126,8 @@ class EpicKitchens55(ClipDataset):
         val_participants: Sequence[str] = EPIC_UNSEEN_VAL_PARTICIPANTS,
         target: Literal["verb", "noun", "action"] = "verb",
         fps: float = 60.0,
+        verb_classes: str | os.PathLike[str] | None = None,
+        noun_classes: str | os.PathLike[str] | None = None,
         path_template: str = "{participant_id}/{video_id}.MP4",
         mode: Literal["train", "test"] | None = None,
         **kwargs: Any,
@@ -90,34 +145,123 @@ class EpicKitchens55(ClipDataset):
                 "Parameter `val_participants` should be a sequence of ids like ('P26',), not "
                 f"the string {val_participants!r}."
             )
-        rows = list(read_csv_rows(annotations))
-        header = rows[0] if rows else []
+        annotations = os.fspath(annotations)
+        rows = list(read_csv_numbered(annotations))
+        header = rows[0][1] if rows else []
         missing = [c for c in _COLUMNS if c not in header]
         if missing:
             raise ValueError(
                 f"Parameter `annotations` ({annotations!r}) should have the EPIC-55 columns; "
                 f"missing {missing}."
             )
+        check_template(path_template, header)
         col = {name: i for i, name in enumerate(header)}
-        data = [dict(zip(header, r, strict=False)) for r in rows[1:]]
+        folder = os.path.dirname(annotations)
+        class_files = {"verb": verb_classes, "noun": noun_classes}
+        self.verb_classes: list[str] | None = None
+        self.noun_classes: list[str] | None = None
+        for kind, given in class_files.items():
+            path = given
+            if path is None and os.path.isfile(os.path.join(folder, EPIC_CLASS_FILES[kind])):
+                path = os.path.join(folder, EPIC_CLASS_FILES[kind])
+            if path is not None:
+                setattr(self, f"{kind}_classes", read_epic_classes(path))
+        data: list[tuple[int, dict[str, str], int, int]] = []
+        for lineno, r in rows[1:]:
+            if len(r) < len(header):
+                raise ValueError(
+                    f"Parameter `annotations` ({annotations!r}) line {lineno} has {len(r)} "
+                    f"fields; the header has {len(header)}. Found {r}."
+                )
+            row = dict(zip(header, r, strict=False))
+            verb = _class_field(row, "verb_class", annotations, lineno, self.verb_classes)
+            noun = _class_field(row, "noun_class", annotations, lineno, self.noun_classes)
+            data.append((lineno, row, verb, noun))
         self.root = os.fspath(root)
         self.val_participants = tuple(val_participants)
         self.target_kind = target
-        self.action_classes = sorted({(int(r["verb_class"]), int(r["noun_class"])) for r in data})
+        self.action_classes = sorted({(verb, noun) for _, _, verb, noun in data})
         action_index = {pair: i for i, pair in enumerate(self.action_classes)}
         held = set(self.val_participants)
         records = []
-        for r in data:
+        for lineno, r, verb, noun in data:
             unseen = r["participant_id"] in held
             if (split == "train" and unseen) or (split == "val" and not unseen):
                 continue
-            if "start_timestamp" in col and r.get("start_timestamp"):
-                start = parse_timestamp(r["start_timestamp"])
-                stop = parse_timestamp(r["stop_timestamp"])
-            else:
-                start, stop = int(r["start_frame"]) / fps, int(r["stop_frame"]) / fps
-            verb, noun = int(r["verb_class"]), int(r["noun_class"])
-            label = {"verb": verb, "noun": noun, "action": action_index.get((verb, noun), -1)}
+            try:
+                if "start_timestamp" in col and r.get("start_timestamp"):
+                    start = parse_timestamp(r["start_timestamp"])
+                    stop = parse_timestamp(r["stop_timestamp"])
+                else:
+                    start, stop = int(r["start_frame"]) / fps, int(r["stop_frame"]) / fps
+            except ValueError as exc:
+                raise ValueError(
+                    f"Parameter `annotations` ({annotations!r}) line {lineno}: {exc}"
+                ) from None
+            label = {"verb": verb, "noun": noun, "action": action_index[(verb, noun)]}
             path = os.path.join(self.root, path_template.format(**r))
             records.append(ClipRecord(path, label[target], r["uid"], start, max(stop, start)))
+        names = {
+            "verb": self.verb_classes,
+            "noun": self.noun_classes,
+            "action": None,
+        }[target]
+        verbs, nouns = self.verb_classes, self.noun_classes
+        if target == "action" and verbs and nouns:
+            names = [f"{verbs[v]} {nouns[n]}" for v, n in self.action_classes]
+        kwargs.setdefault("classes", names)
+        if target == "action":
+            kwargs.setdefault("num_classes", len(self.action_classes))
         super().__init__(records, mode=mode or ("train" if split == "train" else "test"), **kwargs)
+
+    @classmethod
+    def check_layout(
+        cls,
+        root: str | os.PathLike[str],
+        annotations: str | os.PathLike[str],
+        verb_classes: str | os.PathLike[str] | None = None,
+        noun_classes: str | os.PathLike[str] | None = None,
+        path_template: str = "{participant_id}/{video_id}.MP4",
+        sample: int = 64,
+    ) -> None:
+        """Check before training that ``root`` holds the annotated videos where expected.
+
+        Raises:
+            ValueError: the root is not a folder, a CSV is missing or malformed, or none of
+                ``sample`` annotated videos exists; the message names the path and layout.
+        """
+        layout = f"<root>/{path_template}, annotations {os.fspath(annotations)!r}"
+        check_root(root, layout)
+        try:
+            dataset = cls(
+                root,
+                annotations,
+                split="all",
+                verb_classes=verb_classes,
+                noun_classes=noun_classes,
+                path_template=path_template,
+            )
+        except FileNotFoundError as exc:
+            raise ValueError(f"{exc} Expected layout: {layout}.") from None
+        dataset.check_media(layout, sample)
+
+
+def _class_field(
+    row: dict[str, str], column: str, path: str, lineno: int, names: list[str] | None
+) -> int:
+    """The int in ``column`` of an annotation row, with an error naming file, line, column."""
+    text = row[column]
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(
+            f"Parameter `annotations` ({path!r}) line {lineno}, column {column!r}: should be "
+            f"an int class index. Found {text!r}; fill it from the class list or drop the row."
+        ) from None
+    if names is not None and not 0 <= value < len(names):
+        raise ValueError(
+            f"Parameter `annotations` ({path!r}) line {lineno}, column {column!r}: class "
+            f"{value} is outside the {len(names)} classes of the class list; pass the class "
+            "list of the same EPIC release."
+        )
+    return value

@@ -5,6 +5,11 @@ extra columns such as ``is_cc`` optional). Videos laid out as
 ``<root>/<split>/<label>/<youtube_id>_<time_start:06d>_<time_end:06d>.mp4`` (the trimmed
 10 s clips the common downloaders write). Class index: labels sorted alphabetically, or the
 ``classes`` list you pass (pass the train split's ``dataset.classes`` to the val split).
+
+Optical flow (Table 4): ``modalities=("rgb", "flow")`` etc. reads a precomputed
+``(N, 2, H, W)`` float16 ``.npy`` per video at ``flow_template`` (default
+``<root>/flow/<split>/<label>/<youtube_id>_<time_start:06d>_<time_end:06d>.npy``), sampled
+with the RGB clip's window; see ``_flow.py`` and docs/datasets.md.
 """
 
 from __future__ import annotations
@@ -13,14 +18,18 @@ import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from benchmarks.data._common import class_index, read_csv_rows
-from benchmarks.data._dataset import ClipDataset, ClipRecord
+from benchmarks.data._common import check_template, class_index, read_csv_numbered
+from benchmarks.data._dataset import MODALITIES, ClipDataset, ClipRecord
+from benchmarks.data._layout import check_root
 
-__all__ = ["KINETICS_PATH_TEMPLATE", "Kinetics"]
+__all__ = ["KINETICS_FLOW_TEMPLATE", "KINETICS_PATH_TEMPLATE", "Kinetics"]
 
 #: Default location of a video under the root. Fields: split, label, label_underscored,
 #: youtube_id, time_start, time_end (ints, seconds).
 KINETICS_PATH_TEMPLATE = "{split}/{label}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4"
+#: Default location of a video's precomputed optical flow under the root (same fields).
+KINETICS_FLOW_TEMPLATE = "flow/{split}/{label}/{youtube_id}_{time_start:06d}_{time_end:06d}.npy"
+_FIELDS = ("split", "label", "label_underscored", "youtube_id", "time_start", "time_end")
 
 
 class Kinetics(ClipDataset):
@@ -34,6 +43,8 @@ class Kinetics(ClipDataset):
         mode: ``"train"`` or ``"test"`` sampling (default: train for split "train").
         classes: class names in index order (default: the CSV's labels sorted).
         path_template: where a row's video is, relative to ``root``.
+        flow_template: where a row's optical flow is (used with ``"flow"`` in
+            ``modalities``), relative to ``root``.
         **kwargs: passed to :class:`ClipDataset` (``spec``, ``modalities``, ...).
     """
 
@@ -45,22 +56,43 @@ class Kinetics(ClipDataset):
         mode: Literal["train", "test"] | None = None,
         classes: Sequence[str] | None = None,
         path_template: str = KINETICS_PATH_TEMPLATE,
+        flow_template: str = KINETICS_FLOW_TEMPLATE,
         **kwargs: Any,
     ) -> None:
-        rows = list(read_csv_rows(annotations))
+        check_template(path_template, _FIELDS)
+        check_template(flow_template, _FIELDS, "flow_template")
+        annotations = os.fspath(annotations)
+        rows = list(read_csv_numbered(annotations))
         if not rows:
             raise ValueError(f"Parameter `annotations` points at an empty file: {annotations!r}.")
-        header = [h.lower() for h in rows[0]]
+        header = [h.lower() for h in rows[0][1]]
         needed = ["label", "youtube_id", "time_start", "time_end"]
         missing = [c for c in needed if c not in header]
         if missing:
+            unlabelled = " (a test split without labels cannot be trained or scored)"
             raise ValueError(
                 f"Parameter `annotations` ({annotations!r}) should have the columns {needed}; "
-                f"missing {missing} in header {rows[0]}."
+                f"missing {missing} in header {rows[0][1]}"
+                f"{unlabelled if missing == ['label'] else ''}."
             )
         col = {name: header.index(name) for name in needed}
-        data = [r for r in rows[1:] if len(r) >= len(header)]
-        labels = [r[col["label"]] for r in data]
+        width = max(col.values()) + 1
+        data = []
+        for lineno, r in rows[1:]:
+            if len(r) < width or not r[col["label"]] or not r[col["youtube_id"]]:
+                raise ValueError(
+                    f"Parameter `annotations` ({annotations!r}) line {lineno} should fill "
+                    f"{needed} as in the header {rows[0][1]}. Found {r}."
+                )
+            try:
+                times = int(float(r[col["time_start"]])), int(float(r[col["time_end"]]))
+            except ValueError:
+                raise ValueError(
+                    f"Parameter `annotations` ({annotations!r}) line {lineno}: time_start and "
+                    f"time_end should be numbers (seconds). Found {r}."
+                ) from None
+            data.append((r, times))
+        labels = [r[col["label"]] for r, _ in data]
         if classes is not None:
             unknown = sorted(set(labels) - set(classes))
             if unknown:
@@ -71,17 +103,55 @@ class Kinetics(ClipDataset):
         self.root = os.fspath(root)
         self.split = split
         records = []
-        for r, label in zip(data, labels, strict=True):
+        for (r, (time_start, time_end)), label in zip(data, labels, strict=True):
             fields = {
                 "split": split,
                 "label": label,
                 "label_underscored": label.replace(" ", "_"),
                 "youtube_id": r[col["youtube_id"]],
-                "time_start": int(float(r[col["time_start"]])),
-                "time_end": int(float(r[col["time_end"]])),
+                "time_start": time_start,
+                "time_end": time_end,
             }
             path = os.path.join(self.root, path_template.format(**fields))
-            records.append(ClipRecord(path, index[label], fields["youtube_id"]))
+            flow = os.path.join(self.root, flow_template.format(**fields))
+            records.append(ClipRecord(path, index[label], fields["youtube_id"], flow_path=flow))
         if mode is None:
             mode = "train" if split == "train" else "test"
         super().__init__(records, mode=mode, classes=list(index), **kwargs)
+
+    @classmethod
+    def check_layout(
+        cls,
+        root: str | os.PathLike[str],
+        annotations: str | os.PathLike[str],
+        split: str = "train",
+        path_template: str = KINETICS_PATH_TEMPLATE,
+        flow_template: str = KINETICS_FLOW_TEMPLATE,
+        modalities: Sequence[str] = MODALITIES,
+        sample: int = 64,
+    ) -> None:
+        """Check before training that ``root`` holds this split in the expected layout.
+
+        Reads the annotation CSV (its errors name file and line) and checks that ``sample``
+        of its videos (and flow files, with ``"flow"``) are where the templates say.
+
+        Raises:
+            ValueError: the root is not a folder, the CSV is missing or malformed, or none
+                of the checked files exists; the message names the path and the layout.
+        """
+        layout = f"<root>/{path_template}, annotations {os.fspath(annotations)!r}"
+        if "flow" in modalities:
+            layout += f", flow <root>/{flow_template}"
+        check_root(root, layout)
+        try:
+            dataset = cls(
+                root,
+                annotations,
+                split=split,
+                path_template=path_template,
+                flow_template=flow_template,
+                modalities=modalities,
+            )
+        except FileNotFoundError as exc:
+            raise ValueError(f"{exc} Expected layout: {layout}.") from None
+        dataset.check_media(layout, sample)

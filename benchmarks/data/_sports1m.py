@@ -4,8 +4,11 @@ The release (github.com/gtoderici/sports-1m-dataset) has ``original/train_partit
 and ``original/test_partition.txt`` (optionally gzipped): one video per line,
 ``URL<space><comma-separated label indices>``, e.g.
 ``https://www.youtube.com/watch?v=UDqivjS-lpI 168,169``; ``labels.txt`` names the 487
-classes, line i = class i. A URL maps to a local file ``<root>/<youtube_id>.mp4``
-(``path_template``).
+classes, line i = class i (UTF-8: ``yağlı güreş``, ``kyūdō``). A URL maps to a local file
+``<root>/<youtube_id>.mp4`` (``path_template``), or, in the per-class folder layout some
+downloaders write, ``<root>/<label>/<youtube_id>.mp4`` (``path_template=
+"{label}/{youtube_id}.mp4"``, with ``labels_file`` to name the folders; a video with several
+labels is looked up under its first label).
 
 mini-Sports (§3.1): "We uniformly sampled 240k videos from train split and 20k videos from
 the test split" — a seeded uniform sample without replacement (:func:`uniform_sample`).
@@ -15,6 +18,7 @@ usual single-label reading of Sports-1M) or all of them as a multi-hot vector.
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -22,8 +26,9 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
-from benchmarks.data._common import existing, open_text
+from benchmarks.data._common import check_template, existing, open_text
 from benchmarks.data._dataset import ClipDataset, ClipRecord
+from benchmarks.data._layout import check_root
 
 __all__ = ["MINI_SPORTS_SIZES", "SPORTS1M_NUM_CLASSES", "Sports1M", "uniform_sample", "youtube_id"]
 
@@ -66,7 +71,9 @@ class Sports1M(ClipDataset):
         only_local: drop lines whose file is not under ``root`` before sampling (for a
             partial download; one ``stat`` per line).
         progress: show a tqdm bar during that scan (if tqdm is installed).
-        path_template: local file of a video; fields ``youtube_id``, ``split``.
+        path_template: local file of a video; fields ``youtube_id``, ``split``,
+            ``label_index`` (the first label), and with ``labels_file`` ``label`` (its
+            name) and ``label_underscored`` (spaces → ``_``).
         mode: ``"train"`` or ``"test"`` sampling (default from ``split``).
         **kwargs: passed to :class:`ClipDataset`.
     """
@@ -88,6 +95,23 @@ class Sports1M(ClipDataset):
         **kwargs: Any,
     ) -> None:
         self.root = os.fspath(root)
+        fields = ["youtube_id", "split", "label_index"]
+        if labels_file is not None:
+            fields += ["label", "label_underscored"]
+        try:
+            check_template(path_template, fields)
+        except ValueError as exc:
+            if labels_file is None and "label" in str(exc):
+                raise ValueError(
+                    f"Parameter `path_template` ({path_template!r}) names class folders "
+                    "({label} or {label_underscored}): pass `labels_file` (the release's "
+                    "labels.txt) so the loader knows their names, or use {label_index}."
+                ) from None
+            raise
+        classes: list[str] | None = None
+        if labels_file is not None:
+            with open_text(labels_file) as f:
+                classes = [line.rstrip("\r\n") for line in f if line.strip()]
         entries: list[tuple[str, list[int]]] = []
         seen: set[str] = set()
         with open_text(partition) as f:
@@ -104,7 +128,13 @@ class Sports1M(ClipDataset):
                 if vid in seen:  # a URL listed twice keeps its first line
                     continue
                 seen.add(vid)
-                labels = [int(x) for x in parts[1].split(",") if x]
+                try:
+                    labels = [int(x) for x in parts[1].split(",") if x]
+                except ValueError:
+                    raise ValueError(
+                        f"Parameter `partition` ({partition!r}) line {lineno} should be "
+                        f"'URL label,label,...' with int labels. Found {line.strip()!r}."
+                    ) from None
                 bad = [x for x in labels if not 0 <= x < num_classes]
                 if bad or not labels:
                     raise ValueError(
@@ -112,10 +142,28 @@ class Sports1M(ClipDataset):
                         f"indices {labels}; they should be in [0, {num_classes})."
                     )
                 entries.append((vid, labels))
-        paths = [
-            os.path.join(self.root, path_template.format(youtube_id=vid, split=split))
-            for vid, _ in entries
-        ]
+
+        def local(vid: str, labels: list[int]) -> str:
+            name = classes[labels[0]] if classes is not None else ""
+            return os.path.join(
+                self.root,
+                path_template.format(
+                    youtube_id=vid,
+                    split=split,
+                    label_index=labels[0],
+                    label=name,
+                    label_underscored=name.replace(" ", "_"),
+                ),
+            )
+
+        if classes is not None:
+            beyond = [x for _, labels in entries for x in labels if x >= len(classes)]
+            if beyond:
+                raise ValueError(
+                    f"Parameter `labels_file` ({labels_file!r}) names {len(classes)} classes; "
+                    f"`partition` uses label {max(beyond)}. Pass the release's labels.txt."
+                )
+        paths = [local(vid, labels) for vid, labels in entries]
         if only_local:
             keep = existing(paths, progress, "Sports-1M: checking local files")
             entries = [entries[i] for i in keep]
@@ -130,10 +178,63 @@ class Sports1M(ClipDataset):
         for (vid, labels), path in zip(entries, paths, strict=True):
             target = tuple(sorted(set(labels))) if multi_label else labels[0]
             records.append(ClipRecord(path, target, vid))
-        classes: Sequence[str] | None = None
-        if labels_file is not None:
-            with open_text(labels_file) as f:
-                classes = [line.rstrip("\n") for line in f if line.strip()]
         super().__init__(
             records, mode=mode or split, classes=classes, num_classes=num_classes, **kwargs
         )
+
+    @classmethod
+    def check_layout(
+        cls,
+        root: str | os.PathLike[str],
+        partition: str | os.PathLike[str],
+        split: Literal["train", "test"] = "train",
+        labels_file: str | os.PathLike[str] | None = None,
+        path_template: str = "{youtube_id}.mp4",
+        num_classes: int = SPORTS1M_NUM_CLASSES,
+        sample: int = 64,
+    ) -> None:
+        """Check before training that ``root`` holds the listed videos where expected.
+
+        When none is found with ``path_template`` but the videos sit in per-class folders
+        (``<root>/<folder>/<youtube_id>.mp4``), the message says so and names the template
+        to use.
+
+        Raises:
+            ValueError: the root is not a folder, the list is missing or malformed, or none
+                of ``sample`` listed videos is found; the message names the path, the
+                expected layout and the layout found.
+        """
+        layout = f"<root>/{path_template}, list {os.fspath(partition)!r}"
+        check_root(root, layout)
+        try:
+            dataset = cls(
+                root,
+                partition,
+                split=split,
+                labels_file=labels_file,
+                path_template=path_template,
+                num_classes=num_classes,
+                modalities=("rgb",),
+            )
+        except FileNotFoundError as exc:
+            raise ValueError(f"{exc} Expected layout: {layout}.") from None
+        try:
+            dataset.check_media(layout, sample)
+        except ValueError as exc:
+            found = _per_class_hits(os.fspath(root), dataset.records[:sample])
+            if not found:
+                raise
+            raise ValueError(
+                f"{exc} The videos are in per-class folders (e.g. {found[0]!r}): pass "
+                "path_template='{label}/{youtube_id}.mp4' and labels_file=labels.txt "
+                "(folders named by class), or '{label_index}/{youtube_id}.mp4'."
+            ) from None
+
+
+def _per_class_hits(root: str, records: Sequence[ClipRecord]) -> list[str]:
+    """Files ``<root>/<any folder>/<youtube_id>.*`` of ``records``."""
+    hits: list[str] = []
+    for record in records:
+        pattern = os.path.join(glob.escape(root), "*", glob.escape(record.video_id) + ".*")
+        hits += glob.glob(pattern)
+    return hits

@@ -48,6 +48,8 @@ class ClipSpec:
         flip: random horizontal flip at training time.
         mean, std: per-channel normalization of RGB values in [0, 1].
         log_mel: the audio front end (100 × 40 log-mel at 16 kHz by default).
+        flow_scale: optical flow (pixels at the clip's resolution) is divided by this (20:
+            the ±20 px bound of the two-stream literature maps to ±1; nothing is clipped).
     """
 
     num_frames: int = 16
@@ -61,12 +63,17 @@ class ClipSpec:
     mean: tuple[float, float, float] = KINETICS_MEAN
     std: tuple[float, float, float] = KINETICS_STD
     log_mel: LogMelSpectrogram = field(default_factory=LogMelSpectrogram, compare=False)
+    flow_scale: float = 20.0
 
     def __post_init__(self) -> None:
         for name in ("num_frames", "frame_stride", "crop_size", "test_short_side", "test_clips"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"Parameter `{name}` should be a positive int. Found {value!r}.")
+        if not (isinstance(self.flow_scale, int | float) and self.flow_scale > 0):
+            raise ValueError(
+                f"Parameter `flow_scale` should be a positive number. Found {self.flow_scale!r}."
+            )
         low, high = self.train_short_side
         if not low <= high or low < self.crop_size:
             raise ValueError(

@@ -88,7 +88,7 @@ class GradientBlendCallback(_pl.Callback):
         for blender in self._blenders(trainer):
             # A checkpoint taken inside epoch e restores epochs_started = e + 1, and Lightning
             # then re-enters epoch e: starting it again would shift the schedule by one.
-            if blender._epochs_started > trainer.current_epoch:
+            if blender._controller.epochs_started > trainer.current_epoch:
                 continue
             blender.start_epoch()
 

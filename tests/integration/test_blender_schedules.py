@@ -117,6 +117,7 @@ def test_offline_retrain_estimator_end_to_end():
 
 
 @pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.FlooredOverfittingWarning")
 def test_estimate_now_and_missing_horizon():
     model = make_model()
     est = RetrainEstimator(model, loss_fn, make_batches(2), make_batches(1, seed=1))

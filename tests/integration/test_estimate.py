@@ -228,13 +228,6 @@ def test_loss_fn_missing_a_head_and_empty_loader_raise():
         estimate_weights(model, loss_fn, [], make_batches(1), optimizer=sgd, epochs=1)
 
 
-def test_diverging_copy_names_the_head():
-    model = make_model()
-    sgd = torch.optim.SGD(model.parameters(), lr=1e6)
-    with pytest.raises(FloatingPointError, match=r"Head '(a|b|fused)' got the non-finite loss"):
-        estimate_weights(model, loss_fn, make_batches(8), make_batches(1), optimizer=sgd, epochs=3)
-
-
 def test_optimizer_param_not_in_model_is_reported():
     model = make_model()
     stray = torch.nn.Parameter(torch.zeros(2))
@@ -244,6 +237,7 @@ def test_optimizer_param_not_in_model_is_reported():
 
 
 @pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.FlooredOverfittingWarning")
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compiled_and_data_parallel_models_are_unwrapped():
     model = make_model()

@@ -89,7 +89,7 @@ def test_resume_mid_epoch_keeps_the_running_statistics(tmp_path):
     model2 = make_model()
     model2.load_state_dict(model.state_dict())
     opt2 = GradientBlender(
-        torch.optim.Adam(model2.parameters(), lr=1e-2), HEADS, {"a": 1.0, "b": 1.0, "fused": 1.0}
+        torch.optim.Adam(model2.parameters(), lr=1e-2), HEADS, {"a": 0.2, "b": 0.2, "fused": 0.6}
     )
     opt2.load_state_dict(torch.load(tmp_path / "opt.pt", weights_only=True))
     assert opt2.weights == {"a": 0.5, "b": 0.2, "fused": 0.3}

@@ -22,20 +22,22 @@ OPTIMIZERS = {
 }
 
 
-def _reference_run(make_opt, weights, batches, steps):
+def _reference_run(make_opt, weights, batches, steps, mask=True):
     model = make_model()
     opt = make_opt(model.parameters())
     for batch in batches[:steps]:
         opt.zero_grad()
         losses = loss_fn(model, batch)
-        sum(weights[h] * losses[h] for h in HEADS).backward()
+        # Heads at weight 0 are left out of the blend (masked, not multiplied by 0), unless
+        # mask_zero_weights=False.
+        sum(weights[h] * losses[h] for h in HEADS if weights[h] > 0 or not mask).backward()
         opt.step()
     return model, opt
 
 
-def _blender_run(make_opt, weights, batches, steps):
+def _blender_run(make_opt, weights, batches, steps, mask=True):
     model = make_model()
-    opt = GradientBlender(make_opt(model.parameters()), HEADS, weights)
+    opt = GradientBlender(make_opt(model.parameters()), HEADS, weights, mask_zero_weights=mask)
     for batch in batches[:steps]:
         opt.zero_grad()
         opt.backward(loss_fn(model, batch))
@@ -45,17 +47,23 @@ def _blender_run(make_opt, weights, batches, steps):
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 @pytest.mark.parametrize(
-    "weights", [WEIGHTS, {"a": 0.0, "b": 1.0, "fused": 0.5}], ids=["positive", "zero_head"]
+    ("weights", "mask"),
+    [
+        (WEIGHTS, True),
+        ({"a": 0.0, "b": 0.6, "fused": 0.4}, True),
+        ({"a": 0.0, "b": 0.6, "fused": 0.4}, False),
+    ],
+    ids=["positive", "zero_head", "zero_head_unmasked"],
 )
-def test_matches_plain_optimizer_parameter_by_parameter(name, weights):
+def test_matches_plain_optimizer_parameter_by_parameter(name, weights, mask):
     batches = make_batches(6)
-    ref, ref_opt = _reference_run(OPTIMIZERS[name], weights, batches, 6)
-    got, got_opt = _blender_run(OPTIMIZERS[name], weights, batches, 6)
+    ref, ref_opt = _reference_run(OPTIMIZERS[name], weights, batches, 6, mask)
+    got, got_opt = _blender_run(OPTIMIZERS[name], weights, batches, 6, mask)
     for (n, p), q in zip(ref.named_parameters(), got.parameters(), strict=True):
         torch.testing.assert_close(q, p, msg=lambda m, n=n: f"{name}: parameter {n}: {m}")
     # The wrapped optimizer's state is the plain one's.
     ref_state = ref_opt.state_dict()["state"]
-    got_state = got_opt.state_dict()["optimizer"]["state"]
+    got_state = got_opt.state_dict()["state"]
     assert ref_state.keys() == got_state.keys()
     for key in ref_state:
         for field, value in ref_state[key].items():
@@ -78,7 +86,9 @@ def test_default_weights_are_uniform_and_fixed_weights_are_not_normalized():
         torch.optim.SGD(model.parameters(), lr=0.1), HEADS
     ).weights == dict.fromkeys(HEADS, 1 / 3)
     ones = dict.fromkeys(HEADS, 1.0)
-    assert GradientBlender(torch.optim.SGD(model.parameters(), lr=0.1), HEADS, ones).weights == ones
+    with pytest.warns(blendopt.WeightSumWarning, match="sums to 3"):
+        blender = GradientBlender(torch.optim.SGD(model.parameters(), lr=0.1), HEADS, ones)
+    assert blender.weights == ones
     est = FixedWeights(WEIGHTS)
     assert (
         GradientBlender(torch.optim.SGD(model.parameters(), lr=0.1), HEADS, est).weights == WEIGHTS
@@ -406,8 +416,12 @@ def test_load_state_dict_says_what_differs():
     )
     with pytest.raises(ValueError, match="1 parameter groups, this one has 2"):
         two_groups.load_state_dict(state)
-    with pytest.raises(ValueError, match="keys 'optimizer' and 'blender'"):
-        opt.load_state_dict(opt.optimizer.state_dict())
+    with pytest.raises(ValueError, match=r"keys 'state' and 'param_groups'.*Found keys \['lr'\]"):
+        opt.load_state_dict({"lr": 0.1})
+    with pytest.raises(TypeError, match="should be a mapping"):
+        opt.load_state_dict([state])
+    with pytest.raises(ValueError, match=r"version 7 .*reads versions \[1, 2\]"):
+        opt.load_state_dict({**state, "blender": {**state["blender"], "version": 7}})
 
 
 def test_public_api_is_exported():

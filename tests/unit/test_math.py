@@ -10,6 +10,7 @@ from scipy.optimize import minimize
 import blendopt
 from blendopt import (
     BlendEstimate,
+    FlooredOverfittingWarning,
     RejectedEstimateWarning,
     ZeroedHeadWarning,
     blend_estimate,
@@ -77,8 +78,14 @@ def test_zero_overfitting_change_is_floored():
     t1 = dict(T1, rgb=1.5)
     v1 = dict(V1, rgb=1.6)
     eps = 1e-4
-    with pytest.warns(ZeroedHeadWarning, match="floored"):
+    # A floor is its own event: not a zeroed head (no head got weight 0 here).
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         est = blend_estimate(T0, V0, t1, v1, eps=eps)
+    assert [w.category for w in caught] == [FlooredOverfittingWarning]
+    assert "'rgb'" in str(caught[0].message)
+    assert "floored" in str(caught[0].message)
+    assert caught[0].filename == __file__  # points at the caller's line
     raw = {"rgb": 0.5 / eps, "audio": 0.1 / 1.96, "fused": 0.5 / 0.49}
     z = sum(raw.values())
     assert est.weights == pytest.approx({h: v / z for h, v in raw.items()})

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from blendopt import batch_size_of, measure, top1_error
+from blendopt._measure import is_empty_batch, measure_counted
 from tests.helpers import HEADS, loss_fn, make_batches, make_model, predict
 
 
@@ -50,3 +51,29 @@ def test_measure_errors_name_the_head():
         measure(model, lambda m, b: dict.fromkeys(HEADS, torch.zeros(2, 2)), make_batches(1), HEADS)
     with pytest.raises(ValueError, match="empty"):
         measure(model, loss_fn, [], HEADS)
+
+
+def test_empty_batches_are_skipped_and_counted():
+    model = make_model()
+    batches = make_batches(3, batch=10)
+    empty = (torch.empty(0, 6), torch.empty(0, 5), torch.empty(0, dtype=torch.long))
+
+    def strict(m, b):
+        if b[2].numel() == 0:
+            raise RuntimeError("the model got an empty batch")
+        return loss_fn(m, b)
+
+    with_empty = [empty, batches[0], empty, *batches[1:]]
+    assert measure(model, strict, with_empty, HEADS) == measure(model, strict, batches, HEADS)
+    values, skipped = measure_counted(model, strict, with_empty, HEADS)
+    assert skipped == 2
+    assert values == measure(model, strict, batches, HEADS)
+    with pytest.raises(ValueError, match=r"empty \(2 empty batches skipped\)"):
+        measure(model, strict, [empty, empty], HEADS)
+
+
+def test_is_empty_batch():
+    assert is_empty_batch(({}, torch.empty(0), torch.empty(0, dtype=torch.long)))
+    assert not is_empty_batch((torch.zeros(1, 3),))
+    assert not is_empty_batch("no tensors")
+    assert not is_empty_batch(torch.tensor(0.0))  # a scalar is not a batch of 0

@@ -51,3 +51,33 @@ def test_blend_ensemble_module():
     expected = 0.5 * torch.softmax(out["a"], -1) + 0.5 * torch.softmax(out["fused"], -1)
     torch.testing.assert_close(ens(xa, xb), expected)
     assert "weights={'a': 0.5, 'b': 0.0, 'fused': 0.5}" in repr(ens)
+
+
+def test_from_optimizer_uses_the_average_weights_by_default_and_the_last_on_request():
+    from blendopt import GradientBlender
+    from tests.helpers import HEADS, loss_fn, make_batches
+
+    model = make_model()
+    opt = GradientBlender(torch.optim.SGD(model.parameters(), lr=0.1), HEADS, weights=None)
+    opt.set_weights({"a": 1.0, "b": 0.0, "fused": 0.0})
+    for i, batch in enumerate(make_batches(4)):
+        if i == 3:
+            opt.set_weights({"a": 0.0, "b": 0.0, "fused": 1.0})
+        opt.zero_grad()
+        opt.backward(loss_fn(model, batch))
+        opt.step()
+    # 3 steps on head a alone, 1 on fused alone: average (0.75, 0, 0.25); last one-hot fused.
+    averaged = BlendEnsemble.from_optimizer(model, opt)
+    assert averaged.weights == pytest.approx({"a": 0.75, "b": 0.0, "fused": 0.25})
+    last = BlendEnsemble.from_optimizer(model, opt, weights="last")
+    assert last.weights == {"a": 0.0, "b": 0.0, "fused": 1.0}
+    x = make_batches(1)[0]
+    logits = model(x[0], x[1])
+    torch.testing.assert_close(
+        averaged(x[0], x[1]),
+        0.75 * torch.softmax(logits["a"], -1) + 0.25 * torch.softmax(logits["fused"], -1),
+    )
+    with pytest.raises(ValueError, match="'average' or 'last'"):
+        BlendEnsemble.from_optimizer(model, opt, weights="first")
+    with pytest.raises(TypeError, match="GradientBlender"):
+        BlendEnsemble.from_optimizer(model, torch.optim.SGD(model.parameters(), lr=0.1))

@@ -250,7 +250,7 @@ def test_epic_kitchens_unseen_split_and_targets(tmp_path, media):
     [
         ({"mode": "eval"}, ValueError),
         ({"modalities": "rgb"}, TypeError),
-        ({"modalities": ("flow",)}, ValueError),
+        ({"modalities": ("depth",)}, ValueError),
         ({"on_error": "ignore"}, ValueError),
     ],
 )

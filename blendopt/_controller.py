@@ -1,0 +1,300 @@
+"""When to estimate G-Blend weights, and applying the results: the blender's counterpart of
+torch.optim's LRScheduler (it reads a schedule, runs the estimator, changes the weights in use,
+and keeps the history), apart from the Optimizer facade."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch.optim import Optimizer
+
+from blendopt._estimators import EstimateRequest, Estimator, FixedWeights, check_weights
+from blendopt._finite import NonFiniteMonitor
+from blendopt._math import BlendEstimate, uniform_weights
+from blendopt._schedule import Schedule
+from blendopt._warnings import deferred_estimate_warnings, warn_estimate
+from blendopt._weighting import BlendWeights, check_user_weights
+
+
+class EstimationController:
+    """Runs the estimator when the schedule says so and applies its weights.
+
+    It counts the positions the schedule is expressed in (epochs started, optimizer steps),
+    decides when an estimate is due (Algorithm 2: once at position 0; Algorithm 3: at every
+    super-epoch start), runs it, applies accepted weights, warns once per estimate event
+    (naming the estimate's index and epoch), and records every weight change in
+    :attr:`history`.
+
+    Args:
+        weights: the weights in use (changed in place).
+        optimizer: the wrapped optimizer, handed to the estimator.
+        estimator: the estimator, or ``None`` (weights change only by hand).
+        schedule: when to estimate, or ``None``.
+        monitor: non-finite losses counted on the device, reported before each estimate.
+
+    Attributes:
+        history: one record per weight change (estimates, rejections, manual changes).
+        epochs_started, steps, estimates: positions (``start_epoch`` calls, optimizer steps,
+            estimates made).
+    """
+
+    def __init__(
+        self,
+        weights: BlendWeights,
+        optimizer: Optimizer,
+        estimator: Estimator | None,
+        schedule: Schedule | None,
+        *,
+        monitor: NonFiniteMonitor | None = None,
+    ) -> None:
+        self.weights = weights
+        self.optimizer = optimizer
+        self.estimator = estimator
+        self.schedule = schedule
+        self.monitor = monitor
+        self.history: list[dict[str, Any]] = []
+        self.epochs_started = 0
+        self.steps = 0
+        self.estimates = 0
+        self.last_estimate_position = -1
+
+    @property
+    def heads(self) -> list[str]:
+        """The heads, in order."""
+        return self.weights.heads
+
+    # -- positions ------------------------------------------------------------------------
+
+    def before_first_blend(self) -> None:
+        """Checks and estimates due before the first blended loss of the run."""
+        if self.schedule is None:
+            return
+        if self.schedule.unit == "epoch" and self.epochs_started == 0:
+            raise RuntimeError(
+                "The schedule counts epochs: call `optimizer.start_epoch()` at the start of "
+                "every epoch (it runs the G-Blend estimates when they are due)."
+            )
+        if self.schedule.unit == "step" and self.steps == 0:
+            self.maybe_estimate(0)
+
+    def start_epoch(self) -> dict[str, Any] | None:
+        """An epoch starts: estimate if due (epoch schedules); return the record made, if any."""
+        record = None
+        if self.schedule is not None and self.schedule.unit == "epoch":
+            record = self.maybe_estimate(self.epochs_started)
+        self.epochs_started += 1
+        return record
+
+    def after_step(self) -> dict[str, Any] | None:
+        """An optimizer step was made: estimate if due (step schedules)."""
+        self.steps += 1
+        if self.schedule is not None and self.schedule.unit == "step":
+            return self.maybe_estimate(self.steps)
+        return None
+
+    def is_due(self, position: int) -> bool:
+        """Whether an estimate is due at ``position`` (in the schedule's unit) and not made yet."""
+        return (
+            self.schedule is not None
+            and self.estimator is not None
+            and position > self.last_estimate_position
+            and self.schedule.is_due(position)
+        )
+
+    def maybe_estimate(self, position: int) -> dict[str, Any] | None:
+        """Estimate if due at ``position``; return the history record, or ``None``."""
+        if not self.is_due(position):
+            return None
+        assert self.schedule is not None
+        self.last_estimate_position = position
+        return self.estimate(self.schedule.horizon(position), self.schedule.unit)
+
+    # -- estimates -----------------------------------------------------------------------
+
+    def estimate(self, horizon: int | None, unit: str) -> dict[str, Any]:
+        """Run the estimator now and apply the result (rejected estimates keep the weights).
+
+        Raises:
+            ValueError: there is no estimator.
+            TypeError: the estimator did not return a :class:`BlendEstimate`.
+        """
+        if self.estimator is None:
+            raise ValueError(
+                "No estimator: pass `estimator=` to GradientBlender to estimate weights."
+            )
+        if self.monitor is not None:
+            self.monitor.report(f"before G-Blend estimate {self.estimates}", to_step=self.steps)
+        request = EstimateRequest(
+            heads=tuple(self.heads),
+            optimizer=self.optimizer,
+            horizon=horizon,
+            unit=unit,  # type: ignore[arg-type]
+            index=self.estimates,
+            weights=self.weights.values,
+            steps_done=self.steps,
+            epochs_done=self.epochs_started,
+        )
+        start = time.perf_counter()
+        with deferred_estimate_warnings():
+            estimate = self.estimator.estimate(request)
+        if not isinstance(estimate, BlendEstimate):
+            raise TypeError(
+                f"{type(self.estimator).__name__}.estimate should return a BlendEstimate. Found "
+                f"{type(estimate).__name__}."
+            )
+        index = self.estimates
+        self.estimates += 1
+        before = self.weights.values
+        after = (
+            check_weights(estimate.weights, self.heads, name="estimate.weights")
+            if estimate.accepted
+            else before
+        )
+        record = self.record(
+            kind="estimate" if estimate.accepted else "rejected",
+            before=before,
+            after=after,
+            estimate=estimate,
+            horizon=horizon,
+            seconds=time.perf_counter() - start,
+        )
+        record["index"] = index
+        where = f"epoch {self.epochs_started}" if unit == "epoch" else f"step {self.steps}"
+        warn_estimate(estimate, f"G-Blend estimate {index} at {where}")
+        self.weights.set(after, step=self.steps)
+        return record
+
+    def set_weights(self, weights: Mapping[str, float]) -> None:
+        """Use ``weights`` (validated) from now on, recorded as a manual change."""
+        self.record(
+            kind="manual",
+            before=self.weights.values,
+            after=weights,
+            estimate=None,
+            horizon=None,
+            seconds=0.0,
+        )
+        self.weights.set(weights, step=self.steps)
+
+    def record(
+        self,
+        *,
+        kind: str,
+        before: Mapping[str, float],
+        after: Mapping[str, float],
+        estimate: BlendEstimate | None,
+        horizon: int | None,
+        seconds: float,
+    ) -> dict[str, Any]:
+        """Append a weight-change record to :attr:`history` and return it."""
+        record = {
+            "kind": kind,
+            "epoch": self.epochs_started,
+            "step": self.steps,
+            "horizon": horizon,
+            "weights_before": dict(before),
+            "weights": dict(after),
+            "estimate": None if estimate is None else estimate.to_dict(),
+            "seconds": seconds,
+        }
+        self.history.append(record)
+        return record
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Positions, history and the estimator's state (plain values)."""
+        return {
+            "epochs_started": self.epochs_started,
+            "steps": self.steps,
+            "estimates": self.estimates,
+            "last_estimate_position": self.last_estimate_position,
+            "history": list(self.history),
+            "estimator": {} if self.estimator is None else self.estimator.state_dict(),
+        }
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.epochs_started = int(state_dict["epochs_started"])
+        self.steps = int(state_dict["steps"])
+        self.estimates = int(state_dict["estimates"])
+        self.last_estimate_position = int(state_dict["last_estimate_position"])
+        self.history = list(state_dict["history"])
+        if self.estimator is not None:
+            self.estimator.load_state_dict(state_dict["estimator"])
+
+    def __repr__(self) -> str:
+        return (
+            f"EstimationController(estimator={self.estimator!r}, schedule={self.schedule!r}, "
+            f"epochs_started={self.epochs_started}, steps={self.steps}, "
+            f"estimates={self.estimates})"
+        )
+
+
+def resolve_weighting(
+    heads: Sequence[str],
+    estimator: Estimator | Mapping[str, float] | None,
+    schedule: Schedule | None,
+    weights: Mapping[str, float] | None,
+) -> tuple[Estimator | None, Schedule | None, dict[str, float]]:
+    """Validate ``GradientBlender``'s ``estimator``/``schedule``/``weights`` together.
+
+    Returns:
+        The estimator (a mapping becomes :class:`FixedWeights`), the schedule (the
+        estimator's default if none was given) and the initial weights.
+
+    Raises:
+        TypeError: an estimator or schedule of the wrong type.
+        ValueError: a combination that cannot be meant: fixed weights with a schedule or with
+            ``weights=`` too, an estimator that measures without a schedule, a schedule
+            without an estimator.
+    """
+    fixed = isinstance(estimator, (Mapping, FixedWeights))
+    if isinstance(estimator, Mapping):
+        estimator = FixedWeights(estimator)
+    if estimator is not None and not isinstance(estimator, Estimator):
+        raise TypeError(
+            "Parameter `estimator` should be a blendopt Estimator, a mapping head -> weight, "
+            f"or None. Found {type(estimator).__name__}."
+        )
+    if schedule is not None and not isinstance(schedule, Schedule):
+        raise TypeError(
+            "Parameter `schedule` should be blendopt.Offline(...) or blendopt.Online(...). "
+            f"Found {type(schedule).__name__}."
+        )
+    if fixed and schedule is not None:
+        raise ValueError(
+            f"Parameter `schedule` ({schedule!r}) was given with fixed weights "
+            f"({estimator!r}), which never change: nothing would be estimated. Drop "
+            "`schedule=`, or pass an estimator that measures (e.g. blendopt.RetrainEstimator)."
+        )
+    if fixed and weights is not None:
+        raise ValueError(
+            "Parameter `weights` was given together with fixed weights as `estimator` "
+            f"({estimator!r}); the weights would be set twice. Pass them once: either "
+            "`estimator={...}` or `weights={...}`."
+        )
+    if estimator is not None and schedule is None:
+        schedule = estimator.default_schedule()
+    if estimator is not None and estimator.needs_schedule and schedule is None:
+        raise ValueError(
+            f"The estimator {estimator!r} needs a schedule: pass "
+            "`schedule=blendopt.Offline(horizon=N)` (estimate once, Algorithm 2) or "
+            "`schedule=blendopt.Online(every=n)` (Algorithm 3)."
+        )
+    if schedule is not None and estimator is None:
+        raise ValueError(
+            "Parameter `schedule` was given without an `estimator`; pass the estimator the "
+            "schedule should call (e.g. blendopt.RetrainEstimator(...))."
+        )
+    if weights is not None:
+        initial = check_user_weights(weights, heads, "weights")
+    elif fixed:
+        assert isinstance(estimator, FixedWeights)
+        initial = check_user_weights(estimator.weights, heads, "estimator")
+    else:
+        given = estimator.initial_weights(heads) if estimator is not None else None
+        initial = check_weights(given, heads) if given is not None else uniform_weights(heads)
+    return estimator, schedule, initial

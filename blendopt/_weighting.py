@@ -1,0 +1,241 @@
+"""The weights in use: validation, the per-step masked blend Σ_{w_k>0} w_k L_k, and their
+time-average over training steps."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from blendopt._estimators import check_weights
+from blendopt._warnings import WeightSumWarning, warn
+
+
+def check_user_weights(
+    weights: Mapping[str, float], heads: Sequence[str], name: str = "weights"
+) -> dict[str, float]:
+    """:func:`check_weights`, and a :class:`WeightSumWarning` when they do not sum to 1.
+
+    The weights are used as given: with SGD, weights summing to s scale the step by s (the
+    blended loss is s times larger), so ``{a: 2, b: 1, fused: 1}`` trains at 4× the learning
+    rate. The warning names the normalized weights that keep the optimizer's learning rate.
+    """
+    out = check_weights(weights, heads, name=name)
+    total = math.fsum(out.values())
+    if not math.isclose(total, 1.0, rel_tol=1e-6, abs_tol=0.0):
+        normalized = ", ".join(f"{h!r}: {w / total:.4g}" for h, w in out.items())
+        warn(
+            f"Parameter `{name}` sums to {total:.6g}, not 1: the blended loss, its gradient and "
+            f"so the effective learning rate are scaled by {total:.6g} (exactly so with SGD). "
+            f"They are used as given; to keep the optimizer's learning rate pass {{{normalized}}}. "
+            "If the scaling is intended, filter blendopt.WeightSumWarning.",
+            WeightSumWarning,
+        )
+    return out
+
+
+class BlendWeights:
+    """The weights in use and the blend they define.
+
+    Heads at weight 0 are left out of the blend (masked, not multiplied by 0), so a non-finite
+    loss of such a head cannot make the blend or its gradient nan; parameters that only such a
+    head uses get no gradient. With ``mask=False`` they stay in it as ``0 · L_k`` (every
+    parameter gets a gradient, 0 for those, as DDP without ``find_unused_parameters`` needs;
+    a non-finite loss there then makes the blend nan).
+
+    The time-average ``Σ_i w^(i) s_i / Σ_i s_i`` weights each set of weights ``w^(i)`` by the
+    number of optimizer steps ``s_i`` it was in use.
+
+    Args:
+        heads: the heads, in order.
+        weights: the initial weights (validated by the caller).
+        mask: leave heads at weight 0 out of the blend.
+    """
+
+    def __init__(
+        self, heads: Sequence[str], weights: Mapping[str, float], *, mask: bool = True
+    ) -> None:
+        self.heads = list(heads)
+        self.mask = mask
+        self._weights: dict[str, float] = {}
+        self._active: list[int] = []
+        self._cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+        self._mask_cache: dict[torch.device, torch.Tensor] = {}
+        self._steps_weighted = dict.fromkeys(self.heads, 0.0)  # Σ w · steps, closed periods
+        self._since = 0  # the step at which the weights in use took effect
+        self._replace(weights)
+
+    def _replace(self, weights: Mapping[str, float]) -> None:
+        self._weights = {h: float(weights[h]) for h in self.heads}
+        self._active = [
+            i for i, h in enumerate(self.heads) if self._weights[h] > 0.0 or not self.mask
+        ]
+        self._cache.clear()
+        self._mask_cache.clear()
+
+    @property
+    def values(self) -> dict[str, float]:
+        """The weights in use, head -> float (a copy)."""
+        return dict(self._weights)
+
+    @property
+    def all_active(self) -> bool:
+        """Whether every head is in the blend (a weight > 0, or ``mask=False``)."""
+        return len(self._active) == len(self.heads)
+
+    def set(self, weights: Mapping[str, float], *, step: int) -> None:
+        """Use ``weights`` from optimizer step ``step`` on (closes the running average's period)."""
+        span = step - self._since
+        if span > 0:
+            for h in self.heads:
+                self._steps_weighted[h] += self._weights[h] * span
+        self._since = step
+        self._replace(weights)
+
+    def average(self, *, step: int) -> dict[str, float]:
+        """Time-average of the weights over optimizer steps ``[0, step)``.
+
+        Args:
+            step: optimizer steps done so far.
+
+        Returns:
+            head -> average weight; the weights in use if no step was made yet.
+        """
+        if step <= 0:
+            return self.values
+        span = max(step - self._since, 0)
+        return {h: (self._steps_weighted[h] + self._weights[h] * span) / step for h in self.heads}
+
+    def active_mask(self, device: torch.device) -> torch.Tensor:
+        """Bool tensor on ``device``: which heads are in the blend."""
+        mask = self._mask_cache.get(device)
+        if mask is None:
+            active = set(self._active)
+            mask = torch.tensor(
+                [i in active for i in range(len(self.heads))], dtype=torch.bool, device=device
+            )
+            self._mask_cache[device] = mask
+        return mask
+
+    def _active_tensor(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        key = (device, dtype)
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = torch.tensor(
+                [self._weights[self.heads[i]] for i in self._active], dtype=dtype, device=device
+            )
+            self._cache[key] = cached
+        return cached
+
+    def blend(self, values: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``Σ_{k: w_k > 0} w_k L_k`` (Eq. 7) with its graph, and every loss stacked, detached.
+
+        (``Σ_k w_k L_k`` over every head with ``mask=False``.)
+
+        Args:
+            values: the scalar losses in ``heads`` order, on one device.
+
+        Returns:
+            ``(blended, detached)``: the blend, attached to the graph of the heads in it, and
+            the 1-D detached vector of all the losses (for statistics).
+        """
+        if self.all_active:
+            stacked = _at_least_float32(torch.stack(list(values)))
+            blended = _weighted_sum(stacked, self._active_tensor(stacked.device, stacked.dtype))
+            return blended, stacked.detach()
+        active = _at_least_float32(torch.stack([values[i] for i in self._active]))
+        blended = _weighted_sum(active, self._active_tensor(active.device, active.dtype))
+        return blended, torch.stack([v.detach() for v in values])
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain values (loadable with ``torch.load(weights_only=True)``)."""
+        return {
+            "weights": [self._weights[h] for h in self.heads],
+            "steps_weighted": [self._steps_weighted[h] for h in self.heads],
+            "since": self._since,
+        }
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self._replace(dict(zip(self.heads, (float(w) for w in state_dict["weights"]), strict=True)))
+        self._steps_weighted = dict(
+            zip(self.heads, (float(s) for s in state_dict["steps_weighted"]), strict=True)
+        )
+        self._since = int(state_dict["since"])
+
+    def __repr__(self) -> str:
+        weights = ", ".join(f"{h!r}: {w:.4g}" for h, w in self._weights.items())
+        return f"BlendWeights({{{weights}}}, mask={self.mask})"
+
+
+def check_losses(
+    losses: Mapping[str, torch.Tensor], heads: Sequence[str], head_set: frozenset[str]
+) -> list[torch.Tensor]:
+    """Validate the per-head losses given to ``blend``; return them in ``heads`` order.
+
+    Raises:
+        TypeError: ``losses`` is not a mapping, or a loss is not a tensor.
+        ValueError: an unknown or missing head, a non-scalar loss, or a loss without grad.
+    """
+    if not isinstance(losses, Mapping):
+        raise TypeError(
+            "`backward` takes a dict head -> scalar loss tensor, e.g. {'rgb': loss_rgb, ...}. "
+            f"Found {type(losses).__name__}."
+        )
+    if losses.keys() != head_set:
+        extra = [h for h in losses if h not in head_set]
+        missing = [h for h in heads if h not in losses]
+        if extra:
+            raise ValueError(
+                f"Parameter `heads` should list every key of `losses`. Found extra key "
+                f"{extra[0]!r}; add it to `heads` or drop it from `losses`."
+            )
+        raise ValueError(
+            f"`losses` has no loss for head {missing[0]!r}. Pass a loss for every head in "
+            f"{list(heads)} (a head can be switched off with weight 0)."
+        )
+    values = []
+    for h in heads:
+        loss = losses[h]
+        if not isinstance(loss, torch.Tensor):
+            raise TypeError(
+                f"The loss of head {h!r} should be a tensor. Found {type(loss).__name__}."
+            )
+        if loss.ndim != 0:
+            raise ValueError(
+                f"The loss of head {h!r} should be a scalar. Found shape {tuple(loss.shape)}; "
+                "reduce it (e.g. `.mean()`) before `backward`."
+            )
+        if not loss.requires_grad:
+            raise ValueError(
+                f"The loss of head {h!r} does not require grad: it was computed under "
+                "torch.no_grad(), from detached outputs, or from frozen parameters only. "
+                "Compute it from the model's outputs with grad enabled."
+            )
+        values.append(loss)
+    return values
+
+
+def _at_least_float32(values: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 losses are blended in float32 (the weights are not rounded to them)."""
+    return values.float() if values.dtype in (torch.float16, torch.bfloat16) else values
+
+
+def _weighted_sum(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``values @ weights`` in their own dtype, also inside ``torch.autocast``.
+
+    Autocast runs matmul in bf16/fp16, which would round the weights and the blended loss
+    (w = 0.630 became 0.6289 under CPU bf16 autocast); a multiply-and-sum avoids it but costs
+    ~5x the single matmul kernel on the CPU, so autocast is switched off around it instead.
+    """
+    device_type = values.device.type
+    try:
+        autocast = torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device type
+        autocast = torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
+    if not autocast:
+        return values @ weights
+    with torch.autocast(device_type, enabled=False):
+        return values @ weights
