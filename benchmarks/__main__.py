@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -13,6 +14,11 @@ from benchmarks.runner import OPTIMIZERS, SETUPS, markdown_table, run_one, selec
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else list(argv)
+    if args_in[:1] == ["train"]:  # `python -m benchmarks train CONFIG ...` (docs/training.md)
+        from benchmarks.train import main as train_main
+
+        return train_main(args_in[1:])
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="G-Blend vs. single modalities, naive fusion, dropout and auxiliary losses on "
@@ -37,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=Path("reports"), help="folder for the Markdown and JSON report"
     )
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_in)
     if args.seeds < 1:
         parser.error("--seeds should be >= 1")
     torch.set_num_threads(args.threads)

@@ -1,4 +1,4 @@
-"""Print the GradientBlender / naive ratio of median step times after a benchmark run."""
+"""Print the ratios of median step times after a benchmark run."""
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -13,3 +13,17 @@ def pytest_terminal_summary(terminalreporter, config):
             f"GradientBlender / naive median step time: {blend / naive:.4f} "
             f"({blend * 1e3:.3f} ms vs {naive * 1e3:.3f} ms)"
         )
+    cost = {
+        b.name.split("[", 1)[1].rstrip("]"): b
+        for b in session.benchmarks
+        if b.stats and b.name.startswith("test_estimator_cost[")
+    }
+    if "plain" in cost:
+        base = cost["plain"].stats.median
+        terminalreporter.write_line("Per-step cost vs the plain optimizer (median epoch / steps):")
+        for mode, b in cost.items():
+            steps = b.extra_info.get("steps", 1)
+            terminalreporter.write_line(
+                f"  {mode:20s} {1e3 * b.stats.median / steps:8.3f} ms/step  "
+                f"{b.stats.median / base:6.3f}x"
+            )

@@ -6,18 +6,26 @@
    ResNet-50, 16×112×112 clips and 1×100×40 log-mel, batch 32, bf16 autocast): the naive
    summed loss, ``GradientBlender``, and one backward pass per head, interleaved step by step
    and timed with CUDA events; the ratios to the naive step are printed.
+3. **Exact estimate (Algorithm 1) cost**: one copy-training step (K = 3 copies) with the
+   lockstep loop and with the vmap engine (``blendopt._vmap_copies``; peak memory too), and one
+   eval-mode measurement batch; then the per-step cost of each mode against the plain
+   optimizer: plain, fixed weights (the blender), and exact online amortized over a
+   super-epoch of ``--super-epoch-steps`` steps (Online: the look-ahead is one super-epoch, so
+   each step adds one copy-training step, plus (1 + K) models measured on T' and V of
+   ``--holdout-batches`` batches each per estimate).
 
 ``--device cpu --size tiny --no-bf16`` runs the same code as a smoke test (the sync check is
 CUDA-only). Keep ``--no-bf16`` on the CPU: with torch 2.13 a bare ``nn.Conv3d`` (the video
 stem, 3×7×7) under CPU bf16 autocast returns a non-finite weight gradient, and the blender's
 finite check stops on the resulting nan loss. Prints one table; budget about a minute on an
-H100 with the defaults.
+H100 with the defaults (sections 1-2), plus about two for section 3.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import statistics
 import time
 from collections.abc import Callable
@@ -28,6 +36,7 @@ from torch import nn
 
 import blendopt
 from benchmarks.models import create
+from blendopt._vmap_copies import supports_vmap, time_engines
 
 WEIGHTS = {"rgb": 0.630, "audio": 0.014, "fused": 0.356}  # the paper's Kinetics weights
 
@@ -149,6 +158,90 @@ def check_no_sync(model: nn.Module, inputs: dict, target: torch.Tensor, *, autoc
     return "passed (no synchronization in backward + step)"
 
 
+def time_exact_engines(
+    model: nn.Module, inputs: dict, target: torch.Tensor, *, autocast: bool, steps: int
+) -> dict[str, tuple[float | None, str]]:
+    """Seconds per copy-training step (K = 3 copies) of each engine, or None and why not."""
+    heads = list(WEIGHTS)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+    def loss_fn(net: nn.Module, batch: tuple[dict, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return _losses(net, batch[0], batch[1], autocast)
+
+    batch = (inputs, target)
+    ok, why = supports_vmap(opt, model, loss_fn=loss_fn, batch=batch, heads=heads)
+    out: dict[str, tuple[float | None, str]] = {}
+    for engine in ("loop", "vmap"):
+        if engine == "vmap" and not ok:
+            out[engine] = (None, f"unsupported: {why}")
+            continue
+        device = target.device
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        try:
+            seconds = time_engines(
+                model, opt, loss_fn, batch, heads, steps=steps, engines=(engine,)
+            )[engine]
+        except torch.OutOfMemoryError as error:
+            out[engine] = (None, f"out of memory ({str(error).splitlines()[0][:80]})")
+            gc.collect()
+            continue
+        peak = (
+            f"peak {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
+            if device.type == "cuda"
+            else ""
+        )
+        out[engine] = (seconds, peak)
+    return out
+
+
+def time_measurement(
+    model: nn.Module, inputs: dict, target: torch.Tensor, *, autocast: bool, reps: int
+) -> float:
+    """Seconds of one eval-mode, no-grad measurement batch (all heads' losses)."""
+    net = copy.deepcopy(model).eval()
+    times = []
+    with torch.no_grad():
+        for i in range(reps + 1):
+            t = _time_step(lambda: _losses(net, inputs, target, autocast), target.device)
+            if i > 0:
+                times.append(t)
+    return statistics.median(times)
+
+
+def print_mode_costs(
+    naive: float,
+    blender: float,
+    engines: dict[str, tuple[float | None, str]],
+    measure_batch: float,
+    *,
+    super_steps: int,
+    holdout_batches: int,
+) -> None:
+    """The per-step cost of each mode against the plain optimizer (exact: amortized)."""
+    k = len(WEIGHTS)
+    measure = measure_batch * (1 + k) * 2 * holdout_batches
+    print(f"exact estimate, one copy-training step of K={k} copies:")
+    for engine, (seconds, note) in engines.items():
+        if seconds is None:
+            print(f"  {engine:5s} {note}")
+        else:
+            print(f"  {engine:5s} {1e3 * seconds:10.2f} ms {seconds / naive:9.3f}x naive  {note}")
+    print(
+        f"measurement: {1e3 * measure_batch:.2f} ms per eval batch; one estimate measures "
+        f"{1 + k} models on T' and V of {holdout_batches} batches each = {measure:.2f} s"
+    )
+    print(f"per-step cost vs the plain optimizer (exact online over {super_steps} steps):")
+    print(f"{'mode':18s} {'ms/step':>10s} {'vs plain':>9s}")
+    rows = {"plain": naive, "fixed": blender}
+    for engine, (seconds, _) in engines.items():
+        if seconds is not None:
+            rows[f"exact-online-{engine}"] = blender + seconds + measure / super_steps
+    for mode, seconds in rows.items():
+        print(f"{mode:18s} {1e3 * seconds:10.2f} {seconds / naive:9.3f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -159,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--no-bf16", action="store_true", help="train in float32")
+    parser.add_argument("--engine-steps", type=int, default=5, help="timed copy-training steps")
+    parser.add_argument("--super-epoch-steps", type=int, default=1000)
+    parser.add_argument("--holdout-batches", type=int, default=20, help="batches in T' and in V")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     autocast = not args.no_bf16
@@ -173,14 +269,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model: {args.visual} + {args.audio}, size {args.size}, batch {args.batch}")
     print(f"bf16 autocast: {autocast}")
     print(f"sync check: {check_no_sync(model, inputs, target, autocast=autocast)}")
-    times = time_variants(
-        make_variants(model, inputs, target, autocast=autocast), args.steps, args.warmup, device
-    )
+    variants = make_variants(model, inputs, target, autocast=autocast)
+    times = time_variants(variants, args.steps, args.warmup, device)
+    del variants  # free the three copies before the exact engines
+    gc.collect()
     naive = statistics.median(times["naive"])
     print(f"{'variant':10s} {'median ms':>10s} {'vs naive':>9s}")
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"{name:10s} {1e3 * median:10.2f} {median / naive:9.3f}")
+        print(f"{name:10s} {1e3 * median:10.2f} {median / naive:9.3f}", flush=True)
+    engines = time_exact_engines(model, inputs, target, autocast=autocast, steps=args.engine_steps)
+    measure_batch = time_measurement(
+        model, inputs, target, autocast=autocast, reps=args.engine_steps
+    )
+    print_mode_costs(
+        naive,
+        statistics.median(times["blender"]),
+        engines,
+        measure_batch,
+        super_steps=args.super_epoch_steps,
+        holdout_batches=args.holdout_batches,
+    )
     return 0
 
 

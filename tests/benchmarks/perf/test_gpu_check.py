@@ -21,6 +21,10 @@ def test_cpu_smoke_run(capsys):
             "--warmup",
             "1",
             "--no-bf16",  # torch 2.13's CPU bf16 Conv3d weight gradient is non-finite
+            "--engine-steps",
+            "1",
+            "--holdout-batches",
+            "1",
         ]
     )
     assert code == 0
@@ -28,3 +32,5 @@ def test_cpu_smoke_run(capsys):
     assert "sync check: skipped (not on CUDA)" in out
     for variant in ("naive", "blender", "per-head"):
         assert variant in out
+    for mode in ("plain", "fixed", "exact-online-loop", "exact-online-vmap"):
+        assert f"\n{mode} " in out

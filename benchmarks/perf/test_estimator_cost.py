@@ -1,0 +1,29 @@
+"""pytest-benchmark: per-step cost of each estimation mode against the plain optimizer.
+
+One benchmark per entry of ``benchmarks.perf._estimator_cost.MODES``, all in one group and one
+run (``python -m pytest benchmarks/perf/test_estimator_cost.py --benchmark-only``). Each round
+is one epoch (= one super-epoch of ``Online(every=1)`` for the exact modes, estimate
+included), so the per-step cost is the epoch time / steps; ``conftest.py`` prints the
+per-step ratios to the plain optimizer at the end of the run.
+"""
+
+import pytest
+import torch
+
+from benchmarks.perf._estimator_cost import MODES, make_setup
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.benchmark(group="estimator cost: small late-fusion MLP, 16 steps of batch 64, SGD")
+def test_estimator_cost(benchmark, mode):
+    setup = make_setup()
+    benchmark.extra_info["steps"] = setup.steps
+    benchmark.pedantic(MODES[mode](setup), rounds=8, warmup_rounds=1)

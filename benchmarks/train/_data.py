@@ -1,0 +1,426 @@
+"""Datasets of a config on a data root, the root check, and resumable seeded loaders.
+
+Expected layouts (relative to ``--data-root``; the config keys name the files):
+
+- ``kinetics``: ``annotations/train.csv``, ``annotations/validate.csv``; videos
+  ``<split>/<label>/<youtube_id>_<start:06d>_<end:06d>.mp4``.
+- ``sports1m``: ``train_partition.txt``, ``test_partition.txt`` (``labels.txt``
+  optional); videos ``<media_dir>/<youtube_id>.mp4``.
+- ``audioset`` / ``mini_audioset``: ``class_labels_indices.csv``, a train segment CSV,
+  ``eval_segments.csv``; segments ``<media_dir>/<ytid>.mp4``.
+- ``epic``: ``EPIC_train_action_labels.csv``; videos ``<participant>/<video_id>.MP4``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+import blendopt
+from benchmarks.data import (
+    AudioSet,
+    ClipDataset,
+    ClipSpec,
+    EpicKitchens55,
+    Kinetics,
+    Sports1M,
+    collate_clips,
+    mini_audioset,
+    uniform_sample,
+)
+from benchmarks.train._config import ConfigError, TrainConfig
+
+__all__ = [
+    "LAYOUTS",
+    "DataError",
+    "RunData",
+    "SeededClips",
+    "StatefulSampler",
+    "build_data",
+    "make_loader",
+    "worker_count",
+]
+
+LAYOUTS = {
+    "kinetics": "annotations/train.csv and annotations/validate.csv (label,youtube_id,"
+    "time_start,time_end[,split]); videos <split>/<label>/<youtube_id>_<start:06d>_<end:06d>.mp4",
+    "sports1m": "train_partition.txt and test_partition.txt ('URL label,label'), optional "
+    "labels.txt; videos <media_dir>/<youtube_id>.mp4",
+    "audioset": "class_labels_indices.csv, a segment CSV for train and eval_segments.csv "
+    '(YTID, start_seconds, end_seconds, "labels"); segments <media_dir>/<ytid>.mp4',
+    "epic": "EPIC_train_action_labels.csv (EPIC-55 columns); videos "
+    "<participant_id>/<video_id>.MP4",
+}
+LAYOUTS["mini_audioset"] = LAYOUTS["audioset"]
+
+
+class DataError(ValueError):
+    """The data root does not match the config (missing files, no media found)."""
+
+
+def worker_count(configured: int, local_world_size: int = 1) -> int:
+    """DataLoader workers: the configured number, or (``-1``) the CPUs this process may use
+    divided among the processes of this host, minus one for the main process."""
+    if configured >= 0:
+        return configured
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    return max(0, cpus // max(1, local_world_size) - 1)
+
+
+@dataclasses.dataclass
+class RunData:
+    """The datasets of one run.
+
+    Attributes:
+        train: T, train-mode clips (the training split minus the holdout).
+        holdout: V, one center clip per video (never trained on).
+        probe: T', one center clip per video of a fixed subset of T.
+        test: the test split (``ClipDataset`` in test mode).
+        num_classes: classifier width.
+        multi_label: multi-hot targets (AudioSet).
+        notes: lines for the report (class counts, mini-AudioSet volumes...).
+    """
+
+    train: ClipDataset
+    holdout: ClipDataset
+    probe: ClipDataset
+    test: ClipDataset
+    num_classes: int
+    multi_label: bool
+    notes: list[str]
+
+
+def _spec(cfg: TrainConfig) -> ClipSpec:
+    d = cfg.data
+    return ClipSpec(
+        num_frames=d.num_frames,
+        frame_stride=d.frame_stride,
+        crop_size=d.crop_size,
+        train_short_side=tuple(d.train_short_side),
+        test_short_side=d.test_short_side,
+        test_clips=d.test_clips,
+        test_crops=d.test_crops,
+    )
+
+
+def _file(root: str, name: str, key: str, dataset: str) -> str:
+    if not name:
+        raise ConfigError(f"Config key `data.{key}` is empty; the {dataset} config needs it.")
+    path = os.path.join(root, name)
+    if not os.path.isfile(path):
+        raise DataError(
+            f"The data root {root!r} does not match the config: {path!r} (config key "
+            f"`data.{key}`) is missing. Expected layout for {dataset!r}: {LAYOUTS[dataset]}."
+        )
+    return path
+
+
+def _videos(n: int | str) -> int | str | None:
+    return None if n == 0 else n
+
+
+def _load_splits(cfg: TrainConfig, root: str) -> tuple[ClipDataset, ClipDataset, list[str]]:
+    d = cfg.data
+    kind = d.dataset
+    spec = _spec(cfg)
+    mods = tuple(d.modalities)
+    if "flow" in mods:
+        raise ConfigError(
+            "Config key `data.modalities` lists 'flow': precomputed optical-flow input is not "
+            "in benchmarks.data yet (it lands with the data branch); use rgb and audio."
+        )
+    media = os.path.join(root, d.media_dir) if d.media_dir else root
+    common = {"spec": spec, "modalities": mods}
+    notes: list[str] = []
+    if kind == "kinetics":
+        tr = _file(root, d.train_annotations, "train_annotations", kind)
+        te = _file(root, d.test_annotations, "test_annotations", kind)
+        train = Kinetics(media, tr, split=d.train_split, mode="train", **common)
+        test = Kinetics(media, te, split=d.test_split, mode="test", classes=train.classes, **common)
+    elif kind == "sports1m":
+        tr = _file(root, d.train_annotations, "train_annotations", kind)
+        te = _file(root, d.test_annotations, "test_annotations", kind)
+        labels = _file(root, d.labels_file, "labels_file", kind) if d.labels_file else None
+        extra = {"only_local": d.only_local, "labels_file": labels, "seed": cfg.train.seed}
+        try:
+            train = Sports1M(
+                media,
+                tr,
+                split="train",
+                num_videos=_videos(d.num_train_videos),
+                mode="train",
+                **extra,
+                **common,
+            )
+            test = Sports1M(
+                media,
+                te,
+                split="test",
+                num_videos=_videos(d.num_test_videos),
+                mode="test",
+                **extra,
+                **common,
+            )
+        except ValueError as exc:
+            if "num_videos" in str(exc):
+                raise ConfigError(
+                    f"Config keys `data.num_train_videos`/`data.num_test_videos`: {exc}"
+                ) from None
+            raise
+    elif kind in ("audioset", "mini_audioset"):
+        tr = _file(root, d.train_annotations, "train_annotations", kind)
+        te = _file(root, d.test_annotations, "test_annotations", kind)
+        labels = _file(root, d.class_labels, "class_labels", kind)
+        train = AudioSet(media, tr, labels, only_local=d.only_local, mode="train", **common)
+        if kind == "mini_audioset":  # Algorithm 4 (appendix E) on the training segments
+            if not train.records:
+                raise DataError(
+                    f"No training segment of {tr!r} has a file under {media!r}. Expected "
+                    f"layout: {LAYOUTS[kind]}."
+                )
+            train, volumes = mini_audioset(
+                train, min_count=d.min_count, target=d.target_count, seed=cfg.train.seed
+            )
+            notes.append(
+                f"mini-AudioSet (Algorithm 4, min_count={d.min_count}, target="
+                f"{d.target_count}): {len(train.records)} segments, {len(volumes)} classes"
+            )
+        test = AudioSet(
+            media,
+            te,
+            labels,
+            classes=train.class_indices,
+            only_local=d.only_local,
+            mode="test",
+            **common,
+        )
+    else:  # epic
+        tr = _file(root, d.train_annotations, "train_annotations", kind)
+        train = EpicKitchens55(
+            media, tr, split="train", target=d.epic_target, mode="train", **common
+        )
+        test = EpicKitchens55(media, tr, split="val", target=d.epic_target, mode="test", **common)
+    return train, test, notes
+
+
+def _check_media(ds: ClipDataset, root: str, kind: str, split: str) -> None:
+    if not ds.records:
+        raise DataError(
+            f"The {split} split of {kind!r} under {root!r} is empty. Expected layout: "
+            f"{LAYOUTS[kind]}."
+        )
+    sample = ds.records[:200]
+    if not any(os.path.isfile(r.path) for r in sample):
+        raise DataError(
+            f"The data root {root!r} does not match the config: none of the first {len(sample)} "
+            f"{split} media files exists (e.g. {sample[0].path!r}). Expected layout for "
+            f"{kind!r}: {LAYOUTS[kind]}."
+        )
+
+
+def _num_classes(cfg: TrainConfig, train: ClipDataset, test: ClipDataset) -> int:
+    if train.num_classes:
+        return int(train.num_classes)
+    if isinstance(train, EpicKitchens55) and cfg.data.epic_target == "action":
+        return len(train.action_classes)
+    targets = [t for ds in (train, test) for t in ds.targets() if isinstance(t, int)]
+    return max(targets) + 1
+
+
+def _subset(ds: ClipDataset, indices: Any, mode: str, spec: ClipSpec | None = None) -> ClipDataset:
+    new = copy.copy(ds)
+    new.records = [ds.records[int(i)] for i in indices]
+    new.mode = mode
+    if spec is not None:
+        new.spec = spec
+    return new
+
+
+def _limit(ds: ClipDataset, limit: int, seed: int) -> ClipDataset:
+    if len(ds.records) <= limit:
+        return ds
+    return _subset(ds, uniform_sample(len(ds.records), limit, seed), ds.mode)
+
+
+def build_data(cfg: TrainConfig, root: str | os.PathLike[str]) -> RunData:
+    """Build T, V, T' and the test split of ``cfg`` on ``root``, checking the layout first.
+
+    Raises:
+        DataError: a file the config names is missing, or no media file is where the layout
+            says (the message names the path and the expected layout).
+        ConfigError: a key the dataset needs is empty or out of range.
+    """
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise DataError(
+            f"--data-root {root!r} is not a folder. Expected layout for "
+            f"{cfg.data.dataset!r}: {LAYOUTS[cfg.data.dataset]}."
+        )
+    train_full, test, notes = _load_splits(cfg, root)
+    if cfg.data.limit_videos:
+        train_full, test = (
+            _limit(ds, cfg.data.limit_videos, cfg.train.seed) for ds in (train_full, test)
+        )
+    _check_media(train_full, root, cfg.data.dataset, "train")
+    _check_media(test, root, cfg.data.dataset, "test")
+    n = len(train_full.records)
+    if n < 4:
+        raise DataError(f"The train split has {n} videos under {root!r}; G-Blend needs >= 4.")
+    labels = None if cfg.multi_label else [int(t) for t in train_full.targets()]
+    held = max(1, round(cfg.data.holdout * n))
+    try:
+        split = blendopt.holdout_split(n, holdout=held, labels=labels, seed=cfg.train.seed)
+    except ValueError:  # a class too small to stratify: fall back to a plain seeded shuffle
+        split = blendopt.holdout_split(n, holdout=held, seed=cfg.train.seed)
+    center = dataclasses.replace(train_full.spec, test_clips=1, test_crops=1)
+    return RunData(
+        train=_subset(train_full, split.train, "train"),
+        holdout=_subset(train_full, split.holdout, "test", center),
+        probe=_subset(train_full, split.probe, "test", center),
+        test=test,
+        num_classes=_num_classes(cfg, train_full, test),
+        multi_label=cfg.multi_label,
+        notes=[
+            *notes,
+            f"train {len(split.train)} / holdout {len(split.holdout)} / probe "
+            f"{len(split.probe)} / test {len(test.records)} videos",
+        ],
+    )
+
+
+class SeededClips(Dataset):
+    """A dataset whose item ``(index, seed)`` is drawn under ``torch.manual_seed(seed)``.
+
+    The random clip, crop and flip of an item then depend on (run seed, epoch, index) only,
+    not on the worker count or on where a resumed epoch starts. The caller's random state is
+    restored after each item.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, item: tuple[int, int]) -> Any:
+        index, seed = item
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]
+
+
+class StatefulSampler(Sampler):
+    """A ``DistributedSampler`` shard with a resumable position and per-item seeds.
+
+    ``set_epoch(epoch, skip)`` picks the epoch's permutation (``DistributedSampler`` with
+    ``seed``) and skips the first ``skip`` items (a resumed epoch). With ``epoch=None`` every
+    ``iter()`` draws a fresh epoch number from torch's global generator (for the G-Blend
+    estimate's loaders, which the estimator runs under its own seeded random state).
+    Items are ``(index, seed)`` pairs for :class:`SeededClips` (or plain indices with
+    ``seeded=False``).
+    """
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        rank: int = 0,
+        world: int = 1,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = True,
+        seeded: bool = True,
+    ) -> None:
+        self.inner = DistributedSampler(
+            range(size),
+            num_replicas=world,
+            rank=rank,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+        )
+        self.seed = seed
+        self.seeded = seeded
+        self.epoch: int | None = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int | None, skip: int = 0) -> None:
+        """Select the epoch's order, starting after ``skip`` items."""
+        self.epoch = epoch
+        self.skip = skip
+
+    def __len__(self) -> int:
+        return len(self.inner) - self.skip
+
+    def __iter__(self) -> Iterator[Any]:
+        epoch = self.epoch if self.epoch is not None else int(torch.randint(0, 2**31, ()))
+        self.inner.set_epoch(epoch)
+        for position, index in enumerate(self.inner):
+            if position < self.skip:
+                continue
+            if self.seeded:
+                yield index, _item_seed(self.seed, epoch, index)
+            else:
+                yield index
+
+
+def _item_seed(seed: int, epoch: int, index: int) -> int:
+    value = seed & 0xFFFFFFFF
+    for part in (epoch, index):
+        value = (value * 6364136223846793005 + part + 1442695040888963407) & 0x7FFFFFFFFFFFFFFF
+    return value
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    train: bool,
+    workers: int,
+    seed: int,
+    rank: int = 0,
+    world: int = 1,
+    pin_memory: bool = False,
+    free_running: bool = False,
+    persistent: bool = False,
+) -> DataLoader:
+    """A DataLoader over ``dataset``'s shard for this rank, with ``collate_clips``.
+
+    Args:
+        train: seeded random clips in a seeded shuffled order, last partial batch dropped;
+            else the dataset in order (every rank a shard, padded to equal length).
+        free_running: each pass draws its epoch from the global generator (estimator loaders).
+        persistent: keep the workers between passes (the training loader; the estimate's and
+            evaluation's loaders, used now and then, release theirs after each pass).
+    """
+    sampler = StatefulSampler(
+        len(dataset),
+        rank=rank,
+        world=world,
+        shuffle=train,
+        seed=seed,
+        drop_last=train,
+        seeded=train,
+    )
+    if free_running:
+        sampler.set_epoch(None)
+    return DataLoader(
+        SeededClips(dataset) if train else dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_clips,
+        pin_memory=pin_memory,
+        persistent_workers=persistent and workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+        drop_last=train,
+    )

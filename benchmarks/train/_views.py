@@ -1,0 +1,253 @@
+"""Test-time views of a video decoded in ONE pass (§3.1: 10 uniform clips, averaged).
+
+``ClipDataset`` in test mode yields one item per (video, clip, crop) and decodes each item
+on its own, i.e. opens and seeks the file ``test_clips × test_crops`` times. The
+:class:`VideoViews` dataset yields one item per video: it opens the file once, decodes the
+video stream sequentially once, keeping (and converting) only the frames some clip uses,
+and decodes one audio span covering every clip's window; it returns every view stacked,
+``inputs[m]: (views, ...)``. Clip starts, crops and normalization are the same as
+``ClipDataset``'s test mode (tested frame for frame against it).
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+import av
+import numpy as np
+import torch
+from av.video.reformatter import VideoReformatter
+from torch.utils.data import Dataset
+
+from benchmarks.data import (
+    ClipDataset,
+    MediaError,
+    SkippedSample,
+    center_crop,
+    clip_seconds,
+    clip_starts_uniform,
+    normalize,
+    open_media,
+    probe_media,
+    resized_shape,
+    three_crop,
+)
+
+__all__ = ["VideoViews", "decode_audio_span", "decode_clips_once"]
+
+
+def decode_clips_once(
+    container: Any, starts: list[float], num_frames: int, stride: int, short_side: int
+) -> list[torch.Tensor]:
+    """Decode the clips starting at ``starts`` (seconds) in one sequential pass.
+
+    Each clip follows :func:`benchmarks.data.decode_video_clip`: frames from ``start``
+    (half a frame of tolerance), one in ``stride``, loop-padded to ``num_frames`` if the
+    video ends; a clip starting past the last frame takes the video's tail.
+
+    Returns:
+        One uint8 ``T × H × W × 3`` tensor per start.
+    """
+    if not container.streams.video:
+        raise MediaError("no video stream")
+    stream = container.streams.video[0]
+    info = probe_media(container)
+    time_base = float(stream.time_base)
+    origin = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+    tolerance = 0.5 / info.fps
+    span = (num_frames - 1) * stride + 1
+    height, width = resized_shape(info.height, info.width, short_side)
+    reformatter = VideoReformatter()
+    first = max(0.0, min(starts))
+    taken = [0] * len(starts)
+    kept: list[list[np.ndarray]] = [[] for _ in starts]
+    tail: collections.deque[Any] = collections.deque(maxlen=span)
+
+    def rgb(frame: Any) -> np.ndarray:
+        return reformatter.reformat(
+            frame, width=width, height=height, format="rgb24", interpolation="BILINEAR"
+        ).to_ndarray()
+
+    try:
+        container.seek(int((origin + first) / time_base), stream=stream, backward=True)
+        for frame in container.decode(stream):
+            t = (frame.pts * time_base - origin) if frame.pts is not None else frame.time
+            tail.append(frame)
+            converted = None
+            for c, start in enumerate(starts):
+                if taken[c] >= span or (t is not None and t < max(0.0, start) - tolerance):
+                    continue
+                if taken[c] % stride == 0:
+                    converted = rgb(frame) if converted is None else converted
+                    kept[c].append(converted)
+                taken[c] += 1
+            if all(n >= span for n in taken):
+                break
+        missing = [c for c in range(len(starts)) if not kept[c]]
+        if missing and tail:  # a start past the last frame: take the tail, as decode_video_clip
+            frames = list(tail)[-span:]
+            tail_rgb = [rgb(f) for i, f in enumerate(frames) if i % stride == 0]
+            for c in missing:
+                kept[c] = tail_rgb
+    except Exception as exc:
+        if isinstance(exc, MediaError):
+            raise
+        raise MediaError(f"video decode error: {exc}") from exc
+    out = []
+    for frames in kept:
+        if not frames:
+            raise MediaError("no video frame decoded")
+        if len(frames) < num_frames:
+            frames = [frames[i % len(frames)] for i in range(num_frames)]
+        out.append(torch.from_numpy(np.stack(frames[:num_frames])))
+    return out
+
+
+def decode_audio_span(
+    container: Any, first: float, last: float, num_samples: int, sample_rate: int
+) -> tuple[np.ndarray, float]:
+    """Mono ``sample_rate`` samples from ``first`` seconds until ``num_samples`` past ``last``
+    (or the end of the stream), unpadded, and the time of the first sample.
+
+    Times follow :func:`benchmarks.data.decode_audio_clip` (from the start of the video
+    stream when there is one).
+
+    Raises:
+        MediaError: no audio stream, or no sample decoded.
+    """
+    if not container.streams.audio:
+        raise MediaError("no audio stream")
+    stream = container.streams.audio[0]
+    ref = container.streams.video[0] if container.streams.video else stream
+    origin = float(ref.start_time * ref.time_base) if ref.start_time else 0.0
+    target = origin + max(0.0, first)
+    time_base = float(stream.time_base)
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    chunks: list[np.ndarray] = []
+    first_time: float | None = None
+    have, needed = 0, 0
+    try:
+        container.seek(max(0, int(target / time_base)), stream=stream, backward=True)
+        for frame in container.decode(stream):
+            if first_time is None:
+                first_time = frame.pts * time_base if frame.pts is not None else target
+                needed = max(0, round((origin + last - first_time) * sample_rate)) + num_samples
+            for out in resampler.resample(frame):
+                chunk = out.to_ndarray().reshape(-1)
+                chunks.append(chunk)
+                have += chunk.size
+            if have >= needed:
+                break
+        else:
+            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+    except av.FFmpegError as exc:
+        raise MediaError(f"audio decode error: {exc}") from exc
+    if not chunks or first_time is None:
+        raise MediaError("no audio decoded")
+    return np.concatenate(chunks), first_time - origin
+
+
+class VideoViews(Dataset):
+    """Every test view of each video of a test-mode :class:`ClipDataset`, decoded once.
+
+    Args:
+        dataset: a ``ClipDataset`` (any published format) in test mode.
+
+    Items are ``(inputs, target, video_index)`` with ``inputs[m]`` of shape
+    ``(test_clips × test_crops, ...)``, or a :class:`SkippedSample` (3 fields) for a bad
+    file; use ``benchmarks.data.collate_clips``.
+    """
+
+    def __init__(self, dataset: ClipDataset) -> None:
+        if not isinstance(dataset, ClipDataset):
+            raise TypeError(
+                f"Parameter `dataset` should be a ClipDataset. Found {type(dataset).__name__}."
+            )
+        self.dataset = dataset
+        self.spec = dataset.spec
+
+    @property
+    def views_per_video(self) -> int:
+        """``test_clips × test_crops``."""
+        return self.spec.test_clips * self.spec.test_crops
+
+    def __len__(self) -> int:
+        return len(self.dataset.records)
+
+    def __getitem__(self, index: int) -> Any:
+        record = self.dataset.records[index]
+        try:
+            inputs = self._load(record)
+        except Exception as exc:  # never crash a DataLoader worker on a bad file
+            if self.dataset.on_error == "raise":
+                raise
+            reason = str(exc) if isinstance(exc, MediaError) else f"{type(exc).__name__}: {exc}"
+            return SkippedSample(index, record.path, reason, 3)
+        return inputs, self.dataset.target_tensor(record.target), index
+
+    def _load(self, record: Any) -> dict[str, torch.Tensor]:
+        spec, mods = self.spec, self.dataset.modalities
+        with open_media(record.path) as container:
+            info = probe_media(container)
+            if "rgb" in mods and not container.streams.video:
+                raise MediaError("no video stream")
+            if "audio" in mods and not info.has_audio:
+                raise MediaError("no audio stream")
+            seg_start = record.start or 0.0
+            seg_end = record.end if record.end is not None else info.duration
+            seg_end = min(seg_end, info.duration) if info.duration > 0 else seg_end
+            duration = max(0.0, seg_end - seg_start)
+            fps = info.fps if info.fps > 0 else 25.0
+            span = clip_seconds(spec.num_frames, spec.frame_stride, fps)
+            offsets = clip_starts_uniform(duration, span, spec.test_clips)
+            starts = [seg_start + o for o in offsets]
+            inputs: dict[str, torch.Tensor] = {}
+            if "audio" in mods:
+                inputs["audio"] = self._audio(container, starts, span, duration, seg_start)
+            if "rgb" in mods:
+                clips = decode_clips_once(
+                    container, starts, spec.num_frames, spec.frame_stride, spec.test_short_side
+                )
+                views = []
+                for clip in clips:
+                    for crop in range(spec.test_crops):
+                        if spec.test_crops == 1:
+                            frames = center_crop(clip, spec.crop_size)
+                        else:
+                            frames = three_crop(clip, spec.crop_size, crop)
+                        views.append(normalize(frames, spec.mean, spec.std))
+                inputs["rgb"] = torch.stack(views)
+        return {m: inputs[m] for m in mods}
+
+    def _audio(
+        self, container: Any, starts: list[float], span: float, duration: float, seg_start: float
+    ) -> torch.Tensor:
+        spec = self.spec
+        n = spec.log_mel.num_samples
+        rate = spec.log_mel.sample_rate
+        windows = []
+        for start in starts:  # the window of ClipDataset: centered on the video clip's center
+            center = start + min(span, duration if duration > 0 else span) / 2
+            windows.append(max(seg_start, center - n / rate / 2))
+        # One decode from the first window to the end of the last; each window is then cut and
+        # padded by decode_audio_clip's rules (tail if past the end, loop-pad if short).
+        audio, first_time = decode_audio_span(container, min(windows), max(windows), n, rate)
+        peak = float(np.abs(audio).max())
+        threshold = self.dataset.silence_threshold
+        if threshold is not None and peak < threshold:
+            raise MediaError(f"silent audio: peak {peak:.2e} < {threshold}")
+        mels = []
+        for w in windows:
+            offset = max(0, round((w - first_time) * rate))
+            clip = audio[offset : offset + n]
+            if clip.size == 0:
+                clip = audio[-n:]
+            if clip.size < n:
+                clip = np.resize(clip, n)
+            mel = spec.log_mel(torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32)))
+            mels.extend([mel] * spec.test_crops)
+        return torch.stack(mels)
+
+    def __repr__(self) -> str:
+        return f"VideoViews(videos={len(self)}, views={self.views_per_video})"
