@@ -12,6 +12,7 @@ sync) and :class:`~blendopt._statistics.TrainStatistics` (per-epoch loss means).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -666,3 +667,37 @@ def _upgrade_v1(ours: Mapping[str, Any]) -> dict[str, Any]:
         "statistics": ours["statistics"],
         "finite": {"events": [], "table": None, "recorded": 0, "from_step": None},
     }
+
+
+def _on_the_blender(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``method`` on the blender itself when it is called through PyTorch Lightning's
+    ``LightningOptimizer`` (what ``LightningModule.optimizers()`` returns).
+
+    That wrapper takes the blender's class as a base class, so ``isinstance`` checks pass, and
+    forwards the attributes it lacks to the blender: a method found on the class would run with
+    the wrapper as ``self`` and write the weights, counters and history on the wrapper, where the
+    blender (its steps, checkpoints and estimates) never sees them.
+    """
+
+    @functools.wraps(method)
+    def run(self: GradientBlender, *args: Any, **kwargs: Any) -> Any:
+        blender = self.__dict__.get("_optimizer")
+        if isinstance(blender, GradientBlender) and blender is not self:
+            return getattr(blender, method.__name__)(*args, **kwargs)
+        return method(self, *args, **kwargs)
+
+    return run
+
+
+for _name in (
+    "blend",
+    "backward",
+    "set_weights",
+    "start_epoch",
+    "estimate_now",
+    "estimate_due",
+    "state_dict",
+    "load_state_dict",
+    "__repr__",
+):
+    setattr(GradientBlender, _name, _on_the_blender(getattr(GradientBlender, _name)))

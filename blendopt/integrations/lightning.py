@@ -1,0 +1,96 @@
+"""PyTorch Lightning: run the blender's due G-Blend estimates at the start of every epoch.
+
+Lightning's automatic optimization calls backward itself: ``training_step`` returns
+``blender.blend(losses)``, ``configure_optimizers`` returns the blender (alone or with an LR
+scheduler), and :class:`GradientBlendCallback` calls ``blender.start_epoch()`` when each training
+epoch starts. Importing this module imports Lightning (``pytorch_lightning``, else
+``lightning.pytorch``); ``import blendopt`` does not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blendopt._blender import GradientBlender
+
+try:
+    import pytorch_lightning as _pl
+except ImportError:  # the unified `lightning` package ships the same API as lightning.pytorch
+    try:
+        import lightning.pytorch as _pl  # type: ignore[no-redef]
+    except ImportError as error:
+        raise ImportError(
+            "blendopt.integrations.lightning needs PyTorch Lightning: "
+            "`pip install 'blendopt[integrations]'` (or `pip install pytorch-lightning`)."
+        ) from error
+
+__all__ = ["GradientBlendCallback"]
+
+
+def _unwrap(optimizer: Any) -> Any:
+    """The optimizer itself, under Lightning's ``LightningOptimizer`` or Accelerate's wrapper."""
+    inner = getattr(optimizer, "__dict__", {}).get("_optimizer")  # LightningOptimizer
+    if isinstance(inner, GradientBlender):
+        return inner
+    inner = getattr(optimizer, "optimizer", None)  # accelerate's AcceleratedOptimizer
+    if isinstance(inner, GradientBlender) and not isinstance(optimizer, GradientBlender):
+        return inner
+    return optimizer
+
+
+class GradientBlendCallback(_pl.Callback):
+    """Call ``start_epoch()`` on the G-Blend blender when each training epoch starts.
+
+    ``start_epoch`` closes the previous epoch's statistics and runs the G-Blend estimate when the
+    blender's schedule says so (Algorithm 2 at epoch 0, Algorithm 3 at every super-epoch). The
+    estimate runs on every rank under DDP, as ``start_epoch`` requires. After a resume from a
+    mid-epoch checkpoint, the interrupted epoch is not started a second time.
+
+    Args:
+        blender: the blender to drive; default: every ``GradientBlender`` returned by
+            ``configure_optimizers`` (``trainer.optimizers``).
+
+    Raises:
+        TypeError: ``blender`` is not a ``GradientBlender``.
+        ValueError: (at the first epoch) no blender was given and ``configure_optimizers``
+            returned none.
+    """
+
+    def __init__(self, blender: GradientBlender | None = None) -> None:
+        super().__init__()
+        if blender is not None and not isinstance(blender, GradientBlender):
+            raise TypeError(
+                "Parameter `blender` should be a blendopt.GradientBlender (or None to use the "
+                f"ones configure_optimizers returns). Found {type(blender).__name__}."
+            )
+        self.blender = None if blender is None else _unwrap(blender)
+
+    def _blenders(self, trainer: Any) -> list[GradientBlender]:
+        if self.blender is not None:
+            return [self.blender]
+        found = [
+            _unwrap(opt)
+            for opt in getattr(trainer, "optimizers", [])
+            if isinstance(_unwrap(opt), GradientBlender)
+        ]
+        if not found:
+            names = [type(opt).__name__ for opt in getattr(trainer, "optimizers", [])]
+            raise ValueError(
+                f"GradientBlendCallback found no GradientBlender among the optimizers {names}: "
+                "return the blender from `configure_optimizers` (alone or as "
+                "{'optimizer': blender, 'lr_scheduler': ...}), or pass it as "
+                "GradientBlendCallback(blender)."
+            )
+        return found
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        """Start the epoch on each blender, unless a checkpoint already started it."""
+        for blender in self._blenders(trainer):
+            # A checkpoint taken inside epoch e restores epochs_started = e + 1, and Lightning
+            # then re-enters epoch e: starting it again would shift the schedule by one.
+            if blender._controller.epochs_started > trainer.current_epoch:
+                continue
+            blender.start_epoch()
+
+    def __repr__(self) -> str:
+        return f"GradientBlendCallback(blender={self.blender!r})"
