@@ -1,0 +1,271 @@
+"""Estimator study: the rolling/gradient estimators against the baselines on embedded data.
+
+``python -m benchmarks.perf.estimator_study --seeds 0 1 2`` trains, per seed and on the same
+split, every single modality, naive fusion, equal-weight auxiliary losses, exact G-Blend
+offline/online (``RetrainEstimator``, Algorithm 1) and the ``RollingEstimator`` variants, on one
+thread, and prints: test top-1 of the fused head, of the weighted ensemble of heads and of the
+predictor chosen on the holdout; wall time as a ratio to naive training measured in the same
+process (runs interleaved per seed); the final weights and the weight trajectories. With
+``--compare`` it also runs the exact estimator (Algorithm 1, look-ahead one super-epoch) at the
+boundaries of a rolling run, on the same checkpoints, without applying it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+import blendopt
+from benchmarks.runner import SETUPS, TensorBatches, evaluate, loss_fn, make_optimizer
+from benchmarks.runner._train import BATCH_SIZE, HOLDOUT, online_schedule, predict
+
+EstimatorFactory = Callable[..., tuple[Any, Any]]
+
+
+def _rolling_variant(probe: bool = True, **kwargs: Any) -> EstimatorFactory:
+    def make(model, holdout, probe_data, epochs, seed, steps_per_epoch):
+        est = blendopt.RollingEstimator(
+            model,
+            loss_fn,
+            TensorBatches(holdout, 64, shuffle=True)
+            if kwargs.get("mode", "gradient") == "gradient"
+            else TensorBatches(holdout, 512, shuffle=False),
+            probe=None
+            if not probe
+            else (
+                TensorBatches(probe_data, 64, shuffle=True)
+                if kwargs.get("mode", "gradient") == "gradient"
+                else TensorBatches(probe_data, 512, shuffle=False)
+            ),
+            seed=seed,
+            **kwargs,
+        )
+        schedule = (
+            blendopt.Online(every=steps_per_epoch * 3, unit="step")
+            if kwargs.get("mode") == "loss"
+            else None
+        )
+        return est, schedule
+
+    return make
+
+
+def _exact(kind: str) -> EstimatorFactory:
+    def make(model, holdout, probe, epochs, seed, steps_per_epoch, train_batches=None):
+        est = blendopt.RetrainEstimator(
+            model,
+            loss_fn,
+            train_batches,
+            TensorBatches(holdout, 512, shuffle=False),
+            probe=TensorBatches(probe, 512, shuffle=False),
+            metric=blendopt.top1_error(predict),
+            eps=(1.0 / len(holdout)) ** 2,
+            seed=seed,
+        )
+        schedule = (
+            blendopt.Offline(horizon=epochs) if kind == "offline" else online_schedule(epochs)
+        )
+        return est, schedule
+
+    make.needs_train = True  # type: ignore[attr-defined]
+    return make
+
+
+# name -> (fixed weights rule or estimator factory)
+VARIANTS: dict[str, Any] = {
+    "rolling": _rolling_variant(),  # the default: gradient mode, private params, probe
+    "rolling_noprobe": _rolling_variant(probe=False),
+    "rolling_all_params": _rolling_variant(params="all"),
+    "rolling_correlated": _rolling_variant(correlated=True),
+    "rolling_raw": _rolling_variant(shrink=False, floor=0.0, smoothing=0.0),
+    "rolling_loss": _rolling_variant(mode="loss"),
+    "gblend_offline": _exact("offline"),
+    "gblend_online": _exact("online"),
+}
+
+
+def run(
+    dataset: str, method: str, seed: int, *, optimizer: str = "sgd", compare: bool = False
+) -> dict[str, Any]:
+    """One training run; returns accuracies, weights, trajectory and seconds."""
+    setup = SETUPS[dataset]
+    train_full, test = setup.load("train", seed), setup.load("test", seed)
+    split = blendopt.holdout_split(
+        len(train_full), holdout=HOLDOUT, labels=train_full.targets, seed=seed
+    )
+    train, holdout, probe = (
+        train_full.subset(split.train),
+        train_full.subset(split.holdout),
+        train_full.subset(split.probe),
+    )
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    model = setup.build_model(train)
+    heads, fused = model.head_names, model.fused_head
+    inner = make_optimizer(optimizer, model.parameters(), setup.lr)
+    batches = TensorBatches(train, BATCH_SIZE, shuffle=True)
+    epochs = setup.epochs
+    if method == "naive":
+        blender = blendopt.GradientBlender(inner, heads, {h: float(h == fused) for h in heads})
+    elif method == "auxiliary":
+        blender = blendopt.GradientBlender(inner, heads, blendopt.uniform_weights(heads))
+    elif method.startswith("single:"):
+        m = method.split(":", 1)[1]
+        blender = blendopt.GradientBlender(inner, heads, {h: float(h == m) for h in heads})
+    else:
+        factory = VARIANTS[method]
+        extra = {"train_batches": batches} if getattr(factory, "needs_train", False) else {}
+        est, schedule = factory(model, holdout, probe, epochs, seed, len(batches), **extra)
+        blender = blendopt.GradientBlender(inner, heads, est, schedule=schedule)
+    comparisons = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", blendopt.BlendWarning)
+        for epoch in range(epochs):
+            blender.start_epoch()
+            if compare and epoch in _boundaries(epochs):
+                comparisons.append(_exact_at(model, inner, batches, holdout, probe, seed, epoch))
+                comparisons[-1]["rolling"] = blender.weights
+            model.train()
+            for batch in batches:
+                blender.zero_grad()
+                blender.backward(loss_fn(model, batch))
+                blender.step()
+    seconds = time.perf_counter() - start
+    head_acc, ens = evaluate(model, test, blender.weights)
+    hv, ev = evaluate(model, holdout, blender.weights)
+    selected = "ensemble" if ev > hv[fused] else "fused"
+    return {
+        "dataset": dataset,
+        "method": method,
+        "seed": seed,
+        "fused": head_acc[fused],
+        "heads": head_acc,
+        "ensemble": ens,
+        "selected": selected,
+        "selected_acc": ens if selected == "ensemble" else head_acc[fused],
+        "weights": blender.weights,
+        "trajectory": [(r["step"], r["kind"], r["weights"]) for r in blender.history],
+        "seconds": seconds,
+        "comparisons": comparisons,
+    }
+
+
+def _boundaries(epochs: int) -> set[int]:
+    sched = online_schedule(epochs)
+    return {e for e in range(1, epochs) if sched.is_due(e)}
+
+
+def _exact_at(model, inner, batches, holdout, probe, seed, epoch) -> dict[str, Any]:
+    """Algorithm 1 at this checkpoint (not applied), looking ahead one super-epoch."""
+    setup_every = online_schedule(30).every
+    est = blendopt.estimate_weights(
+        model,
+        loss_fn,
+        batches,
+        TensorBatches(holdout, 512, shuffle=False),
+        optimizer=inner,
+        epochs=setup_every,
+        probe=TensorBatches(probe, 512, shuffle=False),
+        metric=blendopt.top1_error(predict),
+        eps=(1.0 / len(holdout)) ** 2,
+        seed=seed + 1000 * epoch,
+    )
+    return {"epoch": epoch, "exact": est.weights, "exact_accepted": est.accepted}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="synthetic_av", choices=sorted(SETUPS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--optimizer", default="sgd")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["naive", "auxiliary", "single", *VARIANTS],
+        help="naive, auxiliary, single, and any of " + ", ".join(VARIANTS),
+    )
+    parser.add_argument("--compare", action="store_true", help="rolling vs exact at boundaries")
+    parser.add_argument("--json", default=None, help="write every run's record to this file")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    modalities = SETUPS[args.dataset].load("train", 0).modalities
+    methods = []
+    for m in args.methods:
+        methods += [f"single:{x}" for x in modalities] if m == "single" else [m]
+    if "naive" not in methods:
+        methods.insert(0, "naive")
+    records = []
+    run(args.dataset, "naive", args.seeds[0], optimizer=args.optimizer)  # warm-up, discarded
+    for seed in args.seeds:
+        naive_again = None
+        for method in [*methods, "naive"]:  # naive first and last: its time is the mean of both
+            rec = run(args.dataset, method, seed, optimizer=args.optimizer)
+            if method == "naive" and naive_again is None:
+                naive_again = rec
+            elif method == "naive":
+                naive_again["seconds"] = (naive_again["seconds"] + rec["seconds"]) / 2
+                continue
+            records.append(rec)
+            print(
+                f"seed {seed} {method:20s} fused {rec['fused']:.3f} ens {rec['ensemble']:.3f} "
+                f"sel {rec['selected_acc']:.3f} {rec['seconds']:.2f}s "
+                + " ".join(f"{h}={w:.2f}" for h, w in rec["weights"].items()),
+                flush=True,
+            )
+        if args.compare:
+            rec = run(args.dataset, "rolling", seed, optimizer=args.optimizer, compare=True)
+            rec["method"] = "rolling+compare"
+            records.append(rec)
+            for c in rec["comparisons"]:
+                print(
+                    f"  compare epoch {c['epoch']}: rolling "
+                    + " ".join(f"{h}={w:.2f}" for h, w in c["rolling"].items())
+                    + " | exact "
+                    + " ".join(f"{h}={w:.2f}" for h, w in c["exact"].items())
+                    + ("" if c["exact_accepted"] else " (rejected)"),
+                    flush=True,
+                )
+    print(summary(records, methods, args.seeds))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=1)
+
+
+def summary(records: list[dict[str, Any]], methods: list[str], seeds: list[int]) -> str:
+    """Markdown table: mean ± std over seeds, and time vs naive (per-seed ratio, then mean)."""
+    naive = {r["seed"]: r["seconds"] for r in records if r["method"] == "naive"}
+    lines = [
+        "| method | fused | ensemble | chosen on V | best head | time / naive | final weights |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def ms(xs: list[float]) -> str:
+        sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+        return f"{100 * statistics.mean(xs):.1f} ± {100 * sd:.1f}"
+
+    for m in methods:
+        rs = [r for r in records if r["method"] == m]
+        if not rs:
+            continue
+        ratio = statistics.mean(r["seconds"] / naive[r["seed"]] for r in rs)
+        heads = list(rs[0]["weights"])
+        mean_w = {h: statistics.mean(r["weights"][h] for r in rs) for h in heads}
+        best_head = ms([max(r["heads"].values()) for r in rs])
+        lines.append(
+            f"| {m} | {ms([r['fused'] for r in rs])} | {ms([r['ensemble'] for r in rs])} | "
+            f"{ms([r['selected_acc'] for r in rs])} | {best_head} | {ratio:.2f} | "
+            + ", ".join(f"{h} {w:.2f}" for h, w in mean_w.items())
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
