@@ -6,9 +6,9 @@ by chance takes all the weight, a head whose dG is negative by chance loses all 
 here keep a head whose gain is within noise near the *prior* weights (uniform, or the weights in
 use) instead:
 
-- ``reliability_k = dG_k² / (dG_k² + SE(dG_k)²)`` in [0, 1]: the share of the measured gain that
-  is signal (the shrinkage factor of a normal mean with known noise, a Wiener/James-Stein-type
-  factor). A gain of one standard error gives 0.5, of three gives 0.9.
+- ``reliability_k = max(0, 1 - SE(dG_k)² / dG_k²)`` in [0, 1]: the positive-part James-Stein
+  factor of a normal mean with known noise. A gain within one standard error gives 0 (all
+  prior), of two standard errors 0.75, of three 0.89, of ten 0.99.
 - ``raw_k ∝ max(dG_k, 0) / max(σ_k², eps)`` (Proposition 1; σ_k² = dO_k² for the coarse form of
   Algorithm 1, where the caller adds SE(dO_k)² so an unmeasurably small dO cannot give an
   unbounded weight), normalized to sum to 1.
@@ -161,7 +161,7 @@ class NoiseAwareWeights:
     Attributes:
         weights: final weights (sum 1), or the fallback when not ``accepted``.
         raw: the OGR weights before shrinkage and floor (sum 1; all 0 when rejected).
-        reliability: head -> dG² / (dG² + SE²).
+        reliability: head -> max(0, 1 - SE² / dG²).
         accepted: False when no head had a positive gain.
         notes: the rules applied, for ``BlendEstimate.notes``.
     """
@@ -174,13 +174,13 @@ class NoiseAwareWeights:
 
 
 def reliability(gain: float, se: float) -> float:
-    """``gain² / (gain² + se²)``: 1 without noise (``se = 0``), 0.5 at one SE, 0 for no gain."""
-    if not math.isfinite(se):
-        return 0.0
+    """``max(0, 1 - se² / gain²)`` (positive-part James-Stein): 1 without noise (``se = 0``),
+    0 for a gain within one standard error, 0.75 at two, 0.89 at three."""
     if se == 0.0:
         return 1.0  # a noiseless measurement is fully reliable, whatever its value
-    g2 = gain * gain
-    return g2 / (g2 + se * se) if g2 + se * se > 0 else 0.0
+    if not math.isfinite(se) or abs(gain) <= se:
+        return 0.0
+    return 1.0 - (se * se) / (gain * gain)
 
 
 def noise_aware_weights(
@@ -197,7 +197,7 @@ def noise_aware_weights(
     """Proposition 1 weights shrunk toward ``prior`` where the gain is within noise.
 
     ``raw_k ∝ max(gain_k, 0) / max(variance_k, eps)`` (Eq. 6 with σ_k² = ``variance_k``),
-    ``w_k ∝ c_k raw_k + (1 - c_k) prior_k`` with ``c_k = gain_k² / (gain_k² + gain_se_k²)``, then
+    ``w_k ∝ c_k raw_k + (1 - c_k) prior_k`` with ``c_k = max(0, 1 - gain_se_k² / gain_k²)``, then
     ``w ← floor + (1 - K·floor) w``. See the module docstring for the reasons.
 
     Args:

@@ -54,7 +54,11 @@ ParamScope = Literal["private", "all"]
 
 
 class _Cycle:
-    """Endless batches from a loader, each drawn under its own seeded random state."""
+    """Endless batches from a loader, each drawn under its own seeded CPU random state.
+
+    Only torch's CPU generator is forked (samplers and ``randperm`` shuffles draw from it); it is
+    cheap, unlike forking every generator, and the training run's random stream is restored.
+    """
 
     def __init__(self, loader: Iterable[Any], seed: int) -> None:
         self.loader = loader
@@ -63,8 +67,10 @@ class _Cycle:
         self._it: Iterator[Any] | None = None
 
     def next(self) -> Any:
-        with isolated_rng(derive_seed(self.seed, self.draws)):
-            self.draws += 1
+        outer = torch.get_rng_state()
+        torch.default_generator.manual_seed(derive_seed(self.seed, self.draws))
+        self.draws += 1
+        try:
             if self._it is None:
                 self._it = iter(self.loader)
             batch = next(self._it, None)
@@ -73,6 +79,8 @@ class _Cycle:
                 batch = next(self._it, None)
                 if batch is None:
                     raise ValueError("The holdout/probe loader is empty; pass a non-empty loader.")
+        finally:
+            torch.set_rng_state(outer)
         return batch
 
 
@@ -119,7 +127,7 @@ class RollingEstimator(Estimator):
         *,
         probe: Iterable[Any] | None = None,
         mode: Mode = "gradient",
-        interval: int = 5,
+        interval: int = 10,
         window: int = 16,
         min_measurements: int = 8,
         params: ParamScope = "private",

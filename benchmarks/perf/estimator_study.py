@@ -80,11 +80,11 @@ def _exact(kind: str) -> EstimatorFactory:
 
 # name -> (fixed weights rule or estimator factory)
 VARIANTS: dict[str, Any] = {
-    "rolling": _rolling_variant(),  # the default: gradient mode, private params, probe
-    "rolling_noprobe": _rolling_variant(probe=False),
-    "rolling_all_params": _rolling_variant(params="all"),
-    "rolling_correlated": _rolling_variant(correlated=True),
-    "rolling_raw": _rolling_variant(shrink=False, floor=0.0, smoothing=0.0),
+    "rolling": _rolling_variant(probe=False),  # the default: gradient mode, private params
+    "rolling_probe": _rolling_variant(),
+    "rolling_all_params": _rolling_variant(probe=False, params="all"),
+    "rolling_correlated": _rolling_variant(probe=False, correlated=True),
+    "rolling_raw": _rolling_variant(probe=False, shrink=False, floor=0.0, smoothing=0.0),
     "rolling_loss": _rolling_variant(mode="loss"),
     "gblend_offline": _exact("offline"),
     "gblend_online": _exact("online"),
@@ -105,7 +105,7 @@ def run(
         train_full.subset(split.holdout),
         train_full.subset(split.probe),
     )
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     torch.manual_seed(seed)
     model = setup.build_model(train)
     heads, fused = model.head_names, model.fused_head
@@ -137,7 +137,7 @@ def run(
                 blender.zero_grad()
                 blender.backward(loss_fn(model, batch))
                 blender.step()
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     head_acc, ens = evaluate(model, test, blender.weights)
     hv, ev = evaluate(model, holdout, blender.weights)
     selected = "ensemble" if ev > hv[fused] else "fused"
@@ -153,6 +153,7 @@ def run(
         "weights": blender.weights,
         "trajectory": [(r["step"], r["kind"], r["weights"]) for r in blender.history],
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "comparisons": comparisons,
     }
 
@@ -210,7 +211,8 @@ def main(argv: list[str] | None = None) -> None:
             if method == "naive" and naive_again is None:
                 naive_again = rec
             elif method == "naive":
-                naive_again["seconds"] = (naive_again["seconds"] + rec["seconds"]) / 2
+                for key in ("seconds", "cpu_seconds"):
+                    naive_again[key] = (naive_again[key] + rec[key]) / 2
                 continue
             records.append(rec)
             print(
@@ -220,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
         if args.compare:
-            rec = run(args.dataset, "rolling", seed, optimizer=args.optimizer, compare=True)
+            rec = run(args.dataset, "rolling_probe", seed, optimizer=args.optimizer, compare=True)
             rec["method"] = "rolling+compare"
             records.append(rec)
             for c in rec["comparisons"]:
@@ -241,9 +243,11 @@ def main(argv: list[str] | None = None) -> None:
 def summary(records: list[dict[str, Any]], methods: list[str], seeds: list[int]) -> str:
     """Markdown table: mean ± std over seeds, and time vs naive (per-seed ratio, then mean)."""
     naive = {r["seed"]: r["seconds"] for r in records if r["method"] == "naive"}
+    naive_cpu = {r["seed"]: r["cpu_seconds"] for r in records if r["method"] == "naive"}
     lines = [
-        "| method | fused | ensemble | chosen on V | best head | time / naive | final weights |",
-        "|---|---|---|---|---|---|---|",
+        "| method | fused | ensemble | chosen on V | best head | wall / naive | CPU / naive "
+        "| final weights |",
+        "|---|---|---|---|---|---|---|---|",
     ]
 
     def ms(xs: list[float]) -> str:
@@ -255,12 +259,13 @@ def summary(records: list[dict[str, Any]], methods: list[str], seeds: list[int])
         if not rs:
             continue
         ratio = statistics.mean(r["seconds"] / naive[r["seed"]] for r in rs)
+        cpu = statistics.mean(r["cpu_seconds"] / naive_cpu[r["seed"]] for r in rs)
         heads = list(rs[0]["weights"])
         mean_w = {h: statistics.mean(r["weights"][h] for r in rs) for h in heads}
         best_head = ms([max(r["heads"].values()) for r in rs])
         lines.append(
             f"| {m} | {ms([r['fused'] for r in rs])} | {ms([r['ensemble'] for r in rs])} | "
-            f"{ms([r['selected_acc'] for r in rs])} | {best_head} | {ratio:.2f} | "
+            f"{ms([r['selected_acc'] for r in rs])} | {best_head} | {ratio:.2f} | {cpu:.2f} | "
             + ", ".join(f"{h} {w:.2f}" for h, w in mean_w.items())
             + " |"
         )
