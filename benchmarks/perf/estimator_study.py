@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
         if args.compare:
-            rec = run(args.dataset, "rolling_probe", seed, optimizer=args.optimizer, compare=True)
+            rec = run(args.dataset, "rolling", seed, optimizer=args.optimizer, compare=True)
             rec["method"] = "rolling+compare"
             records.append(rec)
             for c in rec["comparisons"]:
