@@ -24,6 +24,7 @@ from blendopt._measure import batch_size_of, measure, measure_per_sample, top1_e
 from blendopt._noise import (
     NoiseAwareWeights,
     mean_and_standard_error,
+    noise_aware_estimate,
     noise_aware_weights,
     paired_standard_errors,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "mean_and_standard_error",
     "measure",
     "measure_per_sample",
+    "noise_aware_estimate",
     "noise_aware_weights",
     "ogr",
     "optimal_blend",

@@ -165,6 +165,8 @@ class RetrainEstimator(Estimator):
         seed: base seed; estimate i uses a seed derived from (seed, i), so a resumed run
             re-estimates exactly as the uninterrupted one.
         optimizer: optimizer (or factory) for the copies; defaults to the blender's.
+        noise_aware: per-sample measurements with paired standard errors; heads whose gain is
+            within noise are shrunk toward uniform weights (see :func:`blendopt.estimate_weights`).
     """
 
     def __init__(
@@ -184,6 +186,7 @@ class RetrainEstimator(Estimator):
         copies_at_once: int | None = None,
         progress: bool = False,
         optimizer: OptimizerSpec | None = None,
+        noise_aware: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(
@@ -210,6 +213,7 @@ class RetrainEstimator(Estimator):
         self.copies_at_once = copies_at_once
         self.progress = progress
         self.optimizer = optimizer
+        self.noise_aware = noise_aware
 
     def estimate(self, request: EstimateRequest) -> BlendEstimate:
         length, unit = (
@@ -238,6 +242,7 @@ class RetrainEstimator(Estimator):
             copies_at_once=self.copies_at_once,
             progress=self.progress,
             fallback=request.weights,
+            noise_aware=self.noise_aware,
         )
 
     def __repr__(self) -> str:
@@ -248,5 +253,5 @@ class RetrainEstimator(Estimator):
         )
         return (
             f"RetrainEstimator(epochs={self.epochs}, metric={metric!r}, fraction={self.fraction}, "
-            f"seed={self.seed})"
+            f"seed={self.seed}, noise_aware={self.noise_aware})"
         )

@@ -23,12 +23,15 @@ use) instead:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from blendopt._distributed import all_reduce_sum_, collective_device
+from blendopt._math import BlendEstimate
+from blendopt._warnings import RejectedEstimateWarning
 
 Values = Mapping[str, float]
 
@@ -285,3 +288,87 @@ def _normalized(values: dict[str, float], heads: Sequence[str]) -> dict[str, flo
     if not math.isfinite(total) or total <= 0 or any(float(values[h]) < 0 for h in heads):
         raise ValueError(f"The prior/fallback weights {values} should be >= 0 with a positive sum.")
     return {h: float(values[h]) / total for h in heads}
+
+
+def noise_aware_estimate(
+    train_before: Mapping[str, torch.Tensor],
+    holdout_before: Mapping[str, torch.Tensor],
+    train_after: Mapping[str, torch.Tensor],
+    holdout_after: Mapping[str, torch.Tensor],
+    *,
+    higher_is_better: bool = False,
+    eps: float = 1e-8,
+    prior: Values | None = None,
+    floor: float = 0.0,
+    fallback: Values | None = None,
+    warn: bool = True,
+) -> BlendEstimate:
+    """Algorithm 1's weights from paired per-sample measurements, shrunk where within noise.
+
+    dG and dO are the differences of the means (Eq. 3); their standard errors come from
+    :func:`paired_standard_errors`; the weights are :func:`noise_aware_weights` with
+    ``σ_k² = dO_k² + SE(dO_k)²`` (an unmeasurably small dO cannot give an unbounded weight).
+    Under ``torch.distributed`` every sum is reduced over the ranks.
+
+    Args:
+        train_before, holdout_before, train_after, holdout_after: head -> 1-D tensor of
+            per-sample values on T' and V (:func:`blendopt.measure_per_sample`), paired.
+        higher_is_better: the values are scores; they are negated first.
+        eps: floor of σ_k².
+        prior: the weights heads within noise are shrunk toward (uniform by default).
+        floor: minimum weight of every head.
+        fallback: weights when rejected (no head with dG > 0); ``prior`` by default.
+        warn: emit :class:`RejectedEstimateWarning` when the estimate is rejected.
+
+    Returns:
+        A :class:`blendopt.BlendEstimate` with ``generalization_se``, ``overfitting_change_se``,
+        ``raw_weights`` and ``prior`` set; ``measurements`` holds the means.
+    """
+    sign = -1.0 if higher_is_better else 1.0
+    tb = _per_sample("train_before", train_before, None)
+    heads = list(tb)
+    vb = _per_sample("holdout_before", holdout_before, heads)
+    ta = _per_sample("train_after", train_after, heads)
+    va = _per_sample("holdout_after", holdout_after, heads)
+    se_g, se_o = paired_standard_errors(tb, vb, ta, va)
+    means = _reduced_moments(
+        {
+            f"{name}:{h}": values[h]
+            for name, values in (("tb", tb), ("vb", vb), ("ta", ta), ("va", va))
+            for h in heads
+        }
+    )
+    m = {key: value[0] for key, value in means.items()}
+    raw = {
+        "train_before": {h: m[f"tb:{h}"] for h in heads},
+        "holdout_before": {h: m[f"vb:{h}"] for h in heads},
+        "train_after": {h: m[f"ta:{h}"] for h in heads},
+        "holdout_after": {h: m[f"va:{h}"] for h in heads},
+    }
+    d_g = {h: sign * (m[f"vb:{h}"] - m[f"va:{h}"]) for h in heads}
+    d_o = {h: sign * ((m[f"va:{h}"] - m[f"ta:{h}"]) - (m[f"vb:{h}"] - m[f"tb:{h}"])) for h in heads}
+    variance = {h: d_o[h] ** 2 + se_o[h] ** 2 for h in heads}
+    p = dict(prior) if prior is not None else {h: 1.0 / len(heads) for h in heads}
+    result = noise_aware_weights(
+        d_g, se_g, variance, prior=p, eps=eps, floor=floor, fallback=fallback
+    )
+    if warn and not result.accepted:
+        warnings.warn(
+            "G-Blend estimate rejected: " + "; ".join(result.notes) + ". Train longer between "
+            "the checkpoints, use a larger holdout, or check the learning rate.",
+            RejectedEstimateWarning,
+            stacklevel=2,
+        )
+    return BlendEstimate(
+        weights=result.weights,
+        generalization=d_g,
+        overfitting_change=d_o,
+        accepted=result.accepted,
+        notes=result.notes,
+        measurements=raw,
+        higher_is_better=higher_is_better,
+        generalization_se=se_g,
+        overfitting_change_se=se_o,
+        raw_weights=result.raw,
+        prior={h: p[h] / sum(p.values()) for h in heads},
+    )

@@ -23,7 +23,8 @@ from torch.optim import Optimizer
 
 from blendopt._distributed import average_gradients_
 from blendopt._math import DEFAULT_EPS, BlendEstimate, blend_estimate
-from blendopt._measure import MetricFn, check_heads, measure
+from blendopt._measure import MetricFn, check_heads, measure, measure_per_sample
+from blendopt._noise import noise_aware_estimate
 from blendopt._rng import RngStream, derive_seed, isolated_rng
 
 logger = logging.getLogger("blendopt")
@@ -226,6 +227,7 @@ def estimate_weights(
     copies_at_once: int | None = None,
     progress: bool = False,
     fallback: Mapping[str, float] | None = None,
+    noise_aware: bool = False,
 ) -> BlendEstimate:
     """Estimate G-Blend weights from the current checkpoint (Algorithm 1, GB-Estimate).
 
@@ -264,6 +266,10 @@ def estimate_weights(
             at INFO level to the ``blendopt`` logger.
         fallback: the weights returned if the estimate is rejected (no head generalized);
             uniform by default. ``GradientBlender`` passes the weights in use.
+        noise_aware: measure per sample (``metric`` should return per-sample values, e.g.
+            :func:`blendopt.top1_error`; a batch-mean metric pairs whole batches) and shrink
+            heads whose dG is within its paired standard error toward uniform weights
+            (:func:`blendopt.noise_aware_estimate`).
 
     Returns:
         A :class:`blendopt.BlendEstimate`: ``.weights`` (head -> weight, sum 1) and
@@ -309,20 +315,19 @@ def estimate_weights(
     if len(heads) == 0:
         raise ValueError("Parameter `heads` should name at least one head. Found none.")
 
-    def measure_both(
-        net: nn.Module, names: Sequence[str]
-    ) -> tuple[dict[str, float], dict[str, float]]:
+    def measure_both(net: nn.Module, names: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         # The same seed for every measurement, so T' and V yield the same batches (and the same
         # augmentations) before and after training.
+        measure_fn = measure_per_sample if noise_aware else measure
         with isolated_rng(derive_seed(seed, 1)):
-            t = measure(net, metric_fn, probe, heads, name="metric")
+            t = measure_fn(net, metric_fn, probe, heads, name="metric")
         with isolated_rng(derive_seed(seed, 1)):
-            v = measure(net, metric_fn, holdout, heads, name="metric")
+            v = measure_fn(net, metric_fn, holdout, heads, name="metric")
         return {h: t[h] for h in names}, {h: v[h] for h in names}
 
     train_before, holdout_before = measure_both(reference, heads)
-    train_after: dict[str, float] = {}
-    holdout_after: dict[str, float] = {}
+    train_after: dict[str, Any] = {}
+    holdout_after: dict[str, Any] = {}
     group_size = copies_at_once or len(heads)
     for first_index in range(0, len(heads), group_size):
         group = heads[first_index : first_index + group_size]
@@ -350,7 +355,7 @@ def estimate_weights(
             holdout_after.update(v)
         del copies, optimizers
 
-    estimate = blend_estimate(
+    estimate = (noise_aware_estimate if noise_aware else blend_estimate)(
         train_before,
         holdout_before,
         {h: train_after[h] for h in heads},

@@ -32,6 +32,7 @@ estimate's ``notes`` and fields):
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
@@ -197,6 +198,7 @@ class RollingEstimator(Estimator):
         self._probe_batches = None if probe is None else _Cycle(probe, derive_seed(seed, 2))
         self._heads: list[str] | None = None
         self._scopes: dict[str, list[int]] | None = None  # head -> parameter indices
+        self._params: list[nn.Parameter] | None = None
         # gradient mode: one row per measurement, [g_1..g_K, o_1..o_K]
         self._rows: list[list[float]] = []
         self.measurements = 0
@@ -227,7 +229,9 @@ class RollingEstimator(Estimator):
         self._measure(losses)
 
     def _parameters(self) -> list[nn.Parameter]:
-        return [p for p in unwrap_model(self.model).parameters() if p.requires_grad]
+        if self._params is None:
+            self._params = [p for p in unwrap_model(self.model).parameters() if p.requires_grad]
+        return self._params
 
     def _find_scopes(
         self, losses: Mapping[str, torch.Tensor], params: list[nn.Parameter]
@@ -266,21 +270,53 @@ class RollingEstimator(Estimator):
             if self._probe_batches is None
             else self._eval_losses(net, self._probe_batches, heads)
         )
-        gains, overs = [], []
-        for j, h in enumerate(heads):
-            # One head at a time: its three gradients are reduced to two numbers and freed, so
-            # at most three gradients of one head's scope are alive (never K full copies).
-            scope = [params[i] for i in self._scopes[h]]
-            keep = j < len(heads) - 1  # the holdout/probe graphs are shared by the heads
-            v = torch.autograd.grad(losses[h], scope, retain_graph=True, allow_unused=True)
-            gv = torch.autograd.grad(holdout_losses[h], scope, retain_graph=keep, allow_unused=True)
-            gt = (
-                v
+        scopes = [self._scopes[h] for h in heads]
+        disjoint = len(set().union(*map(set, scopes))) == sum(map(len, scopes))
+        if disjoint:
+            # Private scopes are disjoint, so ∂(Σ_j L_j)/∂θ_k = ∂L_k/∂θ_k on head k's scope: one
+            # short backward per loss gives every head's gradient (2-3 calls instead of 2K-3K).
+            flat = [params[i] for scope in scopes for i in scope]
+            v_all = torch.autograd.grad(
+                sum(losses[h] for h in heads), flat, retain_graph=True, allow_unused=True
+            )
+            gv_all = torch.autograd.grad(
+                sum(holdout_losses[h] for h in heads), flat, allow_unused=True
+            )
+            gt_all = (
+                v_all
                 if probe_losses is None
                 else torch.autograd.grad(
-                    probe_losses[h], scope, retain_graph=keep, allow_unused=True
+                    sum(probe_losses[h] for h in heads), flat, allow_unused=True
                 )
             )
+            offsets = [0]
+            for scope in scopes:
+                offsets.append(offsets[-1] + len(scope))
+            per_head = [
+                (v_all[a:b], gv_all[a:b], gt_all[a:b]) for a, b in itertools.pairwise(offsets)
+            ]
+        else:
+            per_head = None
+        gains, overs = [], []
+        for j, h in enumerate(heads):
+            if per_head is not None:
+                v, gv, gt = per_head[j]
+            else:
+                # One head at a time: its gradients are reduced to two numbers and freed, so at
+                # most three gradients of one head's scope are alive (never K full copies).
+                scope = [params[i] for i in self._scopes[h]]
+                keep = j < len(heads) - 1  # the holdout/probe graphs are shared by the heads
+                v = torch.autograd.grad(losses[h], scope, retain_graph=True, allow_unused=True)
+                gv = torch.autograd.grad(
+                    holdout_losses[h], scope, retain_graph=keep, allow_unused=True
+                )
+                gt = (
+                    v
+                    if probe_losses is None
+                    else torch.autograd.grad(
+                        probe_losses[h], scope, retain_graph=keep, allow_unused=True
+                    )
+                )
             gain = torch.zeros((), dtype=torch.float64, device=losses[h].device)
             over = torch.zeros_like(gain)
             for a, b, t in zip(gv, v, gt, strict=True):

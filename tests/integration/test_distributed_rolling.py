@@ -73,9 +73,7 @@ def _worker(rank, init_file, out_dir, fail):
 @pytest.mark.slow
 def test_two_ranks_hold_identical_weights_and_parameters(tmp_path, monkeypatch):
     monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
-    mp.spawn(
-        _worker, args=(str(tmp_path / "init"), str(tmp_path), False), nprocs=WORLD, join=True
-    )
+    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path), False), nprocs=WORLD, join=True)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert r0["estimates"] >= 3
