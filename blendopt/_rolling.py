@@ -44,7 +44,7 @@ from torch import nn
 from blendopt._distributed import all_reduce_sum_, collective_device, world_size
 from blendopt._estimators import EstimateRequest, Estimator
 from blendopt._math import BlendEstimate, correlated_blend
-from blendopt._measure import measure_per_sample
+from blendopt._measure import MetricFn, measure_per_sample
 from blendopt._noise import mean_and_standard_error, noise_aware_weights, paired_standard_errors
 from blendopt._retrain import LossFn, unwrap_model
 from blendopt._rng import derive_seed, isolated_rng
@@ -102,6 +102,9 @@ class RollingEstimator(Estimator):
             noise). Loss mode: without it the per-step training losses are used.
         mode: ``"gradient"`` (Proposition 1 from per-head gradients) or ``"loss"`` (Algorithm 1's
             coarse rule from rolling loss statistics).
+        metric: loss mode: ``metric(model, batch) -> {head: per-sample values}`` measured on V
+            and T' (default ``loss_fn``, whose batch means pair whole batches; a per-sample
+            metric such as unreduced cross-entropy gives tighter standard errors).
         interval: gradient mode: measure every ``interval`` optimizer steps.
         window: gradient mode: the estimate uses the last ``window`` measurements (a rolling
             window across boundaries).
@@ -128,6 +131,7 @@ class RollingEstimator(Estimator):
         *,
         probe: Iterable[Any] | None = None,
         mode: Mode = "gradient",
+        metric: MetricFn | None = None,
         interval: int = 10,
         window: int = 16,
         min_measurements: int = 8,
@@ -182,6 +186,9 @@ class RollingEstimator(Estimator):
         self.holdout = holdout
         self.probe = probe
         self.mode: Mode = mode
+        if metric is not None and not callable(metric):
+            raise TypeError(f"Parameter `metric` should be callable or None. Found {metric!r}.")
+        self.metric = metric
         self.interval = interval
         self.window = window
         self.min_measurements = min_measurements
@@ -466,11 +473,12 @@ class RollingEstimator(Estimator):
 
     def _loss_estimate(self, heads: list[str], current: dict[str, float]) -> BlendEstimate:
         net = unwrap_model(self.model)
+        metric = self.metric if self.metric is not None else self.loss_fn
         with isolated_rng(derive_seed(self.seed, 3)):
-            holdout = measure_per_sample(net, self.loss_fn, self.holdout, heads, name="loss_fn")
+            holdout = measure_per_sample(net, metric, self.holdout, heads, name="metric")
         if self.probe is not None:
             with isolated_rng(derive_seed(self.seed, 3)):
-                train = measure_per_sample(net, self.loss_fn, self.probe, heads, name="loss_fn")
+                train = measure_per_sample(net, metric, self.probe, heads, name="metric")
         else:
             order = self._heads or heads
             if not self._step_losses:

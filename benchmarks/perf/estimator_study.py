@@ -29,6 +29,15 @@ from benchmarks.runner._train import BATCH_SIZE, HOLDOUT, online_schedule, predi
 EstimatorFactory = Callable[..., tuple[Any, Any]]
 
 
+def per_sample_loss(model: torch.nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+    """Unreduced cross-entropy per head (per-sample values for paired standard errors)."""
+    inputs, target = batch
+    return {
+        h: torch.nn.functional.cross_entropy(z, target, reduction="none")
+        for h, z in model(inputs).items()
+    }
+
+
 def _rolling_variant(probe: bool = True, **kwargs: Any) -> EstimatorFactory:
     def make(model, holdout, probe_data, epochs, seed, steps_per_epoch):
         est = blendopt.RollingEstimator(
@@ -57,7 +66,7 @@ def _rolling_variant(probe: bool = True, **kwargs: Any) -> EstimatorFactory:
     return make
 
 
-def _exact(kind: str) -> EstimatorFactory:
+def _exact(kind: str, noise_aware: bool = False) -> EstimatorFactory:
     def make(model, holdout, probe, epochs, seed, steps_per_epoch, train_batches=None):
         est = blendopt.RetrainEstimator(
             model,
@@ -68,6 +77,7 @@ def _exact(kind: str) -> EstimatorFactory:
             metric=blendopt.top1_error(predict),
             eps=(1.0 / len(holdout)) ** 2,
             seed=seed,
+            noise_aware=noise_aware,
         )
         schedule = (
             blendopt.Offline(horizon=epochs) if kind == "offline" else online_schedule(epochs)
@@ -85,9 +95,10 @@ VARIANTS: dict[str, Any] = {
     "rolling_all_params": _rolling_variant(probe=False, params="all"),
     "rolling_correlated": _rolling_variant(probe=False, correlated=True),
     "rolling_raw": _rolling_variant(probe=False, shrink=False, floor=0.0, smoothing=0.0),
-    "rolling_loss": _rolling_variant(mode="loss"),
+    "rolling_loss": _rolling_variant(mode="loss", metric=per_sample_loss),
     "gblend_offline": _exact("offline"),
     "gblend_online": _exact("online"),
+    "gblend_online_noise": _exact("online", noise_aware=True),
 }
 
 
