@@ -205,8 +205,26 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--compare", action="store_true", help="rolling vs exact at boundaries")
     parser.add_argument("--json", default=None, help="write every run's record to this file")
+    parser.add_argument("--from-json", default=None, help="only print the tables of a saved run")
+    parser.add_argument(
+        "--timing",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only time: N interleaved rounds of naive and each --methods entry (seed = first)",
+    )
     args = parser.parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as f:
+            records = json.load(f)
+        methods = list(dict.fromkeys(r["method"] for r in records))
+        print(summary(records, methods, sorted({r["seed"] for r in records})))
+        print(trajectories(records))
+        return
     torch.set_num_threads(1)
+    if args.timing:
+        print(timing(args.dataset, args.methods, args.seeds[0], args.timing, args.optimizer))
+        return
     modalities = SETUPS[args.dataset].load("train", 0).modalities
     methods = []
     for m in args.methods:
@@ -246,9 +264,66 @@ def main(argv: list[str] | None = None) -> None:
                     flush=True,
                 )
     print(summary(records, methods, args.seeds))
+    print(trajectories(records))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1)
+
+
+def timing(dataset: str, methods: list[str], seed: int, rounds: int, optimizer: str) -> str:
+    """Median per-round ratio to naive of wall and CPU time, runs interleaved round by round."""
+    methods = [m for m in methods if m != "naive"]
+    run(dataset, "naive", seed, optimizer=optimizer)  # warm-up
+    ratios: dict[str, list[tuple[float, float]]] = {m: [] for m in methods}
+    for _ in range(rounds):
+        base = run(dataset, "naive", seed, optimizer=optimizer)
+        for m in methods:
+            r = run(dataset, m, seed, optimizer=optimizer)
+            ratios[m].append(
+                (r["seconds"] / base["seconds"], r["cpu_seconds"] / base["cpu_seconds"])
+            )
+    lines = [
+        f"Timing: {rounds} interleaved rounds, {dataset} seed {seed}, 1 thread "
+        "(median ratio to the naive run of the same round; p10-p90 of the CPU ratio)",
+        "| method | wall / naive | CPU / naive | CPU p10-p90 |",
+        "|---|---|---|---|",
+    ]
+    for m, values in ratios.items():
+        wall = statistics.median(v[0] for v in values)
+        cpu = sorted(v[1] for v in values)
+        lo, hi = cpu[int(0.1 * (len(cpu) - 1))], cpu[round(0.9 * (len(cpu) - 1))]
+        lines.append(f"| {m} | {wall:.3f} | {statistics.median(cpu):.3f} | {lo:.2f}-{hi:.2f} |")
+    return "\n".join(lines)
+
+
+def trajectories(records: list[dict[str, Any]]) -> str:
+    """Weight trajectories of the estimated methods, and the rolling-vs-exact comparison."""
+    lines = ["", "Weight trajectories (step: weights at each estimate that changed them)"]
+    for r in records:
+        if not r["trajectory"] or r["method"].startswith(("single", "naive", "auxiliary")):
+            continue
+        points = [
+            f"{step}:" + "/".join(f"{w:.2f}" for w in weights.values())
+            for step, kind, weights in r["trajectory"]
+            if kind == "estimate"
+        ]
+        peak = max((max(weights.values()) for _, _, weights in r["trajectory"]), default=0.0)
+        lines.append(
+            f"- {r['method']} seed {r['seed']} (max weight {peak:.2f}): " + " ".join(points)
+        )
+    compared = [r for r in records if r["comparisons"]]
+    if compared:
+        lines += ["", "| seed | epoch | rolling (in use) | exact (Algorithm 1, same checkpoint) |"]
+        lines.append("|---|---|---|---|")
+        for r in compared:
+            for c in r["comparisons"]:
+                fmt = lambda w: ", ".join(f"{h} {x:.2f}" for h, x in w.items())  # noqa: E731
+                rejected = "" if c["exact_accepted"] else " (rejected)"
+                lines.append(
+                    f"| {r['seed']} | {c['epoch']} | {fmt(c['rolling'])} | {fmt(c['exact'])}"
+                    f"{rejected} |"
+                )
+    return "\n".join(lines)
 
 
 def summary(records: list[dict[str, Any]], methods: list[str], seeds: list[int]) -> str:
