@@ -331,3 +331,24 @@ def test_a_floor_too_large_for_the_heads_is_an_error():
     est = _with_rows([[1.0] * 6] * 8, floor=0.4)
     with pytest.raises(ValueError, match="floor"):
         est.estimate(_request())
+
+
+def test_works_with_an_epoch_schedule():
+    model = make_model(seed=0)
+    est = RollingEstimator(model, loss_fn, make_batches(2, seed=2), interval=1, min_measurements=4)
+    opt = GradientBlender(
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        HEADS,
+        est,
+        schedule=Online(every=1, unit="epoch"),
+    )
+    for _ in range(3):
+        opt.start_epoch()
+        for batch in make_batches(5, seed=1):
+            opt.zero_grad()
+            opt.backward(loss_fn(model, batch))
+            opt.step()
+    assert [r["epoch"] for r in opt.history] == [0, 1, 2]
+    assert opt.history[0]["estimate"]["notes"][0].startswith("0 of 4 measurements")
+    assert opt.history[1]["estimate"]["generalization_se"] is not None
+    assert opt.weights != blendopt.uniform_weights(HEADS)
