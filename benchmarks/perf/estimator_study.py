@@ -213,7 +213,15 @@ def main(argv: list[str] | None = None) -> None:
         metavar="N",
         help="only time: N interleaved rounds of naive and each --methods entry (seed = first)",
     )
+    parser.add_argument(
+        "--flops",
+        action="store_true",
+        help="only count FLOPs (torch FlopCounterMode) of naive and each --methods entry",
+    )
     args = parser.parse_args(argv)
+    if args.flops:
+        print(flops(args.dataset, args.methods, args.seeds[0], args.optimizer))
+        return
     if args.from_json:
         with open(args.from_json) as f:
             records = json.load(f)
@@ -268,6 +276,25 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1)
+
+
+def flops(dataset: str, methods: list[str], seed: int, optimizer: str) -> str:
+    """Whole-run FLOPs (training, estimation and the final evaluation) as a ratio to naive.
+
+    Independent of machine load; it counts matrix arithmetic only, not Python overhead, so it
+    is the overhead a large model (where arithmetic dominates) would see.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    totals = {}
+    for m in ["naive", *[m for m in methods if m != "naive"]]:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            run(dataset, m, seed, optimizer=optimizer)
+        totals[m] = counter.get_total_flops()
+    lines = ["| method | GFLOP | / naive |", "|---|---|---|"]
+    lines += [f"| {m} | {t / 1e9:.2f} | {t / totals['naive']:.3f} |" for m, t in totals.items()]
+    return "\n".join(lines)
 
 
 def timing(dataset: str, methods: list[str], seed: int, rounds: int, optimizer: str) -> str:
