@@ -23,8 +23,41 @@ from typing import Any
 import torch
 
 import blendopt
-from benchmarks.runner import SETUPS, TensorBatches, evaluate, loss_fn, make_optimizer
+from benchmarks.data.embedded import MultiModalTensorDataset, load_mfeat
+from benchmarks.runner import SETUPS, DatasetSetup, TensorBatches, evaluate, loss_fn, make_optimizer
+from benchmarks.runner._setups import _mlp
 from benchmarks.runner._train import BATCH_SIZE, HOLDOUT, online_schedule, predict
+
+
+def _mfeat_small(split: str, seed: int) -> MultiModalTensorDataset:
+    """UCI mfeat views ``pix`` + ``zer`` with 20 training digits per class (seeded choice)."""
+    data = load_mfeat(split, views=("pix", "zer"))
+    if split != "train":
+        return data
+    g = torch.Generator().manual_seed(1000 + seed)
+    rows = [
+        torch.nonzero(data.targets == c).flatten()[
+            torch.randperm(int((data.targets == c).sum()), generator=g)[:20]
+        ]
+        for c in range(data.num_classes)
+    ]
+    return data.subset(torch.cat(rows))
+
+
+#: The main job's datasets, plus a regime built from real embedded data: on mfeat's pix + zer
+#: views with 200 training digits, naive fusion falls below pix alone (seeds 0-2: -8.9, -1.3,
+#: -1.3 points in a scan of view pairs).
+STUDY_SETUPS = {
+    **SETUPS,
+    "mfeat_small": DatasetSetup(
+        name="mfeat_small",
+        load=_mfeat_small,
+        encoder=_mlp,
+        epochs=30,
+        lr=0.05,
+        description="UCI mfeat pix (240-d) + zer (47-d), 20 training digits per class",
+    ),
+}
 
 EstimatorFactory = Callable[..., tuple[Any, Any]]
 
@@ -96,6 +129,8 @@ VARIANTS: dict[str, Any] = {
     "rolling_correlated": _rolling_variant(probe=False, correlated=True),
     "rolling_raw": _rolling_variant(probe=False, shrink=False, floor=0.0, smoothing=0.0),
     "rolling_loss": _rolling_variant(mode="loss", metric=per_sample_loss),
+    # short runs: measure every 2 steps, estimate every 20 (the default needs >= 80 steps)
+    "rolling_short": _rolling_variant(probe=False, interval=2, every=20),
     "gblend_offline": _exact("offline"),
     "gblend_online": _exact("online"),
     "gblend_online_noise": _exact("online", noise_aware=True),
@@ -106,7 +141,7 @@ def run(
     dataset: str, method: str, seed: int, *, optimizer: str = "sgd", compare: bool = False
 ) -> dict[str, Any]:
     """One training run; returns accuracies, weights, trajectory and seconds."""
-    setup = SETUPS[dataset]
+    setup = STUDY_SETUPS[dataset]
     train_full, test = setup.load("train", seed), setup.load("test", seed)
     split = blendopt.holdout_split(
         len(train_full), holdout=HOLDOUT, labels=train_full.targets, seed=seed
@@ -194,7 +229,7 @@ def _exact_at(model, inner, batches, holdout, probe, seed, epoch) -> dict[str, A
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="synthetic_av", choices=sorted(SETUPS))
+    parser.add_argument("--dataset", default="synthetic_av", choices=sorted(STUDY_SETUPS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--optimizer", default="sgd")
     parser.add_argument(
@@ -233,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.timing:
         print(timing(args.dataset, args.methods, args.seeds[0], args.timing, args.optimizer))
         return
-    modalities = SETUPS[args.dataset].load("train", 0).modalities
+    modalities = STUDY_SETUPS[args.dataset].load("train", 0).modalities
     methods = []
     for m in args.methods:
         methods += [f"single:{x}" for x in modalities] if m == "single" else [m]
