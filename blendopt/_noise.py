@@ -66,7 +66,7 @@ def _moments_to_mean_se(n: float, total: float, total_sq: float) -> tuple[float,
     return mean, math.sqrt(var / n)
 
 
-def _reduced_moments(columns: Mapping[str, torch.Tensor]) -> dict[str, tuple[float, float]]:
+def reduced_moments(columns: Mapping[str, torch.Tensor]) -> dict[str, tuple[float, float]]:
     """Mean and SE per key of 1-D tensors; n, Σx, Σx² are summed over the ranks."""
     device = collective_device()
     keys = list(columns)
@@ -151,7 +151,7 @@ def paired_standard_errors(
                 )
         diffs[f"V:{h}"] = vb[h] - va[h]
         diffs[f"T:{h}"] = ta[h] - tb[h]
-    moments = _reduced_moments(diffs)
+    moments = reduced_moments(diffs)
     se_g = {h: moments[f"V:{h}"][1] for h in heads}
     se_o = {h: math.hypot(moments[f"V:{h}"][1], moments[f"T:{h}"][1]) for h in heads}
     return se_g, se_o
@@ -331,7 +331,7 @@ def noise_aware_estimate(
     ta = _per_sample("train_after", train_after, heads)
     va = _per_sample("holdout_after", holdout_after, heads)
     se_g, se_o = paired_standard_errors(tb, vb, ta, va)
-    means = _reduced_moments(
+    means = reduced_moments(
         {
             f"{name}:{h}": values[h]
             for name, values in (("tb", tb), ("vb", vb), ("ta", ta), ("va", va))

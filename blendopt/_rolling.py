@@ -45,7 +45,7 @@ from blendopt._distributed import all_reduce_sum_, collective_device, world_size
 from blendopt._estimators import EstimateRequest, Estimator
 from blendopt._math import BlendEstimate, correlated_blend
 from blendopt._measure import MetricFn, measure_per_sample
-from blendopt._noise import mean_and_standard_error, noise_aware_weights, paired_standard_errors
+from blendopt._noise import mean_and_standard_error, noise_aware_weights, reduced_moments
 from blendopt._retrain import LossFn, unwrap_model
 from blendopt._rng import derive_seed, isolated_rng
 from blendopt._schedule import Online, Schedule
@@ -210,7 +210,7 @@ class RollingEstimator(Estimator):
         self._rows: list[list[float]] = []
         self.measurements = 0
         # loss mode
-        self._step_losses: list[list[float]] = []
+        self._step_losses: list[torch.Tensor] = []  # loss mode without probe, on the device
         self._previous: dict[str, Any] | None = None
 
     # -- schedule ------------------------------------------------------------------------------
@@ -228,8 +228,8 @@ class RollingEstimator(Estimator):
             self._heads = list(losses)
         if self.mode == "loss":
             if self.probe is None:
-                row = torch.stack([losses[h].detach().double() for h in self._heads])
-                self._step_losses.append(row.cpu().tolist())
+                # kept on the losses' device: no synchronization per step
+                self._step_losses.append(torch.stack([losses[h].detach() for h in self._heads]))
             return
         if step % self.interval != 0:
             return
@@ -484,34 +484,39 @@ class RollingEstimator(Estimator):
             if not self._step_losses:
                 train = None
             else:
-                steps = torch.tensor(self._step_losses, dtype=torch.float64)
+                steps = torch.stack(self._step_losses).to("cpu", torch.float64)
                 train = {h: steps[:, order.index(h)] for h in heads}
         self._step_losses = []
         previous, self._previous = self._previous, {"holdout": holdout, "train": train}
         if previous is None or train is None or previous["train"] is None:
             return _keep(current, "first loss boundary recorded; weights kept")
-        gain, gain_se, over, over_se, variance = {}, {}, {}, {}, {}
-        if self.probe is not None:
-            se_g, se_o = paired_standard_errors(
-                previous["train"], previous["holdout"], train, holdout
-            )
+        # Means and standard errors from n, Σx, Σx² summed over the ranks (one collective), so
+        # every rank of torch.distributed gets the same numbers.
+        columns = {}
         for h in heads:
             v0, v1 = previous["holdout"][h], holdout[h]
             t0, t1 = previous["train"][h], train[h]
-            gain[h] = float(v0.mean() - v1.mean())  # dG (Eq. 3)
-            over[h] = float((v1.mean() - t1.mean()) - (v0.mean() - t0.mean()))  # dO (Eq. 3)
+            columns.update({f"dV:{h}": v0 - v1, f"v0:{h}": v0, f"v1:{h}": v1})
+            columns.update({f"t0:{h}": t0, f"t1:{h}": t1})
+            if self.probe is not None:  # the same probe samples: paired
+                columns[f"dT:{h}"] = t1 - t0
+        stats = reduced_moments(columns)
+        gain, gain_se, over, over_se, variance = {}, {}, {}, {}, {}
+        for h in heads:
+            gain[h], gain_se[h] = stats[f"dV:{h}"]  # dG (Eq. 3), paired SE
+            d_train = stats[f"t1:{h}"][0] - stats[f"t0:{h}"][0]
+            over[h] = -gain[h] - d_train  # dO = (V1 - T1) - (V0 - T0) (Eq. 3)
             if self.probe is not None:
-                gain_se[h], over_se[h] = se_g[h], se_o[h]
-            else:
-                gain_se[h] = mean_and_standard_error((v0 - v1).tolist())[1]
-                se_t = [mean_and_standard_error(t.tolist())[1] for t in (t0, t1)]
-                over_se[h] = math.sqrt(gain_se[h] ** 2 + sum(s * s for s in se_t))
+                se_t2 = stats[f"dT:{h}"][1] ** 2
+            else:  # different steps before and after: independent
+                se_t2 = stats[f"t0:{h}"][1] ** 2 + stats[f"t1:{h}"][1] ** 2
+            over_se[h] = math.sqrt(gain_se[h] ** 2 + se_t2)
             variance[h] = over[h] ** 2 + over_se[h] ** 2
         measurements = {
-            "holdout_before": {h: float(previous["holdout"][h].mean()) for h in heads},
-            "holdout_after": {h: float(holdout[h].mean()) for h in heads},
-            "train_before": {h: float(previous["train"][h].mean()) for h in heads},
-            "train_after": {h: float(train[h].mean()) for h in heads},
+            "holdout_before": {h: stats[f"v0:{h}"][0] for h in heads},
+            "holdout_after": {h: stats[f"v1:{h}"][0] for h in heads},
+            "train_before": {h: stats[f"t0:{h}"][0] for h in heads},
+            "train_after": {h: stats[f"t1:{h}"][0] for h in heads},
         }
         return self._finish(
             heads,
@@ -536,7 +541,7 @@ class RollingEstimator(Estimator):
             "measurements": self.measurements,
             "holdout_draws": self._holdout_batches.draws,
             "probe_draws": None if self._probe_batches is None else self._probe_batches.draws,
-            "step_losses": [list(r) for r in self._step_losses],
+            "step_losses": [r.detach().to("cpu", torch.float64) for r in self._step_losses],
             "previous": None
             if self._previous is None
             else {
@@ -555,7 +560,7 @@ class RollingEstimator(Estimator):
         self._holdout_batches.draws = int(state_dict["holdout_draws"])
         if self._probe_batches is not None and state_dict["probe_draws"] is not None:
             self._probe_batches.draws = int(state_dict["probe_draws"])
-        self._step_losses = [list(r) for r in state_dict["step_losses"]]
+        self._step_losses = [torch.as_tensor(r).clone() for r in state_dict["step_losses"]]
         previous = state_dict["previous"]
         self._previous = (
             None

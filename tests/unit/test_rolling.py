@@ -352,3 +352,34 @@ def test_works_with_an_epoch_schedule():
     assert opt.history[0]["estimate"]["notes"][0].startswith("0 of 4 measurements")
     assert opt.history[1]["estimate"]["generalization_se"] is not None
     assert opt.weights != blendopt.uniform_weights(HEADS)
+
+
+def test_loss_mode_without_probe_uses_the_steps_between_boundaries():
+    model = make_model(seed=0)
+    est = RollingEstimator(model, loss_fn, make_batches(2, seed=2), mode="loss", smoothing=0.0)
+    opt = GradientBlender(
+        torch.optim.SGD(model.parameters(), lr=0.2),
+        HEADS,
+        est,
+        schedule=Online(every=3, unit="step"),
+    )
+    seen = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", blendopt.BlendWarning)
+        for batch in make_batches(6, seed=1):
+            opt.zero_grad()
+            losses = loss_fn(model, batch)
+            seen.append({h: float(v.detach()) for h, v in losses.items()})
+            opt.backward(losses)
+            opt.step()
+    # boundaries at steps 0, 3, 6: the estimate at 6 compares steps 3-5 with steps 0-2
+    e = blendopt.BlendEstimate.from_dict(opt.history[-1]["estimate"])
+    for h in HEADS:
+        before = np.mean([s[h] for s in seen[0:3]])
+        after = np.mean([s[h] for s in seen[3:6]])
+        assert e.measurements["train_before"][h] == pytest.approx(before)
+        assert e.measurements["train_after"][h] == pytest.approx(after)
+        d_o = (e.measurements["holdout_after"][h] - after) - (
+            e.measurements["holdout_before"][h] - before
+        )
+        assert e.overfitting_change[h] == pytest.approx(d_o)
