@@ -65,18 +65,28 @@ class _Cycle:
         self.loader = loader
         self.seed = seed
         self.draws = 0
+        self.pass_start = 0  # the draw that started the loader's current pass
         self._it: Iterator[Any] | None = None
+
+    def restore(self, draws: int, pass_start: int) -> None:
+        """Replay the current pass up to ``draws`` (after loading a checkpoint), so the next
+        batch is the one an uninterrupted run would draw."""
+        self._it = None
+        self.draws = self.pass_start = pass_start
+        for _ in range(draws - pass_start):
+            self.next()
 
     def next(self) -> Any:
         outer = torch.get_rng_state()
         torch.default_generator.manual_seed(derive_seed(self.seed, self.draws))
+        draw = self.draws
         self.draws += 1
         try:
             if self._it is None:
-                self._it = iter(self.loader)
+                self._it, self.pass_start = iter(self.loader), draw
             batch = next(self._it, None)
             if batch is None:
-                self._it = iter(self.loader)
+                self._it, self.pass_start = iter(self.loader), draw
                 batch = next(self._it, None)
                 if batch is None:
                     raise ValueError("The holdout/probe loader is empty; pass a non-empty loader.")
@@ -539,8 +549,10 @@ class RollingEstimator(Estimator):
             "heads": None if self._heads is None else list(self._heads),
             "rows": [list(r) for r in self._rows],
             "measurements": self.measurements,
-            "holdout_draws": self._holdout_batches.draws,
-            "probe_draws": None if self._probe_batches is None else self._probe_batches.draws,
+            "holdout_draws": [self._holdout_batches.draws, self._holdout_batches.pass_start],
+            "probe_draws": None
+            if self._probe_batches is None
+            else [self._probe_batches.draws, self._probe_batches.pass_start],
             "step_losses": [r.detach().to("cpu", torch.float64) for r in self._step_losses],
             "previous": None
             if self._previous is None
@@ -551,15 +563,16 @@ class RollingEstimator(Estimator):
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict` (the holdout/probe loaders restart their pass)."""
+        """Restore :meth:`state_dict`; the holdout/probe passes are replayed to the saved draw
+        (seeded draws), so a resumed run measures the batches an uninterrupted one would."""
         if not state_dict:
             return
         self._heads = None if state_dict["heads"] is None else list(state_dict["heads"])
         self._rows = [list(r) for r in state_dict["rows"]]
         self.measurements = int(state_dict["measurements"])
-        self._holdout_batches.draws = int(state_dict["holdout_draws"])
+        self._holdout_batches.restore(*map(int, state_dict["holdout_draws"]))
         if self._probe_batches is not None and state_dict["probe_draws"] is not None:
-            self._probe_batches.draws = int(state_dict["probe_draws"])
+            self._probe_batches.restore(*map(int, state_dict["probe_draws"]))
         self._step_losses = [torch.as_tensor(r).clone() for r in state_dict["step_losses"]]
         previous = state_dict["previous"]
         self._previous = (

@@ -297,6 +297,52 @@ def test_state_dict_round_trip(tmp_path):
     assert other._holdout_batches.draws == 3
 
 
+def test_resume_mid_window_continues_exactly(tmp_path):
+    train = make_batches(9, seed=1)
+
+    def build():
+        model = make_model(seed=0, dropout=0.2)
+        est = RollingEstimator(
+            model,
+            loss_fn,
+            _Shuffled(make_batches(3, seed=2)),
+            interval=2,
+            min_measurements=2,
+            window=3,
+            every=3,
+        )
+        opt = GradientBlender(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), HEADS, est)
+        return model, opt
+
+    def steps(model, opt, batches):
+        for batch in batches:
+            opt.zero_grad()
+            opt.backward(loss_fn(model, batch))
+            opt.step()
+
+    torch.manual_seed(7)
+    model, opt = build()
+    steps(model, opt, train)
+    reference = (opt.weights, [p.detach().clone() for p in model.parameters()])
+
+    torch.manual_seed(7)
+    model, opt = build()
+    steps(model, opt, train[:3])  # mid-pass of the holdout loader (2 of 3 batches drawn)
+    torch.save(
+        {"model": model.state_dict(), "opt": opt.state_dict(), "rng": torch.get_rng_state()},
+        tmp_path / "ckpt.pt",
+    )
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    model, opt = build()
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["opt"])
+    torch.set_rng_state(ckpt["rng"])
+    steps(model, opt, train[3:])
+    assert opt.weights == reference[0]
+    for a, b in zip(model.parameters(), reference[1], strict=True):
+        assert torch.equal(a, b)
+
+
 def test_repr():
     est = RollingEstimator(make_model(), loss_fn, make_batches(1))
     assert repr(est).startswith("RollingEstimator(mode='gradient', interval=10, window=16")
