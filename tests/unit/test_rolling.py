@@ -345,7 +345,7 @@ def test_resume_mid_window_continues_exactly(tmp_path):
 
 def test_repr():
     est = RollingEstimator(make_model(), loss_fn, make_batches(1))
-    assert repr(est).startswith("RollingEstimator(mode='gradient', interval=10, window=16")
+    assert repr(est).startswith("RollingEstimator(mode='gradient', interval=20, window=12")
 
 
 @pytest.mark.parametrize(
