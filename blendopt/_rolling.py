@@ -100,8 +100,10 @@ class RollingEstimator(Estimator):
 
     Two-line use (the schedule defaults to :meth:`default_schedule`)::
 
-        est = blendopt.RollingEstimator(model, loss_fn, holdout_loader, probe=probe_loader)
+        est = blendopt.RollingEstimator(model, loss_fn, holdout_loader)
         optimizer = blendopt.GradientBlender(torch.optim.SGD(...), heads, est)
+
+    For runs shorter than ~200 steps lower ``interval`` and ``every`` (e.g. 2 and 20).
 
     Args:
         model: the model being trained (DDP/compiled models are unwrapped for the holdout pass).
@@ -131,6 +133,11 @@ class RollingEstimator(Estimator):
         every: boundary spacing (steps) of :meth:`default_schedule`.
         eps: floor of σ_k².
         seed: seed of the holdout/probe batch draws (the training run's RNG is not touched).
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``, ``loss_fn``/``metric`` not callable.
+        ValueError: an unknown ``mode``/``params``/``prior``, a count < 1,
+            ``min_measurements > window``, ``smoothing``/``floor``/``eps`` out of range.
     """
 
     def __init__(
