@@ -20,9 +20,17 @@ from blendopt._math import (
     overfitting_change,
     uniform_weights,
 )
-from blendopt._measure import batch_size_of, measure, top1_error
+from blendopt._measure import batch_size_of, measure, measure_per_sample, top1_error
+from blendopt._noise import (
+    NoiseAwareWeights,
+    mean_and_standard_error,
+    noise_aware_estimate,
+    noise_aware_weights,
+    paired_standard_errors,
+)
 from blendopt._predict import BlendEnsemble, ensemble_probabilities
 from blendopt._retrain import clone_optimizer, estimate_weights
+from blendopt._rolling import RollingEstimator
 from blendopt._schedule import Offline, Online, Schedule
 from blendopt._split import HoldoutSplit, holdout_split
 from blendopt._statistics import TrainStatistics
@@ -51,11 +59,13 @@ __all__ = [
     "FlooredOverfittingWarning",
     "GradientBlender",
     "HoldoutSplit",
+    "NoiseAwareWeights",
     "NonFiniteLossWarning",
     "Offline",
     "Online",
     "RejectedEstimateWarning",
     "RetrainEstimator",
+    "RollingEstimator",
     "Schedule",
     "TrainStatistics",
     "UnblendedStepWarning",
@@ -70,11 +80,16 @@ __all__ = [
     "gblend_weights",
     "generalization",
     "holdout_split",
+    "mean_and_standard_error",
     "measure",
+    "measure_per_sample",
+    "noise_aware_estimate",
+    "noise_aware_weights",
     "ogr",
     "optimal_blend",
     "overfitting",
     "overfitting_change",
+    "paired_standard_errors",
     "top1_error",
     "uniform_weights",
 ]

@@ -195,6 +195,8 @@ class RetrainEstimator(Estimator):
             estimate (its timed trial on accelerators costs a few dozen copy steps), and the
             answer is kept for the run (``engine_chosen``); ``"vmap"`` is checked at each
             estimate and refuses unsupported options with a ``ValueError``.
+        noise_aware: per-sample measurements with paired standard errors; heads whose gain is
+            within noise are shrunk toward uniform weights (see :func:`blendopt.estimate_weights`).
     """
 
     def __init__(
@@ -218,6 +220,7 @@ class RetrainEstimator(Estimator):
         scheduler_interval: Interval | None = None,
         train_step: TrainStep | None = None,
         engine: Engine = "auto",
+        noise_aware: bool = False,
     ) -> None:
         check_engine(engine)
         if not isinstance(model, nn.Module):
@@ -255,6 +258,7 @@ class RetrainEstimator(Estimator):
         self.scheduler_interval = scheduler_interval
         self.train_step = train_step
         self.engine = engine
+        self.noise_aware = noise_aware
         #: the engine ``"auto"`` resolved to at the first estimate (``None`` before).
         self.engine_chosen: str | None = None
 
@@ -323,6 +327,7 @@ class RetrainEstimator(Estimator):
             ),
             train_step=self.train_step,
             engine=self._engine(request),
+            noise_aware=self.noise_aware,
         )
 
     def __repr__(self) -> str:
@@ -333,7 +338,7 @@ class RetrainEstimator(Estimator):
         )
         return (
             f"RetrainEstimator(epochs={self.epochs}, metric={metric!r}, fraction={self.fraction}, "
-            f"seed={self.seed}, engine={self.engine!r}"
+            f"seed={self.seed}, engine={self.engine!r}, noise_aware={self.noise_aware}"
             + (
                 f", scheduler={type(self.scheduler).__name__}, "
                 f"scheduler_interval={self.scheduler_interval!r}"

@@ -158,6 +158,12 @@ class BlendEstimate:
         measurements: the raw values (``train_before``, ``holdout_before``, ``train_after``,
             ``holdout_after``), as given, before any negation.
         higher_is_better: whether the raw values are scores.
+        generalization_se: head -> standard error of dG (noise-aware estimators; ``None``
+            when not measured).
+        overfitting_change_se: head -> standard error of dO (``None`` when not measured).
+        raw_weights: the OGR weights before shrinkage, floor and smoothing (``None`` when the
+            estimator applies none).
+        prior: the weights a head within noise was shrunk toward (``None``: no shrinkage).
     """
 
     weights: dict[str, float]
@@ -167,6 +173,10 @@ class BlendEstimate:
     notes: tuple[str, ...] = ()
     measurements: dict[str, dict[str, float]] = field(default_factory=dict)
     higher_is_better: bool = False
+    generalization_se: dict[str, float] | None = None
+    overfitting_change_se: dict[str, float] | None = None
+    raw_weights: dict[str, float] | None = None
+    prior: dict[str, float] | None = None
 
     @property
     def heads(self) -> list[str]:
@@ -188,6 +198,10 @@ class BlendEstimate:
             "notes": list(self.notes),
             "measurements": {k: dict(v) for k, v in self.measurements.items()},
             "higher_is_better": self.higher_is_better,
+            "generalization_se": _copy(self.generalization_se),
+            "overfitting_change_se": _copy(self.overfitting_change_se),
+            "raw_weights": _copy(self.raw_weights),
+            "prior": _copy(self.prior),
         }
 
     @classmethod
@@ -201,7 +215,15 @@ class BlendEstimate:
             notes=tuple(data["notes"]),
             measurements={k: dict(v) for k, v in data["measurements"].items()},
             higher_is_better=bool(data["higher_is_better"]),
+            generalization_se=_copy(data.get("generalization_se")),
+            overfitting_change_se=_copy(data.get("overfitting_change_se")),
+            raw_weights=_copy(data.get("raw_weights")),
+            prior=_copy(data.get("prior")),
         )
+
+
+def _copy(values: Mapping[str, float] | None) -> dict[str, float] | None:
+    return None if values is None else dict(values)
 
 
 def uniform_weights(heads: Sequence[str]) -> dict[str, float]:

@@ -178,3 +178,75 @@ def top1_error(
 
     error.__qualname__ = f"top1_error({getattr(predict, '__qualname__', repr(predict))})"
     return error
+
+
+@torch.no_grad()
+def measure_per_sample(
+    model: nn.Module,
+    metric: MetricFn,
+    loader: Iterable[Any],
+    heads: Sequence[str],
+    *,
+    name: str = "metric",
+) -> dict[str, torch.Tensor]:
+    """Per-sample values of ``metric`` per head over ``loader``, with ``model`` in eval mode.
+
+    For the standard errors of paired measurements (:func:`blendopt.paired_standard_errors`):
+    measured twice with the same loader order, the values pair sample by sample. A metric that
+    returns a batch mean (a scalar, e.g. a mean loss) gives one value per batch instead, the
+    unit of pairing then being the batch. Values stay on this rank (not reduced across ranks:
+    the standard-error helpers reduce their sums).
+
+    Args:
+        model: the model (its train/eval mode is restored afterwards).
+        metric: ``metric(model, batch) -> {head: 1-D per-sample tensor or scalar}``.
+        loader: the batches (the same order at both checkpoints: seed a shuffling loader).
+        heads: the heads to return.
+        name: the metric's name in error messages.
+
+    Returns:
+        head -> 1-D float64 CPU tensor.
+
+    Raises:
+        ValueError: the loader is empty, or a value has more than one dimension.
+    """
+    values, _ = measure_per_sample_counted(model, metric, loader, heads, name=name)
+    return values
+
+
+def measure_per_sample_counted(
+    model: nn.Module,
+    metric: MetricFn,
+    loader: Iterable[Any],
+    heads: Sequence[str],
+    *,
+    name: str = "metric",
+) -> tuple[dict[str, torch.Tensor], int]:
+    """:func:`measure_per_sample`, skipping empty batches and returning how many it skipped."""
+    was_training = model.training
+    model.eval()
+    parts: dict[str, list[torch.Tensor]] = {h: [] for h in heads}
+    empty = 0
+    try:
+        for batch in loader:
+            if is_empty_batch(batch):
+                empty += 1
+                continue
+            values = metric(model, batch)
+            check_heads(name, values, heads)
+            for h in heads:
+                v = values[h]
+                v = torch.as_tensor(v.detach() if isinstance(v, torch.Tensor) else float(v))
+                if v.ndim > 1:
+                    raise ValueError(
+                        f"`{name}` returned a value of shape {tuple(v.shape)} for head {h!r}. "
+                        "Return a scalar (the batch mean) or a 1-D tensor of per-sample values."
+                    )
+                parts[h].append(v.reshape(-1).to("cpu", torch.float64))
+    finally:
+        model.train(was_training)
+    if not heads or not parts[heads[0]]:
+        raise ValueError(
+            f"Measuring `{name}` saw no samples: the loader is empty. Pass a non-empty loader."
+        )
+    return {h: torch.cat(parts[h]) for h in heads}, empty

@@ -24,7 +24,8 @@ from torch.optim import Optimizer
 
 from blendopt._copies import HeadCopy, LossFn, TrainPlan, TrainReport, TrainStep, train_copies
 from blendopt._math import DEFAULT_EPS, BlendEstimate, blend_estimate, uniform_weights
-from blendopt._measure import MetricFn, is_empty_batch, measure_counted
+from blendopt._measure import MetricFn, is_empty_batch, measure_counted, measure_per_sample_counted
+from blendopt._noise import noise_aware_estimate
 from blendopt._replay import Interval, SchedulerSpec, check_scheduler, scheduler_for_copy
 from blendopt._rng import RngStream, SamplerEpochs, derive_seed, isolated_rng, loader_generators
 from blendopt._warnings import DivergedCopyWarning, estimate_warnings_deferred, warn
@@ -271,19 +272,22 @@ def measure_pair(
     *,
     seed: int,
     generators: Sequence[torch.Generator] = (),
-) -> tuple[dict[str, float], dict[str, float], int]:
+    per_sample: bool = False,
+) -> tuple[dict[str, Any], dict[str, Any], int]:
     """Measure ``metric`` per head on the train probe T' and the holdout V (eval mode).
 
     Both loaders are read with the same seed every time, so they yield the same batches (and
-    augmentations) before and after training.
+    augmentations) before and after training: with ``per_sample=True`` the values pair sample
+    by sample (head -> 1-D tensor, for the noise-aware estimate), else they are averages.
 
     Returns:
         ``(on_probe, on_holdout, empty_batches_skipped)``.
     """
+    measure_fn = measure_per_sample_counted if per_sample else measure_counted
     with isolated_rng(seed, generators):
-        on_probe, empty_probe = measure_counted(model, metric, probe, heads, name="metric")
+        on_probe, empty_probe = measure_fn(model, metric, probe, heads, name="metric")
     with isolated_rng(seed, generators):
-        on_holdout, empty_holdout = measure_counted(model, metric, holdout, heads, name="metric")
+        on_holdout, empty_holdout = measure_fn(model, metric, holdout, heads, name="metric")
     return on_probe, on_holdout, empty_probe + empty_holdout
 
 
@@ -474,9 +478,11 @@ def blend_measured(
     higher_is_better: bool = False,
     eps: float = DEFAULT_EPS,
     fallback: Mapping[str, float] | None = None,
+    noise_aware: bool = False,
 ) -> BlendEstimate:
-    """The estimate from the measurements (:func:`blendopt.blend_estimate`), with the copies'
-    divergences and the skipped empty batches recorded.
+    """The estimate from the measurements (:func:`blendopt.blend_estimate`, or with
+    ``noise_aware`` :func:`blendopt.noise_aware_estimate` on paired per-sample values), with the
+    copies' divergences and the skipped empty batches recorded.
 
     Heads whose copy diverged get weight 0 and ``nan`` for what was not measured (after, dG,
     dO); a :class:`blendopt.DivergedCopyWarning` names them. If every copy diverged the
@@ -488,15 +494,28 @@ def blend_measured(
     nan = math.nan
     if healthy:
         sub_fallback = {h: full_fallback[h] for h in healthy}
-        estimate = blend_estimate(
+        measured_healthy = (
             {h: before[0][h] for h in healthy},
             {h: before[1][h] for h in healthy},
             {h: after[0][h] for h in healthy},
             {h: after[1][h] for h in healthy},
-            higher_is_better=higher_is_better,
-            eps=eps,
-            fallback=sub_fallback if sum(sub_fallback.values()) > 0 else None,
         )
+        healthy_fallback = sub_fallback if sum(sub_fallback.values()) > 0 else None
+        if noise_aware:
+            estimate = noise_aware_estimate(
+                *measured_healthy,
+                higher_is_better=higher_is_better,
+                eps=eps,
+                fallback=healthy_fallback,
+                warn=not estimate_warnings_deferred(),
+            )
+        else:
+            estimate = blend_estimate(
+                *measured_healthy,
+                higher_is_better=higher_is_better,
+                eps=eps,
+                fallback=healthy_fallback,
+            )
     else:
         estimate = BlendEstimate(
             weights={},
@@ -528,10 +547,10 @@ def blend_measured(
         {h: estimate.weights.get(h, 0.0) for h in heads} if estimate.accepted else full_fallback
     )
     measured = {
-        "train_before": {h: before[0][h] for h in heads},
-        "holdout_before": {h: before[1][h] for h in heads},
-        "train_after": {h: after[0].get(h, nan) for h in heads},
-        "holdout_after": {h: after[1].get(h, nan) for h in heads},
+        "train_before": {h: _mean(before[0][h]) for h in heads},
+        "holdout_before": {h: _mean(before[1][h]) for h in heads},
+        "train_after": {h: _mean(after[0].get(h, nan)) for h in heads},
+        "holdout_after": {h: _mean(after[1].get(h, nan)) for h in heads},
     }
     return BlendEstimate(
         weights=weights,
@@ -542,6 +561,11 @@ def blend_measured(
         measurements=measured,
         higher_is_better=higher_is_better,
     )
+
+
+def _mean(value: Any) -> float:
+    """A measurement as one number (per-sample tensors of the noise-aware path are averaged)."""
+    return float(value.double().mean()) if isinstance(value, torch.Tensor) else float(value)
 
 
 def estimate_weights(
@@ -568,6 +592,7 @@ def estimate_weights(
     scheduler_position: int | None = None,
     train_step: TrainStep | None = None,
     engine: Engine = "auto",
+    noise_aware: bool = False,
 ) -> BlendEstimate:
     """Estimate G-Blend weights from the current checkpoint (Algorithm 1, GB-Estimate).
 
@@ -637,6 +662,10 @@ def estimate_weights(
             an accelerator a short timed trial of both where vmap is supported, keeping vmap
             if it is clearly faster (``blendopt._vmap_copies.choose_engine``), at every call
             (``RetrainEstimator`` decides once per run; pass the answer to repeated calls).
+        noise_aware: measure per sample (``metric`` should return per-sample values, e.g.
+            :func:`blendopt.top1_error`; a batch-mean metric pairs whole batches) and shrink
+            heads whose dG is within its paired standard error toward uniform weights
+            (:func:`blendopt.noise_aware_estimate`).
 
     Returns:
         A :class:`blendopt.BlendEstimate`: ``.weights`` (head -> weight, sum 1) and
@@ -683,12 +712,26 @@ def estimate_weights(
     )
     measure_seed = derive_seed(seed, 1)
     train_before, holdout_before, empty_measuring = measure_pair(
-        reference, metric_fn, probe, holdout, heads, seed=measure_seed, generators=generators
+        reference,
+        metric_fn,
+        probe,
+        holdout,
+        heads,
+        seed=measure_seed,
+        generators=generators,
+        per_sample=noise_aware,
     )
 
-    def measure_copy(net: nn.Module) -> tuple[dict[str, float], dict[str, float], int]:
+    def measure_copy(net: nn.Module) -> tuple[dict[str, Any], dict[str, Any], int]:
         return measure_pair(
-            net, metric_fn, probe, holdout, heads, seed=measure_seed, generators=generators
+            net,
+            metric_fn,
+            probe,
+            holdout,
+            heads,
+            seed=measure_seed,
+            generators=generators,
+            per_sample=noise_aware,
         )
 
     train_after, holdout_after, report, empty_after = train_and_measure(
@@ -718,6 +761,7 @@ def estimate_weights(
         higher_is_better=higher_is_better,
         eps=eps,
         fallback=fallback,
+        noise_aware=noise_aware,
     )
     logger.info(
         "G-Blend estimate (%s engine) done in %.1f s: %s",

@@ -1,0 +1,374 @@
+"""Noise-aware G-Blend weights: standard errors of dG and dO, and shrinkage toward a prior.
+
+With holdouts of a few hundred samples the measured dG and dO are noisy, and the OGR weights
+``w_k ∝ dG_k / dO_k²`` (Eq. 6, Proposition 1) then follow the noise: a head whose dO is near 0
+by chance takes all the weight, a head whose dG is negative by chance loses all of it. The rules
+here keep a head whose gain is within noise near the *prior* weights (uniform, or the weights in
+use) instead:
+
+- ``reliability_k = max(0, 1 - SE(dG_k)² / dG_k²)`` in [0, 1]: the positive-part James-Stein
+  factor of a normal mean with known noise. A gain within one standard error gives 0 (all
+  prior), of two standard errors 0.75, of three 0.89, of ten 0.99.
+- ``raw_k ∝ max(dG_k, 0) / max(σ_k², eps)`` (Proposition 1; σ_k² = dO_k² for the coarse form of
+  Algorithm 1, where the caller adds SE(dO_k)² so an unmeasurably small dO cannot give an
+  unbounded weight), normalized to sum to 1.
+- ``w_k ∝ reliability_k · raw_k + (1 - reliability_k) · prior_k``, normalized: a clear signal
+  gives the raw OGR weights, pure noise gives the prior, never a one-hot vector.
+- optional ``floor``: ``w ← floor + (1 - K·floor) · w``, so every head keeps at least ``floor``
+  and keeps learning (a head at weight 0 can never show a gain again).
+- if no head has a positive gain the estimate is rejected (the fallback weights are kept), as in
+  :func:`blendopt.blend_estimate`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from blendopt._distributed import all_reduce_sum_, collective_device
+from blendopt._math import BlendEstimate
+from blendopt._warnings import RejectedEstimateWarning
+
+Values = Mapping[str, float]
+
+
+def mean_and_standard_error(samples: Sequence[float] | torch.Tensor) -> tuple[float, float]:
+    """Mean and standard error of the mean, ``std(ddof=1) / sqrt(n)``, of 1-D ``samples``.
+
+    Args:
+        samples: the measurements (one per sample, step or window).
+
+    Returns:
+        ``(mean, se)``; ``se`` is ``inf`` with fewer than 2 samples (no evidence of precision).
+
+    Raises:
+        ValueError: ``samples`` is empty, not 1-D, or not finite.
+    """
+    x = torch.as_tensor(samples, dtype=torch.float64).detach().cpu()
+    if x.ndim != 1 or x.numel() == 0:
+        raise ValueError(
+            f"Parameter `samples` should be a non-empty 1-D sequence. Found shape {tuple(x.shape)}."
+        )
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("Parameter `samples` holds non-finite values; measure finite values.")
+    return _moments_to_mean_se(float(x.numel()), float(x.sum()), float((x * x).sum()))
+
+
+def _moments_to_mean_se(n: float, total: float, total_sq: float) -> tuple[float, float]:
+    mean = total / n
+    if n < 2:
+        return mean, math.inf
+    var = max(total_sq - n * mean * mean, 0.0) / (n - 1.0)
+    return mean, math.sqrt(var / n)
+
+
+def reduced_moments(columns: Mapping[str, torch.Tensor]) -> dict[str, tuple[float, float]]:
+    """Mean and SE per key of 1-D tensors; n, Σx, Σx² are summed over the ranks."""
+    device = collective_device()
+    keys = list(columns)
+    packed = torch.zeros(3 * len(keys), dtype=torch.float64, device=device)
+    for i, key in enumerate(keys):
+        x = columns[key].detach().to(device, torch.float64).reshape(-1)
+        packed[3 * i] = x.numel()
+        packed[3 * i + 1] = x.sum()
+        packed[3 * i + 2] = (x * x).sum()
+    all_reduce_sum_(packed)
+    values = packed.cpu().tolist()
+    out = {}
+    for i, key in enumerate(keys):
+        n, total, total_sq = values[3 * i : 3 * i + 3]
+        if n == 0:
+            raise ValueError(f"No measurements for head {key!r}; pass non-empty loaders.")
+        out[key] = _moments_to_mean_se(n, total, total_sq)
+    return out
+
+
+def _per_sample(name: str, values: Mapping[str, torch.Tensor], heads: Sequence[str] | None):
+    if not isinstance(values, Mapping):
+        raise TypeError(
+            f"Parameter `{name}` should map head -> 1-D tensor of per-sample values. Found "
+            f"{type(values).__name__}."
+        )
+    out = {}
+    for h, v in values.items():
+        if not isinstance(v, torch.Tensor) or v.ndim != 1:
+            raise TypeError(
+                f"Parameter `{name}` should map head {h!r} to a 1-D tensor of per-sample values. "
+                f"Found {type(v).__name__} {getattr(v, 'shape', '')}."
+            )
+        out[h] = v.detach().to(torch.float64)
+    if heads is not None and list(out) != list(heads):
+        raise ValueError(
+            f"Parameter `{name}` should name the heads {list(heads)} in that order. Found "
+            f"{list(out)}."
+        )
+    return out
+
+
+def paired_standard_errors(
+    train_before: Mapping[str, torch.Tensor],
+    holdout_before: Mapping[str, torch.Tensor],
+    train_after: Mapping[str, torch.Tensor],
+    holdout_after: Mapping[str, torch.Tensor],
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Standard errors of dG and dO from paired per-sample measurements (Eq. 3).
+
+    The same holdout samples are measured before and after (paired), so
+    ``dG = mean_i (V_before_i - V_after_i)`` has ``SE(dG) = std(V_before - V_after) / sqrt(n_V)``;
+    the train probe is paired the same way and independent of V, so
+    ``dO = mean(V_after - V_before) - mean(T_after - T_before)`` has
+    ``SE(dO)² = SE(dG)² + SE(T_after - T_before)²``. Under ``torch.distributed`` the sums are
+    reduced over every rank (each rank passes its own samples), so every rank gets the same values.
+    Negating a higher-is-better metric does not change a standard error.
+
+    Args:
+        train_before, holdout_before, train_after, holdout_after: head -> 1-D tensor of
+            per-sample values on T' and V, in the same sample order before and after.
+
+    Returns:
+        ``(se_generalization, se_overfitting_change)``, each head -> float.
+
+    Raises:
+        TypeError: a value is not a 1-D tensor.
+        ValueError: heads or sample counts differ between before and after.
+    """
+    tb = _per_sample("train_before", train_before, None)
+    heads = list(tb)
+    vb = _per_sample("holdout_before", holdout_before, heads)
+    ta = _per_sample("train_after", train_after, heads)
+    va = _per_sample("holdout_after", holdout_after, heads)
+    diffs = {}
+    for h in heads:
+        for name, before, after in (("holdout", vb[h], va[h]), ("train", tb[h], ta[h])):
+            if before.numel() != after.numel():
+                raise ValueError(
+                    f"Head {h!r}: {before.numel()} {name} samples before and {after.numel()} "
+                    "after; measure the same samples (same loader and seed) at both checkpoints."
+                )
+        diffs[f"V:{h}"] = vb[h] - va[h]
+        diffs[f"T:{h}"] = ta[h] - tb[h]
+    moments = reduced_moments(diffs)
+    se_g = {h: moments[f"V:{h}"][1] for h in heads}
+    se_o = {h: math.hypot(moments[f"V:{h}"][1], moments[f"T:{h}"][1]) for h in heads}
+    return se_g, se_o
+
+
+@dataclass(frozen=True)
+class NoiseAwareWeights:
+    """The result of :func:`noise_aware_weights`.
+
+    Attributes:
+        weights: final weights (sum 1), or the fallback when not ``accepted``.
+        raw: the OGR weights before shrinkage and floor (sum 1; all 0 when rejected).
+        reliability: head -> max(0, 1 - SE² / dG²).
+        accepted: False when no head had a positive gain.
+        notes: the rules applied, for ``BlendEstimate.notes``.
+    """
+
+    weights: dict[str, float]
+    raw: dict[str, float]
+    reliability: dict[str, float]
+    accepted: bool
+    notes: tuple[str, ...]
+
+
+def reliability(gain: float, se: float) -> float:
+    """``max(0, 1 - se² / gain²)`` (positive-part James-Stein): 1 without noise (``se = 0``),
+    0 for a gain within one standard error, 0.75 at two, 0.89 at three."""
+    if se == 0.0:
+        return 1.0  # a noiseless measurement is fully reliable, whatever its value
+    if not math.isfinite(se) or abs(gain) <= se:
+        return 0.0
+    return 1.0 - (se * se) / (gain * gain)
+
+
+def noise_aware_weights(
+    gain: Values,
+    gain_se: Values,
+    variance: Values,
+    *,
+    prior: Values | None = None,
+    raw: Values | None = None,
+    eps: float = 1e-12,
+    floor: float = 0.0,
+    fallback: Values | None = None,
+) -> NoiseAwareWeights:
+    """Proposition 1 weights shrunk toward ``prior`` where the gain is within noise.
+
+    ``raw_k ∝ max(gain_k, 0) / max(variance_k, eps)`` (Eq. 6 with σ_k² = ``variance_k``),
+    ``w_k ∝ c_k raw_k + (1 - c_k) prior_k`` with ``c_k = max(0, 1 - gain_se_k² / gain_k²)``, then
+    ``w ← floor + (1 - K·floor) w``. See the module docstring for the reasons.
+
+    Args:
+        gain: head -> dG (or ⟨∇L^V, v_k⟩), higher is better.
+        gain_se: head -> standard error of ``gain`` (``inf``: unknown, full shrinkage).
+        variance: head -> σ_k² (dO² + SE(dO)², or the mean of ⟨∇L^T - ∇L^V, v_k⟩²).
+        prior: weights to shrink toward (sum normalized); uniform by default.
+        raw: precomputed raw weights (e.g. the correlated form, appendix C), replacing the
+            diagonal formula; normalized here.
+        eps: floor of ``variance``.
+        floor: minimum weight of every head, in [0, 1/K).
+        fallback: weights returned when rejected (no positive gain); ``prior`` by default.
+
+    Returns:
+        A :class:`NoiseAwareWeights`.
+
+    Raises:
+        ValueError: heads differ between arguments, non-finite gains, bad ``eps``/``floor``.
+    """
+    heads = list(gain)
+    if not heads:
+        raise ValueError("Parameter `gain` should name at least one head. Found none.")
+    for name, values in (("gain_se", gain_se), ("variance", variance)):
+        if set(values) != set(heads):
+            raise ValueError(
+                f"Parameter `{name}` should name the heads {heads}. Found {list(values)}."
+            )
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+        raise ValueError(f"Parameter `eps` should be a finite number > 0. Found {eps!r}.")
+    k = len(heads)
+    if not (isinstance(floor, (int, float)) and 0.0 <= floor < 1.0 / k):
+        raise ValueError(
+            f"Parameter `floor` should be in [0, 1/{k}) for {k} heads. Found {floor!r}."
+        )
+    for h in heads:
+        if not math.isfinite(gain[h]) or math.isnan(variance[h]) or math.isnan(gain_se[h]):
+            raise ValueError(
+                f"Head {h!r} has gain {gain[h]}, SE {gain_se[h]}, variance {variance[h]}; "
+                "they should be finite numbers (SE may be inf)."
+            )
+    p = _normalized(dict(prior) if prior is not None else dict.fromkeys(heads, 1.0), heads)
+    notes: list[str] = []
+    if raw is None:
+        unnormalized = {}
+        for h in heads:
+            if gain[h] <= 0.0:
+                unnormalized[h] = 0.0
+                notes.append(f"head {h!r}: gain {gain[h]:.4g} <= 0, raw weight 0")
+                continue
+            var = variance[h]
+            if var < eps:
+                notes.append(f"head {h!r}: variance {var:.3g} floored to eps = {eps:.3g}")
+                var = eps
+            unnormalized[h] = gain[h] / var
+    else:
+        unnormalized = {h: max(float(raw[h]), 0.0) for h in heads}
+    rel = {h: reliability(gain[h], gain_se[h]) for h in heads}
+    total = sum(unnormalized.values())
+    if total <= 0.0 or not math.isfinite(total):
+        weights = _normalized(dict(fallback), heads) if fallback is not None else p
+        notes.append(
+            "estimate rejected: no head has a positive gain; using the fallback weights "
+            + ", ".join(f"{h}={w:.4g}" for h, w in weights.items())
+        )
+        return NoiseAwareWeights(weights, dict.fromkeys(heads, 0.0), rel, False, tuple(notes))
+    r = {h: unnormalized[h] / total for h in heads}
+    mixed = {h: rel[h] * r[h] + (1.0 - rel[h]) * p[h] for h in heads}
+    shrunk = [h for h in heads if rel[h] < 0.9]
+    if shrunk:
+        notes.append(
+            "shrunk toward the prior (gain within noise): "
+            + ", ".join(f"{h} (reliability {rel[h]:.2f})" for h in shrunk)
+        )
+    weights = _normalized(mixed, heads) if sum(mixed.values()) > 0 else p
+    if floor > 0.0:
+        weights = {h: floor + (1.0 - k * floor) * weights[h] for h in heads}
+        notes.append(f"floor {floor:g}: every weight >= {floor:g}")
+    return NoiseAwareWeights(weights, r, rel, True, tuple(notes))
+
+
+def _normalized(values: dict[str, float], heads: Sequence[str]) -> dict[str, float]:
+    if set(values) != set(heads):
+        raise ValueError(f"The prior/fallback weights should name the heads {list(heads)}.")
+    total = sum(float(values[h]) for h in heads)
+    if not math.isfinite(total) or total <= 0 or any(float(values[h]) < 0 for h in heads):
+        raise ValueError(f"The prior/fallback weights {values} should be >= 0 with a positive sum.")
+    return {h: float(values[h]) / total for h in heads}
+
+
+def noise_aware_estimate(
+    train_before: Mapping[str, torch.Tensor],
+    holdout_before: Mapping[str, torch.Tensor],
+    train_after: Mapping[str, torch.Tensor],
+    holdout_after: Mapping[str, torch.Tensor],
+    *,
+    higher_is_better: bool = False,
+    eps: float = 1e-8,
+    prior: Values | None = None,
+    floor: float = 0.0,
+    fallback: Values | None = None,
+    warn: bool = True,
+) -> BlendEstimate:
+    """Algorithm 1's weights from paired per-sample measurements, shrunk where within noise.
+
+    dG and dO are the differences of the means (Eq. 3); their standard errors come from
+    :func:`paired_standard_errors`; the weights are :func:`noise_aware_weights` with
+    ``σ_k² = dO_k² + SE(dO_k)²`` (an unmeasurably small dO cannot give an unbounded weight).
+    Under ``torch.distributed`` every sum is reduced over the ranks.
+
+    Args:
+        train_before, holdout_before, train_after, holdout_after: head -> 1-D tensor of
+            per-sample values on T' and V (:func:`blendopt.measure_per_sample`), paired.
+        higher_is_better: the values are scores; they are negated first.
+        eps: floor of σ_k².
+        prior: the weights heads within noise are shrunk toward (uniform by default).
+        floor: minimum weight of every head.
+        fallback: weights when rejected (no head with dG > 0); ``prior`` by default.
+        warn: emit :class:`RejectedEstimateWarning` when the estimate is rejected.
+
+    Returns:
+        A :class:`blendopt.BlendEstimate` with ``generalization_se``, ``overfitting_change_se``,
+        ``raw_weights`` and ``prior`` set; ``measurements`` holds the means.
+    """
+    sign = -1.0 if higher_is_better else 1.0
+    tb = _per_sample("train_before", train_before, None)
+    heads = list(tb)
+    vb = _per_sample("holdout_before", holdout_before, heads)
+    ta = _per_sample("train_after", train_after, heads)
+    va = _per_sample("holdout_after", holdout_after, heads)
+    se_g, se_o = paired_standard_errors(tb, vb, ta, va)
+    means = reduced_moments(
+        {
+            f"{name}:{h}": values[h]
+            for name, values in (("tb", tb), ("vb", vb), ("ta", ta), ("va", va))
+            for h in heads
+        }
+    )
+    m = {key: value[0] for key, value in means.items()}
+    raw = {
+        "train_before": {h: m[f"tb:{h}"] for h in heads},
+        "holdout_before": {h: m[f"vb:{h}"] for h in heads},
+        "train_after": {h: m[f"ta:{h}"] for h in heads},
+        "holdout_after": {h: m[f"va:{h}"] for h in heads},
+    }
+    d_g = {h: sign * (m[f"vb:{h}"] - m[f"va:{h}"]) for h in heads}
+    d_o = {h: sign * ((m[f"va:{h}"] - m[f"ta:{h}"]) - (m[f"vb:{h}"] - m[f"tb:{h}"])) for h in heads}
+    variance = {h: d_o[h] ** 2 + se_o[h] ** 2 for h in heads}
+    p = dict(prior) if prior is not None else {h: 1.0 / len(heads) for h in heads}
+    result = noise_aware_weights(
+        d_g, se_g, variance, prior=p, eps=eps, floor=floor, fallback=fallback
+    )
+    if warn and not result.accepted:
+        warnings.warn(
+            "G-Blend estimate rejected: " + "; ".join(result.notes) + ". Train longer between "
+            "the checkpoints, use a larger holdout, or check the learning rate.",
+            RejectedEstimateWarning,
+            stacklevel=2,
+        )
+    return BlendEstimate(
+        weights=result.weights,
+        generalization=d_g,
+        overfitting_change=d_o,
+        accepted=result.accepted,
+        notes=result.notes,
+        measurements=raw,
+        higher_is_better=higher_is_better,
+        generalization_se=se_g,
+        overfitting_change_se=se_o,
+        raw_weights=result.raw,
+        prior={h: p[h] / sum(p.values()) for h in heads},
+    )

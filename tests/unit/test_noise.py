@@ -1,0 +1,164 @@
+"""Noise-aware weights: standard errors, shrinkage toward the prior, floor (hand-computed)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from blendopt import (
+    BlendEstimate,
+    mean_and_standard_error,
+    noise_aware_weights,
+    optimal_blend,
+    paired_standard_errors,
+)
+from blendopt._noise import reliability
+
+
+def test_mean_and_standard_error_by_hand():
+    mean, se = mean_and_standard_error([1.0, 2.0, 3.0, 4.0])
+    # std(ddof=1) = sqrt(((1.5²+0.5²)*2)/3) = sqrt(5/3); se = sqrt(5/3)/2
+    assert mean == pytest.approx(2.5)
+    assert se == pytest.approx(math.sqrt(5 / 3) / 2)
+
+
+def test_one_sample_has_infinite_standard_error():
+    assert mean_and_standard_error([3.0]) == (3.0, math.inf)
+
+
+@pytest.mark.parametrize("bad", [[], [[1.0, 2.0]], [1.0, math.nan]])
+def test_bad_samples_raise(bad):
+    with pytest.raises(ValueError, match="samples"):
+        mean_and_standard_error(bad)
+
+
+def test_paired_standard_errors_by_hand():
+    t = lambda *x: torch.tensor(x, dtype=torch.float64)  # noqa: E731
+    se_g, se_o = paired_standard_errors(
+        train_before={"a": t(1.0, 1.0)},
+        holdout_before={"a": t(1.0, 2.0, 3.0)},
+        train_after={"a": t(0.0, 0.5)},
+        holdout_after={"a": t(0.5, 1.0, 2.0)},
+    )
+    # V diffs [0.5, 1, 1]: std = sqrt(1/12), se = std / sqrt(3) = 1/6.
+    assert se_g["a"] == pytest.approx(1 / 6)
+    # T diffs [-1, -0.5]: std = sqrt(0.125), se = std / sqrt(2) = 0.25; dO's se = hypot.
+    assert se_o["a"] == pytest.approx(math.hypot(1 / 6, 0.25))
+
+
+def test_paired_standard_errors_need_the_same_samples():
+    one, two = torch.ones(1), torch.ones(2)
+    with pytest.raises(ValueError, match="same samples"):
+        paired_standard_errors({"a": two}, {"a": two}, {"a": two}, {"a": one})
+    with pytest.raises(TypeError, match="1-D tensor"):
+        paired_standard_errors({"a": 1.0}, {"a": two}, {"a": two}, {"a": two})
+    with pytest.raises(ValueError, match="heads"):
+        paired_standard_errors({"a": two}, {"b": two}, {"a": two}, {"a": two})
+
+
+def test_reliability_by_hand():
+    assert reliability(1.0, 1.0) == 0.0
+    assert reliability(-0.5, 1.0) == 0.0
+    assert reliability(2.0, 1.0) == pytest.approx(0.75)
+    assert reliability(-3.0, 1.0) == pytest.approx(8 / 9)
+    assert reliability(0.0, 0.0) == 1.0  # noiseless
+    assert reliability(5.0, math.inf) == 0.0
+
+
+def test_noiseless_gains_give_proposition_1():
+    gain, var = {"a": 1.0, "b": 3.0, "c": 0.5}, {"a": 1.0, "b": 2.0, "c": 0.25}
+    res = noise_aware_weights(gain, dict.fromkeys(gain, 0.0), var)
+    expected = optimal_blend([1.0, 3.0, 0.5], [1.0, 2.0, 0.25])
+    assert list(res.weights.values()) == pytest.approx(expected.tolist())
+    # by hand: 1, 1.5, 2 -> /4.5
+    assert res.weights == pytest.approx({"a": 1 / 4.5, "b": 1.5 / 4.5, "c": 2 / 4.5})
+    assert res.accepted
+
+
+def test_shrinkage_by_hand():
+    # raw (0.25, 0.75); reliability a: 1 - 0.25 = 0.75, b: 1 - 1/9 = 8/9; uniform prior 0.5:
+    # a: 0.75*0.25 + 0.25*0.5 = 0.3125, b: 8/9*0.75 + 1/9*0.5 = 0.72222; normalized.
+    res = noise_aware_weights({"a": 1.0, "b": 3.0}, {"a": 0.5, "b": 1.0}, {"a": 1.0, "b": 1.0})
+    assert res.raw == pytest.approx({"a": 0.25, "b": 0.75})
+    total = 0.3125 + 6.5 / 9
+    assert res.weights == pytest.approx({"a": 0.3125 / total, "b": (6.5 / 9) / total})
+    assert res.reliability == pytest.approx({"a": 0.75, "b": 8 / 9})
+    assert any("shrunk" in n for n in res.notes)
+
+
+def test_floor_by_hand():
+    res = noise_aware_weights(
+        {"a": 1.0, "b": -1.0, "c": -1.0},
+        dict.fromkeys("abc", 0.0),
+        dict.fromkeys("abc", 1.0),
+        floor=0.05,
+    )
+    assert res.weights == pytest.approx({"a": 0.9, "b": 0.05, "c": 0.05})
+
+
+def test_no_positive_gain_is_rejected_with_the_fallback():
+    fallback = {"a": 0.7, "b": 0.3}
+    res = noise_aware_weights(
+        {"a": -1.0, "b": 0.0}, {"a": 0.1, "b": 0.1}, {"a": 1.0, "b": 1.0}, fallback=fallback
+    )
+    assert not res.accepted
+    assert res.weights == pytest.approx(fallback)
+
+
+def test_pure_noise_stays_near_the_prior_and_is_never_one_hot():
+    rng = np.random.default_rng(0)
+    heads = ["visual", "audio", "fused"]
+    weights, raw_max = [], []
+    for _ in range(300):
+        # Window means of pure noise: mean 0, standard error 1; dO² also noise.
+        gain = dict(zip(heads, rng.normal(0.0, 1.0, 3).tolist(), strict=True))
+        var = dict(zip(heads, (rng.normal(0.0, 1.0, 3) ** 2 + 1e-3).tolist(), strict=True))
+        res = noise_aware_weights(gain, dict.fromkeys(heads, 1.0), var)
+        if res.accepted:
+            weights.append([res.weights[h] for h in heads])
+            raw_max.append(max(res.raw.values()))
+    w = np.array(weights)
+    assert w.max() < 0.95, "never (nearly) one-hot"
+    assert np.abs(w.mean(0) - 1 / 3).max() < 0.05, "on average the prior"
+    assert np.median(np.abs(w - 1 / 3).max(1)) < 0.1
+    # the raw OGR weights on the same noise are often nearly one-hot
+    assert np.mean(np.array(raw_max) > 0.9) > 0.3
+
+
+def test_a_clear_signal_still_wins():
+    gain = {"visual": 1.0, "audio": -0.5, "fused": 0.1}
+    se = dict.fromkeys(gain, 0.05)  # visual 20 SE, audio -10 SE, fused 2 SE
+    res = noise_aware_weights(gain, se, {"visual": 0.1, "audio": 1.0, "fused": 1.0})
+    assert res.weights["visual"] > 0.85
+    assert res.weights["audio"] < 0.01
+
+
+def test_bad_arguments():
+    g = {"a": 1.0, "b": 1.0}
+    with pytest.raises(ValueError, match="floor"):
+        noise_aware_weights(g, g, g, floor=0.5)
+    with pytest.raises(ValueError, match="gain_se"):
+        noise_aware_weights(g, {"a": 1.0}, g)
+    with pytest.raises(ValueError, match="eps"):
+        noise_aware_weights(g, g, g, eps=0.0)
+    with pytest.raises(ValueError, match="finite"):
+        noise_aware_weights({"a": math.inf, "b": 1.0}, g, g)
+
+
+def test_blend_estimate_serializes_the_noise_fields():
+    est = BlendEstimate(
+        weights={"a": 1.0},
+        generalization={"a": 0.1},
+        overfitting_change={"a": 0.2},
+        accepted=True,
+        generalization_se={"a": 0.01},
+        overfitting_change_se={"a": 0.02},
+        raw_weights={"a": 1.0},
+        prior={"a": 1.0},
+    )
+    data = est.to_dict()
+    assert data["generalization_se"] == {"a": 0.01}
+    assert BlendEstimate.from_dict(data) == est
+    old = {k: v for k, v in data.items() if k not in ("generalization_se", "prior")}
+    assert BlendEstimate.from_dict(old).generalization_se is None

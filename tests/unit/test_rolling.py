@@ -1,0 +1,431 @@
+"""RollingEstimator: per-head gradient inner products, Proposition 1 weights, noise rules."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import blendopt
+from blendopt import (
+    EstimateRequest,
+    GradientBlender,
+    Online,
+    RollingEstimator,
+    correlated_blend,
+    optimal_blend,
+)
+from tests.helpers import HEADS, loss_fn, make_batches, make_model
+
+
+def _request(weights=None, heads=HEADS):
+    sgd = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    return EstimateRequest(
+        heads=tuple(heads),
+        optimizer=sgd,
+        horizon=None,
+        unit="step",
+        index=1,
+        weights=weights or blendopt.uniform_weights(heads),
+    )
+
+
+def _with_rows(rows, **kwargs):
+    est = RollingEstimator(make_model(), loss_fn, make_batches(1), **kwargs)
+    est._heads = list(HEADS)
+    est._rows = [list(map(float, r)) for r in rows]
+    return est
+
+
+def _flat(grads):
+    return torch.cat([g.reshape(-1) for g in grads])
+
+
+@pytest.mark.parametrize("scope", ["private", "all"])
+def test_inner_products_match_plain_autograd(scope):
+    model = make_model(seed=1)
+    train, holdout, probe = (
+        make_batches(1, seed=2)[0],
+        make_batches(1, seed=3),
+        make_batches(1, seed=4),
+    )
+    est = RollingEstimator(model, loss_fn, holdout, probe=probe, interval=1, params=scope)
+    losses = loss_fn(model, train)
+    est.observe(losses, step=0)
+
+    # Reference: whole gradient vectors over each head's parameter set, then dot products.
+    private = {
+        "a": list(model.head_a.parameters()),
+        "b": list(model.head_b.parameters()),
+        "fused": list(model.head_fused.parameters()),
+    }
+    every = {
+        "a": [*model.enc_a.parameters(), *model.head_a.parameters()],
+        "b": [*model.enc_b.parameters(), *model.head_b.parameters()],
+        "fused": [
+            *model.enc_a.parameters(),
+            *model.enc_b.parameters(),
+            *model.head_fused.parameters(),
+        ],
+    }
+    params = private if scope == "private" else every
+    model.eval()
+    hl, pl = loss_fn(model, holdout[0]), loss_fn(model, probe[0])
+    model.train()
+    losses = loss_fn(model, train)
+    expected = []
+    for h in HEADS:
+        v = _flat(torch.autograd.grad(losses[h], params[h], retain_graph=True))
+        gv = _flat(torch.autograd.grad(hl[h], params[h], retain_graph=True))
+        gt = _flat(torch.autograd.grad(pl[h], params[h], retain_graph=True))
+        expected.append((float(gv @ v), float((gt - gv) @ v)))
+    row = est._rows[0]
+    assert row[:3] == pytest.approx([e[0] for e in expected], rel=1e-5)
+    assert row[3:] == pytest.approx([e[1] for e in expected], rel=1e-5)
+    scopes = {h: len(s) for h, s in est._scopes.items()}
+    assert scopes == {h: len(params[h]) for h in HEADS}
+
+
+def test_without_probe_the_training_gradient_stands_for_grad_lt():
+    model = make_model(seed=1)
+    train, holdout = make_batches(1, seed=2)[0], make_batches(1, seed=3)
+    est = RollingEstimator(model, loss_fn, holdout, interval=1)
+    est.observe(loss_fn(model, train), step=0)
+    model.eval()
+    hl = loss_fn(model, holdout[0])
+    model.train()
+    losses = loss_fn(model, train)
+    p = list(model.head_a.parameters())
+    v, gv = _flat(torch.autograd.grad(losses["a"], p)), _flat(torch.autograd.grad(hl["a"], p))
+    assert est._rows[0][0] == pytest.approx(float(gv @ v), rel=1e-5)
+    assert est._rows[0][3] == pytest.approx(float((v - gv) @ v), rel=1e-5)  # |v|² - <gV, v>
+
+
+def test_diagonal_weights_are_proposition_1_by_hand():
+    rows = [[1.0, 2.0, 0.5, 1.0, 1.0, 0.5], [3.0, 2.0, 0.5, -1.0, 1.0, 0.5]]
+    est = _with_rows(rows, min_measurements=2, shrink=False, floor=0.0, smoothing=0.0)
+    out = est.estimate(_request())
+    # mean gains (2, 2, 0.5), E[o²] (1, 1, 0.25) -> 2/1, 2/1, 0.5/0.25 = 2, 2, 2 -> 1/3 each
+    assert out.weights == pytest.approx(dict.fromkeys(HEADS, 1 / 3))
+    assert list(out.weights.values()) == pytest.approx(
+        optimal_blend([2.0, 2.0, 0.5], [1.0, 1.0, 0.25]).tolist()
+    )
+    assert out.generalization == pytest.approx({"a": 2.0, "b": 2.0, "fused": 0.5})
+    assert out.overfitting_change == pytest.approx({"a": 0.0, "b": 1.0, "fused": 0.5})
+    assert out.generalization_se["a"] == pytest.approx(1.0)  # std(1, 3) / sqrt(2)
+    assert out.generalization_se["b"] == 0.0
+
+
+def test_correlated_weights_match_appendix_c():
+    rng = np.random.default_rng(0)
+    g = rng.normal(1.0, 0.2, (20, 3))
+    o = rng.normal(0.0, 1.0, (20, 3)) @ np.array([[1, 0.5, 0], [0, 1, 0.3], [0, 0, 1]])
+    est = _with_rows(
+        np.hstack([g, o]), window=20, shrink=False, floor=0.0, smoothing=0.0, correlated=True
+    )
+    out = est.estimate(_request())
+    sigma = o.T @ o / 20
+    expected = correlated_blend(g.mean(0), sigma + 1e-6 * np.trace(sigma) / 3 * np.eye(3))
+    expected = np.clip(expected, 0, None) / np.clip(expected, 0, None).sum()
+    assert list(out.weights.values()) == pytest.approx(expected.tolist(), rel=1e-6)
+
+
+def test_pure_noise_windows_stay_near_the_prior_never_one_hot():
+    rng = np.random.default_rng(1)
+    worst = []
+    for _ in range(50):
+        rows = np.hstack([rng.normal(0, 1, (16, 3)), rng.normal(0, 1, (16, 3))])
+        est = _with_rows(rows, smoothing=0.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", blendopt.BlendWarning)
+            out = est.estimate(_request())
+        worst.append(max(out.weights.values()))
+        raw = _with_rows(rows, shrink=False, floor=0.0, smoothing=0.0).estimate(_request())
+        worst_raw = max(raw.weights.values())
+        assert worst_raw >= worst[-1] - 1e-9
+    assert max(worst) < 0.8
+    assert np.median(worst) < 0.45
+
+
+def test_a_clear_signal_wins_and_the_floor_keeps_every_head():
+    rng = np.random.default_rng(2)
+    gains = rng.normal([1.0, -0.5, 0.1], 0.05, (16, 3))
+    overs = rng.normal([0.1, 2.0, 1.0], 0.05, (16, 3))
+    out = _with_rows(np.hstack([gains, overs]), smoothing=0.0).estimate(_request())
+    assert out.weights["a"] > 0.85
+    assert min(out.weights.values()) >= 0.05 - 1e-12
+    assert out.raw_weights["b"] == 0.0
+
+
+def test_smoothing_averages_with_the_weights_in_use():
+    rows = [[1.0, 1.0, 1.0, 1.0, 1.0, 1.0]] * 8
+    out = _with_rows(rows, shrink=False, floor=0.0, smoothing=0.5).estimate(
+        _request({"a": 1.0, "b": 0.0, "fused": 0.0})
+    )
+    assert out.weights == pytest.approx({"a": 2 / 3, "b": 1 / 6, "fused": 1 / 6})
+
+
+def test_too_few_measurements_keep_the_weights():
+    current = {"a": 0.2, "b": 0.3, "fused": 0.5}
+    out = _with_rows([[1.0] * 6] * 3).estimate(_request(current))
+    assert out.weights == current
+    assert out.accepted
+    assert "3 of 8" in out.notes[0]
+
+
+def test_trains_through_the_blender_with_its_default_schedule():
+    model = make_model(seed=0, dropout=0.1)
+    train = make_batches(10, seed=1)
+    est = RollingEstimator(
+        model, loss_fn, make_batches(2, seed=2), interval=2, min_measurements=3, window=4, every=8
+    )
+    opt = GradientBlender(torch.optim.SGD(model.parameters(), lr=0.1), HEADS, est)
+    assert opt.schedule.unit == "step"
+    assert opt.schedule.every == 8
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", blendopt.BlendWarning)
+        for _ in range(3):
+            for batch in train:
+                opt.zero_grad()
+                opt.backward(loss_fn(model, batch))
+                opt.step()
+    estimates = [r for r in opt.history if r["estimate"]["generalization_se"] is not None]
+    assert len(estimates) >= 2
+    assert sum(opt.weights.values()) == pytest.approx(1.0)
+    assert min(opt.weights.values()) >= 0.05 - 1e-9
+    assert est.measurements == 15
+
+
+def test_a_head_at_weight_zero_is_still_measured():
+    model = make_model(seed=0)
+    est = RollingEstimator(model, loss_fn, make_batches(2, seed=2), interval=1)
+    opt = GradientBlender(
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        HEADS,
+        est,
+        weights={"a": 0.0, "b": 0.0, "fused": 1.0},
+    )
+    for batch in make_batches(3, seed=1):
+        opt.zero_grad()
+        opt.backward(loss_fn(model, batch))
+        opt.step()
+    rows = np.array(est._rows)
+    assert np.all(rows[:, 0] != 0.0)
+    assert np.all(rows[:, 1] != 0.0)
+
+
+def test_measuring_changes_neither_gradients_nor_the_random_stream():
+    # Weights that never change (window never full): training equals plain SGD on uniform weights,
+    # with dropout drawing from the global generator and a shuffling holdout loader.
+    def run(with_estimator):
+        model = make_model(seed=0, dropout=0.3)
+        torch.manual_seed(5)
+        sgd = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        est = (
+            RollingEstimator(
+                model,
+                loss_fn,
+                _Shuffled(make_batches(3, seed=2)),
+                interval=1,
+                min_measurements=100,
+                window=100,
+            )
+            if with_estimator
+            else None
+        )
+        opt = GradientBlender(sgd, HEADS, est)
+        for batch in make_batches(6, seed=1):
+            opt.zero_grad()
+            opt.backward(loss_fn(model, batch))
+            opt.step()
+        return [p.detach().clone() for p in model.parameters()], torch.rand(1)
+
+    (p1, r1), (p2, r2) = run(True), run(False)
+    for a, b in zip(p1, p2, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert torch.equal(r1, r2)
+
+
+class _Shuffled:
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __iter__(self):
+        order = torch.randperm(len(self.batches))
+        return iter([self.batches[i] for i in order])
+
+
+def test_loss_mode_records_dg_do_and_paired_errors():
+    model = make_model(seed=0)
+    holdout, probe = make_batches(2, seed=2), make_batches(2, seed=3)
+    est = RollingEstimator(model, loss_fn, holdout, probe=probe, mode="loss", smoothing=0.0)
+    opt = GradientBlender(
+        torch.optim.SGD(model.parameters(), lr=0.2),
+        HEADS,
+        est,
+        schedule=Online(every=4, unit="step"),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", blendopt.BlendWarning)
+        for batch in make_batches(8, seed=1):
+            opt.zero_grad()
+            opt.backward(loss_fn(model, batch))
+            opt.step()
+    record = next(r for r in opt.history[1:] if r["estimate"]["measurements"])
+    e = blendopt.BlendEstimate.from_dict(record["estimate"])
+    m = e.measurements
+    for h in HEADS:
+        assert e.generalization[h] == pytest.approx(m["holdout_before"][h] - m["holdout_after"][h])
+        d_o = (m["holdout_after"][h] - m["train_after"][h]) - (
+            m["holdout_before"][h] - m["train_before"][h]
+        )
+        assert e.overfitting_change[h] == pytest.approx(d_o)
+        assert 0 < e.generalization_se[h] < float("inf")
+        assert e.overfitting_change_se[h] >= e.generalization_se[h]
+
+
+def test_state_dict_round_trip(tmp_path):
+    model = make_model(seed=0)
+    est = RollingEstimator(model, loss_fn, make_batches(2, seed=2), interval=1)
+    for batch in make_batches(3, seed=1):
+        est.observe(loss_fn(model, batch), step=0)
+    torch.save(est.state_dict(), tmp_path / "est.pt")
+    other = RollingEstimator(model, loss_fn, make_batches(2, seed=2), interval=1)
+    other.load_state_dict(torch.load(tmp_path / "est.pt", weights_only=True))
+    assert other._rows == est._rows
+    assert other.measurements == 3
+    assert other._holdout_batches.draws == 3
+
+
+def test_resume_mid_window_continues_exactly(tmp_path):
+    train = make_batches(9, seed=1)
+
+    def build():
+        model = make_model(seed=0, dropout=0.2)
+        est = RollingEstimator(
+            model,
+            loss_fn,
+            _Shuffled(make_batches(3, seed=2)),
+            interval=2,
+            min_measurements=2,
+            window=3,
+            every=3,
+        )
+        opt = GradientBlender(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), HEADS, est)
+        return model, opt
+
+    def steps(model, opt, batches):
+        for batch in batches:
+            opt.zero_grad()
+            opt.backward(loss_fn(model, batch))
+            opt.step()
+
+    torch.manual_seed(7)
+    model, opt = build()
+    steps(model, opt, train)
+    reference = (opt.weights, [p.detach().clone() for p in model.parameters()])
+
+    torch.manual_seed(7)
+    model, opt = build()
+    steps(model, opt, train[:3])  # mid-pass of the holdout loader (2 of 3 batches drawn)
+    torch.save(
+        {"model": model.state_dict(), "opt": opt.state_dict(), "rng": torch.get_rng_state()},
+        tmp_path / "ckpt.pt",
+    )
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    model, opt = build()
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["opt"])
+    torch.set_rng_state(ckpt["rng"])
+    steps(model, opt, train[3:])
+    assert opt.weights == reference[0]
+    for a, b in zip(model.parameters(), reference[1], strict=True):
+        assert torch.equal(a, b)
+
+
+def test_repr():
+    est = RollingEstimator(make_model(), loss_fn, make_batches(1))
+    assert repr(est).startswith("RollingEstimator(mode='gradient', interval=20, window=12")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"mode": "exact"}, ValueError, "mode"),
+        ({"params": "some"}, ValueError, "params"),
+        ({"interval": 0}, ValueError, "interval"),
+        ({"window": 4, "min_measurements": 8}, ValueError, "min_measurements"),
+        ({"smoothing": 1.0}, ValueError, "smoothing"),
+        ({"floor": -0.1}, ValueError, "floor"),
+        ({"prior": "flat"}, ValueError, "prior"),
+        ({"eps": 0.0}, ValueError, "eps"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        RollingEstimator(make_model(), loss_fn, make_batches(1), **kwargs)
+
+
+def test_bad_types():
+    with pytest.raises(TypeError, match="model"):
+        RollingEstimator("net", loss_fn, make_batches(1))
+    with pytest.raises(TypeError, match="loss_fn"):
+        RollingEstimator(make_model(), None, make_batches(1))
+
+
+def test_a_floor_too_large_for_the_heads_is_an_error():
+    est = _with_rows([[1.0] * 6] * 8, floor=0.4)
+    with pytest.raises(ValueError, match="floor"):
+        est.estimate(_request())
+
+
+def test_works_with_an_epoch_schedule():
+    model = make_model(seed=0)
+    est = RollingEstimator(model, loss_fn, make_batches(2, seed=2), interval=1, min_measurements=4)
+    opt = GradientBlender(
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        HEADS,
+        est,
+        schedule=Online(every=1, unit="epoch"),
+    )
+    for _ in range(3):
+        opt.start_epoch()
+        for batch in make_batches(5, seed=1):
+            opt.zero_grad()
+            opt.backward(loss_fn(model, batch))
+            opt.step()
+    assert [r["epoch"] for r in opt.history] == [0, 1, 2]
+    assert opt.history[0]["estimate"]["notes"][0].startswith("0 of 4 measurements")
+    assert opt.history[1]["estimate"]["generalization_se"] is not None
+    assert opt.weights != blendopt.uniform_weights(HEADS)
+
+
+def test_loss_mode_without_probe_uses_the_steps_between_boundaries():
+    model = make_model(seed=0)
+    est = RollingEstimator(model, loss_fn, make_batches(2, seed=2), mode="loss", smoothing=0.0)
+    opt = GradientBlender(
+        torch.optim.SGD(model.parameters(), lr=0.2),
+        HEADS,
+        est,
+        schedule=Online(every=3, unit="step"),
+    )
+    seen = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", blendopt.BlendWarning)
+        for batch in make_batches(6, seed=1):
+            opt.zero_grad()
+            losses = loss_fn(model, batch)
+            seen.append({h: float(v.detach()) for h, v in losses.items()})
+            opt.backward(losses)
+            opt.step()
+    # boundaries at steps 0, 3, 6: the estimate at 6 compares steps 3-5 with steps 0-2
+    e = blendopt.BlendEstimate.from_dict(opt.history[-1]["estimate"])
+    for h in HEADS:
+        before = np.mean([s[h] for s in seen[0:3]])
+        after = np.mean([s[h] for s in seen[3:6]])
+        assert e.measurements["train_before"][h] == pytest.approx(before)
+        assert e.measurements["train_after"][h] == pytest.approx(after)
+        d_o = (e.measurements["holdout_after"][h] - after) - (
+            e.measurements["holdout_before"][h] - before
+        )
+        assert e.overfitting_change[h] == pytest.approx(d_o)
