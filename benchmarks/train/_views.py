@@ -247,20 +247,8 @@ class VideoViews(Dataset):
             inputs: dict[str, torch.Tensor] = {}
             if "audio" in mods:
                 inputs["audio"] = self._audio(container, starts, span, duration, seg_start)
-            if "rgb" in mods:
-                clips = decode_clips_once(
-                    container, starts, spec.num_frames, spec.frame_stride, spec.test_short_side
-                )
-                views = []
-                for clip in clips:
-                    for crop in range(spec.test_crops):
-                        if spec.test_crops == 1:
-                            frames = center_crop(clip, spec.crop_size)
-                        else:
-                            frames = three_crop(clip, spec.crop_size, crop)
-                        views.append(normalize(frames, spec.mean, spec.std))
-                inputs["rgb"] = torch.stack(views)
-            if "flow" in mods:  # the RGB clips' frames, resized grid and crops (test: no flip)
+            if "flow" in mods:  # before the RGB decode: a missing flow file costs nothing
+                # The RGB clips' frames, resized grid and crops (test mode: no flip).
                 clips = read_flow_clips(
                     record.flow_path or "", starts, fps, spec.num_frames, spec.frame_stride
                 )
@@ -275,6 +263,19 @@ class VideoViews(Dataset):
                             field = three_crop(clip, spec.crop_size, crop)
                         views.append(field.permute(3, 0, 1, 2).div(spec.flow_scale))
                 inputs["flow"] = torch.stack(views)
+            if "rgb" in mods:
+                clips = decode_clips_once(
+                    container, starts, spec.num_frames, spec.frame_stride, spec.test_short_side
+                )
+                views = []
+                for clip in clips:
+                    for crop in range(spec.test_crops):
+                        if spec.test_crops == 1:
+                            frames = center_crop(clip, spec.crop_size)
+                        else:
+                            frames = three_crop(clip, spec.crop_size, crop)
+                        views.append(normalize(frames, spec.mean, spec.std))
+                inputs["rgb"] = torch.stack(views)
         return {m: inputs[m] for m in mods}
 
     def _audio(

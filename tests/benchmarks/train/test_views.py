@@ -135,17 +135,28 @@ def test_read_flow_clips_hand_values(tmp_path: Path) -> None:
         torch.testing.assert_close(clip[:, 2, 3, 1], -torch.tensor(frames, dtype=torch.float32))
 
 
-def test_flow_views_skip_missing_or_malformed_flow(roots: Roots, tmp_path: Path) -> None:
+def test_flow_views_skip_missing_or_malformed_flow(
+    roots: Roots, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import benchmarks.train._views as views_module
+
+    decoded = []
+    real = views_module.decode_clips_once
+    monkeypatch.setattr(
+        views_module, "decode_clips_once", lambda *a, **k: decoded.append(1) or real(*a, **k)
+    )
     spec = ClipSpec(num_frames=2, crop_size=32, train_short_side=(32, 32), test_short_side=32)
     np.save(tmp_path / "bad.npy", np.zeros((4, 3, 2, 2), np.float16))
     records = [
         ClipRecord(roots.sources[0], 0, "a", flow_path=str(tmp_path / "gone.npy")),
         ClipRecord(roots.sources[0], 0, "b", flow_path=str(tmp_path / "bad.npy")),
     ]
-    views = VideoViews(ClipDataset(records, mode="test", spec=spec, modalities=("flow",)))
+    ds = ClipDataset(records, mode="test", spec=spec, modalities=("rgb", "flow"))
+    views = VideoViews(ds)
     batch = collate_clips([views[0], views[1]])
     assert batch.size == 0
     assert batch.skipped[0].reason == "flow file not found"
     assert "shape (4, 3, 2, 2)" in batch.skipped[1].reason
+    assert decoded == []  # the flow file is checked before the video is decoded
     with pytest.raises(MediaError, match="flow file not found"):
         read_flow_clips(tmp_path / "gone.npy", [0.0], 10, 2, 1)
