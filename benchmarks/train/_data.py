@@ -120,14 +120,15 @@ def _spec(cfg: TrainConfig) -> ClipSpec:
     )
 
 
-def _file(root: str, name: str, key: str, dataset: str) -> str:
+def _file(root: str, name: str, key: str, dataset: str, modalities: tuple[str, ...] = ()) -> str:
     if not name:
         raise ConfigError(f"Config key `data.{key}` is empty; the {dataset} config needs it.")
     path = os.path.join(root, name)
     if not os.path.isfile(path):
         raise DataError(
             f"The data root {root!r} does not match the config: {path!r} (config key "
-            f"`data.{key}`) is missing. Expected layout for {dataset!r}: {LAYOUTS[dataset]}."
+            f"`data.{key}`) is missing. Expected layout for {dataset!r}: "
+            f"{_layout(dataset, modalities)}."
         )
     return path
 
@@ -145,8 +146,8 @@ def _load_splits(cfg: TrainConfig, root: str) -> tuple[ClipDataset, ClipDataset,
     common = {"spec": spec, "modalities": mods}
     notes: list[str] = []
     if kind == "kinetics":
-        tr = _file(root, d.train_annotations, "train_annotations", kind)
-        te = _file(root, d.test_annotations, "test_annotations", kind)
+        tr = _file(root, d.train_annotations, "train_annotations", kind, mods)
+        te = _file(root, d.test_annotations, "test_annotations", kind, mods)
         train = Kinetics(media, tr, split=d.train_split, mode="train", **common)
         test = Kinetics(media, te, split=d.test_split, mode="test", classes=train.classes, **common)
     elif kind == "sports1m":

@@ -126,6 +126,14 @@ def test_flow_root_without_flow_files_is_a_clear_error(
     assert "optical-flow files exists" in err
     assert str(root / "flow" / "train" / "abseiling" / "kin00000000_000000_000001.npy") in err
     assert "flow/<split>/<label>/<youtube_id>_<start:06d>_<end:06d>.npy" in err
+    assert not (tmp_path / "run").exists()  # failed before writing anything
+    # a root without annotations: the layout in the message names the flow files too
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit):
+        _run_on(tmp_path / "empty", tmp_path / "run", config="kinetics_flow_audio.toml")
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'empty'}/annotations/train.csv' (config key" in err
+    assert "precomputed optical flow flow/<split>/<label>/" in err
 
 
 def _partial_kinetics(roots: Roots, root: Path, keep_every: int) -> Path:
