@@ -1,11 +1,13 @@
 """End-to-end training throughput on one GPU: ``python -m benchmarks.perf.gpu_train_check``.
 
-Generates Kinetics-layout media (mp4, 340 × 256, 30 fps, AAC audio, a few seconds each),
-trains a config with ``python -m benchmarks train``'s loop (DataLoader workers from the CPU
-count, bf16 autocast, channels-last) and compares its clips/s with bare forward/backward
-steps of the same model on the same batch shape (inputs already on the GPU, no data
-loading). Prints the ratio and the share of the training time spent waiting for data. Goal:
-the pipeline reaches >= 90% of bare throughput (data loading never the bottleneck).
+Generates Kinetics-layout media (mp4, 340 × 256, 30 fps, AAC audio, a few seconds each; for
+a config with the ``flow`` modality also one ``(N, 2, H, W)`` float16 flow file per video at
+the video's resolution, Table 4), trains a config with ``python -m benchmarks train``'s loop
+(DataLoader workers from the CPU count, bf16 autocast, channels-last) and compares its
+clips/s with bare forward/backward steps of the same model on the same batch shape (inputs
+already on the GPU, no data loading). Prints the ratio and the share of the training time
+spent waiting for data. Goal: the pipeline reaches >= 90% of bare throughput (data loading
+never the bottleneck).
 
 The throughput run uses ``method.name=naive`` so that the number is the training loop's, not
 G-Blend's estimate (the estimate trains copies of the model: its cost is reported by the
@@ -24,10 +26,11 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import blendopt
-from benchmarks.data import write_test_video
+from benchmarks.data import save_flow, write_test_video
 from benchmarks.train import build_model, load_config, run_training
 from benchmarks.train._loop import _channels_last, _Runner
 
@@ -39,23 +42,49 @@ def _write(args: tuple[str, float, tuple[int, int], int, int]) -> str:
     return write_test_video(path, seconds=seconds, fps=fps, size=size, seed=seed)
 
 
+def _link_or_copy(src: str, dst: Path) -> None:
+    try:  # the flow copies share the disk blocks of their source (a few GB otherwise)
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
 def make_kinetics(
-    root: Path, videos: int, unique: int, seconds: float, size: tuple[int, int], fps: int
+    root: Path,
+    videos: int,
+    unique: int,
+    seconds: float,
+    size: tuple[int, int],
+    fps: int,
+    flow: bool = False,
 ) -> None:
     """``videos`` train + ``videos // 8`` val entries in the Kinetics layout (copies of
-    ``unique`` encoded sources, so generation stays quick)."""
+    ``unique`` encoded sources, so generation stays quick); with ``flow``, one random
+    ``(frames - 1, 2, height, width)`` float16 flow file per video, hard-linked copies of
+    ``unique`` sources."""
     src = root / "sources"
     jobs = [(str(src / f"s{i}.mp4"), seconds, size, fps, i) for i in range(unique)]
     with ProcessPoolExecutor(max_workers=min(unique, os.cpu_count() or 1)) as pool:
         sources = list(pool.map(_write, jobs))
+    flows = []
+    if flow:
+        width, height = size
+        frames = max(2, round(seconds * fps))
+        for i in range(unique):
+            field = np.random.default_rng(i).standard_normal((frames - 1, 2, height, width))
+            flows.append(save_flow(src / f"s{i}.npy", field.astype(np.float32)))
     labels = [f"class{c}" for c in range(8)]
     for split, n, csv in (("train", videos, "train"), ("val", max(8, videos // 8), "validate")):
         lines = ["label,youtube_id,time_start,time_end"]
         for i in range(n):
             label, ytid = labels[i % len(labels)], f"{split}{i:07d}"
-            dst = root / split / label / f"{ytid}_000000_{int(seconds):06d}.mp4"
+            name = f"{ytid}_000000_{int(seconds):06d}"
+            dst = root / split / label / f"{name}.mp4"
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(sources[i % unique], dst)
+            if flow:
+                (root / "flow" / split / label).mkdir(parents=True, exist_ok=True)
+                _link_or_copy(flows[i % unique], root / "flow" / split / label / f"{name}.npy")
             lines.append(f"{label},{ytid},0,{int(seconds)}")
         (root / "annotations").mkdir(exist_ok=True)
         (root / "annotations" / f"{csv}.csv").write_text("\n".join(lines) + "\n")
@@ -75,10 +104,12 @@ def bare_clips_per_second(cfg, num_classes: int, device: torch.device, steps: in
         {h: float(h == "fused") for h in heads},
     )
     b, d = cfg.train.batch_size, cfg.data
-    inputs = {
-        "rgb": torch.randn(b, 3, d.num_frames, d.crop_size, d.crop_size, device=device),
-        "audio": torch.randn(b, 1, 100, 40, device=device),
+    shapes = {
+        "rgb": (b, 3, d.num_frames, d.crop_size, d.crop_size),
+        "flow": (b, 2, d.num_frames, d.crop_size, d.crop_size),
+        "audio": (b, 1, 100, 40),
     }
+    inputs = {m: torch.randn(shapes[m], device=device) for m in d.modalities}
     batch = (inputs, torch.randint(0, num_classes, (b,), device=device))
     model.train()
 
@@ -117,9 +148,6 @@ def main(argv: list[str] | None = None) -> int:
         size, seconds, fps = (64, 48), 1.0, 10
     else:
         size, seconds, fps = (340, 256), 3.0, 30
-    t0 = time.perf_counter()
-    make_kinetics(work / "kinetics", args.videos, args.unique, seconds, size, fps)
-    print(f"generated {args.videos} videos in {time.perf_counter() - t0:.1f} s", flush=True)
     overrides = [
         "method.name=naive",
         f"train.epochs={args.epochs}",
@@ -130,6 +158,14 @@ def main(argv: list[str] | None = None) -> int:
         *args.overrides,
     ]
     cfg = load_config(args.config, overrides, smoke=args.tiny)
+    flow = "flow" in cfg.data.modalities
+    t0 = time.perf_counter()
+    make_kinetics(work / "kinetics", args.videos, args.unique, seconds, size, fps, flow=flow)
+    print(
+        f"generated {args.videos} videos{' and flow files' if flow else ''} in "
+        f"{time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
     out = work / "run"
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
@@ -144,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"clip {cfg.data.num_frames}x{cfg.data.crop_size}x{cfg.data.crop_size}, batch "
         f"{cfg.train.batch_size}, workers {report['config']['data']['workers']} "
-        f"(-1 = {os.cpu_count()} CPUs - 1), visual {cfg.model.visual}, audio {cfg.model.audio}"
+        f"(-1 = {os.cpu_count()} CPUs - 1), modalities {cfg.data.modalities}, visual "
+        f"{cfg.model.visual}, audio {cfg.model.audio}, flow {cfg.model.flow if flow else '-'}"
     )
     print("| measure | value |\n|---|---|")
     print(f"| pipeline clips/s (last epoch, {last['step'] // len(records)} steps) | "

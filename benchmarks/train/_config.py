@@ -294,6 +294,12 @@ def _check_together(v: dict[str, dict[str, Any]]) -> None:
             f"Config key `data.modalities` should list distinct names among {list(MODALITIES)}. "
             f"Found {mods!r}."
         )
+    if "flow" in mods and data["dataset"] != "kinetics":
+        raise ConfigError(
+            f"Config key `data.modalities` lists 'flow', which only the 'kinetics' dataset reads "
+            f"(precomputed flow files, docs/datasets.md). Found `data.dataset` = "
+            f"{data['dataset']!r}; drop 'flow' or use kinetics."
+        )
     if not 0.0 < data["holdout"] < 1.0:
         raise ConfigError(
             f"Config key `data.holdout` should be in (0, 1). Found {data['holdout']}."

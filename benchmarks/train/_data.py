@@ -3,7 +3,9 @@
 Expected layouts (relative to ``--data-root``; the config keys name the files):
 
 - ``kinetics``: ``annotations/train.csv``, ``annotations/validate.csv``; videos
-  ``<split>/<label>/<youtube_id>_<start:06d>_<end:06d>.mp4``.
+  ``<split>/<label>/<youtube_id>_<start:06d>_<end:06d>.mp4``; with the ``flow`` modality
+  (Table 4) also ``flow/<split>/<label>/<youtube_id>_<start:06d>_<end:06d>.npy`` (precomputed
+  ``(N, 2, H, W)`` float16 flow, ``benchmarks.data.save_flow``).
 - ``sports1m``: ``train_partition.txt``, ``test_partition.txt`` (``labels.txt``
   optional); videos ``<media_dir>/<youtube_id>.mp4``.
 - ``audioset`` / ``mini_audioset``: ``class_labels_indices.csv``, a train segment CSV,
@@ -37,6 +39,7 @@ from benchmarks.data import (
 from benchmarks.train._config import ConfigError, TrainConfig
 
 __all__ = [
+    "FLOW_LAYOUT",
     "LAYOUTS",
     "DataError",
     "RunData",
@@ -58,6 +61,11 @@ LAYOUTS = {
     "<participant_id>/<video_id>.MP4",
 }
 LAYOUTS["mini_audioset"] = LAYOUTS["audioset"]
+#: Extra files of the ``flow`` modality (Table 4), Kinetics only.
+FLOW_LAYOUT = (
+    "precomputed optical flow flow/<split>/<label>/<youtube_id>_<start:06d>_<end:06d>.npy, "
+    "one (N, 2, H, W) float16 array per video (benchmarks.data.save_flow; docs/datasets.md)"
+)
 
 
 class DataError(ValueError):
@@ -112,14 +120,15 @@ def _spec(cfg: TrainConfig) -> ClipSpec:
     )
 
 
-def _file(root: str, name: str, key: str, dataset: str) -> str:
+def _file(root: str, name: str, key: str, dataset: str, modalities: tuple[str, ...] = ()) -> str:
     if not name:
         raise ConfigError(f"Config key `data.{key}` is empty; the {dataset} config needs it.")
     path = os.path.join(root, name)
     if not os.path.isfile(path):
         raise DataError(
             f"The data root {root!r} does not match the config: {path!r} (config key "
-            f"`data.{key}`) is missing. Expected layout for {dataset!r}: {LAYOUTS[dataset]}."
+            f"`data.{key}`) is missing. Expected layout for {dataset!r}: "
+            f"{_layout(dataset, modalities)}."
         )
     return path
 
@@ -133,17 +142,12 @@ def _load_splits(cfg: TrainConfig, root: str) -> tuple[ClipDataset, ClipDataset,
     kind = d.dataset
     spec = _spec(cfg)
     mods = tuple(d.modalities)
-    if "flow" in mods:
-        raise ConfigError(
-            "Config key `data.modalities` lists 'flow': precomputed optical-flow input is not "
-            "in benchmarks.data yet (it lands with the data branch); use rgb and audio."
-        )
     media = os.path.join(root, d.media_dir) if d.media_dir else root
     common = {"spec": spec, "modalities": mods}
     notes: list[str] = []
     if kind == "kinetics":
-        tr = _file(root, d.train_annotations, "train_annotations", kind)
-        te = _file(root, d.test_annotations, "test_annotations", kind)
+        tr = _file(root, d.train_annotations, "train_annotations", kind, mods)
+        te = _file(root, d.test_annotations, "test_annotations", kind, mods)
         train = Kinetics(media, tr, split=d.train_split, mode="train", **common)
         test = Kinetics(media, te, split=d.test_split, mode="test", classes=train.classes, **common)
     elif kind == "sports1m":
@@ -212,19 +216,27 @@ def _load_splits(cfg: TrainConfig, root: str) -> tuple[ClipDataset, ClipDataset,
     return train, test, notes
 
 
+def _layout(kind: str, modalities: tuple[str, ...]) -> str:
+    return LAYOUTS[kind] + (f"; {FLOW_LAYOUT}" if "flow" in modalities else "")
+
+
 def _check_media(ds: ClipDataset, root: str, kind: str, split: str) -> None:
+    layout = _layout(kind, ds.modalities)
     if not ds.records:
         raise DataError(
-            f"The {split} split of {kind!r} under {root!r} is empty. Expected layout: "
-            f"{LAYOUTS[kind]}."
+            f"The {split} split of {kind!r} under {root!r} is empty. Expected layout: {layout}."
         )
     sample = ds.records[:200]
-    if not any(os.path.isfile(r.path) for r in sample):
-        raise DataError(
-            f"The data root {root!r} does not match the config: none of the first {len(sample)} "
-            f"{split} media files exists (e.g. {sample[0].path!r}). Expected layout for "
-            f"{kind!r}: {LAYOUTS[kind]}."
-        )
+    files = [("media", [r.path for r in sample])]
+    if "flow" in ds.modalities:
+        files.append(("optical-flow", [r.flow_path or "" for r in sample]))
+    for what, paths in files:
+        if not any(os.path.isfile(p) for p in paths):
+            raise DataError(
+                f"The data root {root!r} does not match the config: none of the first "
+                f"{len(sample)} {split} {what} files exists (e.g. {paths[0]!r}). Expected "
+                f"layout for {kind!r}: {layout}."
+            )
 
 
 def _num_classes(cfg: TrainConfig, train: ClipDataset, test: ClipDataset) -> int:
@@ -263,7 +275,7 @@ def build_data(cfg: TrainConfig, root: str | os.PathLike[str]) -> RunData:
     if not os.path.isdir(root):
         raise DataError(
             f"--data-root {root!r} is not a folder. Expected layout for "
-            f"{cfg.data.dataset!r}: {LAYOUTS[cfg.data.dataset]}."
+            f"{cfg.data.dataset!r}: {_layout(cfg.data.dataset, tuple(cfg.data.modalities))}."
         )
     train_full, test, notes = _load_splits(cfg, root)
     if cfg.data.limit_videos:

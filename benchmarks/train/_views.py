@@ -4,14 +4,16 @@
 on its own, i.e. opens and seeks the file ``test_clips × test_crops`` times. The
 :class:`VideoViews` dataset yields one item per video: it opens the file once, decodes the
 video stream sequentially once, keeping (and converting) only the frames some clip uses,
-and decodes one audio span covering every clip's window; it returns every view stacked,
-``inputs[m]: (views, ...)``. Clip starts, crops and normalization are the same as
-``ClipDataset``'s test mode (tested frame for frame against it).
+decodes one audio span covering every clip's window, and reads each optical-flow file
+(Table 4) once, every clip's frames in one read of the memory-mapped array; it returns every
+view stacked, ``inputs[m]: (views, ...)``. Clip starts, frame windows, crops and
+normalization are the same as ``ClipDataset``'s test mode (tested against it).
 """
 
 from __future__ import annotations
 
 import collections
+import os
 from typing import Any
 
 import av
@@ -25,16 +27,18 @@ from benchmarks.data import (
     MediaError,
     SkippedSample,
     center_crop,
+    clip_frame_indices,
     clip_seconds,
     clip_starts_uniform,
     normalize,
     open_media,
     probe_media,
+    resize_flow,
     resized_shape,
     three_crop,
 )
 
-__all__ = ["VideoViews", "decode_audio_span", "decode_clips_once"]
+__all__ = ["VideoViews", "decode_audio_span", "decode_clips_once", "read_flow_clips"]
 
 
 def decode_clips_once(
@@ -102,6 +106,45 @@ def decode_clips_once(
             frames = [frames[i % len(frames)] for i in range(num_frames)]
         out.append(torch.from_numpy(np.stack(frames[:num_frames])))
     return out
+
+
+def read_flow_clips(
+    path: str | os.PathLike[str], starts: list[float], fps: float, num_frames: int, stride: int
+) -> list[torch.Tensor]:
+    """Read the flow clips starting at ``starts`` (seconds) from one ``(N, 2, H, W)`` file.
+
+    The file is opened (memory-mapped) once and the frames every clip uses are read in one
+    gather; each clip's frames follow :func:`benchmarks.data.clip_frame_indices`, as
+    :func:`benchmarks.data.load_flow_clip` does for one clip.
+
+    Returns:
+        One float32 ``T × H × W × 2`` tensor per start (pixels of the stored grid; a
+        permuted view of a ``T × 2 × H × W`` block, as in the file).
+
+    Raises:
+        MediaError: missing or unreadable file, or an array that is not ``(N, 2, H, W)``
+            floating point.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise MediaError("flow file not found")
+    try:
+        flow = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise MediaError(f"cannot read flow file: {exc}") from exc
+    if flow.ndim != 4 or flow.shape[1] != 2 or flow.dtype.kind != "f":
+        raise MediaError(
+            f"flow file has shape {flow.shape} and dtype {flow.dtype}; expected (N, 2, H, W) "
+            "float16 or float32"
+        )
+    clips = [clip_frame_indices(s, fps, num_frames, stride, flow.shape[0]) for s in starts]
+    used = sorted({i for clip in clips for i in clip})
+    where = {frame: k for k, frame in enumerate(used)}
+    # One read of the frames in file order; torch converts float16 faster than numpy. The
+    # clips stay (T, 2, H, W) in memory (no transposing copy) and are returned as
+    # T × H × W × 2 views of it, the layout resize_flow and the crops take.
+    frames = torch.from_numpy(np.ascontiguousarray(flow[np.asarray(used)])).float()
+    return [frames[[where[i] for i in clip]].permute(0, 2, 3, 1) for clip in clips]
 
 
 def decode_audio_span(
@@ -194,6 +237,8 @@ class VideoViews(Dataset):
                 raise MediaError("no video stream")
             if "audio" in mods and not info.has_audio:
                 raise MediaError("no audio stream")
+            if "flow" in mods and not container.streams.video:
+                raise MediaError("no video stream (flow needs the video's frame rate)")
             seg_start = record.start or 0.0
             seg_end = record.end if record.end is not None else info.duration
             seg_end = min(seg_end, info.duration) if info.duration > 0 else seg_end
@@ -205,6 +250,24 @@ class VideoViews(Dataset):
             inputs: dict[str, torch.Tensor] = {}
             if "audio" in mods:
                 inputs["audio"] = self._audio(container, starts, span, duration, seg_start)
+            if "flow" in mods:  # before the RGB decode: a missing flow file costs nothing
+                # The RGB clips' frames, resized grid and crops (test mode: no flip).
+                clips = read_flow_clips(
+                    record.flow_path or "", starts, fps, spec.num_frames, spec.frame_stride
+                )
+                height, width = resized_shape(info.height, info.width, spec.test_short_side)
+                size = spec.crop_size
+                flow = torch.empty(len(clips) * spec.test_crops, 2, spec.num_frames, size, size)
+                for c, clip in enumerate(clips):
+                    clip = resize_flow(clip, height, width)
+                    for crop in range(spec.test_crops):
+                        if spec.test_crops == 1:
+                            field = center_crop(clip, size)
+                        else:
+                            field = three_crop(clip, size, crop)
+                        view = flow[c * spec.test_crops + crop]
+                        torch.div(field.permute(3, 0, 1, 2), spec.flow_scale, out=view)
+                inputs["flow"] = flow
             if "rgb" in mods:
                 clips = decode_clips_once(
                     container, starts, spec.num_frames, spec.frame_stride, spec.test_short_side

@@ -6,10 +6,11 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from benchmarks.data import write_test_video
+from benchmarks.data import save_flow, write_test_video
 
 CONFIGS = Path(__file__).resolve().parents[3] / "benchmarks" / "configs"
 
@@ -32,6 +33,17 @@ def _csv(path: Path, header: list[str] | None, rows: list[list[object]]) -> Path
 def _put(dst: Path, src: str) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_bytes(Path(src).read_bytes())
+
+
+def make_flow(frames: int, height: int, width: int, seed: int) -> np.ndarray:
+    """A ``(frames, 2, height, width)`` flow field: frame ``i`` is ``i + seed`` px right plus
+    a smooth random pattern, ``-(i + seed) / 2`` px down (so a clip's flow names its frames)."""
+    g = np.random.default_rng(seed)
+    i = np.arange(frames, dtype=np.float32)[:, None, None] + seed
+    pattern = g.standard_normal((1, height, width)).astype(np.float32)
+    u = np.broadcast_to(i, (frames, height, width)) + pattern
+    v = np.broadcast_to(-i / 2, (frames, height, width)) - pattern
+    return np.stack([u, v], 1)
 
 
 @dataclass
@@ -62,6 +74,14 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> Roots:
         if i != 11:  # the last one is missing on disk: skipped and counted
             _put(kin / "train" / label / f"{ytid}_000000_000001.mp4", src[i % 4])
     (kin / "train" / labels[0] / "kin00000010_000000_000001.mp4").write_bytes(b"not a video\n")
+    # Precomputed flow (Table 4), 9 fields per 10-frame video at half the resolution (the
+    # loader resizes): kin00000009 has its video but no flow file (skipped and counted).
+    for i in range(11):
+        if i != 9:
+            save_flow(
+                kin / "flow" / "train" / labels[i % 2] / f"kin{i:08d}_000000_000001.npy",
+                make_flow(9, 20, 24, seed=i % 4),
+            )
     _csv(
         kin / "annotations/train.csv",
         ["label", "youtube_id", "time_start", "time_end", "split"],
@@ -72,6 +92,10 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> Roots:
         label, ytid = labels[i % 2], f"val{i:08d}"
         rows.append([label, ytid, 0, 1])
         _put(kin / "val" / label / f"{ytid}_000000_000001.mp4", src[(i + 1) % 4])
+        save_flow(
+            kin / "flow" / "val" / label / f"{ytid}_000000_000001.npy",
+            make_flow(9, 20, 24, seed=(i + 1) % 4),
+        )
     _csv(kin / "annotations/validate.csv", ["label", "youtube_id", "time_start", "time_end"], rows)
 
     # Sports-1M: {train,test}_partition.txt ("URL l1,l2"), labels.txt; videos/<ytid>.mp4

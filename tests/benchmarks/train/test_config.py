@@ -56,6 +56,10 @@ def test_defaults_and_repr() -> None:
         ({**MINIMAL, "data": {"dataset": "kinetics", "holdout": 1.5}}, "`data.holdout`"),
         ({**MINIMAL, "data": {"dataset": "kinetics", "modalities": ["rgb", "depth"]}}, "modal"),
         (
+            {**MINIMAL, "data": {"dataset": "epic", "modalities": ["rgb", "flow"]}},
+            "`data.modalities` lists 'flow', which only the 'kinetics' dataset reads",
+        ),
+        (
             {**MINIMAL, "data": {"dataset": "kinetics", "train_short_side": [100, 300]}},
             "`data.train_short_side`",
         ),

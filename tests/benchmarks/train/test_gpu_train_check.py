@@ -21,3 +21,17 @@ def test_gpu_train_check_tiny_on_cpu(capsys: pytest.CaptureFixture[str]) -> None
     assert bare > 0
     assert ratio == pytest.approx(pipeline / bare, abs=2e-3)
     assert re.search(r"data-wait share of training time \| [\d.]+%", out)
+
+
+@pytest.mark.slow
+def test_gpu_train_check_runs_a_flow_config(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Table 4: the script writes flow files for a flow config and feeds flow to the bare run."""
+    config = gpu_train_check.CONFIG.parent / "kinetics_rgb_flow_audio.toml"
+    argv = ["--tiny", "--device", "cpu", "--videos", "12", "--unique", "2", "--workers", "0"]
+    keep = ["--keep", str(tmp_path), "--config", str(config), "--bare-steps", "2"]
+    assert gpu_train_check.main([*argv, *keep]) == 0
+    out = capsys.readouterr().out
+    assert "and flow files" in out
+    assert "modalities ['rgb', 'flow', 'audio']" in out
+    assert len(list((tmp_path / "kinetics" / "flow" / "train").rglob("*.npy"))) == 12
+    assert re.search(r"pipeline / bare \| [\d.]+", out)

@@ -34,6 +34,9 @@ def _numbers(out: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         ("kinetics_rgb_audio_online.toml", 3, 5, 1),
         # killed at the end of epoch 2's second step, resumed from the epoch-1 checkpoint
         ("kinetics_rgb_audio.toml", 0, 6, 0),
+        # Table 4 (RGB + flow + audio): the flow clips' random crop and flip follow the same
+        # per-item seeds; resumed mid-epoch with a worker reading the flow files
+        ("kinetics_rgb_flow_audio.toml", 3, 5, 1),
     ],
 )
 def test_kill_and_resume_gives_the_same_report(

@@ -14,8 +14,8 @@ from benchmarks.train._config import tomllib  # tomllib, or tomli on Python 3.10
 from .conftest import CONFIGS, Roots
 
 ALL = sorted(p.name for p in CONFIGS.glob("*.toml"))
-FLOW = [n for n in ALL if "flow" in n]
-RUNNABLE = [n for n in ALL if n not in FLOW and not n.startswith("audioset")]
+FLOW = [n for n in ALL if "flow" in n]  # Table 4: RGB+flow, flow+audio, RGB+flow+audio
+RUNNABLE = [n for n in ALL if not n.startswith("audioset")]
 
 
 def _root(roots: Roots, config: str) -> Path:
@@ -38,7 +38,9 @@ def run(roots: Roots, config: str, out: Path, *extra: str) -> int:
 
 def test_every_config_is_covered() -> None:
     assert len(ALL) >= 14
-    assert set(ALL) == {*RUNNABLE, *FLOW, "audioset_r2plus1d_101.toml"}
+    assert len(FLOW) == 3
+    assert set(FLOW) <= set(RUNNABLE)
+    assert set(ALL) == {*RUNNABLE, "audioset_r2plus1d_101.toml"}
 
 
 @pytest.mark.slow
@@ -67,6 +69,11 @@ def test_smoke_run(roots: Roots, config: str, tmp_path: Path) -> None:
     for name in ("report.md", "curves.png", "weights.png", "checkpoint.pt", "config.json"):
         assert (tmp_path / name).is_file(), name
     assert raw["experiment"]["paper"] in (tmp_path / "report.md").read_text()
+    if config in FLOW:  # Table 4: a flow head trained and scored on the precomputed flow
+        assert report["test"]["flow"]["videos"] == 4  # every test video has its flow file
+        # kin00000009 has its video but no flow file: skipped and counted, like a bad video
+        assert report["skipped"]["by_reason"].get("flow file not found", 0) > 0
+        assert any("kin00000009" in f for f in report["skipped"]["files"])
 
 
 @pytest.mark.slow
@@ -108,17 +115,25 @@ def test_audioset_refuses_to_run_without_weights(
     assert "method.weights_from" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("config", FLOW)
-def test_flow_configs_name_the_missing_input(
-    roots: Roots, config: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_flow_root_without_flow_files_is_a_clear_error(
+    roots: Roots, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Table 4's flow configs validate; training waits for the data layer's flow input."""
+    root = _partial_kinetics(roots, tmp_path / "kinetics", keep_every=1)  # videos, no flow
     with pytest.raises(SystemExit) as exc:
-        run(roots, config, tmp_path)
+        _run_on(root, tmp_path / "run", config="kinetics_rgb_flow.toml")
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "data.modalities" in err
-    assert "flow" in err
+    assert "optical-flow files exists" in err
+    assert str(root / "flow" / "train" / "abseiling" / "kin00000000_000000_000001.npy") in err
+    assert "flow/<split>/<label>/<youtube_id>_<start:06d>_<end:06d>.npy" in err
+    assert not (tmp_path / "run").exists()  # failed before writing anything
+    # a root without annotations: the layout in the message names the flow files too
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit):
+        _run_on(tmp_path / "empty", tmp_path / "run", config="kinetics_flow_audio.toml")
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'empty'}/annotations/train.csv' (config key" in err
+    assert "precomputed optical flow flow/<split>/<label>/" in err
 
 
 def _partial_kinetics(roots: Roots, root: Path, keep_every: int) -> Path:
@@ -137,10 +152,10 @@ def _partial_kinetics(roots: Roots, root: Path, keep_every: int) -> Path:
     return root
 
 
-def _run_on(root: Path, out: Path, *extra: str) -> int:
+def _run_on(root: Path, out: Path, *extra: str, config: str = "kinetics_rgb_audio.toml") -> int:
     return benchmarks_main(
-        ["train", str(CONFIGS / "kinetics_rgb_audio.toml"), "--data-root", str(root), "--out",
-         str(out), "--smoke", "--no-progress", *extra]
+        ["train", str(CONFIGS / config), "--data-root", str(root), "--out", str(out), "--smoke",
+         "--no-progress", *extra]
     )  # fmt: skip
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
-from benchmarks.data import ClipDataset, ClipRecord, ClipSpec, collate_clips
+from benchmarks.data import ClipDataset, ClipRecord, ClipSpec, MediaError, collate_clips, save_flow
 from benchmarks.train import VideoViews
+from benchmarks.train._views import read_flow_clips
 
-from .conftest import Roots
+from .conftest import Roots, make_flow
 
 
 @pytest.mark.parametrize(("clips", "crops"), [(4, 1), (3, 3)])
@@ -65,3 +69,94 @@ def test_views_skip_a_missing_file(tmp_path) -> None:
 def test_views_type_error() -> None:
     with pytest.raises(TypeError, match="ClipDataset"):
         VideoViews([1, 2])  # type: ignore[arg-type]
+
+
+def _flow_records(roots: Roots, tmp_path: Path) -> list[ClipRecord]:
+    """Two 1 s, 10 fps, 40 × 48 videos with flow at 20 × 24 (10 and 9 fields)."""
+    records = []
+    for v, (src, frames) in enumerate([(roots.sources[0], 10), (roots.sources[2], 9)]):
+        flow = save_flow(tmp_path / f"f{v}.npy", make_flow(frames, 20, 24, seed=v + 3))
+        records.append(ClipRecord(src, 1 - v, f"v{v}", flow_path=flow))
+    return records
+
+
+@pytest.mark.parametrize("modalities", [("rgb", "flow"), ("flow",)])
+@pytest.mark.parametrize(("clips", "crops"), [(4, 1), (3, 3)])
+def test_flow_views_equal_clip_dataset_test_mode(
+    roots: Roots, tmp_path: Path, modalities: tuple[str, ...], clips: int, crops: int
+) -> None:
+    """Same frames, resized grid, crops and scale as ClipDataset's per-clip flow, exactly."""
+    spec = ClipSpec(
+        num_frames=4, frame_stride=2, crop_size=32, train_short_side=(36, 40),
+        test_short_side=36, test_clips=clips, test_crops=crops,
+    )  # fmt: skip
+    records = _flow_records(roots, tmp_path)
+    per_clip = ClipDataset(
+        records, mode="test", spec=spec, modalities=modalities, num_classes=2, on_error="raise"
+    )
+    views = VideoViews(per_clip)
+    for v in range(2):
+        inputs, target, index = views[v]
+        assert (target, index) == (records[v].target, v)
+        assert list(inputs) == list(modalities)
+        assert inputs["flow"].shape == (clips * crops, 2, 4, 32, 32)
+        for k in range(clips * crops):
+            ref, _, _ = per_clip[v * clips * crops + k]
+            for m in modalities:
+                torch.testing.assert_close(inputs[m][k], ref[m], rtol=0, atol=0)
+        # the clips really differ (10 uniform windows over the video, not one repeated)
+        assert not torch.equal(inputs["flow"][0], inputs["flow"][-1])
+
+
+def test_flow_views_read_each_flow_file_once(
+    roots: Roots, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads = []
+    real = np.load
+    monkeypatch.setattr(np, "load", lambda p, *a, **k: loads.append(str(p)) or real(p, *a, **k))
+    spec = ClipSpec(num_frames=2, crop_size=32, train_short_side=(32, 32), test_short_side=32)
+    records = _flow_records(roots, tmp_path)
+    ds = ClipDataset(records[:1], mode="test", spec=spec, modalities=("rgb", "flow", "audio"))
+    inputs, _, _ = VideoViews(ds)[0]
+    assert inputs["flow"].shape == (10, 2, 2, 32, 32)  # the paper's 10 clips
+    assert loads == [records[0].flow_path]
+
+
+def test_read_flow_clips_hand_values(tmp_path: Path) -> None:
+    # Field i is uniform (u, v) = (i, -i); 10 fields at 10 fps, clips of 3 frames, stride 2.
+    i = np.arange(10, dtype=np.float32)[:, None, None, None]
+    path = save_flow(tmp_path / "f.npy", np.concatenate([i, -i], 1) * np.ones((1, 2, 3, 4)))
+    clips = read_flow_clips(path, [0.0, 0.6, 5.0], fps=10, num_frames=3, stride=2)
+    # 0 s: frames 0 2 4; 0.6 s: 6 8 (10 is past the end) looped; past the end: the tail 5 7 9
+    expected = [[0, 2, 4], [6, 8, 6], [5, 7, 9]]
+    for clip, frames in zip(clips, expected, strict=True):
+        assert clip.shape == (3, 3, 4, 2)
+        torch.testing.assert_close(clip[:, 0, 0, 0], torch.tensor(frames, dtype=torch.float32))
+        torch.testing.assert_close(clip[:, 2, 3, 1], -torch.tensor(frames, dtype=torch.float32))
+
+
+def test_flow_views_skip_missing_or_malformed_flow(
+    roots: Roots, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import benchmarks.train._views as views_module
+
+    decoded = []
+    real = views_module.decode_clips_once
+    monkeypatch.setattr(
+        views_module, "decode_clips_once", lambda *a, **k: decoded.append(1) or real(*a, **k)
+    )
+    spec = ClipSpec(num_frames=2, crop_size=32, train_short_side=(32, 32), test_short_side=32)
+    np.save(tmp_path / "bad.npy", np.zeros((4, 3, 2, 2), np.float16))
+    records = [
+        ClipRecord(roots.sources[0], 0, "a", flow_path=str(tmp_path / "gone.npy")),
+        ClipRecord(roots.sources[0], 0, "b", flow_path=str(tmp_path / "bad.npy")),
+    ]
+    ds = ClipDataset(records, mode="test", spec=spec, modalities=("rgb", "flow"))
+    views = VideoViews(ds)
+    batch = collate_clips([views[0], views[1]])
+    assert batch.size == 0
+    assert batch.skipped[0].reason == "flow file not found"
+    assert "shape (4, 3, 2, 2)" in batch.skipped[1].reason
+    assert decoded == []  # the flow file is checked before the video is decoded
+    with pytest.raises(MediaError, match="flow file not found"):
+        read_flow_clips(tmp_path / "gone.npy", [0.0], 10, 2, 1)
