@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.runner import METHODS, OPTIMIZERS, SETUPS, method_choices
-from benchmarks.runner._job import run_job
+from benchmarks.runner._job import plan_job, run_job
 
 
 def embedded_parser() -> argparse.ArgumentParser:
@@ -84,9 +84,10 @@ def embedded_main(argv: Sequence[str]) -> int:
         parser.error("argument --threads: should be >= 1")
     _check_methods(parser, args.methods)
     try:
-        run_job(args, argv=list(argv))
-    except ValueError as error:  # e.g. single:<m> with a modality no dataset has
+        plan_job(args.datasets, args.methods)  # single:<m> with a modality no dataset has
+    except ValueError as error:
         parser.error(str(error))
+    run_job(args, argv=list(argv))
     return 0
 
 

@@ -16,10 +16,13 @@ from typing import Any
 
 import torch
 
+from benchmarks.data.embedded import MultiModalTensorDataset
 from benchmarks.runner._methods import METHODS, Method, select_methods
 from benchmarks.runner._report import LEGEND, cost_ratios, markdown_table, methods_legend, verdicts
 from benchmarks.runner._setups import SETUPS
 from benchmarks.runner._train import RunResult, run_one
+
+Pair = tuple[MultiModalTensorDataset, MultiModalTensorDataset]
 
 #: Rough cost of a run relative to naive fusion, for the progress bar's ETA only.
 _EXPECTED_COST = {"gblend": 3.5, "ensemble": 1.0, "early_stop": 0.6}
@@ -77,10 +80,39 @@ def _run_line(r: RunResult) -> str:
             f", fused {100 * r.head_accuracy['fused']:.1f}, ens. {100 * r.ensemble_accuracy:.1f}"
             f", selected {r.selected} {100 * (r.selected_accuracy or 0):.1f}"
         )
+    if r.diverged:
+        extra += f" [diverged: {r.diverged}]"
     return (
         f"  seed {r.seed} {r.optimizer:7s} {r.method:16s} test top-1 {100 * r.accuracy:5.1f}"
         f"{extra} ({r.seconds:.1f} s)"
     )
+
+
+def plan_job(
+    datasets: Sequence[str], methods: Sequence[str] | None
+) -> tuple[dict[str, Pair], list[tuple[str, list[Method]]]]:
+    """Seed-0 data of every dataset and the methods to run on each.
+
+    Raises:
+        ValueError: a ``single:<m>`` method names a modality of none of the datasets.
+    """
+    data = {name: SETUPS[name].load_pair(0) for name in datasets}
+    plan: list[tuple[str, list[Method]]] = []
+    for name in datasets:
+        modalities = data[name][0].modalities
+        wanted = methods
+        if wanted is not None:
+            wanted = [n for n in wanted if not n.startswith("single:") or n[7:] in modalities]
+        plan.append((name, select_methods(modalities, wanted)))
+    if methods is not None:
+        ran = {m.name for _, chosen in plan for m in chosen}
+        missing = [n for n in methods if n.startswith("single:") and n not in ran]
+        if missing:
+            raise ValueError(
+                f"argument --methods: {missing[0]!r} names a modality of none of the datasets "
+                f"{list(datasets)}."
+            )
+    return data, plan
 
 
 def run_job(args: Namespace, argv: Sequence[str] = ()) -> list[RunResult]:
@@ -90,22 +122,7 @@ def run_job(args: Namespace, argv: Sequence[str] = ()) -> list[RunResult]:
         ValueError: a ``single:<m>`` method names a modality of none of the datasets.
     """
     torch.set_num_threads(args.threads)
-    data = {name: SETUPS[name].load_pair(0) for name in args.datasets}
-    plan: list[tuple[str, list[Method]]] = []
-    for name in args.datasets:
-        modalities = data[name][0].modalities
-        wanted = args.methods
-        if wanted is not None:
-            wanted = [n for n in wanted if not n.startswith("single:") or n[7:] in modalities]
-        plan.append((name, select_methods(modalities, wanted)))
-    if args.methods is not None:
-        ran = {m.name for _, methods in plan for m in methods}
-        missing = [n for n in args.methods if n.startswith("single:") and n not in ran]
-        if missing:
-            raise ValueError(
-                f"argument --methods: {missing[0]!r} names a modality of none of the datasets "
-                f"{args.datasets}."
-            )
+    data, plan = plan_job(args.datasets, args.methods)
     total = sum(
         expected_cost(m, len(data[name][0].modalities)) * args.seeds * len(args.optimizers)
         for name, methods in plan

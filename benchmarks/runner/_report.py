@@ -19,7 +19,9 @@ Columns (test top-1 %, mean ± std over seeds):
   weighted by the last blend weights; the same with the weights averaged over the steps;
 - **selected on V**: of those three, the one with the best accuracy on the holdout V (the
   pick in brackets); no test data is used to choose;
-- **cost**: seconds per run as a ratio to naive fusion's (same dataset and optimizer)."""
+- **cost**: seconds per run as a ratio to naive fusion's (same dataset and optimizer);
+- **(k/n diverged)**: k of the n seeds hit a non-finite loss; training stopped there and the
+  model was evaluated as it was (these runs count in the mean)."""
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -87,8 +89,10 @@ def markdown_table(results: Sequence[RunResult]) -> str:
                 weights = _weights([r.weights for r in runs])
                 if runs[0].average_weights is not None:
                     weights += f" ({_weights([r.average_weights or r.weights for r in runs])})"
+            diverged = sum(r.diverged is not None for r in runs)
+            label = f"{method} ({diverged}/{len(runs)} diverged)" if diverged else method
             lines.append(
-                f"| {method} | {_fmt([r.accuracy for r in runs])} | "
+                f"| {label} | {_fmt([r.accuracy for r in runs])} | "
                 f"{_fmt([r.predictor('fused') for r in runs])} | "
                 f"{_fmt([r.ensemble_accuracy for r in runs])} | "
                 f"{_fmt([r.ensemble_avg_accuracy for r in runs])} | "

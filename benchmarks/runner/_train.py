@@ -86,6 +86,7 @@ class RunResult:
     epochs: list[dict[str, Any]] = field(default_factory=list)
     steps: int = 0
     seconds: float = 0.0
+    diverged: str | None = None
 
     def predictor(self, name: str) -> float | None:
         """Test accuracy of predictor ``name`` (``own``, ``fused``, ``ensemble``,
@@ -132,6 +133,7 @@ class Trained:
         epochs: one record per epoch (``_plots`` schema).
         history: the blender's history (weight changes).
         steps: optimizer steps taken.
+        diverged: where training stopped on a non-finite loss (``None``: it did not).
     """
 
     models: dict[str, nn.Module]
@@ -140,6 +142,7 @@ class Trained:
     epochs: list[dict[str, Any]]
     history: list[dict[str, Any]]
     steps: int
+    diverged: str | None = None
 
 
 @torch.no_grad()
@@ -238,6 +241,7 @@ def train_method(
     records: list[dict[str, Any]] = []
     steps = 0
     weighted_sum = dict.fromkeys(heads, 0.0)  # uncertainty: Σ_steps effective weights
+    diverged = None
     with warnings.catch_warnings():
         # Zeroed heads are expected (a modality that only overfits); the history records them.
         warnings.simplefilter("ignore", blendopt.ZeroedHeadWarning)
@@ -256,6 +260,12 @@ def train_method(
                     break
                 blender.zero_grad()
                 values = step_losses(batch)
+                detached = torch.stack([values[h].detach() for h in heads])
+                if not bool(torch.isfinite(detached).all()):
+                    # A diverged run is a result (e.g. weight 1 on every head triples the
+                    # step of an LR tuned for weights summing to 1): stop and report it.
+                    diverged = f"non-finite loss in epoch {epoch + 1}, step {steps + done + 1}"
+                    break
                 if uncertainty is not None:
                     (
                         blender.blend(uncertainty.scale(values)) + uncertainty.regularizer()
@@ -263,7 +273,7 @@ def train_method(
                 else:
                     blender.backward(values)
                 blender.step()
-                total += torch.stack([values[h].detach() for h in heads])
+                total += detached
                 done += 1
             steps += done
             weights = uncertainty.weights() if uncertainty is not None else blender.weights
@@ -281,13 +291,15 @@ def train_method(
                     "seconds": time.perf_counter() - start,
                 }
             )
+            if diverged is not None:
+                break
     if uncertainty is not None:
         final = uncertainty.weights()
         averaged = {h: s / max(steps, 1) for h, s in weighted_sum.items()}
     else:
         final = blender.weights
         averaged = average_weights(blender.history, initial, steps)
-    return Trained({"": model}, final, averaged, records, list(blender.history), steps)
+    return Trained({"": model}, final, averaged, records, list(blender.history), steps, diverged)
 
 
 def _train_ensemble(
@@ -303,13 +315,16 @@ def _train_ensemble(
     modalities = list(build_model(0.0).modalities)
     models: dict[str, nn.Module] = {}
     steps = 0
+    diverged = []
     for m in modalities:
         single = Method(f"single:{m}", "single", m)
         trained = train_method(single, build_model, make_inner, train, epochs=epochs, seed=seed)
         models[m] = trained.models[""]
         steps += trained.steps
+        if trained.diverged:
+            diverged.append(f"{m}: {trained.diverged}")
     weights = {m: 1.0 / len(modalities) for m in modalities}
-    return Trained(models, weights, dict(weights), [], [], steps)
+    return Trained(models, weights, dict(weights), [], [], steps, "; ".join(diverged) or None)
 
 
 @torch.no_grad()
@@ -428,4 +443,5 @@ def run_one(
         epochs=trained.epochs,
         steps=trained.steps,
         seconds=time.perf_counter() - start,
+        diverged=trained.diverged,
     )
