@@ -134,7 +134,7 @@ def run_job(args: Namespace, argv: Sequence[str] = ()) -> list[RunResult]:
     run_one(SETUPS[first], METHODS["naive"], epochs=1, data=data[first])
     bar = _progress(total, not args.no_progress)
     results: list[RunResult] = []
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     try:
         for name, methods in plan:
             setup = SETUPS[name]
@@ -160,11 +160,14 @@ def run_job(args: Namespace, argv: Sequence[str] = ()) -> list[RunResult]:
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - cpu_start
     meta = {
         "command": "python -m benchmarks " + " ".join(argv),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "datasets": {n: SETUPS[n].description for n in args.datasets},
         "epochs": {n: args.epochs or SETUPS[n].epochs for n in args.datasets},
         "seeds": args.seeds,
@@ -174,7 +177,7 @@ def run_job(args: Namespace, argv: Sequence[str] = ()) -> list[RunResult]:
     report = render_report(results, meta)
     print()
     print(report)
-    print(f"total {seconds:.0f} s; wrote {args.out}/")
+    print(f"total {seconds:.0f} s wall, {cpu_seconds:.0f} s CPU; wrote {args.out}/")
     if args.docs is not None:
         from benchmarks.runner.benchmark_doc import render_doc
 
@@ -189,7 +192,8 @@ def render_report(results: Sequence[RunResult], meta: dict[str, Any], plots: str
     parts = [
         "# Main job report",
         "",
-        f"`{meta['command']}`, {meta['date']}, {meta['seconds']:.0f} s on "
+        f"`{meta['command']}`, {meta['date']}, {meta['seconds']:.0f} s wall "
+        f"({meta.get('cpu_seconds', 0):.0f} s CPU) on "
         f"{meta['machine']['platform']} ({meta['machine']['cpu_count']} CPUs, "
         f"torch {meta['machine']['torch']}, {meta['machine']['torch_threads']} thread(s)).",
         "",

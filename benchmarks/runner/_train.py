@@ -87,6 +87,7 @@ class RunResult:
     steps: int = 0
     seconds: float = 0.0
     diverged: str | None = None
+    cpu_seconds: float = 0.0  # process CPU time of the run (the cost measure; see _report)
 
     def predictor(self, name: str) -> float | None:
         """Test accuracy of predictor ``name`` (``own``, ``fused``, ``ensemble``,
@@ -389,7 +390,7 @@ def run_one(
     """
     if metric not in ("error", "loss"):
         raise ValueError(f"Parameter `metric` should be 'error' or 'loss'. Found {metric!r}.")
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     epochs = setup.epochs if epochs is None else epochs
     train_full, test = data if data is not None else setup.load_pair(seed)
     split = blendopt.holdout_split(
@@ -444,4 +445,5 @@ def run_one(
         steps=trained.steps,
         seconds=time.perf_counter() - start,
         diverged=trained.diverged,
+        cpu_seconds=time.process_time() - cpu_start,
     )

@@ -74,6 +74,11 @@ python -m benchmarks --docs docs/benchmark.md          # also regenerate this pa
 """
 
 
+def _load(meta: dict[str, Any]) -> str:
+    load = meta.get("load_average")
+    return "unknown" if not load else ", ".join(f"{x:.1f}" for x in load)
+
+
 def render_doc(results: Sequence[RunResult], meta: dict[str, Any]) -> str:
     """The whole ``docs/benchmark.md`` page for a run."""
     m = meta["machine"]
@@ -82,10 +87,12 @@ def render_doc(results: Sequence[RunResult], meta: dict[str, Any]) -> str:
             SETUP,
             "## Results",
             "",
-            f"Measured {meta['date']} with `{meta['command']}` in {meta['seconds']:.0f} s on "
-            f"{m['platform']} ({m['cpu_count']} CPUs, Python {m['python']}, torch {m['torch']}, "
-            f"{m['torch_threads']} torch thread(s)). Costs are wall-clock ratios measured in the "
-            "same job; seconds vary with the machine's load.",
+            f"Measured {meta['date']} with `{meta['command']}`: {meta['seconds']:.0f} s wall, "
+            f"{meta.get('cpu_seconds', 0):.0f} s CPU (the difference is other load on the "
+            f"machine; load average at the end {_load(meta)}), on {m['platform']} "
+            f"({m['cpu_count']} CPUs, Python {m['python']}, torch {m['torch']}, "
+            f"{m['torch_threads']} torch thread(s)). Costs are ratios of CPU time measured in the "
+            "same job.",
             "",
             LEGEND,
             "",
