@@ -86,6 +86,11 @@ Caveats that hold whatever the numbers below (from the first landing's side runs
   improves), every dG is negative and the estimate is rejected; hence the error metric.
 - `auxiliary_1` puts weight 1 on every head: with the learning rate tuned for weights that sum
   to 1, its steps are k times larger, and runs may diverge (reported as such, not hidden).
+- `uncertainty`: at its optimum a head's learned weight is `exp(-s_k) = 1/(2 L_k)`, so a head
+  whose training loss goes to 0 (the memorized modality, then the fused head) gets an
+  unbounded weight; its steps blow up (training losses of 1e2-1e7 in the per-epoch log) and
+  that head ends near chance while the other heads keep training. Its ensemble survives on
+  the heads that generalize. This is the method as published, at the job's learning rate.
 """
 
 
