@@ -177,12 +177,10 @@ def verdicts(results: Sequence[RunResult]) -> list[str]:
             if base != single:
                 sentence += f", {_compare(chosen, base_v)} vs {base}"
             if fused:
-                beats = _mean(fused) > max(_mean(base_v), _mean(single_v))
-                rivals = single if base == single else f"{single} or {base}"
-                sentence += (
-                    f"; its fused head alone scores {100 * _mean(fused):.1f}% and "
-                    f"{'beats' if beats else 'does not beat'} {rivals}"
-                )
+                sentence += f"; its fused head alone scores {100 * _mean(fused):.1f}%: "
+                sentence += f"{_compare(fused, single_v)} vs {single}"
+                if base != single:
+                    sentence += f", {_compare(fused, base_v)} vs {base}"
             if cost is not None:
                 sentence += f"; it costs {cost:.1f}× naive"
             text.append(sentence + ".")
