@@ -177,7 +177,7 @@ def register_method(method: Method) -> Method:
 
 for _method in (
     Method("naive", "naive", summary="naive late fusion: the fused head's loss only"),
-    Method("dropout", "dropout", summary="naive with dropout 0.5 at the concatenation [40]"),
+    Method("dropout", "dropout", summary="naive with dropout 0.5 at the concatenation (Table 5)"),
     Method(
         "pretrain",
         "pretrain",

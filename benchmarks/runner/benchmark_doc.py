@@ -58,6 +58,10 @@ python -m benchmarks --docs docs/benchmark.md          # also regenerate this pa
 - **Training**: 30 epochs (20 for `digits`), batch 64, SGD momentum 0.9 at lr 0.05 (Adam 1e-3,
   AdaGrad 0.05 with `--optimizers`). No early stopping except the `early_stop_*` rows: the
   final model is evaluated.
+- **What the default job leaves to options**: every dataset × every method × 3 seeds fits the
+  15-minute budget with SGD only; Adam and AdaGrad would triple it, so they are left to
+  `--optimizers sgd adam adagrad`, and `make bench` runs all three optimizers on
+  `synthetic_av` (naive and G-Blend, one seed).
 - **Methods' details**: `pretrain` trains every modality's encoder and head (their losses at
   weight 1, the fused head at 0) for the first half of the epochs, then switches the blender
   to the fused head's loss (`set_weights`) for the second half. `early_stop_p` runs p% of each
