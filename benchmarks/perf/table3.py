@@ -6,9 +6,10 @@ Usage::
         --benchmark-json=reports/bench.json
     python -m benchmarks.perf.table3 reports/bench.json [other.json ...]
 
-Per optimizer and method: test top-1 (%) of the predictor chosen on V (for naive: the fused
-head), of the fused head alone, and the wall time of the run as a ratio to naive's with the
-same optimizer (one table per file, so two saved runs compare two library versions).
+Per optimizer and method: test top-1 (%) of the predictor chosen on V (else the method's own
+head), of the fused head alone, and the wall and CPU time of the run as ratios to naive's with
+the same optimizer (CPU time does not grow with other load on the machine). One table per
+file, so two saved runs compare two library versions.
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ def _pct(value: float | None) -> str:
 def table(records: Sequence[dict[str, Any]]) -> str:
     """Markdown table: optimizer × method, accuracy and time ratio to naive."""
     naive = {r["optimizer"]: r["seconds"] for r in records if r["method"] == "naive"}
+    naive_cpu = {r["optimizer"]: r.get("cpu_seconds") for r in records if r["method"] == "naive"}
     lines = [
-        "| optimizer | method | top-1 (chosen on V) | fused head | time (s) | time / naive |",
-        "|---|---|---|---|---|---|",
+        "| optimizer | method | top-1 (chosen on V) | fused head | time (s) | time / naive | "
+        "CPU / naive |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in records:
         acc = r["accuracy"]
@@ -48,9 +51,11 @@ def table(records: Sequence[dict[str, Any]]) -> str:
         pick = f" ({acc['selected_on_v']})" if acc.get("selected_on_v") else ""
         base = naive.get(r["optimizer"])
         ratio = f"{r['seconds'] / base:.2f}×" if base else "—"
+        cpu, cpu_base = r.get("cpu_seconds"), naive_cpu.get(r["optimizer"])
+        cpu_ratio = f"{cpu / cpu_base:.2f}×" if cpu and cpu_base else "—"
         lines.append(
             f"| {r['optimizer']} | {r['method']} | {_pct(chosen)}{pick} | {_pct(acc['fused'])} | "
-            f"{r['seconds']:.2f} | {ratio} |"
+            f"{r['seconds']:.2f} | {ratio} | {cpu_ratio} |"
         )
     return "\n".join(lines)
 

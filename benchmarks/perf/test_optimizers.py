@@ -1,9 +1,9 @@
 """pytest-benchmark: the paper's Table 3 at CPU scale (optimizer × method on synthetic_av).
 
-SGD with momentum, Adam and AdaGrad × {naive fusion, G-Blend offline, G-Blend online}, one
-training run each (``pedantic``, 1 round: the wall time of a whole run, G-Blend's estimates
-included). ``benchmark.extra_info`` records every predictor's test accuracy, the weights and
-the seed. ``make bench`` runs it and prints the table with ``python -m benchmarks.perf.table3``.
+SGD with momentum, Adam and AdaGrad × {visual alone, naive fusion, G-Blend offline, G-Blend
+online}, one training run each (``pedantic``, 1 round: the wall time of a whole run, G-Blend's
+estimates included). ``benchmark.extra_info`` records every predictor's test accuracy, the
+weights, the seed and the run's CPU time. ``make bench`` runs it and prints the table with ``python -m benchmarks.perf.table3``.
 
 Compare two versions of the library::
 

@@ -102,7 +102,8 @@ BENCH = """\
 ## The optimizer comparison (`make bench`)
 
 `benchmarks/perf/test_optimizers.py` times one training run per optimizer (SGD with momentum,
-Adam, AdaGrad) and method (naive, G-Blend offline, G-Blend online) on `synthetic_av` through
+Adam, AdaGrad) and method (visual alone, naive, G-Blend offline, G-Blend online) on
+`synthetic_av` through
 pytest-benchmark (`pedantic`, 1 round), and records every predictor's test accuracy, the
 weights and the seed in `extra_info`. `make bench` runs it with the blender-overhead benchmark
 and prints the paper's Table 3 shape:

@@ -23,13 +23,13 @@ def test_run_case_records_every_predictor(method, small_data):
     assert info["method"] == method
     assert info["seed"] == 0
     assert set(info["weights"]) == {"visual", "audio", "fused"}
-    multi = method != "naive"
+    multi = method.startswith("gblend")
     assert (info["accuracy"]["ensemble"] is not None) == multi
     assert (info["accuracy"]["selected_on_v"] is not None) == multi
     json.dumps(info)  # pytest-benchmark stores it as JSON
 
 
-def _bench(optimizer, method, seconds, selected, fused):
+def _bench(optimizer, method, seconds, selected, fused, cpu=None):
     accuracy = {"own": fused, "fused": fused, "ensemble": None, "ensemble_avg": None}
     accuracy |= {"selected": selected, "selected_on_v": "ensemble" if selected else None}
     info = {
@@ -39,6 +39,7 @@ def _bench(optimizer, method, seconds, selected, fused):
         "method": method,
         "seed": 0,
         "accuracy": accuracy,
+        "cpu_seconds": cpu,
     }
     return {"extra_info": info, "stats": {"median": seconds}}
 
@@ -47,16 +48,16 @@ def test_table3_prints_accuracy_and_time_ratio(tmp_path, capsys):
     report = {
         "benchmarks": [
             {"extra_info": {}, "stats": {"median": 1.0}},  # the overhead benchmark: ignored
-            _bench("sgd", "naive", 2.0, None, 0.28),
-            _bench("sgd", "gblend_offline", 5.0, 0.436, 0.33),
+            _bench("sgd", "naive", 2.0, None, 0.28, cpu=1.0),
+            _bench("sgd", "gblend_offline", 5.0, 0.436, 0.33, cpu=3.0),
         ]
     }
     path = tmp_path / "bench.json"
     path.write_text(json.dumps(report))
     assert table3.main([str(path)]) == 0
     out = capsys.readouterr().out
-    assert "| sgd | naive | 28.0 | 28.0 | 2.00 | 1.00× |" in out
-    assert "| sgd | gblend_offline | 43.6 (ensemble) | 33.0 | 5.00 | 2.50× |" in out
+    assert "| sgd | naive | 28.0 | 28.0 | 2.00 | 1.00× | 1.00× |" in out
+    assert "| sgd | gblend_offline | 43.6 (ensemble) | 33.0 | 5.00 | 2.50× | 3.00× |" in out
     empty = tmp_path / "empty.json"
     empty.write_text(json.dumps({"benchmarks": []}))
     with pytest.raises(SystemExit):
