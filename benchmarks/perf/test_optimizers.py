@@ -3,7 +3,8 @@
 SGD with momentum, Adam and AdaGrad × {visual alone, naive fusion, G-Blend offline, G-Blend
 online}, one training run each (``pedantic``, 1 round: the wall time of a whole run, G-Blend's
 estimates included). ``benchmark.extra_info`` records every predictor's test accuracy, the
-weights, the seed and the run's CPU time. ``make bench`` runs it and prints the table with ``python -m benchmarks.perf.table3``.
+weights, the seed and the run's CPU time. ``make bench`` runs it and prints the table with
+``python -m benchmarks.perf.table3``.
 
 Compare two versions of the library::
 
