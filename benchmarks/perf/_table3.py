@@ -54,7 +54,8 @@ def extra_info(result: RunResult, warning_count: int) -> dict[str, Any]:
         "seed": result.seed,
         "accuracy": {
             "own": result.accuracy,
-            "fused": result.head_accuracy.get("fused"),
+            # A single-modality run never trains the fused head: no fused number for it.
+            "fused": None if result.method.startswith("single:") else result.head_accuracy["fused"],
             "ensemble": result.ensemble_accuracy,
             "ensemble_avg": result.ensemble_avg_accuracy,
             "selected": result.selected_accuracy,

@@ -24,6 +24,7 @@ def test_run_case_records_every_predictor(method, small_data):
     assert info["seed"] == 0
     assert set(info["weights"]) == {"visual", "audio", "fused"}
     multi = method.startswith("gblend")
+    assert (info["accuracy"]["fused"] is None) == method.startswith("single:")
     assert (info["accuracy"]["ensemble"] is not None) == multi
     assert (info["accuracy"]["selected_on_v"] is not None) == multi
     json.dumps(info)  # pytest-benchmark stores it as JSON
