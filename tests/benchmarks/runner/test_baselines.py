@@ -250,3 +250,22 @@ def test_a_diverged_run_is_reported_not_raised(small_data):
     assert result.steps < 3 * 2  # stopped before the end
     table = markdown_table([result])
     assert "| auxiliary_1 (1/1 diverged) |" in table
+
+
+def test_dropout_builds_the_same_model_with_dropout_at_the_concatenation(small_data):
+    train, _ = small_data
+    setup = SETUPS["synthetic_av"]
+    asked = []
+
+    def build(dropout):
+        asked.append(dropout)
+        return setup.build_model(train, fusion_dropout=dropout)
+
+    batches = TensorBatches(train, 64, shuffle=True)
+    for name in ("naive", "dropout"):
+        trained = train_method(
+            METHODS[name], build, lambda p: make_optimizer("sgd", p, 0.05), batches, epochs=1
+        )
+    assert asked == [0.0, 0.5]
+    layers = [type(m).__name__ for m in trained.models[""].fusion.modules()]
+    assert "Dropout" in layers

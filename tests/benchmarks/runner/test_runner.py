@@ -103,6 +103,12 @@ def test_each_method_trains_and_reports(method, small_data):
         assert result.selected_accuracy == by_name[result.selected]
     if method.kind == "single":
         assert result.weights[method.modality] == 1.0
+    if method.name == "auxiliary_1":  # the paper's auxiliary losses: weight 1 on every head
+        assert result.weights == {"visual": 1.0, "audio": 1.0, "fused": 1.0}
+    if method.name == "auxiliary":
+        assert result.weights == pytest.approx(dict.fromkeys(["visual", "audio", "fused"], 1 / 3))
+    if method.kind in ("naive", "dropout", "early_stop", "ogm_ge"):
+        assert result.weights == {"visual": 0.0, "audio": 0.0, "fused": 1.0}
     if method.kind == "gblend":
         assert result.weight_history
         assert result.weight_history[0]["epoch"] == 0
