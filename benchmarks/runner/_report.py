@@ -1,4 +1,4 @@
-"""Tables of the main job's results, in the shape of the paper's Table 5."""
+"""Tables and verdicts of the main job (the shape of the paper's Table 5), computed from runs."""
 
 from __future__ import annotations
 
@@ -6,83 +6,183 @@ import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 
+from benchmarks.runner._methods import METHODS
 from benchmarks.runner._train import RunResult
 
+#: The columns' legend (printed once per report).
+LEGEND = """\
+Columns (test top-1 %, mean ± std over seeds):
+- **own**: the method's own predictor: its modality's head (single), the averaged
+  single-modality models (ensemble), else the fused head;
+- **fused / ens. last / ens. avg**: for methods that train several heads (auxiliary,
+  uncertainty, G-Blend): the fused head alone; the ensemble of every head's probabilities
+  weighted by the last blend weights; the same with the weights averaged over the steps;
+- **selected on V**: of those three, the one with the best accuracy on the holdout V (the
+  pick in brackets); no test data is used to choose;
+- **cost**: CPU seconds per run (process time; one thread) as a ratio to naive fusion's,
+  same dataset and optimizer;
+- **(k/n diverged)**: k of the n seeds hit a non-finite loss; training stopped there and the
+  model was evaluated as it was (these runs count in the mean)."""
 
-def _mean_std(values: Sequence[float]) -> str:
-    if len(values) == 1:
-        return f"{100 * values[0]:.1f}"
-    return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
+
+def _mean(values: Sequence[float]) -> float:
+    return statistics.mean(values)
 
 
-def _weights(results: Sequence[RunResult]) -> str:
-    heads = list(results[0].weights)
-    mean = {h: statistics.mean(r.weights[h] for r in results) for h in heads}
-    return ", ".join(f"{h} {w:.2f}" for h, w in mean.items())
+def _std(values: Sequence[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def markdown_table(results: Sequence[RunResult]) -> str:
-    """One table per (dataset, optimizer): test top-1 (%) per method, mean ± std over seeds.
+def _fmt(values: Sequence[float | None]) -> str:
+    present = [v for v in values if v is not None]
+    if not present:
+        return "—"
+    if len(present) == 1:
+        return f"{100 * present[0]:.1f}"
+    return f"{100 * _mean(present):.1f} ± {100 * _std(present):.1f}"
 
-    ``head`` is the method's own head: its modality head for a single modality, else the
-    fused head; ``ensemble`` is the weight-averaged ensemble of the heads; ``selected on V`` is
-    whichever of the two scored higher on the holdout V (blends only; no test peeking).
-    """
+
+def _weights(weights: Sequence[dict[str, float]]) -> str:
+    heads = list(weights[0])
+    return ", ".join(f"{h} {_mean([w[h] for w in weights]):.2f}" for h in heads)
+
+
+def _groups(results: Sequence[RunResult]) -> dict[tuple[str, str], dict[str, list[RunResult]]]:
     groups: dict[tuple[str, str], dict[str, list[RunResult]]] = defaultdict(
         lambda: defaultdict(list)
     )
     for r in results:
         groups[(r.dataset, r.optimizer)][r.method].append(r)
+    return groups
+
+
+def _cost(r: RunResult) -> float:
+    return r.cpu_seconds if r.cpu_seconds > 0 else r.seconds
+
+
+def cost_ratios(results: Sequence[RunResult]) -> dict[tuple[str, str, str], float]:
+    """(dataset, optimizer, method) -> mean CPU seconds per run / naive's (where naive ran).
+
+    The job runs on one thread, so a run's process CPU time is its cost on an idle core and,
+    unlike wall time, does not grow when other processes load the machine. Runs without a CPU
+    time (older reports) fall back to wall seconds.
+    """
+    out = {}
+    for (dataset, optimizer), by_method in _groups(results).items():
+        if "naive" not in by_method:
+            continue
+        naive = _mean([_cost(r) for r in by_method["naive"]])
+        for method, runs in by_method.items():
+            out[(dataset, optimizer, method)] = _mean([_cost(r) for r in runs]) / max(naive, 1e-9)
+    return out
+
+
+def markdown_table(results: Sequence[RunResult]) -> str:
+    """One table per (dataset, optimizer), one row per method, one column per predictor."""
+    costs = cost_ratios(results)
     lines = []
-    for (dataset, optimizer), by_method in groups.items():
+    for (dataset, optimizer), by_method in _groups(results).items():
         seeds = sorted({r.seed for runs in by_method.values() for r in runs})
         lines += [
             f"### {dataset}, {optimizer} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})",
             "",
-            "| method | test top-1: head | ensemble | selected on V | final weights | s/run |",
-            "|---|---|---|---|---|---|",
+            "| method | own | fused | ens. last | ens. avg | selected on V | cost | "
+            "final weights (avg over steps) |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for method, runs in by_method.items():
-            ensemble = [r.ensemble_accuracy for r in runs if r.ensemble_accuracy is not None]
-            selected = [r.selected_accuracy for r in runs if r.selected_accuracy is not None]
+            multi = runs[0].ensemble_accuracy is not None
             picks = "/".join(sorted({r.selected for r in runs if r.selected}))
+            cost = costs.get((dataset, optimizer, method))
+            weights = "—"
+            if multi:
+                weights = _weights([r.weights for r in runs])
+                if runs[0].average_weights is not None:
+                    weights += f" ({_weights([r.average_weights or r.weights for r in runs])})"
+            diverged = sum(r.diverged is not None for r in runs)
+            label = f"{method} ({diverged}/{len(runs)} diverged)" if diverged else method
             lines.append(
-                f"| {method} | {_mean_std([r.accuracy for r in runs])} | "
-                f"{_mean_std(ensemble) if ensemble else '—'} | "
-                f"{f'{_mean_std(selected)} ({picks})' if selected else '—'} | "
-                f"{_weights(runs) if method.startswith(('gblend', 'auxiliary')) else '—'} | "
-                f"{statistics.mean(r.seconds for r in runs):.1f} |"
+                f"| {label} | {_fmt([r.accuracy for r in runs])} | "
+                f"{_fmt([r.predictor('fused') for r in runs])} | "
+                f"{_fmt([r.ensemble_accuracy for r in runs])} | "
+                f"{_fmt([r.ensemble_avg_accuracy for r in runs])} | "
+                f"{_fmt([r.selected_accuracy for r in runs])}{f' ({picks})' if picks else ''} | "
+                f"{'—' if cost is None else f'{cost:.2f}×'} | {weights} |"
             )
         lines.append("")
     return "\n".join(lines)
 
 
+def methods_legend(names: Sequence[str]) -> str:
+    """One line per registered method that ran (its summary and source)."""
+    return "\n".join(f"- `{n}`: {METHODS[n].summary}" for n in dict.fromkeys(names) if n in METHODS)
+
+
+def _compare(a: Sequence[float], b: Sequence[float]) -> str:
+    """'+x.x' with 'within noise' when |mean difference| <= the larger seed std."""
+    diff = _mean(a) - _mean(b)
+    noise = max(_std(a), _std(b))
+    text = f"{100 * diff:+.1f} points"
+    return f"{text}, within noise (±{100 * noise:.1f})" if abs(diff) <= noise else text
+
+
 def verdicts(results: Sequence[RunResult]) -> list[str]:
-    """Per (dataset, optimizer): does naive fusion fall below the best single modality, and
-    does G-Blend (offline, online; its predictor selected on V) beat both? Plain statements of
-    the measured means."""
-    groups: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in results:
-        value = r.selected_accuracy if r.selected_accuracy is not None else r.accuracy
-        groups[(r.dataset, r.optimizer)][r.method].append(value)
+    """One paragraph per (dataset, optimizer), computed from the measured means.
+
+    Compares naive fusion with the best single modality, then each G-Blend method (its
+    predictor chosen on V, and its fused head alone) with the best single modality and the best
+    other baseline (each on its predictor chosen on V). A difference no larger than the larger
+    of the two seed standard deviations is called within noise.
+    """
+    costs = cost_ratios(results)
     out = []
-    for (dataset, optimizer), acc in groups.items():
-        means = {m: statistics.mean(v) for m, v in acc.items()}
-        singles = {m: v for m, v in means.items() if m.startswith("single:")}
-        if not singles or "naive" not in means:
+    for (dataset, optimizer), by_method in _groups(results).items():
+        best_of = {m: [r.best_on_v for r in runs] for m, runs in by_method.items()}
+        singles = {m: v for m, v in best_of.items() if m.startswith("single:")}
+        if not singles or "naive" not in best_of:
             continue
-        best_single, best = max(singles.items(), key=lambda kv: kv[1])
-        parts = [
-            f"{dataset}/{optimizer}: best single {best_single} {100 * best:.1f}, "
-            f"naive {100 * means['naive']:.1f} "
-            f"({'below' if means['naive'] < best else 'not below'} "
-            "the best single modality)"
+        n = len({r.seed for runs in by_method.values() for r in runs})
+        single, single_v = max(singles.items(), key=lambda kv: _mean(kv[1]))
+        naive_v = best_of["naive"]
+        below = _mean(naive_v) < _mean(single_v)
+        text = [
+            f"**{dataset}, {optimizer}** ({n} seed{'s' if n > 1 else ''}): the best single "
+            f"modality is {single} ({100 * _mean(single_v):.1f}%); naive fusion scores "
+            f"{100 * _mean(naive_v):.1f}% ({_compare(naive_v, single_v)}), so this dataset "
+            f"{'is' if below else 'is not'} in the paper's regime."
         ]
-        parts.extend(
-            f"{g} {100 * means[g]:.1f} ({100 * (means[g] - best):+.1f} vs best single, "
-            f"{100 * (means[g] - means['naive']):+.1f} vs naive)"
-            for g in ("gblend_offline", "gblend_online")
-            if g in means
-        )
-        out.append("; ".join(parts))
+        baselines = {
+            m: v
+            for m, v in best_of.items()
+            if not m.startswith(("single:", "gblend")) and m in METHODS
+        }
+        if baselines:
+            base, base_v = max(baselines.items(), key=lambda kv: _mean(kv[1]))
+            text.append(
+                f"The best baseline other than G-Blend is {base} ({100 * _mean(base_v):.1f}%, "
+                f"predictor chosen on V)."
+            )
+        else:
+            base, base_v = single, single_v
+        for method in (m for m in by_method if m.startswith("gblend")):
+            runs = by_method[method]
+            chosen = best_of[method]
+            fused = [r.head_accuracy["fused"] for r in runs if "fused" in r.head_accuracy]
+            picks = "/".join(sorted({r.selected for r in runs if r.selected}))
+            cost = costs.get((dataset, optimizer, method))
+            sentence = (
+                f"{method} reaches {100 * _mean(chosen):.1f}% with the predictor chosen on V "
+                f"({picks}): {_compare(chosen, single_v)} vs {single}"
+            )
+            if base != single:
+                sentence += f", {_compare(chosen, base_v)} vs {base}"
+            if fused:
+                sentence += f"; its fused head alone scores {100 * _mean(fused):.1f}%: "
+                sentence += f"{_compare(fused, single_v)} vs {single}"
+                if base != single:
+                    sentence += f", {_compare(fused, base_v)} vs {base}"
+            if cost is not None:
+                sentence += f"; it costs {cost:.1f}× naive"
+            text.append(sentence + ".")
+        out.append(" ".join(text))
     return out

@@ -15,12 +15,15 @@ from ._dataset import MultiModalTensorDataset
 from ._digits import load_spoken_written_digits
 from ._media import BIGBUCKBUNNY_INFO, bigbuckbunny_path, probe_media
 from ._mfeat import load_mfeat
+from ._regimes import EMBEDDED_DATASETS, load_embedded
 from ._synthetic import make_synthetic_av
 
 __all__ = [
     "BIGBUCKBUNNY_INFO",
+    "EMBEDDED_DATASETS",
     "MultiModalTensorDataset",
     "bigbuckbunny_path",
+    "load_embedded",
     "load_mfeat",
     "load_spoken_written_digits",
     "make_synthetic_av",

@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     python -m benchmarks.data.embedded.curves                       # every dataset
-    python -m benchmarks.data.embedded.curves --dataset synthetic --seeds 3 --png reports/
+    python -m benchmarks.data.embedded.curves --dataset synthetic_av --seeds 3 --png reports/
 
 For each dataset and seed: the official train split is split (seeded, stratified) into 80%
 training data and a 20% holdout; a small MLP is trained per single modality, and a naive
@@ -31,9 +31,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ._dataset import MultiModalTensorDataset
-from ._digits import load_spoken_written_digits
-from ._mfeat import load_mfeat
-from ._synthetic import make_synthetic_av
+from ._regimes import EMBEDDED_DATASETS
 
 GAP_THRESHOLD = 0.10
 HOLDOUT_FRACTION = 0.2
@@ -195,18 +193,12 @@ Pair = tuple[MultiModalTensorDataset, MultiModalTensorDataset]
 
 
 def _datasets() -> dict[str, tuple[Callable[[int], Pair], int]]:
-    """Name → (loader of the official (train, test) splits given a seed, default epochs)."""
+    """Name → (loader of the official (train, test) splits given a seed, default epochs).
 
-    def mfeat(_: int) -> Pair:
-        return load_mfeat("train"), load_mfeat("test")
-
-    def digits(_: int) -> Pair:
-        return load_spoken_written_digits("train"), load_spoken_written_digits("test")
-
-    def synthetic(seed: int) -> Pair:
-        return make_synthetic_av("train", seed=seed), make_synthetic_av("test", seed=seed)
-
-    return {"mfeat": (mfeat, 40), "digits": (digits, 30), "synthetic": (synthetic, 60)}
+    The names are :data:`EMBEDDED_DATASETS`'s, the same as ``python -m benchmarks --datasets``.
+    """
+    epochs = {"synthetic_av": 60, "mfeat": 40, "digits": 30, "digits_small": 30}
+    return {name: (load, epochs[name]) for name, load in EMBEDDED_DATASETS.items()}
 
 
 def measure(dataset: str, *, seed: int = 0, epochs: int | None = None) -> Report:
@@ -270,9 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dataset", choices=[*_datasets(), "all"], default="all", help="default: all"
     )
-    parser.add_argument("--epochs", type=int, help="default: 40 mfeat, 30 digits, 60 synthetic")
     parser.add_argument(
-        "--seeds", type=int, help="seeds 0..N-1 (default: 3 for synthetic, 1 otherwise)"
+        "--epochs", type=int, help="default: 60 synthetic_av, 40 mfeat, 30 digits and digits_small"
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        help="seeds 0..N-1 (default: 3 for synthetic_av and digits_small, 1 otherwise)",
     )
     parser.add_argument("--png", type=Path, help="save one PNG per dataset and seed here")
     parser.add_argument("--json", type=Path, help="save every curve as JSON here")
@@ -281,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     names = list(_datasets()) if args.dataset == "all" else [args.dataset]
     reports = []
     for name in names:
-        seeds = args.seeds or (3 if name == "synthetic" else 1)
+        seeds = args.seeds or (3 if name in ("synthetic_av", "digits_small") else 1)
         for seed in range(seeds):
             report = measure(name, seed=seed, epochs=args.epochs)
             reports.append(report)

@@ -16,7 +16,7 @@ def test_curve_summary():
 
 
 def test_measure_and_cli_on_two_epochs(tmp_path, capsys):
-    report = curves.measure("synthetic", seed=0, epochs=2)
+    report = curves.measure("synthetic_av", seed=0, epochs=2)
     assert [c.model for c in report.curves] == ["visual", "audio", "visual+audio"]
     assert all(len(c.train) == 2 for c in report.curves)
     assert report.sizes == {"train": 800, "holdout": 200, "test": 2000}

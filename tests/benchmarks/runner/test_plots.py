@@ -24,3 +24,15 @@ def test_plots_write_a_png(tmp_path: Path, plot):
     out = plot(RECORDS, tmp_path / "sub" / "plot.png", title="t")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out.stat().st_size > 2000
+
+
+def test_accuracy_cost_chart_writes_a_png(tmp_path: Path):
+    from benchmarks.runner._plots import plot_accuracy_cost
+
+    points = [
+        {"method": "naive", "cost": 1.0, "accuracy": 30.0, "std": 2.0},
+        {"method": "gblend_offline", "cost": 3.1, "accuracy": 43.0, "std": 3.0},
+    ]
+    out = plot_accuracy_cost(points, tmp_path / "cost.png", title="t")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.stat().st_size > 2000

@@ -1,20 +1,27 @@
 """The main job's pieces: batches, methods, one run per method kind, report, CLI."""
 
+import importlib.util
 import json
 
 import pytest
 import torch
 
+import blendopt
 from benchmarks.__main__ import main
-from benchmarks.data.embedded import make_synthetic_av
+from benchmarks.data.embedded import EMBEDDED_DATASETS, curves, make_synthetic_av
 from benchmarks.runner import (
+    METHODS,
     SETUPS,
+    Method,
     RunResult,
     TensorBatches,
     all_methods,
+    benchmark_doc,
     make_optimizer,
     markdown_table,
+    offline_schedule,
     online_schedule,
+    register_method,
     run_one,
     select_methods,
     verdicts,
@@ -47,7 +54,15 @@ def test_methods_and_selection():
         "single:audio",
         "naive",
         "dropout",
+        "pretrain",
+        "early_stop_25",
+        "early_stop_50",
+        "early_stop_75",
+        "auxiliary_1",
         "auxiliary",
+        "uncertainty",
+        "ensemble",
+        "ogm_ge",
         "gblend_offline",
         "gblend_online",
     ]
@@ -72,54 +87,101 @@ def test_online_schedule_scales_the_papers_10_then_5_of_45():
 def test_each_method_trains_and_reports(method, small_data):
     result = run_one(SETUPS["synthetic_av"], method, epochs=2, data=small_data, seed=1)
     assert 0.0 <= result.accuracy <= 1.0
-    assert set(result.head_accuracy) == {"visual", "audio", "fused"}
-    head = method.modality or "fused"
-    assert result.accuracy == result.head_accuracy[head]
-    assert (result.ensemble_accuracy is not None) == method.is_blend
-    if method.is_blend:
-        expected = (
-            result.ensemble_accuracy
-            if result.selected == "ensemble"
-            else result.head_accuracy["fused"]
-        )
-        assert result.selected_accuracy == expected
-    assert sum(result.weights.values()) == pytest.approx(1.0)
+    if method.kind == "ensemble":  # one model per modality, each read at its own head
+        assert set(result.head_accuracy) == {"visual", "audio"}
+    else:
+        assert set(result.head_accuracy) == {"visual", "audio", "fused"}
+        assert result.accuracy == result.head_accuracy[method.modality or "fused"]
+    assert (result.ensemble_accuracy is not None) == method.is_multihead
+    assert (result.ensemble_avg_accuracy is not None) == method.is_multihead
+    if method.is_multihead:
+        by_name = {
+            "fused": result.head_accuracy["fused"],
+            "ensemble": result.ensemble_accuracy,
+            "ensemble_avg": result.ensemble_avg_accuracy,
+        }
+        assert result.selected_accuracy == by_name[result.selected]
     if method.kind == "single":
         assert result.weights[method.modality] == 1.0
-    if method.kind in ("offline", "online"):
+    if method.name == "auxiliary_1":  # the paper's auxiliary losses: weight 1 on every head
+        assert result.weights == {"visual": 1.0, "audio": 1.0, "fused": 1.0}
+    if method.name == "auxiliary":
+        assert result.weights == pytest.approx(dict.fromkeys(["visual", "audio", "fused"], 1 / 3))
+    if method.kind in ("naive", "dropout", "early_stop", "ogm_ge"):
+        assert result.weights == {"visual": 0.0, "audio": 0.0, "fused": 1.0}
+    if method.kind == "gblend":
         assert result.weight_history
         assert result.weight_history[0]["epoch"] == 0
+    if method.kind != "ensemble":  # one record per epoch in _plots' schema
+        assert [r["epoch"] for r in result.epochs] == [1, 2]
+        assert set(result.epochs[0]) >= {"epoch", "step", "train_loss", "holdout", "weights"}
+        assert set(result.epochs[0]["holdout"]) == {"visual", "audio", "fused"}
+
+
+def _toy(method, acc, seed, seconds=1.0, **kw):
+    return RunResult(
+        "toy", method, "sgd", seed, acc, {}, None, {"a": 0.5, "fused": 0.5}, seconds=seconds, **kw
+    )
 
 
 def test_report_and_verdicts():
-    def r(method, acc, seed):
-        return RunResult("toy", method, "sgd", seed, acc, {}, None, {"a": 0.5, "fused": 0.5})
-
     results = [
-        r("single:a", 0.6, 0),
-        r("single:a", 0.7, 1),
-        r("naive", 0.5, 0),
-        r("naive", 0.5, 1),
-        r("gblend_offline", 0.8, 0),
-        r("gblend_offline", 0.8, 1),
+        _toy("single:a", 0.6, 0),
+        _toy("single:a", 0.9, 1),
+        _toy("naive", 0.5, 0),
+        _toy("naive", 0.5, 1),
+        _toy("auxiliary", 0.66, 0),
+        _toy("auxiliary", 0.66, 1),
+    ]
+    results += [
+        RunResult(
+            "toy",
+            "gblend_offline",
+            "sgd",
+            seed,
+            0.55,
+            {"a": 0.6, "fused": 0.55},
+            0.8,
+            {"a": 0.5, "fused": 0.5},
+            selected="ensemble",
+            selected_accuracy=0.8,
+            ensemble_avg_accuracy=0.78,
+            average_weights={"a": 0.4, "fused": 0.6},
+            seconds=4.0,
+        )
+        for seed in (0, 1)
     ]
     table = markdown_table(results)
     assert "### toy, sgd (2 seeds)" in table
-    assert "| single:a | 65.0 ± 7.1 |" in table
-    assert "| gblend_offline | 80.0 ± 0.0 | — | — | a 0.50, fused 0.50 |" in table
+    assert "| single:a | 75.0 ± 21.2 | — | — | — | — | 1.00× | — |" in table
+    assert (
+        "| gblend_offline | 55.0 ± 0.0 | 55.0 ± 0.0 | 80.0 ± 0.0 | 78.0 ± 0.0 | "
+        "80.0 ± 0.0 (ensemble) | 4.00× | a 0.50, fused 0.50 (a 0.40, fused 0.60) |"
+    ) in table
     (line,) = verdicts(results)
-    assert "naive 50.0 (below the best single modality)" in line
-    assert "gblend_offline 80.0 (+15.0 vs best single, +30.0 vs naive)" in line
+    assert "naive fusion scores 50.0% (-25.0 points)" in line
+    assert "is in the paper's regime" in line
+    assert "The best baseline other than G-Blend is auxiliary (66.0%" in line
+    assert "gblend_offline reaches 80.0% with the predictor chosen on V (ensemble)" in line
+    assert "+5.0 points, within noise (±21.2) vs single:a" in line
+    assert "+14.0 points vs auxiliary" in line
+    assert (
+        "its fused head alone scores 55.0%: -20.0 points, within noise (±21.2) vs single:a, "
+        "-11.0 points vs auxiliary"
+    ) in line
+    assert "it costs 4.0× naive" in line
 
 
 @pytest.mark.filterwarnings("ignore::blendopt.BlendWarning")
-def test_cli_writes_the_report(tmp_path, capsys):
+def test_cli_writes_the_run_folder_and_the_docs_page(tmp_path, capsys):
+    docs = tmp_path / "benchmark.md"
     code = main(
         [
             "--datasets",
             "synthetic_av",
             "--methods",
             "naive",
+            "single:visual",
             "gblend_offline",
             "--seeds",
             "1",
@@ -127,11 +189,82 @@ def test_cli_writes_the_report(tmp_path, capsys):
             "1",
             "--out",
             str(tmp_path),
+            "--no-progress",
+            "--docs",
+            str(docs),
         ]
     )
     assert code == 0
     out = capsys.readouterr().out
     assert "gblend_offline" in out
-    assert "### synthetic_av, sgd (1 seed)" in (tmp_path / "embedded_benchmark.md").read_text()
-    runs = json.loads((tmp_path / "embedded_benchmark.json").read_text())
-    assert [r["method"] for r in runs] == ["naive", "gblend_offline"]
+    report = (tmp_path / "embedded_benchmark.md").read_text()
+    assert "### synthetic_av, sgd (1 seed)" in report
+    assert "## Verdicts" in report
+    raw = json.loads((tmp_path / "embedded_benchmark.json").read_text())
+    assert [r["method"] for r in raw["runs"]] == ["single:visual", "naive", "gblend_offline"]
+    assert raw["meta"]["command"].startswith("python -m benchmarks --datasets synthetic_av")
+    if importlib.util.find_spec("matplotlib") is not None:
+        plots = sorted(p.name for p in (tmp_path / "plots").iterdir())
+        assert "synthetic_av_sgd_accuracy_vs_cost.png" in plots
+        assert "synthetic_av_sgd_gblend_offline_weights.png" in plots
+        assert "synthetic_av_sgd_gblend_offline_curves.png" in plots
+    page = docs.read_text()
+    assert page.startswith("# The embedded benchmark")
+    assert "| gblend_offline |" in page
+    # The page regenerates from the JSON alone, identically.
+    again = tmp_path / "again.md"
+    assert benchmark_doc.main([str(tmp_path / "embedded_benchmark.json"), str(again)]) == 0
+    assert again.read_text() == page
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--methods", "gblend"], "invalid choice: 'gblend'"),
+        (["--datasets", "cifar"], "invalid choice: 'cifar'"),
+        (["--methods", "single:flow", "--datasets", "synthetic_av"], "'single:flow'"),
+        (["--seeds", "0"], "--seeds"),
+    ],
+)
+def test_cli_bad_names_are_argparse_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--no-progress", "--no-plots", "--epochs", "1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_cli_help_lists_the_choices(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for name in (*SETUPS, *METHODS, "single:<modality>"):
+        assert name in out
+
+
+def test_dataset_names_are_the_same_everywhere():
+    assert list(SETUPS) == list(EMBEDDED_DATASETS) == list(curves._datasets())
+    assert "digits_small" in SETUPS
+
+
+def test_registering_a_gblend_estimator_is_one_entry(small_data):
+    with pytest.raises(ValueError, match="taken"):
+        register_method(Method("naive", "naive"))
+    with pytest.raises(ValueError, match="estimator"):
+        register_method(Method("gblend_x", "gblend"))
+    calls = []
+
+    def fixed(ctx):
+        calls.append(ctx.holdout_size)
+        return blendopt.FixedWeights({"visual": 0.7, "audio": 0.1, "fused": 0.2})
+
+    register_method(Method("gblend_fixed", "gblend", estimator=fixed, schedule=offline_schedule))
+    try:
+        assert "gblend_fixed" in [m.name for m in all_methods(["visual", "audio"])]
+        result = run_one(SETUPS["synthetic_av"], METHODS["gblend_fixed"], epochs=1, data=small_data)
+    finally:
+        del METHODS["gblend_fixed"]
+    assert calls == [12]  # 10% of 120
+    assert result.weights == {"visual": 0.7, "audio": 0.1, "fused": 0.2}
+    assert result.ensemble_accuracy is not None
