@@ -6,10 +6,11 @@ does inside the epoch: the exact online modes re-estimate at every epoch boundar
 (``Online(every=1)``, so each epoch is one super-epoch with its estimate) and their epoch time
 divided by ``steps`` is the amortized per-step cost (total time / steps).
 
-Adding a mode is one entry in :data:`MODES` (e.g. the lead's ``RollingEstimator`` and the
-gradient-level estimator once merged)::
+The rolling modes (``RollingEstimator``, no copies) keep one blender across the timed epochs,
+so their per-step measurements (every ``interval`` steps) and estimates (every ``every`` steps)
+are amortized over the rounds. Adding a mode is one entry in :data:`MODES`::
 
-    MODES["rolling"] = lambda s: blender_epoch(s, blendopt.RollingEstimator(...), None)
+    MODES["rolling-correlated"] = _rolling(correlated=True)
 """
 
 from __future__ import annotations
@@ -131,12 +132,29 @@ def _exact(engine: str) -> Callable[[CostSetup], Callable[[], None]]:
     return factory
 
 
+def _rolling(**options: Any) -> Callable[[CostSetup], Callable[[], None]]:
+    """``RollingEstimator(**options)`` with its default schedule (no model copies)."""
+
+    def factory(setup: CostSetup) -> Callable[[], None]:
+        return blender_epoch(
+            setup,
+            lambda model: blendopt.RollingEstimator(
+                model, loss_fn, setup.holdout, probe=setup.probe, **options
+            ),
+            None,
+        )
+
+    return factory
+
+
 #: mode -> factory ``(CostSetup) -> epoch()``; "plain" is the baseline of the ratios.
 MODES: dict[str, Callable[[CostSetup], Callable[[], None]]] = {
     "plain": plain_epoch,
     "fixed": lambda s: blender_epoch(s, dict(WEIGHTS), None),
     "exact-online-loop": _exact("loop"),
     "exact-online-vmap": _exact("vmap"),
+    "rolling-gradient": _rolling(),
+    "rolling-loss": _rolling(mode="loss"),
 }
 
 

@@ -12,7 +12,13 @@ DATASET = "synthetic_av"  # embedded, in the paper's regime (naive fusion below 
 OPTIMIZER_NAMES = ("sgd", "adam", "adagrad")
 #: The methods compared per optimizer (Table 3: the best modality alone, naive fusion,
 #: G-Blend); the cheap estimator's method joins here at merge.
-TABLE3_METHODS = ["single:visual", "naive", "gblend_offline", "gblend_online"]
+TABLE3_METHODS = [
+    "single:visual",
+    "naive",
+    "gblend_offline",
+    "gblend_online",
+    "gblend_rolling",
+]
 
 
 def run_case(

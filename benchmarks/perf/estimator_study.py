@@ -23,41 +23,11 @@ from typing import Any
 import torch
 
 import blendopt
-from benchmarks.data.embedded import MultiModalTensorDataset, load_mfeat
-from benchmarks.runner import SETUPS, DatasetSetup, TensorBatches, evaluate, loss_fn, make_optimizer
-from benchmarks.runner._setups import _mlp
+from benchmarks.runner import SETUPS, TensorBatches, evaluate, loss_fn, make_optimizer
 from benchmarks.runner._train import BATCH_SIZE, HOLDOUT, online_schedule, predict
 
-
-def _mfeat_small(split: str, seed: int) -> MultiModalTensorDataset:
-    """UCI mfeat views ``pix`` + ``zer`` with 20 training digits per class (seeded choice)."""
-    data = load_mfeat(split, views=("pix", "zer"))
-    if split != "train":
-        return data
-    g = torch.Generator().manual_seed(1000 + seed)
-    rows = [
-        torch.nonzero(data.targets == c).flatten()[
-            torch.randperm(int((data.targets == c).sum()), generator=g)[:20]
-        ]
-        for c in range(data.num_classes)
-    ]
-    return data.subset(torch.cat(rows))
-
-
-#: The main job's datasets, plus a regime built from real embedded data: on mfeat's pix + zer
-#: views with 200 training digits, naive fusion falls below pix alone (seeds 0-2: -8.9, -1.3,
-#: -1.3 points in a scan of view pairs).
-STUDY_SETUPS = {
-    **SETUPS,
-    "mfeat_small": DatasetSetup(
-        name="mfeat_small",
-        load=_mfeat_small,
-        encoder=_mlp,
-        epochs=30,
-        lr=0.05,
-        description="UCI mfeat pix (240-d) + zer (47-d), 20 training digits per class",
-    ),
-}
+#: The main job's datasets (``mfeat_small`` is the regime built from real data there).
+STUDY_SETUPS = dict(SETUPS)
 
 EstimatorFactory = Callable[..., tuple[Any, Any]]
 

@@ -12,7 +12,6 @@ sub-command reuses them).
 from benchmarks.runner._baselines import (
     OGMGE,
     UncertaintyWeighting,
-    average_weights,
     early_stop_steps,
     ogm_ge_coefficients,
 )
@@ -62,7 +61,6 @@ __all__ = [
     "Trained",
     "UncertaintyWeighting",
     "all_methods",
-    "average_weights",
     "cost_ratios",
     "early_stop_steps",
     "evaluate",

@@ -4,8 +4,9 @@
   CVPR 2022), through ``register_step_pre_hook`` on the blender;
 - :class:`UncertaintyWeighting`: learned loss weights by homoscedastic uncertainty (Kendall,
   Gal, Cipolla, CVPR 2018), through ``blend()`` plus its extra term;
-- :func:`early_stop_steps` (appendix G.2) and :func:`average_weights` (the time-averaged
-  blend weights of the ensemble predictor).
+- :func:`early_stop_steps` (appendix G.2).
+
+The time-averaged blend weights of the ensemble predictor are ``GradientBlender.average_weights``.
 """
 
 from __future__ import annotations
@@ -37,39 +38,6 @@ def early_stop_steps(batches_per_epoch: int, fraction: float) -> int:
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"Parameter `fraction` should be in (0, 1]. Found {fraction!r}.")
     return max(1, math.ceil(fraction * batches_per_epoch - 1e-9))
-
-
-def average_weights(
-    history: Sequence[Mapping[str, Any]], initial: Mapping[str, float], total_steps: int
-) -> dict[str, float]:
-    """Time average of the blend weights over ``total_steps`` optimizer steps.
-
-    The weights of ``history`` record i (``blender.history``) are in use from its ``step``
-    until the next record's; ``initial`` before the first record. Stands in for
-    ``GradientBlender.average_weights`` until the core library has it.
-
-    Args:
-        history: records with ``step`` and ``weights`` (in step order).
-        initial: the weights at step 0.
-        total_steps: the steps taken in all.
-
-    Returns:
-        head -> time-averaged weight (the last weights when ``total_steps`` is 0).
-    """
-    segments: list[tuple[int, Mapping[str, float]]] = [
-        (0, initial),
-        *((int(record["step"]), record["weights"]) for record in history),
-    ]
-    if total_steps <= 0:
-        return dict(segments[-1][1])
-    out = dict.fromkeys(initial, 0.0)
-    for (start, weights), (end, _) in zip(
-        segments, [*segments[1:], (total_steps, {})], strict=True
-    ):
-        span = max(0, min(end, total_steps) - start)
-        for head in out:
-            out[head] += span * float(weights[head]) / total_steps
-    return out
 
 
 def ogm_ge_coefficients(scores: Mapping[str, float], alpha: float) -> dict[str, float]:

@@ -6,15 +6,17 @@ train`` share it. Adding a G-Blend estimator to the comparison is one entry::
 
     register_method(
         Method(
-            "gblend_rolling",
+            "gblend_rolling_loss",
             "gblend",
-            estimator=make_rolling,
-            schedule=online_schedule,
-            summary="G-Blend, rolling estimator",
+            estimator=lambda ctx: blendopt.RollingEstimator(
+                ctx.model, ctx.loss_fn, ctx.holdout, probe=ctx.probe, mode="loss"
+            ),
+            schedule=rolling_schedule,
+            summary="G-Blend, rolling estimator, loss mode",
         )
     )
 
-where ``make_rolling(ctx: EstimatorContext) -> blendopt.Estimator``.
+where the estimator factory takes an :class:`EstimatorContext`.
 """
 
 from __future__ import annotations
@@ -91,6 +93,20 @@ def retrain_estimator(ctx: EstimatorContext) -> blendopt.RetrainEstimator:
         eps=(1.0 / ctx.holdout_size) ** 2 if error else blendopt.DEFAULT_EPS,
         seed=ctx.seed,
     )
+
+
+def rolling_estimator(ctx: EstimatorContext) -> blendopt.RollingEstimator:
+    """``blendopt.RollingEstimator`` with its defaults (gradient-level Proposition 1 from the
+    run's own per-head gradients, no model copies; see docs/estimators.md)."""
+    return blendopt.RollingEstimator(
+        ctx.model, ctx.loss_fn, ctx.holdout, probe=ctx.probe, seed=ctx.seed
+    )
+
+
+def rolling_schedule(epochs: int) -> blendopt.Online:
+    """The rolling estimator's default schedule: re-estimate every 50 steps (any ``epochs``)."""
+    del epochs
+    return blendopt.Online(every=50, unit="step")
 
 
 def offline_schedule(epochs: int) -> blendopt.Offline:
@@ -231,6 +247,13 @@ for _method in (
         estimator=retrain_estimator,
         schedule=online_schedule,
         summary="G-Blend online (Algorithm 3, Algorithm 1 estimates)",
+    ),
+    Method(
+        "gblend_rolling",
+        "gblend",
+        estimator=rolling_estimator,
+        schedule=rolling_schedule,
+        summary="G-Blend, blendopt.RollingEstimator defaults (per-head gradients, no copies)",
     ),
 ):
     register_method(_method)

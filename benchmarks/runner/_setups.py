@@ -99,4 +99,12 @@ SETUPS: dict[str, DatasetSetup] = {
         description="digits with a seeded, stratified 10% of the training pairs (240 / 600): "
         "real data where naive fusion falls below the best modality; V is 20% (48 pairs)",
     ),
+    "mfeat_small": DatasetSetup(
+        name="mfeat_small",
+        encoder=_mlp,
+        epochs=30,
+        lr=0.05,
+        description="UCI mfeat pix (240-d) + zer (47-d) views, 20 training digits per class "
+        "(200 / 400): real data where naive fusion falls below pix alone",
+    ),
 }

@@ -24,7 +24,6 @@ from benchmarks.data.embedded import MultiModalTensorDataset
 from benchmarks.runner._baselines import (
     OGMGE,
     UncertaintyWeighting,
-    average_weights,
     early_stop_steps,
 )
 from benchmarks.runner._batches import Batch, TensorBatches
@@ -213,7 +212,11 @@ def train_method(
     inner = make_inner(model.parameters())
     fixed = _fixed_weights(method, heads, fused)
     if fixed is not None:
-        blender = blendopt.GradientBlender(inner, heads, fixed)
+        with warnings.catch_warnings():
+            # auxiliary_1 (every head at 1, the paper's baseline) and uncertainty weighting
+            # (which scales the losses itself) sum to k on purpose.
+            warnings.simplefilter("ignore", blendopt.WeightSumWarning)
+            blender = blendopt.GradientBlender(inner, heads, fixed)
     else:
         if holdout is None or probe is None:
             raise ValueError(f"Method {method.name!r} needs `holdout` and `probe` batches.")
@@ -238,7 +241,6 @@ def train_method(
     per_epoch = (
         early_stop_steps(len(train), method.fraction) if method.kind == "early_stop" else None  # type: ignore[arg-type]
     )
-    initial = blender.weights
     records: list[dict[str, Any]] = []
     steps = 0
     weighted_sum = dict.fromkeys(heads, 0.0)  # uncertainty: Σ_steps effective weights
@@ -246,6 +248,7 @@ def train_method(
     with warnings.catch_warnings():
         # Zeroed heads are expected (a modality that only overfits); the history records them.
         warnings.simplefilter("ignore", blendopt.ZeroedHeadWarning)
+        warnings.simplefilter("ignore", blendopt.FlooredOverfittingWarning)
         for epoch in range(epochs):
             start = time.perf_counter()
             if method.kind == "pretrain" and epoch == epochs // 2:
@@ -299,7 +302,7 @@ def train_method(
         averaged = {h: s / max(steps, 1) for h, s in weighted_sum.items()}
     else:
         final = blender.weights
-        averaged = average_weights(blender.history, initial, steps)
+        averaged = blender.average_weights
     return Trained({"": model}, final, averaged, records, list(blender.history), steps, diverged)
 
 

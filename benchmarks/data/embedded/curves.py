@@ -197,7 +197,7 @@ def _datasets() -> dict[str, tuple[Callable[[int], Pair], int]]:
 
     The names are :data:`EMBEDDED_DATASETS`'s, the same as ``python -m benchmarks --datasets``.
     """
-    epochs = {"synthetic_av": 60, "mfeat": 40, "digits": 30, "digits_small": 30}
+    epochs = {"synthetic_av": 60, "mfeat": 40, "digits": 30, "digits_small": 30, "mfeat_small": 40}
     return {name: (load, epochs[name]) for name, load in EMBEDDED_DATASETS.items()}
 
 
@@ -263,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
         "--dataset", choices=[*_datasets(), "all"], default="all", help="default: all"
     )
     parser.add_argument(
-        "--epochs", type=int, help="default: 60 synthetic_av, 40 mfeat, 30 digits and digits_small"
+        "--epochs",
+        type=int,
+        help="default: 60 synthetic_av, 40 mfeat, 30 digits and digits_small, 40 mfeat_small",
     )
     parser.add_argument(
         "--seeds",

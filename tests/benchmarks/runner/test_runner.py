@@ -65,6 +65,7 @@ def test_methods_and_selection():
         "ogm_ge",
         "gblend_offline",
         "gblend_online",
+        "gblend_rolling",
     ]
     assert [m.name for m in select_methods(["a", "b"], ["single", "naive"])] == [
         "single:a",
@@ -109,9 +110,11 @@ def test_each_method_trains_and_reports(method, small_data):
         assert result.weights == pytest.approx(dict.fromkeys(["visual", "audio", "fused"], 1 / 3))
     if method.kind in ("naive", "dropout", "early_stop", "ogm_ge"):
         assert result.weights == {"visual": 0.0, "audio": 0.0, "fused": 1.0}
-    if method.kind == "gblend":
+    if method.kind == "gblend" and method.name != "gblend_rolling":
         assert result.weight_history
         assert result.weight_history[0]["epoch"] == 0
+    if method.name == "gblend_rolling":  # estimates every 50 steps: none in 2 short epochs
+        assert result.weights == pytest.approx(dict.fromkeys(["visual", "audio", "fused"], 1 / 3))
     if method.kind != "ensemble":  # one record per epoch in _plots' schema
         assert [r["epoch"] for r in result.epochs] == [1, 2]
         assert set(result.epochs[0]) >= {"epoch", "step", "train_loss", "holdout", "weights"}
@@ -255,9 +258,14 @@ def test_registering_a_gblend_estimator_is_one_entry(small_data):
         register_method(Method("gblend_x", "gblend"))
     calls = []
 
+    class Constant(blendopt.Estimator):  # an estimator that "measures" the same weights
+        def estimate(self, request):
+            weights = {"visual": 0.7, "audio": 0.1, "fused": 0.2}
+            return blendopt.BlendEstimate(weights, {}, {}, accepted=True, notes=("constant",))
+
     def fixed(ctx):
         calls.append(ctx.holdout_size)
-        return blendopt.FixedWeights({"visual": 0.7, "audio": 0.1, "fused": 0.2})
+        return Constant()
 
     register_method(Method("gblend_fixed", "gblend", estimator=fixed, schedule=offline_schedule))
     try:
