@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +42,12 @@ def embedded_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=None, help="override every dataset's epochs")
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: the models are small)"
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="runs in parallel, one process each (the runs are independent and seeded)",
     )
     parser.add_argument(
         "--metric", choices=("error", "loss"), default="error", help="what G-Blend measures"
@@ -82,6 +89,8 @@ def embedded_main(argv: Sequence[str]) -> int:
         parser.error("argument --epochs: should be >= 1")
     if args.threads < 1:
         parser.error("argument --threads: should be >= 1")
+    if args.jobs < 1:
+        parser.error("argument --jobs: should be >= 1")
     _check_methods(parser, args.methods)
     try:
         plan_job(args.datasets, args.methods)  # single:<m> with a modality no dataset has

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -17,7 +19,7 @@ from typing import Any
 import torch
 
 from benchmarks.data.embedded import MultiModalTensorDataset
-from benchmarks.runner._methods import METHODS, Method, select_methods
+from benchmarks.runner._methods import METHODS, Method, method_named, select_methods
 from benchmarks.runner._report import LEGEND, cost_ratios, markdown_table, methods_legend, verdicts
 from benchmarks.runner._setups import SETUPS
 from benchmarks.runner._train import RunResult, run_one
@@ -115,52 +117,106 @@ def plan_job(
     return data, plan
 
 
+#: One run of the job: (dataset, seed, method name, optimizer).
+Task = tuple[str, int, str, str]
+
+_WORKER_DATA: dict[tuple[str, int], Pair] = {}  # a worker process's loaded datasets
+
+
+def _warm_up(dataset: str, threads: int) -> None:
+    """One short untimed run: the first training in a process pays one-off costs (allocator,
+    kernel selection) that would inflate the first method's cost ratio."""
+    torch.set_num_threads(threads)
+    run_one(SETUPS[dataset], METHODS["naive"], epochs=1, data=SETUPS[dataset].load_pair(0))
+
+
+def _run_task(task: Task, epochs: int | None, metric: str) -> tuple[RunResult, float]:
+    """Run one task (in this process or a worker); also return its CPU seconds."""
+    name, seed, method, optimizer = task
+    if (name, seed) not in _WORKER_DATA:
+        _WORKER_DATA[(name, seed)] = SETUPS[name].load_pair(seed)
+    cpu = time.process_time()
+    r = run_one(
+        SETUPS[name],
+        method_named(method),
+        optimizer=optimizer,
+        seed=seed,
+        epochs=epochs,
+        data=_WORKER_DATA[(name, seed)],
+        metric=metric,
+    )
+    return r, time.process_time() - cpu
+
+
+def _run_tasks(
+    tasks: Sequence[Task], args: Namespace, bar: Any, costs: Sequence[float]
+) -> tuple[list[RunResult], float]:
+    """Run ``tasks`` in ``args.jobs`` processes (each with ``args.threads`` torch threads);
+    results in task order, and the CPU seconds of all runs."""
+    jobs = max(1, min(getattr(args, "jobs", 1), len(tasks)))
+    results: list[RunResult | None] = [None] * len(tasks)
+    cpu_total = 0.0
+    header = {name for name, *_ in tasks}
+    announced: set[str] = set()
+
+    def done(index: int, r: RunResult, cpu: float) -> None:
+        nonlocal cpu_total
+        results[index] = r
+        cpu_total += cpu
+        if r.dataset not in announced and r.dataset in header:
+            announced.add(r.dataset)
+            _say(bar, f"== {r.dataset}: {SETUPS[r.dataset].description}")
+        _say(bar, _run_line(r))
+        if bar is not None:
+            bar.update(costs[index])
+
+    if jobs == 1:
+        _warm_up(tasks[0][0], args.threads)
+        for i, task in enumerate(tasks):
+            done(i, *_run_task(task, args.epochs, args.metric))
+        return [r for r in results if r is not None], cpu_total
+    # Independent runs, each seeded by itself: processes change nothing but wall time. Spawned
+    # (not forked) workers, so no torch thread pool state is inherited.
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_warm_up, initargs=(tasks[0][0], args.threads)
+    ) as pool:
+        futures = {
+            pool.submit(_run_task, task, args.epochs, args.metric): i
+            for i, task in enumerate(tasks)
+        }
+        for future in concurrent.futures.as_completed(futures):
+            done(futures[future], *future.result())
+    return [r for r in results if r is not None], cpu_total
+
+
 def run_job(args: Namespace, argv: Sequence[str] = ()) -> list[RunResult]:
     """Run the main job described by the parsed ``args`` and write its run folder.
+
+    Runs go to ``args.jobs`` worker processes (1: in this process); each run is seeded by
+    itself, so the results do not depend on the number of processes.
 
     Raises:
         ValueError: a ``single:<m>`` method names a modality of none of the datasets.
     """
     torch.set_num_threads(args.threads)
     data, plan = plan_job(args.datasets, args.methods)
-    total = sum(
-        expected_cost(m, len(data[name][0].modalities)) * args.seeds * len(args.optimizers)
-        for name, methods in plan
-        for m in methods
-    )
-    # One short untimed run first: the first training in a process pays one-off costs
-    # (allocator, kernel selection) that would inflate the first method's cost ratio.
-    first = args.datasets[0]
-    run_one(SETUPS[first], METHODS["naive"], epochs=1, data=data[first])
-    bar = _progress(total, not args.no_progress)
-    results: list[RunResult] = []
-    start, cpu_start = time.perf_counter(), time.process_time()
+    tasks: list[Task] = []
+    costs: list[float] = []
+    for name, methods in plan:
+        for seed in range(args.seeds):
+            for method in methods:
+                for optimizer in args.optimizers:
+                    tasks.append((name, seed, method.name, optimizer))
+                    costs.append(expected_cost(method, len(data[name][0].modalities)))
+    bar = _progress(sum(costs), not args.no_progress)
+    start = time.perf_counter()
     try:
-        for name, methods in plan:
-            setup = SETUPS[name]
-            _say(bar, f"== {name}: {setup.description}")
-            for seed in range(args.seeds):
-                pair = data[name] if seed == 0 else setup.load_pair(seed)
-                for method in methods:
-                    for optimizer in args.optimizers:
-                        r = run_one(
-                            setup,
-                            method,
-                            optimizer=optimizer,
-                            seed=seed,
-                            epochs=args.epochs,
-                            data=pair,
-                            metric=args.metric,
-                        )
-                        results.append(r)
-                        _say(bar, _run_line(r))
-                        if bar is not None:
-                            bar.update(expected_cost(method, len(pair[0].modalities)))
+        results, cpu_seconds = _run_tasks(tasks, args, bar, costs)
     finally:
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - start
-    cpu_seconds = time.process_time() - cpu_start
     meta = {
         "command": "python -m benchmarks " + " ".join(argv),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -172,6 +228,7 @@ def run_job(args: Namespace, argv: Sequence[str] = ()) -> list[RunResult]:
         "epochs": {n: args.epochs or SETUPS[n].epochs for n in args.datasets},
         "seeds": args.seeds,
         "metric": args.metric,
+        "jobs": getattr(args, "jobs", 1),
     }
     write_run_folder(args.out, results, meta, plots=not args.no_plots)
     report = render_report(results, meta)

@@ -259,15 +259,26 @@ for _method in (
     register_method(_method)
 
 
+def single_method(modality: str) -> Method:
+    """The ``single:<modality>`` method: that modality's head alone."""
+    return Method(
+        f"single:{modality}",
+        "single",
+        modality,
+        summary=f"the {modality} modality alone (its own head)",
+    )
+
+
+def method_named(name: str) -> Method:
+    """The registered method ``name``, or ``single:<modality>``."""
+    if name.startswith("single:"):
+        return single_method(name.split(":", 1)[1])
+    return METHODS[name]
+
+
 def all_methods(modalities: Sequence[str]) -> list[Method]:
     """Every single modality, then every registered method."""
-    return [
-        *(
-            Method(f"single:{m}", "single", m, summary=f"the {m} modality alone (its own head)")
-            for m in modalities
-        ),
-        *METHODS.values(),
-    ]
+    return [*(single_method(m) for m in modalities), *METHODS.values()]
 
 
 def method_choices() -> list[str]:

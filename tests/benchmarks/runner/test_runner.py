@@ -276,3 +276,18 @@ def test_registering_a_gblend_estimator_is_one_entry(small_data):
     assert calls == [12]  # 10% of 120
     assert result.weights == {"visual": 0.7, "audio": 0.1, "fused": 0.2}
     assert result.ensemble_accuracy is not None
+
+
+@pytest.mark.slow
+def test_parallel_runs_give_the_results_of_one_process(tmp_path):
+    from benchmarks.runner._job import load_run
+
+    argv = ["--datasets", "mfeat_small", "--methods", "naive", "single:zer", "gblend_rolling"]
+    argv += ["--seeds", "2", "--epochs", "2", "--no-progress", "--no-plots"]
+    assert main([*argv, "--jobs", "1", "--out", str(tmp_path / "one")]) == 0
+    assert main([*argv, "--jobs", "2", "--out", str(tmp_path / "two")]) == 0
+    one, _ = load_run(tmp_path / "one" / "embedded_benchmark.json")
+    two, meta = load_run(tmp_path / "two" / "embedded_benchmark.json")
+    assert meta["jobs"] == 2
+    key = lambda r: (r.method, r.seed, r.accuracy, r.head_accuracy, r.weights)  # noqa: E731
+    assert [key(r) for r in one] == [key(r) for r in two]
