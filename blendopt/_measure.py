@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -108,39 +108,25 @@ def measure_counted(
     name: str = "metric",
 ) -> tuple[dict[str, float], int]:
     """:func:`measure`, also returning the number of empty batches skipped (on all ranks)."""
-    was_training = model.training
-    model.eval()
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, float] = dict.fromkeys(heads, 0.0)
-    empty = 0
-    try:
-        for batch in loader:
-            if is_empty_batch(batch):
-                empty += 1
-                continue
-            values = metric(model, batch)
-            check_heads(name, values, heads)
-            size = None
-            for h in heads:
-                v = values[h]
-                if not isinstance(v, torch.Tensor):
-                    v = torch.tensor(float(v), dtype=torch.float64)
-                v = v.detach()
-                v = v.to(accumulator_dtype(v.device))
-                if v.ndim == 0:
-                    size = batch_size_of(batch) if size is None else size
-                    total, n = v * size, float(size)
-                elif v.ndim == 1:
-                    total, n = v.sum(), float(v.numel())
-                else:
-                    raise ValueError(
-                        f"`{name}` returned a value of shape {tuple(v.shape)} for head {h!r}. "
-                        "Return a scalar (the batch mean) or a 1-D tensor of per-sample values."
-                    )
-                sums[h] = sums[h] + total if h in sums else total
-                counts[h] += n
-    finally:
-        model.train(was_training)
+    skipped = [0]
+    for batch, values in _metric_values(model, metric, loader, heads, name, skipped):
+        size = None
+        for h in heads:
+            v = values[h]
+            if not isinstance(v, torch.Tensor):
+                v = torch.tensor(float(v), dtype=torch.float64)
+            v = v.detach()
+            v = v.to(accumulator_dtype(v.device))
+            if v.ndim == 0:
+                size = batch_size_of(batch) if size is None else size
+                total, n = v * size, float(size)
+            else:
+                total, n = v.sum(), float(v.numel())
+            sums[h] = sums[h] + total if h in sums else total
+            counts[h] += n
+    empty = skipped[0]
     if not sums or any(c == 0 for c in counts.values()):
         detail = f" ({empty} empty batches skipped)" if empty else ""
         raise ValueError(
@@ -223,30 +209,50 @@ def measure_per_sample_counted(
     name: str = "metric",
 ) -> tuple[dict[str, torch.Tensor], int]:
     """:func:`measure_per_sample`, skipping empty batches and returning how many it skipped."""
-    was_training = model.training
-    model.eval()
     parts: dict[str, list[torch.Tensor]] = {h: [] for h in heads}
-    empty = 0
-    try:
-        for batch in loader:
-            if is_empty_batch(batch):
-                empty += 1
-                continue
-            values = metric(model, batch)
-            check_heads(name, values, heads)
-            for h in heads:
-                v = values[h]
-                v = torch.as_tensor(v.detach() if isinstance(v, torch.Tensor) else float(v))
-                if v.ndim > 1:
-                    raise ValueError(
-                        f"`{name}` returned a value of shape {tuple(v.shape)} for head {h!r}. "
-                        "Return a scalar (the batch mean) or a 1-D tensor of per-sample values."
-                    )
-                parts[h].append(v.reshape(-1).to("cpu", torch.float64))
-    finally:
-        model.train(was_training)
+    skipped = [0]
+    for _, values in _metric_values(model, metric, loader, heads, name, skipped):
+        for h in heads:
+            v = values[h]
+            v = torch.as_tensor(v.detach() if isinstance(v, torch.Tensor) else float(v))
+            parts[h].append(v.reshape(-1).to("cpu", torch.float64))
     if not heads or not parts[heads[0]]:
         raise ValueError(
             f"Measuring `{name}` saw no samples: the loader is empty. Pass a non-empty loader."
         )
-    return {h: torch.cat(parts[h]) for h in heads}, empty
+    return {h: torch.cat(parts[h]) for h in heads}, skipped[0]
+
+
+def _metric_values(
+    model: nn.Module,
+    metric: MetricFn,
+    loader: Iterable[Any],
+    heads: Sequence[str],
+    name: str,
+    skipped: list[int],
+) -> Iterator[tuple[Any, Mapping[str, Any]]]:
+    """``(batch, metric values)`` per non-empty batch, in eval mode without gradients.
+
+    Counts the empty batches in ``skipped[0]``, checks the heads and that each value is a
+    scalar or 1-D, and restores the model's train/eval mode afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in loader:
+            if is_empty_batch(batch):
+                skipped[0] += 1
+                continue
+            with torch.no_grad():
+                values = metric(model, batch)
+            check_heads(name, values, heads)
+            for h in heads:
+                v = values[h]
+                if isinstance(v, torch.Tensor) and v.ndim > 1:
+                    raise ValueError(
+                        f"`{name}` returned a value of shape {tuple(v.shape)} for head {h!r}. "
+                        "Return a scalar (the batch mean) or a 1-D tensor of per-sample values."
+                    )
+            yield batch, values
+    finally:
+        model.train(was_training)

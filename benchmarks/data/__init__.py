@@ -25,7 +25,13 @@ from benchmarks.data._epic import (
     parse_timestamp,
     read_epic_classes,
 )
-from benchmarks.data._flow import clip_frame_indices, load_flow_clip, resize_flow, save_flow
+from benchmarks.data._flow import (
+    clip_frame_indices,
+    load_flow_clip,
+    open_flow,
+    resize_flow,
+    save_flow,
+)
 from benchmarks.data._kinetics import KINETICS_FLOW_TEMPLATE, KINETICS_PATH_TEMPLATE, Kinetics
 from benchmarks.data._metrics import (
     average_precision,
@@ -115,6 +121,7 @@ __all__ = [
     "mel_to_hz",
     "mini_audioset",
     "normalize",
+    "open_flow",
     "open_media",
     "parse_timestamp",
     "probe_media",

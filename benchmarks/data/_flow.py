@@ -64,17 +64,8 @@ def clip_frame_indices(
     return [kept[i % len(kept)] for i in range(num_frames)]
 
 
-def load_flow_clip(
-    path: str | os.PathLike[str],
-    start: float,
-    fps: float,
-    num_frames: int,
-    stride: int = 1,
-) -> torch.Tensor:
-    """Read the flow frames of a clip from an ``(N, 2, H, W)`` ``.npy`` file (memory-mapped).
-
-    Returns:
-        float32 tensor ``T × H × W × 2`` (pixels of the stored grid; channel 0 horizontal).
+def open_flow(path: str | os.PathLike[str]) -> np.ndarray:
+    """Memory-map an ``(N, 2, H, W)`` flow ``.npy`` file, checking its layout.
 
     Raises:
         MediaError: missing file, unreadable file, or an array that is not ``(N, 2, H, W)``
@@ -92,6 +83,26 @@ def load_flow_clip(
             f"flow file has shape {flow.shape} and dtype {flow.dtype}; expected (N, 2, H, W) "
             "float16 or float32"
         )
+    return flow
+
+
+def load_flow_clip(
+    path: str | os.PathLike[str],
+    start: float,
+    fps: float,
+    num_frames: int,
+    stride: int = 1,
+) -> torch.Tensor:
+    """Read the flow frames of a clip from an ``(N, 2, H, W)`` ``.npy`` file (memory-mapped).
+
+    Returns:
+        float32 tensor ``T × H × W × 2`` (pixels of the stored grid; channel 0 horizontal).
+
+    Raises:
+        MediaError: missing file, unreadable file, or an array that is not ``(N, 2, H, W)``
+            floating point.
+    """
+    flow = open_flow(path)
     index = clip_frame_indices(start, fps, num_frames, stride, flow.shape[0])
     window = np.asarray(flow[np.asarray(index)], dtype=np.float32)  # reads T frames only
     return torch.from_numpy(window).permute(0, 2, 3, 1).contiguous()

@@ -31,6 +31,7 @@ from benchmarks.data import (
     clip_seconds,
     clip_starts_uniform,
     normalize,
+    open_flow,
     open_media,
     probe_media,
     resize_flow,
@@ -125,18 +126,7 @@ def read_flow_clips(
         MediaError: missing or unreadable file, or an array that is not ``(N, 2, H, W)``
             floating point.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise MediaError("flow file not found")
-    try:
-        flow = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise MediaError(f"cannot read flow file: {exc}") from exc
-    if flow.ndim != 4 or flow.shape[1] != 2 or flow.dtype.kind != "f":
-        raise MediaError(
-            f"flow file has shape {flow.shape} and dtype {flow.dtype}; expected (N, 2, H, W) "
-            "float16 or float32"
-        )
+    flow = open_flow(path)
     clips = [clip_frame_indices(s, fps, num_frames, stride, flow.shape[0]) for s in starts]
     used = sorted({i for clip in clips for i in clip})
     where = {frame: k for k, frame in enumerate(used)}
