@@ -29,7 +29,8 @@ pre-training then fine-tuning (Table 5); early stopping at 25/50/75% of each epo
 iterations (appendix G.2); auxiliary losses at weight 1 (Table 5's baseline) and at 1/k;
 learned loss weights by homoscedastic uncertainty (Kendall et al. CVPR 2018); an ensemble of
 separately trained single-modality models; OGM-GE (Peng et al. CVPR 2022); and G-Blend
-offline (Algorithm 2) and online (Algorithm 3). It needs no network. It writes a run folder
+offline (Algorithm 2), online (Algorithm 3) and with `blendopt.RollingEstimator` (no model
+copies). It needs no network. It writes a run folder
 (`reports/` by default): `embedded_benchmark.md` and `.json`, and `plots/` (weights over time
 as in the paper's Fig. 5a, per-head train/holdout curves as in Fig. 4, accuracy vs cost).
 
@@ -44,9 +45,11 @@ python -m benchmarks --docs docs/benchmark.md          # also regenerate this pa
 - **Data** ([embedded datasets](embedded_datasets.md)): `synthetic_av` (a seeded generator in
   the paper's regime: a 16-d "visual" modality that generalizes and a 2048-d "audio" modality
   that is memorized), UCI Multiple Features (`mfeat`, 6 views), spoken + written digits
-  (`digits`, FSDD MFCCs paired by class with MNIST), and `digits_small`, a seeded, stratified
-  10% of the digits training pairs (240): real data where naive fusion falls below the best
-  modality. The names are the same in `python -m benchmarks.data.embedded.curves`.
+  (`digits`, FSDD MFCCs paired by class with MNIST), and two small regimes built from real
+  data where naive fusion falls below the best modality: `digits_small`, a seeded, stratified
+  10% of the digits training pairs (240), and `mfeat_small`, mfeat's `pix` and `zer` views with
+  20 seeded training digits per class (200). The names are the same in
+  `python -m benchmarks.data.embedded.curves`.
 - **Split**: the official training split minus a seeded, stratified holdout V (10%; 20% for
   `digits_small`, so that V holds 48 pairs) is T; every method trains on T for the same
   epochs. Only G-Blend looks at V (and at a train probe T' of the same size) while training;
@@ -59,9 +62,9 @@ python -m benchmarks --docs docs/benchmark.md          # also regenerate this pa
   AdaGrad 0.05 with `--optimizers`). No early stopping except the `early_stop_*` rows: the
   final model is evaluated.
 - **What the default job leaves to options**: every dataset × every method × 3 seeds fits the
-  15-minute budget with SGD only; Adam and AdaGrad would triple it, so they are left to
-  `--optimizers sgd adam adagrad`, and `make bench` runs all three optimizers on
-  `synthetic_av` (naive and G-Blend, one seed).
+  15-minute budget with SGD only (runs go to one process per CPU, `--jobs`); Adam and AdaGrad
+  would triple it, so they are left to `--optimizers sgd adam adagrad`, and `make bench` runs
+  all three optimizers on `synthetic_av` (naive and G-Blend, one seed).
 - **Methods' details**: `pretrain` trains every modality's encoder and head (their losses at
   weight 1, the fused head at 0) for the first half of the epochs, then switches the blender
   to the fused head's loss (`set_weights`) for the second half. `early_stop_p` runs p% of each
@@ -75,6 +78,11 @@ python -m benchmarks --docs docs/benchmark.md          # also regenerate this pa
   effective as the loss, §2.4) and dO² floored at `(1/|V|)²`, the resolution of an error
   measured on |V| samples. Offline looks ahead the whole run (`Offline(horizon=epochs)`);
   online scales the paper's 10-then-5 of 45 epochs to `Online(warmup=7, every=3)` at 30 epochs.
+  `gblend_rolling` is `RollingEstimator` with its defaults (per-head gradient inner products
+  every 20 steps, an estimate every 50 steps once 8 measurements exist, shrinkage toward
+  uniform weights, floor 0.05, smoothing 0.5; [estimators](estimators.md)). On `digits_small`
+  and `mfeat_small` a run has fewer than 160 steps, so it never estimates and its rows equal
+  the `auxiliary` (1/k) rows.
 - **Cost**: the job runs on one thread; a run's cost is its process CPU time (unlike wall
   time, it does not grow when other processes load the machine), reported as a ratio to naive
   fusion's. G-Blend's cost includes its estimates (one copy per head trained in lockstep).
