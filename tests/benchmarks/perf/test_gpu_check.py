@@ -30,7 +30,8 @@ def test_cpu_smoke_run(capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "sync check: skipped (not on CUDA)" in out
-    for variant in ("naive", "blender", "per-head"):
+    assert "rolling (default, a measurement every 20 steps, amortized)" in out
+    for variant in ("naive", "blender", "per-head", "rolling-measure"):
         assert variant in out
     for mode in ("plain", "fixed", "exact-online-loop", "exact-online-vmap"):
         assert f"\n{mode} " in out
