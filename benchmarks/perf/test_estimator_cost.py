@@ -4,7 +4,9 @@ One benchmark per entry of ``benchmarks.perf._estimator_cost.MODES``, all in one
 run (``python -m pytest benchmarks/perf/test_estimator_cost.py --benchmark-only``). Each round
 is one epoch (= one super-epoch of ``Online(every=1)`` for the exact modes, estimate
 included), so the per-step cost is the epoch time / steps; ``conftest.py`` prints the
-per-step ratios to the plain optimizer at the end of the run.
+per-step ratios to the plain optimizer at the end of the run. The modes run one after the
+other, so on a loaded machine their ratios move with the load; for ratios measured round by
+round, interleaved, use ``benchmarks.perf._estimator_cost.run_modes`` (as its smoke test does).
 """
 
 import pytest
