@@ -35,7 +35,7 @@ __all__ = [
 DATASETS = ("kinetics", "sports1m", "audioset", "mini_audioset", "epic")
 MULTI_LABEL = ("audioset", "mini_audioset")
 #: Method names of ``[method] name`` (the names of ``benchmarks.runner``'s methods).
-METHODS = ("naive", "dropout", "auxiliary", "gblend_offline", "gblend_online")
+METHODS = ("naive", "dropout", "auxiliary", "gblend_offline", "gblend_online", "gblend_rolling")
 MODALITIES = ("rgb", "audio", "flow")
 _REQUIRED = object()
 

@@ -273,10 +273,18 @@ def run_training(
     inner = _optimizer(cfg, model.parameters())
     # Heads at weight 0 stay in the graph (as 0 · L_k): DDP needs every parameter used every
     # step, and one and several processes then train identically.
+    estimator: blendopt.RetrainEstimator | None = None
     if heads_setup.weights is not None:
         blender = blendopt.GradientBlender(
             inner, heads, heads_setup.weights, mask_zero_weights=False
         )
+    elif heads_setup.schedule == "rolling":
+        # No model copies: per-head gradients of the run itself, its default step schedule;
+        # its statistics are reduced across ranks, so every rank holds the same weights.
+        rolling = blendopt.RollingEstimator(
+            trained, runner.loss_fn, holdout_loader, probe=probe_loader, seed=seed
+        )
+        blender = blendopt.GradientBlender(inner, heads, rolling, mask_zero_weights=False)
     else:
         est_train = make_loader(
             data.train,
@@ -312,7 +320,7 @@ def run_training(
             inner, heads, estimator, schedule=schedule, mask_zero_weights=False
         )
     scheduler = torch.optim.lr_scheduler.LambdaLR(blender, _lr_lambda(cfg, steps_per_epoch))
-    if heads_setup.weights is None:
+    if estimator is not None:
         # Algorithm 1's copies follow the run's learning-rate schedule over the horizon.
         estimator.scheduler, estimator.scheduler_interval = scheduler, "step"
     holdout_metric = "top1_error" if cfg.method.metric == "error" else "loss"

@@ -132,7 +132,8 @@ def blend_setup(cfg: TrainConfig, heads: list[str]) -> BlendSetup:
 
     ``single:<m>`` trains head ``m`` alone, ``naive`` the fused head alone, ``dropout`` the
     fused head with dropout 0.5 at the concatenation, ``auxiliary`` every head with equal
-    weights, ``gblend_offline`` / ``gblend_online`` G-Blend (Algorithms 2 / 3), or fixed
+    weights, ``gblend_offline`` / ``gblend_online`` G-Blend (Algorithms 2 / 3),
+    ``gblend_rolling`` G-Blend with ``blendopt.RollingEstimator`` (no model copies), or fixed
     weights from ``method.weights`` / ``method.weights_from`` (Table 7: weights estimated on
     mini-AudioSet).
     """
@@ -155,5 +156,5 @@ def blend_setup(cfg: TrainConfig, heads: list[str]) -> BlendSetup:
         if total <= 0:
             raise ConfigError(f"Config key `method.weights`: weights sum to {total}; need > 0.")
         return BlendSetup({h: w / total for h, w in fixed.items()}, None, 0.0, FUSED, True)
-    schedule = "offline" if name == "gblend_offline" else "online"
+    schedule = {"gblend_offline": "offline", "gblend_rolling": "rolling"}.get(name, "online")
     return BlendSetup(None, schedule, 0.0, FUSED, True)

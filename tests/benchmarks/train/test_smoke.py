@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks.__main__ import main as benchmarks_main
 from benchmarks.train._config import tomllib  # tomllib, or tomli on Python 3.10
@@ -186,3 +187,18 @@ def test_an_unreadable_holdout_is_a_clear_error(
     err = capsys.readouterr().err
     assert "Every video of the holdout V or the train probe T' was unreadable" in err
     assert "file not found" in err
+
+
+@pytest.mark.slow
+def test_gblend_rolling_trains_without_copies(roots: Roots, tmp_path: Path) -> None:
+    """The main job's recommended estimator runs in `train` too (no model copies)."""
+    args = ("--set", "method.name=gblend_rolling")
+    assert run(roots, "kinetics_rgb_audio.toml", tmp_path, *args) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["method"] == "gblend_rolling"
+    assert report["steps"] > 0
+    assert sum(report["final_weights"].values()) == pytest.approx(1.0)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    estimator_state = ckpt["blender"]["blender"]["controller"]["estimator"]
+    # RollingEstimator's own state (its measurement window), not Algorithm 1's
+    assert {"rows", "measurements", "holdout_draws"} <= set(estimator_state)
