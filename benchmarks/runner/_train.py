@@ -249,6 +249,8 @@ def train_method(
         # Zeroed heads are expected (a modality that only overfits); the history records them.
         warnings.simplefilter("ignore", blendopt.ZeroedHeadWarning)
         warnings.simplefilter("ignore", blendopt.FlooredOverfittingWarning)
+        # Rejected estimates are outcomes too: `weight_history` records them (kind "rejected").
+        warnings.simplefilter("ignore", blendopt.RejectedEstimateWarning)
         for epoch in range(epochs):
             start = time.perf_counter()
             if method.kind == "pretrain" and epoch == epochs // 2:
