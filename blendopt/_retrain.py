@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 from torch import nn
@@ -29,6 +29,8 @@ from blendopt._noise import noise_aware_estimate
 from blendopt._replay import Interval, SchedulerSpec, check_scheduler, scheduler_for_copy
 from blendopt._rng import RngStream, SamplerEpochs, derive_seed, isolated_rng, loader_generators
 from blendopt._warnings import DivergedCopyWarning, estimate_warnings_deferred, warn
+
+T = TypeVar("T")
 
 logger = logging.getLogger("blendopt")
 
@@ -67,8 +69,25 @@ def clone_optimizer(optimizer: Optimizer, source: nn.Module, target: nn.Module) 
     copied; the optimizer state (momentum, moments) is not, as in Algorithm 1. Parameters the
     optimizer does not hold stay untrained in the copy too.
     """
+    inner, groups = remap_param_groups(optimizer, source, target.parameters())
+    return type(inner)([{"params": params, **hyper} for params, hyper in groups])
+
+
+def remap_param_groups(
+    optimizer: Optimizer, source: nn.Module, targets: Iterable[T]
+) -> tuple[Optimizer, list[tuple[list[T], dict[str, Any]]]]:
+    """The wrapped optimizer's parameter groups with each parameter of ``source`` replaced by
+    the target at its position in ``source.parameters()``.
+
+    Returns:
+        The innermost optimizer (a ``GradientBlender`` is unwrapped) and, per group, the
+        targets and a deep copy of the group's hyper-parameters.
+
+    Raises:
+        ValueError: a group holds a parameter that is not in ``source``.
+    """
     inner = _inner_optimizer(optimizer)
-    mapping = {id(p): q for p, q in zip(source.parameters(), target.parameters(), strict=True)}
+    mapping = {id(p): t for p, t in zip(source.parameters(), targets, strict=True)}
     groups = []
     for index, group in enumerate(inner.param_groups):
         params = []
@@ -80,9 +99,8 @@ def clone_optimizer(optimizer: Optimizer, source: nn.Module, target: nn.Module) 
                     "trains, or an optimizer factory `params -> Optimizer`."
                 )
             params.append(mapping[id(p)])
-        hyper = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
-        groups.append({"params": params, **hyper})
-    return type(inner)(groups)
+        groups.append((params, {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}))
+    return inner, groups
 
 
 def _make_optimizer(spec: OptimizerSpec, source: nn.Module, target: nn.Module) -> Optimizer:
@@ -711,18 +729,9 @@ def estimate_weights(
         generators=generators,
     )
     measure_seed = derive_seed(seed, 1)
-    train_before, holdout_before, empty_measuring = measure_pair(
-        reference,
-        metric_fn,
-        probe,
-        holdout,
-        heads,
-        seed=measure_seed,
-        generators=generators,
-        per_sample=noise_aware,
-    )
 
     def measure_copy(net: nn.Module) -> tuple[dict[str, Any], dict[str, Any], int]:
+        # The same seed at every checkpoint: T' and V yield the same batches before and after.
         return measure_pair(
             net,
             metric_fn,
@@ -733,6 +742,8 @@ def estimate_weights(
             generators=generators,
             per_sample=noise_aware,
         )
+
+    train_before, holdout_before, empty_measuring = measure_copy(reference)
 
     train_after, holdout_after, report, empty_after = train_and_measure(
         reference,

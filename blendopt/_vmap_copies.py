@@ -59,7 +59,13 @@ from blendopt._copies import TrainStep
 from blendopt._distributed import average_gradients_, world_size
 from blendopt._measure import check_heads, is_empty_batch
 from blendopt._replay import Interval, SchedulerSpec, scheduler_for_copy
-from blendopt._retrain import LossFn, OptimizerSpec, _inner_optimizer, unwrap_model
+from blendopt._retrain import (
+    LossFn,
+    OptimizerSpec,
+    _inner_optimizer,
+    remap_param_groups,
+    unwrap_model,
+)
 from blendopt._rng import RngStream
 
 logger = logging.getLogger("blendopt")
@@ -331,25 +337,14 @@ def _stacked_optimizer(
 ) -> tuple[Optimizer, list[tuple[list[str], bool]]]:
     """One optimizer over the stacked parameters; per group: (names, moves with zero grad)."""
     if isinstance(optimizer, Optimizer):
-        inner = _inner_optimizer(optimizer)
-        name_of = {
-            id(p): n
-            for p, n in zip(source.parameters(), names, strict=True)  # position, as clone_optimizer
-        }
-        groups, info = [], []
-        for index, group in enumerate(inner.param_groups):
-            group_names = []
-            for p in group["params"]:
-                if id(p) not in name_of:
-                    raise ValueError(
-                        f"The optimizer's param group {index} holds a parameter of shape "
-                        f"{tuple(p.shape)} that is not in the model. Pass the model the optimizer "
-                        "trains, or an optimizer factory `params -> Optimizer`."
-                    )
-                group_names.append(name_of[id(p)])
-            hyper = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
-            groups.append({"params": [stacked[n] for n in group_names], **hyper})
-            info.append((group_names, _moves_without_gradient(type(inner), hyper)))
+        inner, named = remap_param_groups(optimizer, source, names)  # by position
+        groups = [
+            {"params": [stacked[n] for n in group_names], **hyper} for group_names, hyper in named
+        ]
+        info = [
+            (group_names, _moves_without_gradient(type(inner), hyper))
+            for group_names, hyper in named
+        ]
         return type(inner)(groups), info
     pairs = zip(names, reference_params, strict=True)
     made = optimizer([stacked[n] for n, p in pairs if p.requires_grad])

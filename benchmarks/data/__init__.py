@@ -11,6 +11,7 @@ for the sample contract.
 from benchmarks.data._audio import (
     LogMelSpectrogram,
     decode_audio_clip,
+    decode_audio_span,
     hz_to_mel,
     mel_filterbank,
     mel_to_hz,
@@ -111,6 +112,7 @@ __all__ = [
     "clip_top1",
     "collate_clips",
     "decode_audio_clip",
+    "decode_audio_span",
     "decode_video_clip",
     "horizontal_flip",
     "hz_to_mel",

@@ -157,43 +157,57 @@ def decode_audio_clip(
     Raises:
         MediaError: no audio stream, or no sample decoded.
     """
-    if not container.streams.audio:
-        raise MediaError("no audio stream")
-    stream = container.streams.audio[0]
-    ref = container.streams.video[0] if container.streams.video else stream
-    origin = float(ref.start_time * ref.time_base) if ref.start_time else 0.0
-    target = origin + max(0.0, start)
-    time_base = float(stream.time_base)
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-    chunks: list[np.ndarray] = []
-    first_time: float | None = None
-    have = 0
-    offset = 0
-    try:
-        container.seek(max(0, int(target / time_base)), stream=stream, backward=True)
-        for frame in container.decode(stream):
-            if first_time is None:
-                first_time = frame.pts * time_base if frame.pts is not None else target
-                offset = max(0, round((target - first_time) * sample_rate))
-            for out in resampler.resample(frame):
-                chunk = out.to_ndarray().reshape(-1)
-                chunks.append(chunk)
-                have += chunk.size
-            if have >= offset + num_samples:
-                break
-        else:
-            for out in resampler.resample(None):
-                chunk = out.to_ndarray().reshape(-1)
-                chunks.append(chunk)
-                have += chunk.size
-    except av.FFmpegError as exc:
-        raise MediaError(f"audio decode error: {exc}") from exc
-    if not chunks:
-        raise MediaError("no audio decoded")
-    audio = np.concatenate(chunks)
+    start = max(0.0, start)
+    audio, first = decode_audio_span(container, start, start, num_samples, sample_rate)
+    offset = max(0, round((start - first) * sample_rate))
     clip = audio[offset : offset + num_samples]
     if clip.size == 0:  # the clip starts after the audio ends: take the tail
         clip = audio[-num_samples:]
     if clip.size < num_samples:
         clip = np.resize(clip, num_samples)  # np.resize repeats the data: loop padding
     return torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32))
+
+
+def decode_audio_span(
+    container: Any, first: float, last: float, num_samples: int, sample_rate: int
+) -> tuple[np.ndarray, float]:
+    """Mono ``sample_rate`` samples from ``first`` seconds until ``num_samples`` past ``last``
+    (or the end of the stream), unpadded, and the time of the first sample.
+
+    Times are measured as in :func:`decode_audio_clip` (from the start of the video stream
+    when there is one). One seek and one sequential pass: the clips of a test video starting
+    between ``first`` and ``last`` are all sliced from it.
+
+    Raises:
+        MediaError: no audio stream, or no sample decoded.
+    """
+    if not container.streams.audio:
+        raise MediaError("no audio stream")
+    stream = container.streams.audio[0]
+    ref = container.streams.video[0] if container.streams.video else stream
+    origin = float(ref.start_time * ref.time_base) if ref.start_time else 0.0
+    target = origin + max(0.0, first)
+    time_base = float(stream.time_base)
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    chunks: list[np.ndarray] = []
+    first_time: float | None = None
+    have, needed = 0, 0
+    try:
+        container.seek(max(0, int(target / time_base)), stream=stream, backward=True)
+        for frame in container.decode(stream):
+            if first_time is None:
+                first_time = frame.pts * time_base if frame.pts is not None else target
+                needed = max(0, round((origin + last - first_time) * sample_rate)) + num_samples
+            for out in resampler.resample(frame):
+                chunk = out.to_ndarray().reshape(-1)
+                chunks.append(chunk)
+                have += chunk.size
+            if have >= needed:
+                break
+        else:
+            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+    except av.FFmpegError as exc:
+        raise MediaError(f"audio decode error: {exc}") from exc
+    if not chunks or first_time is None:
+        raise MediaError("no audio decoded")
+    return np.concatenate(chunks), first_time - origin

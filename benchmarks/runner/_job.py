@@ -120,21 +120,27 @@ def plan_job(
 #: One run of the job: (dataset, seed, method name, optimizer).
 Task = tuple[str, int, str, str]
 
-_WORKER_DATA: dict[tuple[str, int], Pair] = {}  # a worker process's loaded datasets
+_LOADED: dict[tuple[str, int], Pair] = {}  # this process's loaded datasets, by (name, seed)
+
+
+def _pair(name: str, seed: int) -> Pair:
+    """The ``(train, test)`` splits of ``name`` for ``seed``, loaded once per process."""
+    if (name, seed) not in _LOADED:
+        _LOADED[(name, seed)] = SETUPS[name].load_pair(seed)
+    return _LOADED[(name, seed)]
 
 
 def _warm_up(dataset: str, threads: int) -> None:
     """One short untimed run: the first training in a process pays one-off costs (allocator,
     kernel selection) that would inflate the first method's cost ratio."""
     torch.set_num_threads(threads)
-    run_one(SETUPS[dataset], METHODS["naive"], epochs=1, data=SETUPS[dataset].load_pair(0))
+    run_one(SETUPS[dataset], METHODS["naive"], epochs=1, data=_pair(dataset, 0))
 
 
 def _run_task(task: Task, epochs: int | None, metric: str) -> tuple[RunResult, float]:
     """Run one task (in this process or a worker); also return its CPU seconds."""
     name, seed, method, optimizer = task
-    if (name, seed) not in _WORKER_DATA:
-        _WORKER_DATA[(name, seed)] = SETUPS[name].load_pair(seed)
+    pair = _pair(name, seed)  # loading is not part of the run's cost
     cpu = time.process_time()
     r = run_one(
         SETUPS[name],
@@ -142,7 +148,7 @@ def _run_task(task: Task, epochs: int | None, metric: str) -> tuple[RunResult, f
         optimizer=optimizer,
         seed=seed,
         epochs=epochs,
-        data=_WORKER_DATA[(name, seed)],
+        data=pair,
         metric=metric,
     )
     return r, time.process_time() - cpu
@@ -201,6 +207,7 @@ def run_job(args: Namespace, argv: Sequence[str] = ()) -> list[RunResult]:
     """
     torch.set_num_threads(args.threads)
     data, plan = plan_job(args.datasets, args.methods)
+    _LOADED.update({(name, 0): pair for name, pair in data.items()})  # loaded once, reused
     tasks: list[Task] = []
     costs: list[float] = []
     for name, methods in plan:

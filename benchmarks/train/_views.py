@@ -16,7 +16,6 @@ import collections
 import os
 from typing import Any
 
-import av
 import numpy as np
 import torch
 from av.video.reformatter import VideoReformatter
@@ -30,6 +29,7 @@ from benchmarks.data import (
     clip_frame_indices,
     clip_seconds,
     clip_starts_uniform,
+    decode_audio_span,
     normalize,
     open_flow,
     open_media,
@@ -39,7 +39,7 @@ from benchmarks.data import (
     three_crop,
 )
 
-__all__ = ["VideoViews", "decode_audio_span", "decode_clips_once", "read_flow_clips"]
+__all__ = ["VideoViews", "decode_clips_once", "read_flow_clips"]
 
 
 def decode_clips_once(
@@ -135,50 +135,6 @@ def read_flow_clips(
     # T × H × W × 2 views of it, the layout resize_flow and the crops take.
     frames = torch.from_numpy(np.ascontiguousarray(flow[np.asarray(used)])).float()
     return [frames[[where[i] for i in clip]].permute(0, 2, 3, 1) for clip in clips]
-
-
-def decode_audio_span(
-    container: Any, first: float, last: float, num_samples: int, sample_rate: int
-) -> tuple[np.ndarray, float]:
-    """Mono ``sample_rate`` samples from ``first`` seconds until ``num_samples`` past ``last``
-    (or the end of the stream), unpadded, and the time of the first sample.
-
-    Times follow :func:`benchmarks.data.decode_audio_clip` (from the start of the video
-    stream when there is one).
-
-    Raises:
-        MediaError: no audio stream, or no sample decoded.
-    """
-    if not container.streams.audio:
-        raise MediaError("no audio stream")
-    stream = container.streams.audio[0]
-    ref = container.streams.video[0] if container.streams.video else stream
-    origin = float(ref.start_time * ref.time_base) if ref.start_time else 0.0
-    target = origin + max(0.0, first)
-    time_base = float(stream.time_base)
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-    chunks: list[np.ndarray] = []
-    first_time: float | None = None
-    have, needed = 0, 0
-    try:
-        container.seek(max(0, int(target / time_base)), stream=stream, backward=True)
-        for frame in container.decode(stream):
-            if first_time is None:
-                first_time = frame.pts * time_base if frame.pts is not None else target
-                needed = max(0, round((origin + last - first_time) * sample_rate)) + num_samples
-            for out in resampler.resample(frame):
-                chunk = out.to_ndarray().reshape(-1)
-                chunks.append(chunk)
-                have += chunk.size
-            if have >= needed:
-                break
-        else:
-            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
-    except av.FFmpegError as exc:
-        raise MediaError(f"audio decode error: {exc}") from exc
-    if not chunks or first_time is None:
-        raise MediaError("no audio decoded")
-    return np.concatenate(chunks), first_time - origin
 
 
 class VideoViews(Dataset):
