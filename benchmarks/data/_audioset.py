@@ -42,7 +42,7 @@ from benchmarks.data._common import (
     read_csv_rows,
 )
 from benchmarks.data._dataset import ClipDataset, ClipRecord
-from benchmarks.data._layout import check_root
+from benchmarks.data._layout import check_root, describe_template
 
 __all__ = ["AudioSet", "UnknownLabelsWarning", "mini_audioset", "read_class_labels"]
 
@@ -179,6 +179,9 @@ class AudioSet(ClipDataset):
                 UnknownLabelsWarning,
                 stacklevel=2,
             )
+        #: The media path template in use, and one line saying where the media are.
+        self.path_template = path_template
+        self.layout = f"media: {describe_template(path_template)}"
         if only_local:
             keep = existing([e[4] for e in entries], progress, "AudioSet: checking local files")
             entries = [entries[i] for i in keep]
