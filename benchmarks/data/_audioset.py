@@ -111,28 +111,36 @@ class AudioSet(ClipDataset):
         check_template(path_template, ("ytid", "start", "end", "start_int", "end_int"))
         expected = 'YTID, start_seconds, end_seconds, "label,label,..."'
         for lineno, row in read_csv_numbered(segments, comment="#"):
-            where = f"Parameter `segments` ({os.fspath(segments)!r}) line {lineno}"
+            name = os.fspath(segments)
+            where = f"Parameter `segments` ({name!r}) line {lineno}"
             if len(row) >= 2 and row[0].upper() == "YTID" and row[1].lower() == "start_seconds":
-                raise ValueError(
+                raise AnnotationError(
                     f"{where} is a header line without its '#': {','.join(row)!r}. Header "
-                    "lines of AudioSet segment CSVs start with '#'; add it or delete the line."
+                    "lines of AudioSet segment CSVs start with '#'; add it or delete the line.",
+                    name,
+                    lineno,
                 )
             if len(row) != 4:
                 hint = (
                     " The label list seems to have lost its quotes (a spreadsheet re-save): "
                     "quote it again, or use the downloaded file."
                     if len(row) > 4
-                    else ""
+                    else " Fill the missing fields, or drop the line."
                 )
-                raise ValueError(
-                    f"{where} should have 4 fields: {expected}. Found {len(row)}: {row}.{hint}"
+                raise AnnotationError(
+                    f"{where} should have 4 fields: {expected}. Found {len(row)}: {row}.{hint}",
+                    name,
+                    lineno,
                 )
             try:
                 ytid, start, end = row[0], float(row[1]), float(row[2])
             except ValueError:
-                raise ValueError(
+                raise AnnotationError(
                     f"{where}: start_seconds and end_seconds should be numbers. Found "
-                    f"{row[1]!r} and {row[2]!r} in {row}."
+                    f"{row[1]!r} and {row[2]!r} in {row}; write seconds (30.000) or drop the "
+                    "line.",
+                    name,
+                    lineno,
                 ) from None
             row_mids = [m.strip() for m in row[3].split(",") if m.strip()]
             strange = sorted({m for m in row_mids if m not in mid_index})

@@ -28,7 +28,7 @@ import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from benchmarks.data._common import check_template, read_csv_numbered
+from benchmarks.data._common import AnnotationError, check_template, read_csv_numbered
 from benchmarks.data._dataset import ClipDataset, ClipRecord
 from benchmarks.data._layout import check_root, describe_template, detect_template
 
@@ -92,9 +92,11 @@ def read_epic_classes(path: str | os.PathLike[str]) -> list[str]:
         try:
             index = int(row[0])
         except ValueError:
-            raise ValueError(
+            raise AnnotationError(
                 f"{os.fspath(path)!r} line {lineno}, column {header[0]!r}: should be an int "
-                f"class index. Found {row[0]!r}."
+                f"class index. Found {row[0]!r}; use the class list of the EPIC release.",
+                os.fspath(path),
+                lineno,
             ) from None
         names[index] = row[1] if len(row) > 1 else ""
     if sorted(names) != list(range(len(names))):
@@ -187,11 +189,6 @@ class EpicKitchens55(ClipDataset):
                 setattr(self, f"{kind}_classes", read_epic_classes(path))
         data: list[tuple[int, dict[str, str], int, int]] = []
         for lineno, r in rows[1:]:
-            if len(r) < len(header):
-                raise ValueError(
-                    f"Parameter `annotations` ({annotations!r}) line {lineno} has {len(r)} "
-                    f"fields; the header has {len(header)}. Found {r}."
-                )
             row = dict(zip(header, r, strict=False))
             verb = _class_field(row, "verb_class", annotations, lineno, self.verb_classes)
             noun = _class_field(row, "noun_class", annotations, lineno, self.noun_classes)
@@ -225,8 +222,11 @@ class EpicKitchens55(ClipDataset):
                 else:
                     start, stop = int(r["start_frame"]) / fps, int(r["stop_frame"]) / fps
             except ValueError as exc:
-                raise ValueError(
-                    f"Parameter `annotations` ({annotations!r}) line {lineno}: {exc}"
+                raise AnnotationError(
+                    f"Parameter `annotations` ({annotations!r}) line {lineno}: {exc} Fix the "
+                    "time or drop the line.",
+                    annotations,
+                    lineno,
                 ) from None
             label = {"verb": verb, "noun": noun, "action": action_index[(verb, noun)]}
             path = os.path.join(self.root, path_template.format(**r))
@@ -285,14 +285,18 @@ def _class_field(
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(
+        raise AnnotationError(
             f"Parameter `annotations` ({path!r}) line {lineno}, column {column!r}: should be "
-            f"an int class index. Found {text!r}; fill it from the class list or drop the row."
+            f"an int class index. Found {text!r}; fill it from the class list or drop the row.",
+            path,
+            lineno,
         ) from None
     if names is not None and not 0 <= value < len(names):
-        raise ValueError(
+        raise AnnotationError(
             f"Parameter `annotations` ({path!r}) line {lineno}, column {column!r}: class "
             f"{value} is outside the {len(names)} classes of the class list; pass the class "
-            "list of the same EPIC release."
+            "list of the same EPIC release.",
+            path,
+            lineno,
         )
     return value

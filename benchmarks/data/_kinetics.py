@@ -25,7 +25,12 @@ import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from benchmarks.data._common import check_template, class_index, read_csv_numbered
+from benchmarks.data._common import (
+    AnnotationError,
+    check_template,
+    class_index,
+    read_csv_numbered,
+)
 from benchmarks.data._dataset import MODALITIES, ClipDataset, ClipRecord
 from benchmarks.data._layout import check_root, describe_template, detect_template
 
@@ -94,26 +99,35 @@ class Kinetics(ClipDataset):
         missing = [c for c in needed if c not in header]
         if missing:
             unlabelled = " (a test split without labels cannot be trained or scored)"
-            raise ValueError(
-                f"Parameter `annotations` ({annotations!r}) should have the columns {needed}; "
-                f"missing {missing} in header {rows[0][1]}"
-                f"{unlabelled if missing == ['label'] else ''}."
+            raise AnnotationError(
+                f"Parameter `annotations` ({annotations!r}) line {rows[0][0]} should be a "
+                f"header with the columns {needed}; missing {missing} in {rows[0][1]}"
+                f"{unlabelled if missing == ['label'] else ''}. Use the released CSV of the "
+                "split (its first line names the columns).",
+                annotations,
+                rows[0][0],
             )
         col = {name: header.index(name) for name in needed}
         width = max(col.values()) + 1
         data = []
         for lineno, r in rows[1:]:
             if len(r) < width or not r[col["label"]] or not r[col["youtube_id"]]:
-                raise ValueError(
+                raise AnnotationError(
                     f"Parameter `annotations` ({annotations!r}) line {lineno} should fill "
-                    f"{needed} as in the header {rows[0][1]}. Found {r}."
+                    f"{needed} as in the header {rows[0][1]}. Found {r}; fill the empty "
+                    "fields or drop the line.",
+                    annotations,
+                    lineno,
                 )
             try:
                 times = int(float(r[col["time_start"]])), int(float(r[col["time_end"]]))
             except ValueError:
-                raise ValueError(
+                raise AnnotationError(
                     f"Parameter `annotations` ({annotations!r}) line {lineno}: time_start and "
-                    f"time_end should be numbers (seconds). Found {r}."
+                    f"time_end should be numbers (seconds). Found {r}; write seconds (59 or "
+                    "59.0, not 0:59) or drop the line.",
+                    annotations,
+                    lineno,
                 ) from None
             data.append((r, times))
         labels = [r[col["label"]] for r, _ in data]

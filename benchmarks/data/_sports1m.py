@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
-from benchmarks.data._common import check_template, existing, open_text
+from benchmarks.data._common import AnnotationError, check_template, existing, open_text
 from benchmarks.data._dataset import ClipDataset, ClipRecord
 from benchmarks.data._layout import check_root, describe_template, detect_template
 
@@ -139,9 +139,11 @@ class Sports1M(ClipDataset):
                 if not parts:
                     continue
                 if len(parts) != 2:
-                    raise ValueError(
+                    raise AnnotationError(
                         f"Parameter `partition` ({partition!r}) line {lineno} should be "
-                        f"'URL label,label,...'. Found {line.strip()!r}."
+                        f"'URL label,label,...'. Found {line.strip()!r}; fix or drop the line.",
+                        os.fspath(partition),
+                        lineno,
                     )
                 vid = youtube_id(parts[0])
                 if vid in seen:  # a URL listed twice keeps its first line
@@ -150,15 +152,21 @@ class Sports1M(ClipDataset):
                 try:
                     labels = [int(x) for x in parts[1].split(",") if x]
                 except ValueError:
-                    raise ValueError(
+                    raise AnnotationError(
                         f"Parameter `partition` ({partition!r}) line {lineno} should be "
-                        f"'URL label,label,...' with int labels. Found {line.strip()!r}."
+                        f"'URL label,label,...' with int labels. Found {line.strip()!r}; fix or "
+                        "drop the line.",
+                        os.fspath(partition),
+                        lineno,
                     ) from None
                 bad = [x for x in labels if not 0 <= x < num_classes]
                 if bad or not labels:
-                    raise ValueError(
+                    raise AnnotationError(
                         f"Parameter `partition` ({partition!r}) line {lineno} has label "
-                        f"indices {labels}; they should be in [0, {num_classes})."
+                        f"indices {labels}; they should be in [0, {num_classes}). Use the "
+                        "release's partition file, or fix or drop the line.",
+                        os.fspath(partition),
+                        lineno,
                     )
                 entries.append((vid, labels))
 
