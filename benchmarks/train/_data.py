@@ -346,12 +346,16 @@ def print_skipped(reports: Mapping[str, SkipReport]) -> None:
             if s.path not in files.setdefault(reason, []):
                 files[reason].append(s.path)
         _say(
-            f"skipped media ({what}): {report.count} of {report.samples} samples from "
-            f"{len(report.files())} files"
+            f"skipped media ({what}): {report.count} samples from {_files(report.files())} "
+            f"({report.samples} samples loaded)"
         )
+        counts = report.by_reason()
         for reason, paths in sorted(files.items()):
-            count = report.by_reason().get(reason, 0)
-            _say(f"  {reason}: {count} samples, {len(paths)} files: {_first(paths)}")
+            _say(f"  {reason}: {counts.get(reason, 0)} samples, {_files(paths)}: {_first(paths)}")
+
+
+def _files(paths: list[str]) -> str:
+    return f"{len(paths)} file{'' if len(paths) == 1 else 's'}"
 
 
 def _num_classes(cfg: TrainConfig, train: ClipDataset, test: ClipDataset) -> int:
