@@ -385,10 +385,16 @@ def _limit(ds: ClipDataset, limit: int, seed: int) -> ClipDataset:
 def build_data(cfg: TrainConfig, root: str | os.PathLike[str]) -> RunData:
     """Build T, V, T' and the test split of ``cfg`` on ``root``, checking the layout first.
 
+    The media layout is looked up unless ``data.path_template`` names it; rank 0 prints the
+    layout in use, the missing and empty media files, and unknown AudioSet label ids.
+
     Raises:
-        DataError: a file the config names is missing, or no media file is where the layout
-            says (the message names the path and the expected layout).
-        ConfigError: a key the dataset needs is empty or out of range.
+        DataError: a file the config names is missing, no media file is where the layout
+            says, more than ``data.max_missing`` of a split's media are missing (the message
+            names the template and the first missing paths), or an annotation file does
+            not read cleanly (file, line and fix).
+        ConfigError: a key the dataset needs is empty or out of range, or
+            ``data.path_template`` names a field the loader does not fill.
     """
     root = os.fspath(root)
     if not os.path.isdir(root):
