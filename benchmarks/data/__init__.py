@@ -4,8 +4,10 @@ Real-data half (paper §3.1, §4, appendix E): PyAV video/audio decoding, 100 ×
 spectrograms, precomputed optical flow, training/test clip sampling, Kinetics / Sports-1M
 (mini-Sports) / AudioSet (mini-AudioSet by Algorithm 4) / EPIC-Kitchens-55 loaders, the
 bad-file report, and the metrics clip@1, video@1/@5, mAP, mAUC. Each format has a
-``check_layout`` classmethod that checks a data root before training. See docs/datasets.md
-for the sample contract.
+``check_layout`` classmethod that checks a data root before training, and finds the common
+on-disk layouts by itself (``*_PATH_TEMPLATES``). Annotation files are read strictly: a
+file that does not parse cleanly is an :class:`AnnotationError` naming file and line. See
+docs/datasets.md for the sample contract.
 """
 
 from benchmarks.data._audio import (
@@ -16,11 +18,18 @@ from benchmarks.data._audio import (
     mel_filterbank,
     mel_to_hz,
 )
-from benchmarks.data._audioset import AudioSet, mini_audioset, read_class_labels
+from benchmarks.data._audioset import (
+    AudioSet,
+    UnknownLabelsWarning,
+    mini_audioset,
+    read_class_labels,
+)
 from benchmarks.data._balance import balance_multilabel, class_volumes
+from benchmarks.data._common import AnnotationError
 from benchmarks.data._dataset import ALL_MODALITIES, MODALITIES, ClipDataset, ClipRecord
 from benchmarks.data._epic import (
     EPIC_CLASS_FILES,
+    EPIC_PATH_TEMPLATES,
     EPIC_UNSEEN_VAL_PARTICIPANTS,
     EpicKitchens55,
     parse_timestamp,
@@ -33,7 +42,13 @@ from benchmarks.data._flow import (
     resize_flow,
     save_flow,
 )
-from benchmarks.data._kinetics import KINETICS_FLOW_TEMPLATE, KINETICS_PATH_TEMPLATE, Kinetics
+from benchmarks.data._kinetics import (
+    KINETICS_FLOW_TEMPLATE,
+    KINETICS_PATH_TEMPLATE,
+    KINETICS_PATH_TEMPLATES,
+    Kinetics,
+)
+from benchmarks.data._layout import describe_template, detect_template
 from benchmarks.data._metrics import (
     average_precision,
     clip_top1,
@@ -53,6 +68,7 @@ from benchmarks.data._report import (
 from benchmarks.data._sports1m import (
     MINI_SPORTS_SIZES,
     SPORTS1M_NUM_CLASSES,
+    SPORTS1M_PATH_TEMPLATES,
     Sports1M,
     uniform_sample,
     youtube_id,
@@ -81,14 +97,18 @@ from benchmarks.data._video import (
 __all__ = [
     "ALL_MODALITIES",
     "EPIC_CLASS_FILES",
+    "EPIC_PATH_TEMPLATES",
     "EPIC_UNSEEN_VAL_PARTICIPANTS",
     "KINETICS_FLOW_TEMPLATE",
     "KINETICS_MEAN",
     "KINETICS_PATH_TEMPLATE",
+    "KINETICS_PATH_TEMPLATES",
     "KINETICS_STD",
     "MINI_SPORTS_SIZES",
     "MODALITIES",
     "SPORTS1M_NUM_CLASSES",
+    "SPORTS1M_PATH_TEMPLATES",
+    "AnnotationError",
     "AudioSet",
     "ClipBatch",
     "ClipDataset",
@@ -101,6 +121,7 @@ __all__ = [
     "SkipReport",
     "SkippedSample",
     "Sports1M",
+    "UnknownLabelsWarning",
     "VideoInfo",
     "average_precision",
     "balance_multilabel",
@@ -114,6 +135,8 @@ __all__ = [
     "decode_audio_clip",
     "decode_audio_span",
     "decode_video_clip",
+    "describe_template",
+    "detect_template",
     "horizontal_flip",
     "hz_to_mel",
     "load_flow_clip",

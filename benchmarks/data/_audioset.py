@@ -6,6 +6,12 @@ Segment CSVs (``balanced_train_segments.csv``, ``unbalanced_train_segments.csv``
 comma-separated list of MIDs. ``class_labels_indices.csv``: ``index,mid,display_name``.
 Targets are float multi-hot vectors over the classes.
 
+A label id (MID) that ``class_labels_indices.csv`` does not list is counted per id
+(:attr:`AudioSet.unknown_labels`) and warned about; the segment keeps its known labels, and
+one without any is dropped. When more than ``max_unknown_labels`` (a fraction, default 1%)
+of the rows name an unknown id, the class list is of another release and loading is an
+:class:`~benchmarks.data.AnnotationError` naming the file, the first such line and the ids.
+
 A row with more than four fields is an error naming the file and line: it is what a
 spreadsheet re-save gives when it drops the quotes around the label list
 (``YTID,30.000,40.000,/m/09x0r,/m/04rlf``), and reading only the first label would change
@@ -20,17 +26,29 @@ from the full video at ``start_seconds``–``end_seconds``.
 from __future__ import annotations
 
 import os
+import warnings
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 
 from benchmarks.data._balance import balance_multilabel, class_volumes
-from benchmarks.data._common import check_template, existing, read_csv_numbered, read_csv_rows
+from benchmarks.data._common import (
+    AnnotationError,
+    check_template,
+    existing,
+    read_csv_numbered,
+    read_csv_rows,
+)
 from benchmarks.data._dataset import ClipDataset, ClipRecord
-from benchmarks.data._layout import check_root
+from benchmarks.data._layout import check_root, describe_template
 
-__all__ = ["AudioSet", "mini_audioset", "read_class_labels"]
+__all__ = ["AudioSet", "UnknownLabelsWarning", "mini_audioset", "read_class_labels"]
+
+
+class UnknownLabelsWarning(UserWarning):
+    """Some segment rows name label ids that the class list does not have (under the limit)."""
 
 
 def read_class_labels(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
@@ -63,6 +81,9 @@ class AudioSet(ClipDataset):
         trimmed: files are the 10 s segments (True) or full videos (False).
         path_template: local file of a row.
         mode: ``"train"`` or ``"test"`` sampling.
+        max_unknown_labels: the largest fraction of rows that may name a label id missing
+            from ``class_labels`` (counted and warned about); above it is an error. 0 makes
+            any unknown id an error, 1 only warns.
         **kwargs: passed to :class:`ClipDataset`.
     """
 
@@ -78,39 +99,55 @@ class AudioSet(ClipDataset):
         trimmed: bool = True,
         path_template: str = "{ytid}.mp4",
         mode: Literal["train", "test"] = "train",
+        max_unknown_labels: float = 0.01,
         **kwargs: Any,
     ) -> None:
         self.root = os.fspath(root)
         mids, names = read_class_labels(class_labels)
+        unknown: Counter[str] = Counter()
+        unknown_lines: list[int] = []
         mid_index = {m: i for i, m in enumerate(mids)}
         entries: list[tuple[str, float, float, list[int], str]] = []
         check_template(path_template, ("ytid", "start", "end", "start_int", "end_int"))
         expected = 'YTID, start_seconds, end_seconds, "label,label,..."'
         for lineno, row in read_csv_numbered(segments, comment="#"):
-            where = f"Parameter `segments` ({os.fspath(segments)!r}) line {lineno}"
+            name = os.fspath(segments)
+            where = f"Parameter `segments` ({name!r}) line {lineno}"
             if len(row) >= 2 and row[0].upper() == "YTID" and row[1].lower() == "start_seconds":
-                raise ValueError(
+                raise AnnotationError(
                     f"{where} is a header line without its '#': {','.join(row)!r}. Header "
-                    "lines of AudioSet segment CSVs start with '#'; add it or delete the line."
+                    "lines of AudioSet segment CSVs start with '#'; add it or delete the line.",
+                    name,
+                    lineno,
                 )
             if len(row) != 4:
                 hint = (
                     " The label list seems to have lost its quotes (a spreadsheet re-save): "
                     "quote it again, or use the downloaded file."
                     if len(row) > 4
-                    else ""
+                    else " Fill the missing fields, or drop the line."
                 )
-                raise ValueError(
-                    f"{where} should have 4 fields: {expected}. Found {len(row)}: {row}.{hint}"
+                raise AnnotationError(
+                    f"{where} should have 4 fields: {expected}. Found {len(row)}: {row}.{hint}",
+                    name,
+                    lineno,
                 )
             try:
                 ytid, start, end = row[0], float(row[1]), float(row[2])
             except ValueError:
-                raise ValueError(
+                raise AnnotationError(
                     f"{where}: start_seconds and end_seconds should be numbers. Found "
-                    f"{row[1]!r} and {row[2]!r} in {row}."
+                    f"{row[1]!r} and {row[2]!r} in {row}; write seconds (30.000) or drop the "
+                    "line.",
+                    name,
+                    lineno,
                 ) from None
-            labels = sorted({mid_index[m] for m in row[3].split(",") if m in mid_index})
+            row_mids = [m.strip() for m in row[3].split(",") if m.strip()]
+            strange = sorted({m for m in row_mids if m not in mid_index})
+            if strange:
+                unknown.update(strange)
+                unknown_lines.append(lineno)
+            labels = sorted({mid_index[m] for m in row_mids if m in mid_index})
             fields = {
                 "ytid": ytid,
                 "start": start,
@@ -120,6 +157,39 @@ class AudioSet(ClipDataset):
             }
             path = os.path.join(self.root, path_template.format(**fields))
             entries.append((ytid, start, end, labels, path))
+        #: Rows per label id that ``class_labels`` does not list.
+        self.unknown_labels: dict[str, int] = dict(unknown.most_common())
+        #: The lines (1-based) of the rows that name such an id.
+        self.unknown_label_lines = unknown_lines
+        self.unknown_labels_note = ""
+        if unknown_lines:
+            ids = ", ".join(f"{m} ({n})" for m, n in list(self.unknown_labels.items())[:5])
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            share = len(unknown_lines) / max(1, len(entries))
+            #: One line about unknown label ids for a log ("" when there are none).
+            self.unknown_labels_note = (
+                f"{os.fspath(segments)!r}: {len(unknown_lines)} of {len(entries)} rows "
+                f"({share:.1%}, first on line {unknown_lines[0]}) name label ids missing from "
+                f"{os.fspath(class_labels)!r}: {ids}{more}"
+            )
+            if share > max_unknown_labels:
+                raise AnnotationError(
+                    f"{self.unknown_labels_note}; more than the {max_unknown_labels:.1%} "
+                    "allowed (max_unknown_labels). Pass the class_labels_indices.csv of the "
+                    "same AudioSet release as the segment CSV, or raise the limit to train "
+                    "without those labels.",
+                    os.fspath(segments),
+                    unknown_lines[0],
+                )
+            warnings.warn(
+                f"{self.unknown_labels_note}; those labels are ignored, and a row without a "
+                "known label is dropped.",
+                UnknownLabelsWarning,
+                stacklevel=2,
+            )
+        #: The media path template in use, and one line saying where the media are.
+        self.path_template = path_template
+        self.layout = f"media: {describe_template(path_template)}"
         if only_local:
             keep = existing([e[4] for e in entries], progress, "AudioSet: checking local files")
             entries = [entries[i] for i in keep]

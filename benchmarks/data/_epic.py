@@ -3,7 +3,13 @@
 ``EPIC_train_action_labels.csv`` columns: uid, participant_id, video_id, narration,
 start_timestamp, stop_timestamp, start_frame, stop_frame, verb, verb_class, noun,
 noun_class, all_nouns, all_noun_classes. Timestamps are ``HH:MM:SS.ff``; frames are at
-60 fps. Local videos: ``<root>/<participant_id>/<video_id>.MP4`` (``path_template``).
+60 fps. Local videos, found without configuration among :data:`EPIC_PATH_TEMPLATES`:
+``<root>/<participant_id>/<video_id>.MP4`` (participant folders),
+``<root>/<participant_id>/videos/<video_id>.MP4`` (the EPIC-KITCHENS-100 download scripts,
+which fetch the 55 videos too) or ``<root>/videos/train/<participant_id>/<video_id>.MP4``
+(the EPIC-KITCHENS-55 release's tree); ``path_template`` for any other. The CSV is read
+strictly (an unclosed quote or a row with another field count than the header is an
+:class:`~benchmarks.data.AnnotationError` naming file and line).
 
 Class lists: ``EPIC_verb_classes.csv`` (``verb_id,class_key,verbs``, 125 rows) and
 ``EPIC_noun_classes.csv`` (``noun_id,class_key,nouns``, 352 rows), read from beside the
@@ -22,12 +28,13 @@ import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from benchmarks.data._common import check_template, read_csv_numbered
+from benchmarks.data._common import AnnotationError, check_template, read_csv_numbered
 from benchmarks.data._dataset import ClipDataset, ClipRecord
-from benchmarks.data._layout import check_root
+from benchmarks.data._layout import check_root, describe_template, detect_template
 
 __all__ = [
     "EPIC_CLASS_FILES",
+    "EPIC_PATH_TEMPLATES",
     "EPIC_UNSEEN_VAL_PARTICIPANTS",
     "EpicKitchens55",
     "parse_timestamp",
@@ -47,6 +54,15 @@ _COLUMNS = (
     "noun_class",
 )
 
+
+#: The layouts looked up when no template is given, in order of preference: participant
+#: folders; the EPIC-100 download scripts' ``P01/videos/``; the EPIC-55 release's
+#: ``videos/train/P01/``.
+EPIC_PATH_TEMPLATES = (
+    "{participant_id}/{video_id}.MP4",
+    "{participant_id}/videos/{video_id}.MP4",
+    "videos/train/{participant_id}/{video_id}.MP4",
+)
 
 #: File names of the EPIC-55 class lists, looked up beside the annotation file.
 EPIC_CLASS_FILES = {"verb": "EPIC_verb_classes.csv", "noun": "EPIC_noun_classes.csv"}
@@ -76,9 +92,11 @@ def read_epic_classes(path: str | os.PathLike[str]) -> list[str]:
         try:
             index = int(row[0])
         except ValueError:
-            raise ValueError(
+            raise AnnotationError(
                 f"{os.fspath(path)!r} line {lineno}, column {header[0]!r}: should be an int "
-                f"class index. Found {row[0]!r}."
+                f"class index. Found {row[0]!r}; use the class list of the EPIC release.",
+                os.fspath(path),
+                lineno,
             ) from None
         names[index] = row[1] if len(row) > 1 else ""
     if sorted(names) != list(range(len(names))):
@@ -113,7 +131,9 @@ class EpicKitchens55(ClipDataset):
         verb_classes, noun_classes: the class lists; default: ``EPIC_verb_classes.csv`` /
             ``EPIC_noun_classes.csv`` beside ``annotations`` when they exist, else none
             (then ``num_classes`` is None for verb/noun targets).
-        path_template: local file; fields ``participant_id``, ``video_id``.
+        path_template: local file; fields: the CSV's columns (``participant_id``,
+            ``video_id``, ...). None (the default): the one of :data:`EPIC_PATH_TEMPLATES`
+            that finds most of the first rows' videos.
         mode: ``"train"`` or ``"test"`` sampling (default from ``split``).
         **kwargs: passed to :class:`ClipDataset`.
     """
@@ -128,7 +148,7 @@ class EpicKitchens55(ClipDataset):
         fps: float = 60.0,
         verb_classes: str | os.PathLike[str] | None = None,
         noun_classes: str | os.PathLike[str] | None = None,
-        path_template: str = "{participant_id}/{video_id}.MP4",
+        path_template: str | None = None,
         mode: Literal["train", "test"] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -146,7 +166,7 @@ class EpicKitchens55(ClipDataset):
                 f"the string {val_participants!r}."
             )
         annotations = os.fspath(annotations)
-        rows = list(read_csv_numbered(annotations))
+        rows = list(read_csv_numbered(annotations, same_width=True))
         header = rows[0][1] if rows else []
         missing = [c for c in _COLUMNS if c not in header]
         if missing:
@@ -154,7 +174,8 @@ class EpicKitchens55(ClipDataset):
                 f"Parameter `annotations` ({annotations!r}) should have the EPIC-55 columns; "
                 f"missing {missing}."
             )
-        check_template(path_template, header)
+        if path_template is not None:
+            check_template(path_template, header)
         col = {name: i for i, name in enumerate(header)}
         folder = os.path.dirname(annotations)
         class_files = {"verb": verb_classes, "noun": noun_classes}
@@ -168,11 +189,6 @@ class EpicKitchens55(ClipDataset):
                 setattr(self, f"{kind}_classes", read_epic_classes(path))
         data: list[tuple[int, dict[str, str], int, int]] = []
         for lineno, r in rows[1:]:
-            if len(r) < len(header):
-                raise ValueError(
-                    f"Parameter `annotations` ({annotations!r}) line {lineno} has {len(r)} "
-                    f"fields; the header has {len(header)}. Found {r}."
-                )
             row = dict(zip(header, r, strict=False))
             verb = _class_field(row, "verb_class", annotations, lineno, self.verb_classes)
             noun = _class_field(row, "noun_class", annotations, lineno, self.noun_classes)
@@ -183,6 +199,17 @@ class EpicKitchens55(ClipDataset):
         self.action_classes = sorted({(verb, noun) for _, _, verb, noun in data})
         action_index = {pair: i for i, pair in enumerate(self.action_classes)}
         held = set(self.val_participants)
+        found = looked_up = 0
+        if path_template is None:
+            path_template, found, looked_up = detect_template(
+                self.root, EPIC_PATH_TEMPLATES, [row for _, row, _, _ in data]
+            )
+        #: The video path template in use (given, or detected).
+        self.path_template = path_template
+        #: One line saying where the videos are, e.g. for a training log.
+        self.layout = f"videos: {describe_template(path_template)}" + (
+            f" (found {found} of the first {looked_up})" if looked_up else ""
+        )
         records = []
         for lineno, r, verb, noun in data:
             unseen = r["participant_id"] in held
@@ -195,8 +222,11 @@ class EpicKitchens55(ClipDataset):
                 else:
                     start, stop = int(r["start_frame"]) / fps, int(r["stop_frame"]) / fps
             except ValueError as exc:
-                raise ValueError(
-                    f"Parameter `annotations` ({annotations!r}) line {lineno}: {exc}"
+                raise AnnotationError(
+                    f"Parameter `annotations` ({annotations!r}) line {lineno}: {exc} Fix the "
+                    "time or drop the line.",
+                    annotations,
+                    lineno,
                 ) from None
             label = {"verb": verb, "noun": noun, "action": action_index[(verb, noun)]}
             path = os.path.join(self.root, path_template.format(**r))
@@ -221,7 +251,7 @@ class EpicKitchens55(ClipDataset):
         annotations: str | os.PathLike[str],
         verb_classes: str | os.PathLike[str] | None = None,
         noun_classes: str | os.PathLike[str] | None = None,
-        path_template: str = "{participant_id}/{video_id}.MP4",
+        path_template: str | None = None,
         sample: int = 64,
     ) -> None:
         """Check before training that ``root`` holds the annotated videos where expected.
@@ -230,7 +260,8 @@ class EpicKitchens55(ClipDataset):
             ValueError: the root is not a folder, a CSV is missing or malformed, or none of
                 ``sample`` annotated videos exists; the message names the path and layout.
         """
-        layout = f"<root>/{path_template}, annotations {os.fspath(annotations)!r}"
+        shown = path_template or " or <root>/".join(EPIC_PATH_TEMPLATES)
+        layout = f"<root>/{shown}, annotations {os.fspath(annotations)!r}"
         check_root(root, layout)
         try:
             dataset = cls(
@@ -254,14 +285,18 @@ def _class_field(
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(
+        raise AnnotationError(
             f"Parameter `annotations` ({path!r}) line {lineno}, column {column!r}: should be "
-            f"an int class index. Found {text!r}; fill it from the class list or drop the row."
+            f"an int class index. Found {text!r}; fill it from the class list or drop the row.",
+            path,
+            lineno,
         ) from None
     if names is not None and not 0 <= value < len(names):
-        raise ValueError(
+        raise AnnotationError(
             f"Parameter `annotations` ({path!r}) line {lineno}, column {column!r}: class "
             f"{value} is outside the {len(names)} classes of the class list; pass the class "
-            "list of the same EPIC release."
+            "list of the same EPIC release.",
+            path,
+            lineno,
         )
     return value

@@ -5,10 +5,12 @@ and ``original/test_partition.txt`` (optionally gzipped): one video per line,
 ``URL<space><comma-separated label indices>``, e.g.
 ``https://www.youtube.com/watch?v=UDqivjS-lpI 168,169``; ``labels.txt`` names the 487
 classes, line i = class i (UTF-8: ``yağlı güreş``, ``kyūdō``). A URL maps to a local file
-``<root>/<youtube_id>.mp4`` (``path_template``), or, in the per-class folder layout some
-downloaders write, ``<root>/<label>/<youtube_id>.mp4`` (``path_template=
-"{label}/{youtube_id}.mp4"``, with ``labels_file`` to name the folders; a video with several
-labels is looked up under its first label).
+``<root>/<youtube_id>.mp4``, or, in the per-class folder layouts some downloaders write,
+``<root>/<label>/<youtube_id>.mp4`` (``labels_file`` names the folders; spaces or
+underscores) or ``<root>/<label_index>/<youtube_id>.mp4``; a video with several labels is
+looked up under its first label. With ``path_template=None`` (the default) the layout among
+:data:`SPORTS1M_PATH_TEMPLATES` that finds most of the first listed videos is used; pass a
+template for any other layout.
 
 mini-Sports (§3.1): "We uniformly sampled 240k videos from train split and 20k videos from
 the test split" — a seeded uniform sample without replacement (:func:`uniform_sample`).
@@ -26,15 +28,30 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
-from benchmarks.data._common import check_template, existing, open_text
+from benchmarks.data._common import AnnotationError, check_template, existing, open_text
 from benchmarks.data._dataset import ClipDataset, ClipRecord
-from benchmarks.data._layout import check_root
+from benchmarks.data._layout import check_root, describe_template, detect_template
 
-__all__ = ["MINI_SPORTS_SIZES", "SPORTS1M_NUM_CLASSES", "Sports1M", "uniform_sample", "youtube_id"]
+__all__ = [
+    "MINI_SPORTS_SIZES",
+    "SPORTS1M_NUM_CLASSES",
+    "SPORTS1M_PATH_TEMPLATES",
+    "Sports1M",
+    "uniform_sample",
+    "youtube_id",
+]
 
 SPORTS1M_NUM_CLASSES = 487
 #: Videos per split in mini-Sports (§3.1).
 MINI_SPORTS_SIZES = {"train": 240_000, "test": 20_000}
+#: The layouts looked up when no template is given, in order of preference (the ``{label}``
+#: ones only with a ``labels_file``).
+SPORTS1M_PATH_TEMPLATES = (
+    "{youtube_id}.mp4",
+    "{label}/{youtube_id}.mp4",
+    "{label_underscored}/{youtube_id}.mp4",
+    "{label_index}/{youtube_id}.mp4",
+)
 
 
 def youtube_id(url: str) -> str:
@@ -73,7 +90,8 @@ class Sports1M(ClipDataset):
         progress: show a tqdm bar during that scan (if tqdm is installed).
         path_template: local file of a video; fields ``youtube_id``, ``split``,
             ``label_index`` (the first label), and with ``labels_file`` ``label`` (its
-            name) and ``label_underscored`` (spaces → ``_``).
+            name) and ``label_underscored`` (spaces → ``_``). None (the default): the one
+            of :data:`SPORTS1M_PATH_TEMPLATES` that finds most of the first videos.
         mode: ``"train"`` or ``"test"`` sampling (default from ``split``).
         **kwargs: passed to :class:`ClipDataset`.
     """
@@ -89,7 +107,7 @@ class Sports1M(ClipDataset):
         labels_file: str | os.PathLike[str] | None = None,
         only_local: bool = False,
         progress: bool = False,
-        path_template: str = "{youtube_id}.mp4",
+        path_template: str | None = None,
         mode: Literal["train", "test"] | None = None,
         num_classes: int = SPORTS1M_NUM_CLASSES,
         **kwargs: Any,
@@ -99,7 +117,8 @@ class Sports1M(ClipDataset):
         if labels_file is not None:
             fields += ["label", "label_underscored"]
         try:
-            check_template(path_template, fields)
+            if path_template is not None:
+                check_template(path_template, fields)
         except ValueError as exc:
             if labels_file is None and "label" in str(exc):
                 raise ValueError(
@@ -120,9 +139,11 @@ class Sports1M(ClipDataset):
                 if not parts:
                     continue
                 if len(parts) != 2:
-                    raise ValueError(
+                    raise AnnotationError(
                         f"Parameter `partition` ({partition!r}) line {lineno} should be "
-                        f"'URL label,label,...'. Found {line.strip()!r}."
+                        f"'URL label,label,...'. Found {line.strip()!r}; fix or drop the line.",
+                        os.fspath(partition),
+                        lineno,
                     )
                 vid = youtube_id(parts[0])
                 if vid in seen:  # a URL listed twice keeps its first line
@@ -131,30 +152,23 @@ class Sports1M(ClipDataset):
                 try:
                     labels = [int(x) for x in parts[1].split(",") if x]
                 except ValueError:
-                    raise ValueError(
+                    raise AnnotationError(
                         f"Parameter `partition` ({partition!r}) line {lineno} should be "
-                        f"'URL label,label,...' with int labels. Found {line.strip()!r}."
+                        f"'URL label,label,...' with int labels. Found {line.strip()!r}; fix or "
+                        "drop the line.",
+                        os.fspath(partition),
+                        lineno,
                     ) from None
                 bad = [x for x in labels if not 0 <= x < num_classes]
                 if bad or not labels:
-                    raise ValueError(
+                    raise AnnotationError(
                         f"Parameter `partition` ({partition!r}) line {lineno} has label "
-                        f"indices {labels}; they should be in [0, {num_classes})."
+                        f"indices {labels}; they should be in [0, {num_classes}). Use the "
+                        "release's partition file, or fix or drop the line.",
+                        os.fspath(partition),
+                        lineno,
                     )
                 entries.append((vid, labels))
-
-        def local(vid: str, labels: list[int]) -> str:
-            name = classes[labels[0]] if classes is not None else ""
-            return os.path.join(
-                self.root,
-                path_template.format(
-                    youtube_id=vid,
-                    split=split,
-                    label_index=labels[0],
-                    label=name,
-                    label_underscored=name.replace(" ", "_"),
-                ),
-            )
 
         if classes is not None:
             beyond = [x for _, labels in entries for x in labels if x >= len(classes)]
@@ -163,7 +177,34 @@ class Sports1M(ClipDataset):
                     f"Parameter `labels_file` ({labels_file!r}) names {len(classes)} classes; "
                     f"`partition` uses label {max(beyond)}. Pass the release's labels.txt."
                 )
-        paths = [local(vid, labels) for vid, labels in entries]
+
+        def row_fields(vid: str, labels: list[int]) -> dict[str, Any]:
+            name = classes[labels[0]] if classes is not None else ""
+            return {
+                "youtube_id": vid,
+                "split": split,
+                "label_index": labels[0],
+                "label": name,
+                "label_underscored": name.replace(" ", "_"),
+            }
+
+        rows_fields = [row_fields(vid, labels) for vid, labels in entries]
+        found = looked_up = 0
+        if path_template is None:
+            named = ("{label}", "{label_underscored}")  # class-name folders need labels_file
+            candidates = [
+                t
+                for t in SPORTS1M_PATH_TEMPLATES
+                if classes is not None or not any(n in t for n in named)
+            ]
+            path_template, found, looked_up = detect_template(self.root, candidates, rows_fields)
+        #: The video path template in use (given, or detected).
+        self.path_template = path_template
+        #: One line saying where the videos are, e.g. for a training log.
+        self.layout = f"videos: {describe_template(path_template)}" + (
+            f" (found {found} of the first {looked_up})" if looked_up else ""
+        )
+        paths = [os.path.join(self.root, path_template.format(**f)) for f in rows_fields]
         if only_local:
             keep = existing(paths, progress, "Sports-1M: checking local files")
             entries = [entries[i] for i in keep]
@@ -189,7 +230,7 @@ class Sports1M(ClipDataset):
         partition: str | os.PathLike[str],
         split: Literal["train", "test"] = "train",
         labels_file: str | os.PathLike[str] | None = None,
-        path_template: str = "{youtube_id}.mp4",
+        path_template: str | None = None,
         num_classes: int = SPORTS1M_NUM_CLASSES,
         sample: int = 64,
     ) -> None:
@@ -204,7 +245,9 @@ class Sports1M(ClipDataset):
                 of ``sample`` listed videos is found; the message names the path, the
                 expected layout and the layout found.
         """
-        layout = f"<root>/{path_template}, list {os.fspath(partition)!r}"
+        layout = (
+            f"<root>/{path_template or SPORTS1M_PATH_TEMPLATES[0]}, list {os.fspath(partition)!r}"
+        )
         check_root(root, layout)
         try:
             dataset = cls(
@@ -218,6 +261,7 @@ class Sports1M(ClipDataset):
             )
         except FileNotFoundError as exc:
             raise ValueError(f"{exc} Expected layout: {layout}.") from None
+        layout = f"<root>/{dataset.path_template}, list {os.fspath(partition)!r}"
         try:
             dataset.check_media(layout, sample)
         except ValueError as exc:

@@ -3,14 +3,21 @@
 Expected layouts (relative to ``--data-root``; the config keys name the files):
 
 - ``kinetics``: ``annotations/train.csv``, ``annotations/validate.csv``; videos
-  ``<split>/<label>/<youtube_id>_<start:06d>_<end:06d>.mp4``; with the ``flow`` modality
-  (Table 4) also ``flow/<split>/<label>/<youtube_id>_<start:06d>_<end:06d>.npy`` (precomputed
-  ``(N, 2, H, W)`` float16 flow, ``benchmarks.data.save_flow``).
+  ``<split>/<label>/<youtube_id>_<start:06d>_<end:06d>.mp4``, label folders with spaces or
+  underscores, or ``<split>/<youtube_id>_<start:06d>_<end:06d>.mp4`` (found by looking up
+  the first files); with the ``flow`` modality (Table 4) also ``flow/`` + the video path
+  with ``.npy`` (precomputed ``(N, 2, H, W)`` float16 flow, ``benchmarks.data.save_flow``).
 - ``sports1m``: ``train_partition.txt``, ``test_partition.txt`` (``labels.txt``
-  optional); videos ``<media_dir>/<youtube_id>.mp4``.
+  optional); videos ``<media_dir>/<youtube_id>.mp4`` or in class folders.
 - ``audioset`` / ``mini_audioset``: ``class_labels_indices.csv``, a train segment CSV,
   ``eval_segments.csv``; segments ``<media_dir>/<ytid>.mp4``.
-- ``epic``: ``EPIC_train_action_labels.csv``; videos ``<participant>/<video_id>.MP4``.
+- ``epic``: ``EPIC_train_action_labels.csv``; videos ``<participant>/<video_id>.MP4``,
+  ``<participant>/videos/<video_id>.MP4`` or ``videos/train/<participant>/<video_id>.MP4``.
+
+``data.path_template`` names any other layout. The layout in use is printed in one line
+(rank 0); so are the media missing at start-up (more than ``data.max_missing`` of a split is
+a :class:`DataError` naming the template and the first missing paths), zero-byte files, and
+(:func:`print_skipped`, at the end of a run) every sample skipped while loading.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -26,16 +34,20 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 import blendopt
 from benchmarks.data import (
+    AnnotationError,
     AudioSet,
     ClipDataset,
     ClipSpec,
     EpicKitchens55,
     Kinetics,
+    SkipReport,
     Sports1M,
+    UnknownLabelsWarning,
     collate_clips,
     mini_audioset,
     uniform_sample,
 )
+from benchmarks.data._layout import count_missing, missing_allowed
 from benchmarks.train._config import ConfigError, TrainConfig
 
 __all__ = [
@@ -47,19 +59,23 @@ __all__ = [
     "StatefulSampler",
     "build_data",
     "make_loader",
+    "print_skipped",
     "worker_count",
 ]
 
 LAYOUTS = {
     "kinetics": "annotations/train.csv and annotations/validate.csv (label,youtube_id,"
-    "time_start,time_end[,split]); videos <split>/<label>/<youtube_id>_<start:06d>_<end:06d>.mp4",
+    "time_start,time_end[,split]); videos <split>/<label>/<youtube_id>_<start:06d>_<end:06d>.mp4"
+    " (label folders with spaces or underscores, or none: <split>/<youtube_id>_...mp4)",
     "sports1m": "train_partition.txt and test_partition.txt ('URL label,label'), optional "
-    "labels.txt; videos <media_dir>/<youtube_id>.mp4",
+    "labels.txt; videos <media_dir>/<youtube_id>.mp4 (or <label>/, <label_index>/ folders)",
     "audioset": "class_labels_indices.csv, a segment CSV for train and eval_segments.csv "
     '(YTID, start_seconds, end_seconds, "labels"); segments <media_dir>/<ytid>.mp4',
     "epic": "EPIC_train_action_labels.csv (EPIC-55 columns); videos "
-    "<participant_id>/<video_id>.MP4",
+    "<participant_id>/<video_id>.MP4 (or <participant_id>/videos/, videos/train/<participant_id>/)",
 }
+#: How many paths a console line or an error message shows.
+_SHOWN = 3
 LAYOUTS["mini_audioset"] = LAYOUTS["audioset"]
 #: Extra files of the ``flow`` modality (Table 4), Kinetics only.
 FLOW_LAYOUT = (
@@ -70,6 +86,21 @@ FLOW_LAYOUT = (
 
 class DataError(ValueError):
     """The data root does not match the config (missing files, no media found)."""
+
+
+def _is_main() -> bool:
+    """Rank 0 (or a single process) prints; torchrun sets ``RANK``."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _say(line: str) -> None:
+    if _is_main():
+        print(line, flush=True)
+
+
+def _first(paths: list[str]) -> str:
+    more = f" (+{len(paths) - _SHOWN} more)" if len(paths) > _SHOWN else ""
+    return ", ".join(repr(p) for p in paths[:_SHOWN]) + more
 
 
 def worker_count(configured: int, local_world_size: int = 1) -> int:
@@ -139,12 +170,36 @@ def _videos(n: int | str) -> int | str | None:
 
 def _load_splits(cfg: TrainConfig, root: str) -> tuple[ClipDataset, ClipDataset, list[str]]:
     d = cfg.data
-    kind = d.dataset
     spec = _spec(cfg)
     mods = tuple(d.modalities)
     media = os.path.join(root, d.media_dir) if d.media_dir else root
-    common = {"spec": spec, "modalities": mods}
+    common: dict[str, Any] = {"spec": spec, "modalities": mods}
+    if d.path_template:
+        common["path_template"] = d.path_template
     notes: list[str] = []
+    try:
+        with warnings.catch_warnings():  # unknown AudioSet labels: printed below instead
+            warnings.simplefilter("ignore", UnknownLabelsWarning)
+            train, test = _make_splits(cfg, root, media, common, notes)
+    except AnnotationError as exc:
+        raise DataError(str(exc)) from None
+    except ValueError as exc:
+        if d.path_template and str(exc).startswith("Parameter `path_template`"):
+            raise ConfigError(f"Config key `data.path_template`: {exc}") from None
+        raise
+    for ds in (train, test):
+        note = getattr(ds, "unknown_labels_note", "")
+        if note:
+            _say(f"unknown label ids: {note}; those labels are ignored (data.max_unknown_labels)")
+    return train, test, notes
+
+
+def _make_splits(
+    cfg: TrainConfig, root: str, media: str, common: dict[str, Any], notes: list[str]
+) -> tuple[ClipDataset, ClipDataset]:
+    d = cfg.data
+    kind = d.dataset
+    mods = tuple(d.modalities)
     if kind == "kinetics":
         tr = _file(root, d.train_annotations, "train_annotations", kind, mods)
         te = _file(root, d.test_annotations, "test_annotations", kind, mods)
@@ -184,6 +239,7 @@ def _load_splits(cfg: TrainConfig, root: str) -> tuple[ClipDataset, ClipDataset,
         tr = _file(root, d.train_annotations, "train_annotations", kind)
         te = _file(root, d.test_annotations, "test_annotations", kind)
         labels = _file(root, d.class_labels, "class_labels", kind)
+        common = {**common, "max_unknown_labels": d.max_unknown_labels}
         train = AudioSet(media, tr, labels, only_local=d.only_local, mode="train", **common)
         if kind == "mini_audioset":  # Algorithm 4 (appendix E) on the training segments
             if not train.records:
@@ -213,15 +269,23 @@ def _load_splits(cfg: TrainConfig, root: str) -> tuple[ClipDataset, ClipDataset,
             media, tr, split="train", target=d.epic_target, mode="train", **common
         )
         test = EpicKitchens55(media, tr, split="val", target=d.epic_target, mode="test", **common)
-    return train, test, notes
+    return train, test
 
 
 def _layout(kind: str, modalities: tuple[str, ...]) -> str:
     return LAYOUTS[kind] + (f"; {FLOW_LAYOUT}" if "flow" in modalities else "")
 
 
-def _check_media(ds: ClipDataset, root: str, kind: str, split: str) -> None:
+def _check_media(
+    ds: ClipDataset, root: str, kind: str, split: str, max_missing: float = 1.0
+) -> None:
+    """Check the split's media at start-up: some exist, at most ``max_missing`` are missing.
+
+    Prints (rank 0) the layout in use, the missing files and the zero-byte files.
+    """
     layout = _layout(kind, ds.modalities)
+    template = getattr(ds, "path_template", None)
+    tried = f" Template tried: <root>/{template}." if template else ""
     if not ds.records:
         raise DataError(
             f"The {split} split of {kind!r} under {root!r} is empty. Expected layout: {layout}."
@@ -235,8 +299,63 @@ def _check_media(ds: ClipDataset, root: str, kind: str, split: str) -> None:
             raise DataError(
                 f"The data root {root!r} does not match the config: none of the first "
                 f"{len(sample)} {split} {what} files exists (e.g. {paths[0]!r}). Expected "
-                f"layout for {kind!r}: {layout}."
+                f"layout for {kind!r}: {layout}.{tried} Set `data.path_template` for another "
+                "layout."
             )
+    if getattr(ds, "layout", ""):
+        _say(f"{split} {ds.layout}")
+    checks = [("media", [r.path for r in ds.records], max_missing)]
+    if "flow" in ds.modalities:
+        checks.append(("optical-flow", [r.flow_path or "" for r in ds.records], 1.0))
+    for what, paths, limit in checks:
+        missing, empty = count_missing(paths)
+        n = len(paths)
+        if len(missing) > missing_allowed(n, limit):
+            raise DataError(
+                f"{len(missing)} of {n} {split} {what} files ({len(missing) / n:.0%}) are "
+                f"missing under {root!r}, more than `data.max_missing` = {limit} allows.{tried} "
+                f"First missing: {_first(missing)}. Fix the data root, set "
+                "`data.path_template` to where the files are, or finish the download (or set "
+                "`data.only_local = true`, or raise `data.max_missing`, to train on the files "
+                "that are there)."
+            )
+        if missing:
+            _say(
+                f"{split} {what}: {len(missing)} of {n} files missing ({len(missing) / n:.1%}; "
+                f"skipped when loaded, limit data.max_missing = {limit}): {_first(missing)}"
+            )
+        if empty:
+            _say(
+                f"{split} {what}: {len(empty)} of {n} files are empty (0 bytes; skipped when "
+                f"loaded): {_first(empty)}"
+            )
+
+
+def print_skipped(reports: Mapping[str, SkipReport]) -> None:
+    """Print (rank 0) the samples skipped while loading: a count per reason and the first files.
+
+    Args:
+        reports: what was loaded (``"train"``, ``"test"``, ...) → its :class:`SkipReport`.
+    """
+    for what, report in reports.items():
+        if not report.count:
+            continue
+        files: dict[str, list[str]] = {}
+        for s in report.skipped:
+            reason = s.reason.split(":")[0]
+            if s.path not in files.setdefault(reason, []):
+                files[reason].append(s.path)
+        _say(
+            f"skipped media ({what}): {report.count} samples from {_files(report.files())} "
+            f"({report.samples} samples loaded)"
+        )
+        counts = report.by_reason()
+        for reason, paths in sorted(files.items()):
+            _say(f"  {reason}: {counts.get(reason, 0)} samples, {_files(paths)}: {_first(paths)}")
+
+
+def _files(paths: list[str]) -> str:
+    return f"{len(paths)} file{'' if len(paths) == 1 else 's'}"
 
 
 def _num_classes(cfg: TrainConfig, train: ClipDataset, test: ClipDataset) -> int:
@@ -266,10 +385,16 @@ def _limit(ds: ClipDataset, limit: int, seed: int) -> ClipDataset:
 def build_data(cfg: TrainConfig, root: str | os.PathLike[str]) -> RunData:
     """Build T, V, T' and the test split of ``cfg`` on ``root``, checking the layout first.
 
+    The media layout is looked up unless ``data.path_template`` names it; rank 0 prints the
+    layout in use, the missing and empty media files, and unknown AudioSet label ids.
+
     Raises:
-        DataError: a file the config names is missing, or no media file is where the layout
-            says (the message names the path and the expected layout).
-        ConfigError: a key the dataset needs is empty or out of range.
+        DataError: a file the config names is missing, no media file is where the layout
+            says, more than ``data.max_missing`` of a split's media are missing (the message
+            names the template and the first missing paths), or an annotation file does
+            not read cleanly (file, line and fix).
+        ConfigError: a key the dataset needs is empty or out of range, or
+            ``data.path_template`` names a field the loader does not fill.
     """
     root = os.fspath(root)
     if not os.path.isdir(root):
@@ -282,8 +407,8 @@ def build_data(cfg: TrainConfig, root: str | os.PathLike[str]) -> RunData:
         train_full, test = (
             _limit(ds, cfg.data.limit_videos, cfg.train.seed) for ds in (train_full, test)
         )
-    _check_media(train_full, root, cfg.data.dataset, "train")
-    _check_media(test, root, cfg.data.dataset, "test")
+    _check_media(train_full, root, cfg.data.dataset, "train", cfg.data.max_missing)
+    _check_media(test, root, cfg.data.dataset, "test", cfg.data.max_missing)
     n = len(train_full.records)
     if n < 4:
         raise DataError(f"The train split has {n} videos under {root!r}; G-Blend needs >= 4.")

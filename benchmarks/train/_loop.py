@@ -29,7 +29,14 @@ import blendopt
 from benchmarks.data import SkipReport
 from benchmarks.train._checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from benchmarks.train._config import ConfigError, TrainConfig, config_diff
-from benchmarks.train._data import DataError, RunData, build_data, make_loader, worker_count
+from benchmarks.train._data import (
+    DataError,
+    RunData,
+    build_data,
+    make_loader,
+    print_skipped,
+    worker_count,
+)
 from benchmarks.train._distributed import DistInfo, agree_all, all_gather, setup_distributed
 from benchmarks.train._evaluate import ENSEMBLE, evaluate_videos, primary_metric
 from benchmarks.train._model import FUSED, blend_setup, build_model
@@ -477,6 +484,7 @@ def run_training(
         model, data.holdout, runner.forward, weights, skips=SkipReport(), **eval_args
     )
     eval_seconds = time.perf_counter() - t0
+    print_skipped({"train": train_skips, "estimate": est_skips, "test": test_skips})
     if writer is not None:
         writer.close()
     report = _report_dict(

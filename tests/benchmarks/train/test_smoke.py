@@ -166,7 +166,9 @@ def test_empty_batches_are_skipped_and_counted(roots: Roots, tmp_path: Path) -> 
     G-Blend estimate's loaders; training goes on."""
     root = _partial_kinetics(roots, tmp_path / "kinetics", keep_every=2)
     out = tmp_path / "run"
-    assert _run_on(root, out, "--set", "train.epochs=3", "--set", "data.holdout=0.4") == 0
+    # half the media missing: above the data.max_missing start-up limit, allowed here
+    extra = ("--set", "train.epochs=3", "--set", "data.holdout=0.4", "--set", "data.max_missing=1")
+    assert _run_on(root, out, *extra) == 0
     records = [json.loads(line) for line in (out / "epochs.jsonl").read_text().splitlines()]
     assert sum(r["empty_batches"] for r in records) > 0
     steps = [b["step"] - a["step"] for a, b in itertools.pairwise([{"step": 0}, *records])]
@@ -182,7 +184,7 @@ def test_an_unreadable_holdout_is_a_clear_error(
 ) -> None:
     root = _partial_kinetics(roots, tmp_path / "kinetics", keep_every=3)
     with pytest.raises(SystemExit) as exc:
-        _run_on(root, tmp_path / "run")
+        _run_on(root, tmp_path / "run", "--set", "data.max_missing=1")  # 2 of 3 missing
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "Every video of the holdout V or the train probe T' was unreadable" in err
