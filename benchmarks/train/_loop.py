@@ -85,7 +85,7 @@ class _FiniteWatch:
     def __init__(self, heads: Sequence[str], device: torch.device, info: DistInfo) -> None:
         k, f64 = len(heads), torch.float64
         self.heads, self.info = list(heads), info
-        self.every_step = device.type == "cpu"
+        self.every_step = checks_every_step(device)
         self.first_bad = torch.full((k,), -1, dtype=torch.int64, device=device)
         self.bad_value = torch.zeros(k, dtype=f64, device=device)
         self.last_loss = torch.full((k,), math.nan, dtype=f64, device=device)
@@ -123,6 +123,12 @@ class _FiniteWatch:
             "recent": [(s, v.tolist()) for s, v in self.recent],
             "where": self.where,
         }
+
+
+def checks_every_step(device: torch.device) -> bool:
+    """Whether the loop checks the losses at every step: on the CPU, where reading them back
+    costs nothing; an accelerator would synchronize every step."""
+    return device.type == "cpu"
 
 
 def _number(x: float) -> float | str:
@@ -589,7 +595,7 @@ def run_training(
                 try:
                     blender.backward(losses)
                     blender.step()
-                except FloatingPointError:  # the blender's own check, on an accelerator
+                except (FloatingPointError, ValueError):  # the blender's own finite check
                     if watch.ok():
                         raise
                     raise _diverged(watch, out, last_checkpoint, cfg, records) from None

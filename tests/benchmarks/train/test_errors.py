@@ -109,6 +109,25 @@ def test_a_diverging_run_exits_1_and_keeps_a_report(
     assert (out / "config.json").is_file()
 
 
+def test_on_an_accelerator_divergence_is_caught_before_any_checkpoint(
+    roots: Roots, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    """Without a check per step (as on CUDA), the blender's own check or the one before each
+    checkpoint stops the run; a diverged model is never saved."""
+    from benchmarks.train import _loop
+
+    monkeypatch.setattr(_loop, "checks_every_step", lambda device: False)
+    out = tmp_path / "run"
+    sets = ("--set", "optim.lr=1e12", "--set", "train.checkpoint_every_steps=1")
+    assert run(roots, "kinetics_rgb_audio.toml", out, *sets) == 1
+    line = _one_line(capsys.readouterr().err)
+    record = json.loads((out / "divergence.json").read_text())
+    assert f"at step {record['step']} " in line
+    assert record["checkpoint"]["step"] == record["step"] - 1
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
 @pytest.mark.slow
 def test_a_truncated_checkpoint_falls_back_to_the_previous_one(
     roots: Roots, tmp_path: Path, capsys: pytest.CaptureFixture[str]
