@@ -152,8 +152,8 @@ def _divergence_record(
     epoch, batch = views[0]["where"]
     return {
         "step": step,
-        "epoch": epoch,
-        "batch_at_detection": batch,
+        "detected_in_epoch": epoch,  # that of the step on the CPU, which checks every step
+        "detected_at_batch": batch,
         "epochs_completed": epochs,
         "heads": {h: str(bad[h][1]) for h in first},
         "other_heads_later": {
@@ -194,8 +194,8 @@ def _diverged(
         else "no checkpoint was written before it"
     )
     message = (
-        f"the loss of head {heads} is not finite at step {record['step']} (epoch "
-        f"{record['epoch']}); last finite losses: {last or 'none'}; {kept}; wrote "
+        f"the loss of head {heads} is not finite at step {record['step']} (detected in epoch "
+        f"{record['detected_in_epoch']}); last finite losses: {last or 'none'}; {kept}; wrote "
         f"{out / DIVERGENCE} and {out / 'report.md'}. Lower optim.lr (now "
         f"{cfg.optim.lr:g}) and start a new run with another --out."
     )

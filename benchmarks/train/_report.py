@@ -98,7 +98,7 @@ def divergence_markdown(
         "",
         f"Method `{record['method']}`, optimizer `{record['optim']['name']}` at lr "
         f"{record['optim']['lr']:g}. The loss of head {heads} stopped being finite at "
-        f"optimizer step {record['step']} (epoch {record['epoch']}), after "
+        f"optimizer step {record['step']} (detected in epoch {record['detected_in_epoch']}), after "
         f"{record['epochs_completed']} complete epochs. Training stopped there; no checkpoint "
         "was written after it. `divergence.json` holds the numbers below.",
         "",
