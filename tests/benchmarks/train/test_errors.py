@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,28 @@ def test_broken_csv_rows_are_one_line_naming_the_file(
     assert "train.csv" in line
     with pytest.raises(ValueError, match=r"train\.csv"):  # --debug: the traceback
         _run_on(root, tmp_path / "run", "--debug")
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        'zz000000099, 30.000, 40.000, "/m/09x0r", extra\n',  # 5 fields
+        'zz000000099, thirty, 40.000, "/m/09x0r"\n',  # a non-numeric start
+    ],
+)
+def test_broken_audioset_rows_are_one_line_naming_the_file(
+    roots: Roots, tmp_path: Path, capsys: pytest.CaptureFixture[str], row: str
+) -> None:
+    root = tmp_path / "audioset"
+    shutil.copytree(roots.audioset, root)
+    segments = root / "unbalanced_train_segments.csv"
+    segments.write_text(segments.read_text() + row)
+    with pytest.raises(SystemExit) as exc:
+        _run_on(root, tmp_path / "run", config="mini_audioset_rgb_audio.toml")
+    assert exc.value.code == 2
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith("python -m benchmarks train: error: ")
+    assert "unbalanced_train_segments.csv" in line
 
 
 def test_config_errors_are_one_line_and_only_rank_0_prints(
