@@ -1,4 +1,8 @@
-"""``python -m benchmarks``: the main job (the embedded benchmark). See ``--help``."""
+"""``python -m benchmarks``: the main job (the embedded benchmark). See ``--help``.
+
+A bad argument or a path that cannot be written is one line on stderr and exit 2
+(``--debug``: the traceback); see :mod:`benchmarks._errors`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks._errors import USER_ERRORS, fail
 from benchmarks.runner import METHODS, OPTIMIZERS, SETUPS, method_choices
 from benchmarks.runner._job import plan_job, run_job
 
@@ -64,7 +69,32 @@ def embedded_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="also write the documentation page (docs/benchmark.md) from this run",
     )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an input or file error (default: one line)",
+    )
     return parser
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Refuse, before any run, output paths that cannot be written."""
+    if args.out.exists() and not args.out.is_dir():
+        raise NotADirectoryError(
+            f"--out {str(args.out)!r} is a file, not a folder; give a folder for the run "
+            "(it is created if missing)."
+        )
+    if args.docs is not None:
+        if args.docs.is_dir():
+            raise IsADirectoryError(
+                f"--docs {str(args.docs)!r} is a folder; give the page's file, e.g. "
+                "docs/benchmark.md."
+            )
+        if not args.docs.parent.is_dir():
+            raise FileNotFoundError(
+                f"--docs {str(args.docs)!r}: the folder {str(args.docs.parent)!r} does not "
+                "exist; create it or give another path."
+            )
 
 
 def _check_methods(parser: argparse.ArgumentParser, names: Sequence[str] | None) -> None:
@@ -96,7 +126,13 @@ def embedded_main(argv: Sequence[str]) -> int:
         plan_job(args.datasets, args.methods)  # single:<m> with a modality no dataset has
     except ValueError as error:
         parser.error(str(error))
-    run_job(args, argv=list(argv))
+    try:
+        _check_paths(args)
+        run_job(args, argv=list(argv))
+    except USER_ERRORS as error:
+        if args.debug:
+            raise
+        fail(parser.prog, error)
     return 0
 
 

@@ -16,7 +16,7 @@ from benchmarks.runner._baselines import (
     ogm_ge_coefficients,
 )
 from benchmarks.runner._batches import TensorBatches
-from benchmarks.runner._job import load_run, render_report, run_job, write_run_folder
+from benchmarks.runner._job import render_report, run_job, write_run_folder
 from benchmarks.runner._methods import (
     METHODS,
     OPTIMIZERS,
@@ -32,6 +32,7 @@ from benchmarks.runner._methods import (
     select_methods,
 )
 from benchmarks.runner._report import LEGEND, cost_ratios, markdown_table, verdicts
+from benchmarks.runner._run_folder import load_run
 from benchmarks.runner._setups import SETUPS, DatasetSetup
 from benchmarks.runner._train import (
     HOLDOUT,

@@ -356,9 +356,3 @@ def write_run_folder(
     path = folder / "embedded_benchmark.md"
     path.write_text(render_report(results, meta, listing))
     return path
-
-
-def load_run(path: Path) -> tuple[list[RunResult], dict[str, Any]]:
-    """Read back a run folder's ``embedded_benchmark.json``."""
-    raw = json.loads(Path(path).read_text())
-    return [RunResult(**r) for r in raw["runs"]], raw["meta"]

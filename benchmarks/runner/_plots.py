@@ -29,6 +29,13 @@ def _pyplot() -> Any:
     return plt
 
 
+def _whole_epochs(ax: Any) -> None:
+    """Ticks at whole epochs only (1, 2, 3, not 1.2, 1.4 ...)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def plot_weights(
     epochs: Sequence[Mapping[str, Any]], path: Path, *, title: str = "G-Blend weights"
 ) -> Path:
@@ -40,6 +47,7 @@ def plot_weights(
     for head in heads:
         ax.step(x, [r["weights"][head] for r in epochs], where="post", label=head)
     ax.set(xlabel="epoch", ylabel="weight", title=title, ylim=(-0.02, 1.02))
+    _whole_epochs(ax)
     ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3)
     return _save(fig, plt, path)
@@ -60,6 +68,7 @@ def plot_curves(
     left.set(xlabel="epoch", ylabel="train loss", title=f"{title}: train")
     right.set(xlabel="epoch", ylabel=f"holdout {metric}", title=f"{title}: holdout V")
     for ax in (left, right):
+        _whole_epochs(ax)
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize="small")
     return _save(fig, plt, path)

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.runner._job import load_run
 from benchmarks.runner._report import LEGEND, markdown_table, methods_legend, verdicts
+from benchmarks.runner._run_folder import load_run
 from benchmarks.runner._train import RunResult
 
 SETUP = """\

@@ -6,7 +6,7 @@ CUDA, per-epoch JSONL logs, evaluation as in the paper and a run folder with rep
 plots. See docs/training.md.
 """
 
-from benchmarks.train._checkpoint import load_checkpoint, save_checkpoint
+from benchmarks.train._checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from benchmarks.train._cli import main
 from benchmarks.train._config import (
     DATASETS,
@@ -20,7 +20,7 @@ from benchmarks.train._config import (
 )
 from benchmarks.train._data import LAYOUTS, DataError, RunData, build_data, worker_count
 from benchmarks.train._evaluate import evaluate_videos
-from benchmarks.train._loop import StopRequestedError, run_training
+from benchmarks.train._loop import DivergedError, StopRequestedError, run_training
 from benchmarks.train._model import BlendSetup, TinyEncoder, blend_setup, build_model
 from benchmarks.train._views import VideoViews, decode_clips_once
 
@@ -31,8 +31,10 @@ __all__ = [
     "SCHEMA",
     "SMOKE",
     "BlendSetup",
+    "CheckpointError",
     "ConfigError",
     "DataError",
+    "DivergedError",
     "RunData",
     "StopRequestedError",
     "TinyEncoder",

@@ -1,16 +1,20 @@
-"""``python -m benchmarks train CONFIG --data-root DIR --out RUN_DIR [...]``."""
+"""``python -m benchmarks train CONFIG --data-root DIR --out RUN_DIR [...]``.
+
+Exit codes: 0 done; 1 the run diverged (the run folder keeps ``divergence.json``, a report
+and its last good checkpoint); 2 a user-input or data error, printed as one line with the fix
+(``--debug``: the traceback); 3 ``--stop-after-steps`` reached. See docs/training.md.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import torch
 
-from benchmarks.train._config import ConfigError, load_config
-from benchmarks.train._data import DataError
-from benchmarks.train._loop import StopRequestedError, run_training
+from benchmarks._errors import USER_ERRORS, fail, is_main_rank
+from benchmarks.train._config import load_config
+from benchmarks.train._loop import DivergedError, StopRequestedError, run_training
 
 __all__ = ["main"]
 
@@ -41,13 +45,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     p.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of a config, data or checkpoint error (default: one line)",
+    )
+    p.add_argument(
         "--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS
     )  # debugging: simulate a run killed after N steps
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse, validate, train; config and data-root problems are argparse errors."""
+    """Parse, validate, train; return the exit code (see the module's docstring).
+
+    Raises:
+        SystemExit: 2 on a bad argument or a user-input or data error (one line on stderr).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.threads is not None:
@@ -65,12 +78,22 @@ def main(argv: list[str] | None = None) -> int:
             stop_after_steps=args.stop_after_steps,
             progress=not args.no_progress,
         )
-    except (ConfigError, DataError) as exc:
-        parser.error(str(exc))
     except StopRequestedError as exc:
+        if args.debug:
+            raise
         print(exc, file=sys.stderr)
         return 3
-    if os.environ.get("RANK", "0") != "0":
+    except DivergedError as exc:
+        if args.debug:
+            raise
+        if is_main_rank():
+            print(f"{parser.prog}: diverged: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except USER_ERRORS as exc:
+        if args.debug:
+            raise
+        fail(parser.prog, exc)
+    if not is_main_rank():
         return 0
     head = report["predictors"]["method_head"]
     key = report["primary_metric"]

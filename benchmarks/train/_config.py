@@ -30,6 +30,7 @@ __all__ = [
     "TrainConfig",
     "config_diff",
     "load_config",
+    "run_identity",
 ]
 
 DATASETS = ("kinetics", "sports1m", "audioset", "mini_audioset", "epic")
@@ -172,14 +173,23 @@ class TrainConfig:
     Args:
         raw: the nested tables, as read from TOML.
         source: where it came from (for messages).
+        declared_method: the ``method.name`` the config file itself states, before ``--set``
+            (default: the resolved one); the report's title follows the method run.
 
     Raises:
         ConfigError: unknown table or key, missing required key, wrong type or bad value.
     """
 
-    def __init__(self, raw: Mapping[str, Any], source: str = "<config>") -> None:
+    def __init__(
+        self,
+        raw: Mapping[str, Any],
+        source: str = "<config>",
+        *,
+        declared_method: str | None = None,
+    ) -> None:
         self.source = source
         self._values = _validate(raw, source)
+        self.declared_method = declared_method or self._values["method"]["name"]
 
     def __getattr__(self, table: str) -> Any:
         values = self.__dict__.get("_values", {})
@@ -423,13 +433,42 @@ def load_config(
         raise ConfigError(f"Config file not found: {path!r}.") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"Config file {path!r} is not valid TOML: {exc}.") from None
+    declared = raw.get("method", {}).get("name") if isinstance(raw.get("method"), dict) else None
     if smoke:
         for dotted, value in SMOKE.items():
             _apply(raw, dotted, copy.deepcopy(value), "smoke scale")
     for text in overrides:
         dotted, value = parse_override(text)
         _apply(raw, dotted, value, f"--set {text}")
-    return TrainConfig(raw, source=path)
+    return TrainConfig(
+        raw, source=path, declared_method=declared if isinstance(declared, str) else None
+    )
+
+
+def run_identity(cfg: TrainConfig) -> dict[str, Any]:
+    """What the report calls the run: its name, the paper row it reproduces and the paper's
+    numbers, for the method actually run.
+
+    A config states one method and the paper row of that method. When ``--set method.name``
+    runs another (a baseline such as ``naive``), the name swaps in that method and the paper
+    row and numbers are left out (they belong to the config's method), with a note.
+
+    Returns:
+        ``{"name", "paper", "expected", "config_method", "config_paper"}``.
+    """
+    exp, method, declared = cfg.experiment, cfg.method.name, cfg.declared_method
+    same = {"name": exp.name, "paper": exp.paper, "expected": copy.deepcopy(exp.expected)}
+    if method == declared:
+        return {**same, "config_method": declared, "config_paper": exp.paper}
+    tag = method.replace(":", "_")
+    name = exp.name.replace(declared, tag) if declared in exp.name else f"{exp.name}_{tag}"
+    return {
+        "name": name,
+        "paper": "",
+        "expected": {},
+        "config_method": declared,
+        "config_paper": exp.paper,
+    }
 
 
 def config_diff(

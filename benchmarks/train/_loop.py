@@ -8,6 +8,13 @@ LR scheduler, every rank's random state and the position in the epoch; ``--resum
 from there and ends with the same numbers (bit-identical on CPU: data order and augmentation
 depend only on (seed, epoch, index)). After the last epoch: the test evaluation and the
 report (see :mod:`benchmarks.train._report`).
+
+The previous checkpoint is kept beside the newest (``checkpoint.prev.pt``); ``--resume``
+falls back to it, with a warning, when the newest does not load. A loss that stops being
+finite ends the run with :class:`DivergedError` before anything is written over: the run
+folder keeps its last good checkpoint, ``epochs.jsonl``, and ``divergence.json`` plus
+``report.md`` saying which head diverged at which step, the last finite losses and the
+checkpoint to start again from.
 """
 
 from __future__ import annotations
@@ -15,9 +22,12 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +37,14 @@ from torch import nn
 
 import blendopt
 from benchmarks.data import SkipReport
-from benchmarks.train._checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from benchmarks.train._config import ConfigError, TrainConfig, config_diff
+from benchmarks.train._checkpoint import (
+    load_latest,
+    previous_path,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from benchmarks.train._config import ConfigError, TrainConfig, config_diff, run_identity
 from benchmarks.train._data import (
     DataError,
     RunData,
@@ -40,17 +56,163 @@ from benchmarks.train._data import (
 from benchmarks.train._distributed import DistInfo, agree_all, all_gather, setup_distributed
 from benchmarks.train._evaluate import ENSEMBLE, evaluate_videos, primary_metric
 from benchmarks.train._model import FUSED, blend_setup, build_model
-from benchmarks.train._report import write_report
+from benchmarks.train._report import divergence_markdown, write_report
 
-__all__ = ["CHECKPOINT", "StopRequestedError", "run_training"]
+__all__ = ["CHECKPOINT", "DivergedError", "StopRequestedError", "run_training"]
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 EPOCHS = "epochs.jsonl"
+DIVERGENCE = "divergence.json"
+#: What a checkpoint of this loop holds (a file without these keys is not one).
+CHECKPOINT_KEYS = ("model", "blender", "scheduler", "epoch", "batch", "step", "records", "rng")
 
 
 class StopRequestedError(RuntimeError):
     """``--stop-after-steps`` was reached (a debug option that simulates a killed run)."""
+
+
+class DivergedError(RuntimeError):
+    """A training loss stopped being finite; ``record`` is what ``divergence.json`` holds."""
+
+    def __init__(self, message: str, record: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.record = record
+
+
+class _FiniteWatch:
+    """Watches the per-head training losses for divergence, on their device.
+
+    Per head: the first step whose loss is not finite (and that value), and the last finite
+    loss before it with its step; plus the last few steps' losses. Recording costs a few
+    device operations; on the CPU :meth:`record` also checks at once (free there), elsewhere
+    the loop calls :meth:`ok` before each checkpoint and at each epoch's end (one sync).
+    """
+
+    def __init__(self, heads: Sequence[str], device: torch.device, info: DistInfo) -> None:
+        k, f64 = len(heads), torch.float64
+        self.heads, self.info = list(heads), info
+        self.every_step = checks_every_step(device)
+        self.first_bad = torch.full((k,), -1, dtype=torch.int64, device=device)
+        self.bad_value = torch.zeros(k, dtype=f64, device=device)
+        self.last_loss = torch.full((k,), math.nan, dtype=f64, device=device)
+        self.last_step = torch.full((k,), -1, dtype=torch.int64, device=device)
+        self.recent: deque[tuple[int, torch.Tensor]] = deque(maxlen=5)
+        self.where: tuple[int, int] = (0, 0)  # (epoch, batch) of the latest step recorded
+
+    def record(self, step: int, epoch: int, batch: int, losses: Mapping[str, Any]) -> bool:
+        """Add the losses of optimizer step ``step`` (1-based); return False when, checked at
+        once (on the CPU), a loss of some rank is not finite."""
+        v = torch.stack([losses[h].detach().double() for h in self.heads])
+        finite = torch.isfinite(v)
+        clean = self.first_bad < 0
+        new_bad = ~finite & clean
+        self.first_bad = torch.where(new_bad, step, self.first_bad)
+        self.bad_value = torch.where(new_bad, v, self.bad_value)
+        good = finite & clean
+        self.last_loss = torch.where(good, v, self.last_loss)
+        self.last_step = torch.where(good, step, self.last_step)
+        self.recent.append((step, v))
+        self.where = (epoch, batch)
+        return self.ok() if self.every_step else True
+
+    def ok(self) -> bool:
+        """Whether every loss so far was finite on every rank (one sync)."""
+        return agree_all(self.info, bool((self.first_bad < 0).all()))
+
+    def summary(self) -> dict[str, Any]:
+        """This rank's view, as plain numbers (gathered from every rank on divergence)."""
+        first, bad = self.first_bad.tolist(), self.bad_value.tolist()
+        last, last_step = self.last_loss.tolist(), self.last_step.tolist()
+        return {
+            "bad": {h: (first[i], bad[i]) for i, h in enumerate(self.heads) if first[i] >= 0},
+            "last": {h: (last_step[i], last[i]) for i, h in enumerate(self.heads)},
+            "recent": [(s, v.tolist()) for s, v in self.recent],
+            "where": self.where,
+        }
+
+
+def checks_every_step(device: torch.device) -> bool:
+    """Whether the loop checks the losses at every step: on the CPU, where reading them back
+    costs nothing; an accelerator would synchronize every step."""
+    return device.type == "cpu"
+
+
+def _number(x: float) -> float | str:
+    """``x`` for JSON: non-finite values as strings ("nan", "inf")."""
+    return x if math.isfinite(x) else str(x)
+
+
+def _divergence_record(
+    watch: _FiniteWatch, last_checkpoint: dict[str, Any] | None, cfg: TrainConfig, epochs: int
+) -> dict[str, Any]:
+    """What ``divergence.json`` holds, merged over the ranks (the earliest bad step wins)."""
+    views = all_gather(watch.info, watch.summary())
+    bad: dict[str, tuple[int, float]] = {}
+    for view in views:
+        for h, (s, v) in view["bad"].items():
+            if h not in bad or s < bad[h][0]:
+                bad[h] = (s, v)
+    last = {h: (s, v) for h, (s, v) in views[0]["last"].items() if s >= 0}  # rank 0's losses
+    step = min((s for s, _ in bad.values()), default=-1)
+    first = [h for h, (s, _) in bad.items() if s == step]
+    epoch, batch = views[0]["where"]
+    return {
+        "step": step,
+        "detected_in_epoch": epoch,  # that of the step on the CPU, which checks every step
+        "detected_at_batch": batch,
+        "epochs_completed": epochs,
+        "heads": {h: str(bad[h][1]) for h in first},
+        "other_heads_later": {
+            h: {"step": s, "loss": str(v)} for h, (s, v) in bad.items() if h not in first
+        },
+        "last_finite_losses": {h: {"step": s, "loss": v} for h, (s, v) in last.items()},
+        "recent_losses": [
+            {"step": s, "losses": dict(zip(watch.heads, map(_number, v), strict=True))}
+            for s, v in views[0]["recent"]
+        ],
+        "checkpoint": last_checkpoint,
+        "optim": cfg.to_dict()["optim"],
+        "method": cfg.method.name,
+    }
+
+
+def _diverged(
+    watch: _FiniteWatch,
+    out: Path,
+    last_checkpoint: dict[str, Any] | None,
+    cfg: TrainConfig,
+    records: list[dict[str, Any]],
+) -> DivergedError:
+    """Write ``divergence.json`` and ``report.md`` (rank 0) and build the one-line error."""
+    record = _divergence_record(watch, last_checkpoint, cfg, len(records))
+    identity = run_identity(cfg)
+    if watch.info.is_main:
+        _atomic_write(out / DIVERGENCE, json.dumps(record, indent=1) + "\n")
+        _atomic_write(out / "report.md", divergence_markdown(identity["name"], record, records))
+    heads = ", ".join(f"{h!r} ({v})" for h, v in record["heads"].items()) or "?"
+    last = ", ".join(
+        f"{h} {x['loss']:.4g} (step {x['step']})" for h, x in record["last_finite_losses"].items()
+    )
+    kept = (
+        f"kept {out / last_checkpoint['file']} (step {last_checkpoint['step']}, "
+        f"{last_checkpoint['epochs_completed']} epochs complete)"
+        if last_checkpoint
+        else "no checkpoint was written before it"
+    )
+    message = (
+        f"the loss of head {heads} is not finite at step {record['step']} (detected in epoch "
+        f"{record['detected_in_epoch']}); last finite losses: {last or 'none'}; {kept}; wrote "
+        f"{out / DIVERGENCE} and {out / 'report.md'}. Lower optim.lr (now "
+        f"{cfg.optim.lr:g}) and start a new run with another --out."
+    )
+    return DivergedError(message, record)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 class NonEmpty:
@@ -152,7 +314,10 @@ def _channels_last(model: nn.Module) -> None:
 
 
 def _prepare_out(cfg: TrainConfig, out: Path, resume: bool, info: DistInfo) -> None:
-    ckpt, saved = out / CHECKPOINT, out / CONFIG
+    saved = out / CONFIG
+    ckpt = out / CHECKPOINT
+    if not ckpt.is_file() and previous_path(ckpt).is_file():
+        ckpt = previous_path(ckpt)  # only the previous one: --resume falls back to it
     if resume:
         if not ckpt.is_file() or not saved.is_file():
             raise ConfigError(
@@ -168,7 +333,7 @@ def _prepare_out(cfg: TrainConfig, out: Path, resume: bool, info: DistInfo) -> N
             )
     elif ckpt.is_file():
         raise ConfigError(
-            f"--out {out} already holds a run ({CHECKPOINT}); pass --resume to continue it or "
+            f"--out {out} already holds a run ({ckpt.name}); pass --resume to continue it or "
             "choose another folder."
         )
 
@@ -337,8 +502,19 @@ def run_training(
     epoch, batch_pos, step = 0, 0, 0
     records: list[dict[str, Any]] = []
     acc: dict[str, Any] = _fresh_accumulators(heads, dev)
+    last_checkpoint: dict[str, Any] | None = None
     if resume:
-        ckpt = load_checkpoint(out / CHECKPOINT)
+        ckpt, loaded, broken = load_latest(out / CHECKPOINT, CHECKPOINT_KEYS)
+        if broken is not None and info.is_main:
+            aside = out / "checkpoint.broken.pt"
+            with contextlib.suppress(OSError):  # keep it for a look, out of the rotation
+                os.replace(out / CHECKPOINT, aside)
+            print(
+                f"warning: {broken} Resuming from the previous checkpoint {loaded} instead; the "
+                f"broken file is now {aside.name}.",
+                file=sys.stderr,
+                flush=True,
+            )
         if ckpt["world"] != info.world:
             raise ConfigError(
                 f"--resume: the run in {out} was trained by {ckpt['world']} processes; resume it "
@@ -353,10 +529,15 @@ def run_training(
         for report, counts in zip((train_skips, est_skips, test_skips), ckpt["skips"], strict=True):
             _restore_skips(report, counts)
         set_rng_state(ckpt["rng"][info.rank])
-        if show:
-            print(f"resumed {out} at epoch {epoch}, batch {batch_pos} (step {step})", flush=True)
+        last_checkpoint = {"file": loaded.name, "epochs_completed": epoch, "step": step}
+        if info.is_main:
+            _say_resuming(out, loaded, epoch, batch_pos, step, steps_per_epoch, cfg.train.epochs)
+    watch = _FiniteWatch(heads, dev, info)
 
     def checkpoint() -> None:
+        nonlocal last_checkpoint
+        if not watch.ok():  # never write a diverged model over the last good checkpoint
+            raise _diverged(watch, out, last_checkpoint, cfg, records)
         states = all_gather(info, rng_state())
         if info.is_main:
             save_checkpoint(
@@ -377,7 +558,9 @@ def run_training(
                     "world": info.world,
                 },
                 out / CHECKPOINT,
+                keep_previous=True,
             )
+        last_checkpoint = {"file": CHECKPOINT, "epochs_completed": epoch, "step": step}
 
     writer = _tensorboard(cfg, out, info)
     every = cfg.train.checkpoint_every_steps
@@ -414,8 +597,15 @@ def run_training(
                     continue
                 blender.zero_grad(set_to_none=True)
                 losses = runner.loss_fn(trained, batch)
-                blender.backward(losses)
-                blender.step()
+                if not watch.record(step + 1, epoch + 1, batch_pos, losses):
+                    raise _diverged(watch, out, last_checkpoint, cfg, records)
+                try:
+                    blender.backward(losses)
+                    blender.step()
+                except (FloatingPointError, ValueError):  # the blender's own finite check
+                    if watch.ok():
+                        raise
+                    raise _diverged(watch, out, last_checkpoint, cfg, records) from None
                 scheduler.step()
                 step += 1
                 acc["clips"] += batch.size
@@ -441,6 +631,8 @@ def run_training(
             if runner.cuda:
                 torch.cuda.synchronize(dev)  # the epoch's time includes its queued GPU work
             acc["seconds"] += time.perf_counter() - epoch_start
+            if not watch.ok():
+                raise _diverged(watch, out, last_checkpoint, cfg, records)
             records.append(
                 _epoch_record(
                     epoch,
@@ -517,6 +709,24 @@ def run_training(
     if info.is_main:
         write_report(report, records, out)
     return report
+
+
+def _say_resuming(
+    out: Path, loaded: Path, epoch: int, batch: int, step: int, per_epoch: int, epochs: int
+) -> None:
+    """The ``--resume`` line: where the run continues, or that a finished run is re-evaluated."""
+    if epoch >= epochs:
+        print(
+            f"{out} finished all {epochs} epochs ({step} steps): --resume only re-evaluates it "
+            "on the test split and rewrites its report (no training).",
+            flush=True,
+        )
+        return
+    print(
+        f"resuming from epoch {epoch + 1}, step {step} ({loaded.name}: {epoch} of {epochs} "
+        f"epochs done, batch {batch} of {per_epoch} in this one)",
+        flush=True,
+    )
 
 
 def _checked(fn: Callable[[], Any], skips: SkipReport) -> Any:
@@ -619,9 +829,7 @@ def _epoch_record(
 
 
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    tmp.replace(path)
+    _atomic_write(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
 def _log_tensorboard(writer: Any, r: dict[str, Any]) -> None:
@@ -657,10 +865,13 @@ def _report_dict(
     seconds = sum(r["seconds"] for r in records)
     clips = sum(r["clips_per_second"] * r["seconds"] for r in records)
     wait = sum(r["data_wait_share"] * r["seconds"] for r in records)
+    identity = run_identity(cfg)
     return {
-        "name": cfg.experiment.name,
-        "paper": cfg.experiment.paper,
-        "expected": cfg.experiment.expected,
+        "name": identity["name"],
+        "paper": identity["paper"],
+        "expected": identity["expected"],
+        "config_method": identity["config_method"],
+        "config_paper": identity["config_paper"],
         "dataset": cfg.data.dataset,
         "modalities": list(cfg.data.modalities),
         "method": cfg.method.name,

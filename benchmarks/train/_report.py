@@ -12,7 +12,7 @@ from typing import Any
 
 from benchmarks.runner._plots import plot_curves, plot_weights
 
-__all__ = ["markdown_report", "write_report"]
+__all__ = ["divergence_markdown", "markdown_report", "reproduces_line", "write_report"]
 
 _PERCENT = ("clip_top1", "video_top1", "video_top5", "mAP", "mAUC")
 
@@ -23,13 +23,28 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def reproduces_line(report: Mapping[str, Any]) -> str:
+    """ "Reproduces: ..." for the method run: a baseline run from a G-Blend config says that the
+    config's paper row is not this run's."""
+    if report["paper"]:
+        return f"Reproduces: {report['paper']}"
+    config_method = report.get("config_method", report["method"])
+    if config_method != report["method"]:
+        row = report.get("config_paper") or "(not stated)"
+        return (
+            f"Reproduces: no paper row of this config: this run trains `{report['method']}`; the "
+            f"config's method `{config_method}` reproduces {row}."
+        )
+    return "Reproduces: (not stated)"
+
+
 def markdown_report(report: Mapping[str, Any]) -> str:
     """The report as Markdown: the paper's numbers beside ours, per head and predictor."""
     metrics = [m for m in _PERCENT if m in next(iter(report["test"].values()), {})]
     lines = [
         f"# {report['name']}",
         "",
-        f"Reproduces: {report['paper'] or '(not stated)'}",
+        reproduces_line(report),
         f"Dataset {report['dataset']}, modalities {', '.join(report['modalities'])}, method "
         f"`{report['method']}`, {report['epochs']} epochs ({report['steps']} steps) on "
         f"{report['world_size']} × {report['device']}.",
@@ -70,6 +85,64 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         *[f"- {n}" for n in report["data"]],
     ]
     return "\n".join(lines) + "\n"
+
+
+def divergence_markdown(
+    name: str, record: Mapping[str, Any], records: Sequence[Mapping[str, Any]]
+) -> str:
+    """``report.md`` of a run that diverged: where, the last finite losses, what is kept."""
+    ckpt = record["checkpoint"]
+    heads = ", ".join(f"`{h}` ({v})" for h, v in record["heads"].items())
+    lines = [
+        f"# {name}: diverged at step {record['step']}",
+        "",
+        f"Method `{record['method']}`, optimizer `{record['optim']['name']}` at lr "
+        f"{record['optim']['lr']:g}. The loss of head {heads} stopped being finite at "
+        f"optimizer step {record['step']} (detected in epoch {record['detected_in_epoch']}), after "
+        f"{record['epochs_completed']} complete epochs. Training stopped there; no checkpoint "
+        "was written after it. `divergence.json` holds the numbers below.",
+        "",
+        "Last finite training losses (rank 0): "
+        + (
+            ", ".join(
+                f"{h} {x['loss']:.4g} (step {x['step']})"
+                for h, x in record["last_finite_losses"].items()
+            )
+            or "none"
+        )
+        + ".",
+        "",
+        "Losses of the last steps seen: "
+        + "; ".join(
+            f"step {r['step']}: " + ", ".join(f"{h} {_loss(v)}" for h, v in r["losses"].items())
+            for r in record["recent_losses"]
+        )
+        + ".",
+        "",
+        (
+            f"Kept: `{ckpt['file']}` (step {ckpt['step']}, {ckpt['epochs_completed']} epochs "
+            "complete; its losses were still finite), and the one before it as "
+            "`checkpoint.prev.pt` where there was one; load with "
+            "`torch.load(path, weights_only=True)`. `epochs.jsonl` keeps every finished epoch."
+            if ckpt
+            else "Kept: nothing to resume from (it diverged before the first checkpoint); "
+            "`epochs.jsonl` keeps every finished epoch."
+        ),
+        "",
+        "Fix: lower `optim.lr` (or use warm-up, `optim.warmup_epochs`) and start a new run in "
+        "another `--out`.",
+    ]
+    if records:
+        lines += ["", "| epoch | step | " + " | ".join(records[0]["train_loss"]) + " |"]
+        lines.append("|---|---|" + "---|" * len(records[0]["train_loss"]))
+        for r in records:
+            losses = " | ".join(f"{v:.4g}" for v in r["train_loss"].values())
+            lines.append(f"| {r['epoch']} | {r['step']} | {losses} |")
+    return "\n".join(lines) + "\n"
+
+
+def _loss(v: float | str) -> str:
+    return v if isinstance(v, str) else f"{v:.4g}"
 
 
 def _atomic_text(path: Path, text: str) -> None:

@@ -280,7 +280,7 @@ def test_registering_a_gblend_estimator_is_one_entry(small_data):
 
 @pytest.mark.slow
 def test_parallel_runs_give_the_results_of_one_process(tmp_path):
-    from benchmarks.runner._job import load_run
+    from benchmarks.runner._run_folder import load_run
 
     argv = ["--datasets", "mfeat_small", "--methods", "naive", "single:zer", "gblend_rolling"]
     argv += ["--seeds", "2", "--epochs", "2", "--no-progress", "--no-plots"]
