@@ -87,13 +87,15 @@ def write_web_video(
     gop: int = 250,
     crf: int = 23,
     seed: int = 0,
+    sample_rate: int | None = None,
 ) -> str:
-    """Write an H.264 mp4 (no audio) whose bit rate and frame types are those of web video.
+    """Write an H.264 mp4 whose bit rate and frame types are those of web video.
 
     Args:
         path: output file. size: (width, height), even numbers. seconds, fps: length, rate.
         gop: keyframe interval in frames (scene-cut keyframes are off, so it is exact).
         crf: x264 constant rate factor (23 is x264's and FFmpeg's default). seed: content.
+        sample_rate: add a mono AAC track at this rate (a tone plus noise); None: no audio.
 
     Returns:
         The path, as a string.
@@ -115,6 +117,9 @@ def write_web_video(
         )
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.gop_size = gop
+        audio = None
+        if sample_rate is not None:  # every stream is added before the first packet
+            audio = container.add_stream("aac", rate=sample_rate, layout="mono")
         for i in range(n):
             dx = int(width * 0.5 * (1 + np.sin(2 * np.pi * i / (4 * fps)))) // 2
             dy = int(height * 0.5 * (1 + np.cos(2 * np.pi * i / (6 * fps)))) // 2
@@ -125,6 +130,18 @@ def write_web_video(
             frame = av.VideoFrame.from_ndarray(img.clip(0, 255).astype(np.uint8), format="rgb24")
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
+        if audio is not None and sample_rate is not None:
+            samples = round(seconds * sample_rate)
+            t = np.arange(samples) / sample_rate
+            wave = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.01 * rng.standard_normal(samples)
+            wave = wave.astype(np.float32)
+            for s in range(0, samples, 1024):
+                chunk = av.AudioFrame.from_ndarray(
+                    wave[None, s : s + 1024], format="flt", layout="mono"
+                )
+                chunk.sample_rate, chunk.pts = sample_rate, s
+                container.mux(audio.encode(chunk))
+            container.mux(audio.encode(None))
     return path
 
 
