@@ -5,10 +5,11 @@ the non-reference frames the clip does not keep (``skip_frame = "NONREF"``, chos
 packet from the packet timestamps): with libx264's defaults about half the frames between
 the keyframe and the clip, and between the kept frames, are never decoded. Kept frames are
 resized while they are converted to RGB (libswscale, bilinear, in FFmpeg), so the
-full-resolution RGB frame is never materialized. One ``VideoReformatter`` serves a whole
-clip: ``VideoFrame.reformat`` builds a new scaler context per frame, which measured about
-7 ms per frame against 0.4 ms reused (340 × 256 → 171 × 128). The measurements behind these
-choices: ``python -m benchmarks.perf.decode_compare`` (docs/training.md, "Data pipeline").
+full-resolution RGB frame is never materialized; one ``VideoReformatter`` serves a whole
+clip (``VideoFrame.reformat`` builds a new scaler per frame). Measured per CPU core against
+the alternatives (every frame decoded; PyAV's threading; resizing after the conversion; a
+scaler per frame; no seek) by ``python -m benchmarks.perf.decode_compare``; the numbers are
+in docs/training.md, "Throughput".
 
 Errors are raised as :class:`MediaError` with a reason; the dataset adds the path.
 """

@@ -1,10 +1,12 @@
 """End-to-end training throughput on one GPU: ``python -m benchmarks.perf.gpu_train_check``.
 
-Generates Kinetics-layout media (mp4, 340 × 256, 30 fps, AAC audio, a few seconds each; by
-default H.264 at a web video's bit rate, about 0.5 Mbit/s, a keyframe every 2 s; ``--media
-pattern`` writes the 4 Mbit/s test pattern of ``write_test_video`` instead, which costs
-about twice the decoding; for a config with the ``flow`` modality also one ``(N, 2, H, W)``
-float16 flow file per video at the video's resolution, Table 4), trains a config with
+Generates Kinetics-layout media (mp4, 340 × 256, 30 fps, AAC audio; by default 10 s of
+H.264 at a web video's bit rate, about 0.4 Mbit/s, with x264's default keyframe interval of
+250 frames, as Kinetics' trimmed clips; ``--media pattern`` writes 3 s of
+``write_test_video``'s test pattern instead, about 1.6 Mbit/s and 1.4-1.5× the decoding
+cost per clip, the media of the first measurements; for a config with the ``flow``
+modality also one ``(N, 2, H, W)`` float16 flow file per video at the video's resolution,
+Table 4), trains a config with
 ``python -m benchmarks train``'s loop (DataLoader workers from the CPU count, bf16 autocast,
 channels-last) at each ``--batch-sizes`` (default 8 and 32) and compares its clips/s with
 bare forward/backward steps of the same model on the same batch shape (inputs already on
@@ -53,8 +55,8 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "kinetics_rgb_audio.t
 
 def _write(args: tuple[str, float, tuple[int, int], int, int, str]) -> str:
     path, seconds, size, fps, seed, media = args
-    if media == "web":  # H.264 CRF 23, a keyframe every 2 s, AAC at 44.1 kHz
-        return write_web_video(path, size, seconds, fps, 2 * fps, seed=seed, sample_rate=44100)
+    if media == "web":  # H.264 CRF 23, x264's default keyframe interval, AAC at 44.1 kHz
+        return write_web_video(path, size, seconds, fps, 250, seed=seed, sample_rate=44100)
     return write_test_video(path, seconds=seconds, fps=fps, size=size, seed=seed)
 
 
@@ -271,7 +273,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--media",
         choices=["web", "pattern"],
         default="web",
-        help="web: H.264 at a web bit rate (default); pattern: write_test_video's 4 Mbit/s",
+        help="web: H.264 at a web bit rate (default); pattern: write_test_video's pattern",
+    )
+    p.add_argument(
+        "--seconds", type=float, default=None, help="video length (default: web 10, pattern 3)"
     )
     p.add_argument("--decode-clips", type=int, default=8, help="clips per CPU decode timing")
     p.add_argument("--no-dali", action="store_true", help="skip the DALI GPU decoding runs")
@@ -279,6 +284,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tiny", action="store_true", help="CPU smoke scale")
     p.add_argument("--keep", default=None, help="keep the media and run folder here")
     args = p.parse_args(argv)
+    if args.seconds is not None and args.seconds <= 0:
+        p.error(f"--seconds should be > 0, found {args.seconds}")
     for name in ("videos", "unique", "epochs", "bare_steps", "decode_clips"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} should be >= 1, found {getattr(args, name)}")
@@ -293,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.tiny:
         size, seconds, fps = (64, 48), 1.0, 10
     else:
-        size, seconds, fps = (340, 256), 3.0, 30
+        size, seconds, fps = (340, 256), 10.0 if args.media == "web" else 3.0, 30
+    seconds = args.seconds or seconds
     overrides = [
         "method.name=naive",
         f"train.epochs={args.epochs}",
