@@ -184,6 +184,8 @@ def decode_clips(
     """
     if not container.streams.video:
         raise MediaError("no video stream")
+    if not starts:
+        return []
     stream = container.streams.video[0]
     info = probe_media(container)
     clock = _Clock(stream, info.fps)
@@ -206,8 +208,9 @@ def decode_clips(
     try:
         kept, last = run([max(0.0, float(s)) for s in starts])
         past_end = [c for c, frames in enumerate(kept) if frames is None]
-        if past_end and last is not None:  # the last span frames (frame times at fps)
-            tail = run([max(0.0, last - (span - 1) / clock.fps)])[0][0]
+        end = last if last is not None else info.duration  # the last frame's time
+        if past_end and end > 0:  # the last span frames (frame times at fps)
+            tail = run([max(0.0, end - (span - 1) / clock.fps)])[0][0]
             for c in past_end:
                 kept[c] = tail
     except MediaError:
@@ -260,7 +263,7 @@ def _decode_skipping(
     packets = _read_packets(container, clock, starts, span)
     if packets is None:
         return None
-    timeline = sorted(p.pts for p in packets)
+    timeline = sorted(p.pts for p in packets if not p.is_discard)
     wanted_by_clip: list[list[int] | None] = []
     for start in starts:
         low = (clock.origin + start - clock.tolerance) / clock.time_base
@@ -316,7 +319,8 @@ def _read_packets(
             if not packets and clock.landed_late(clock.seconds(packet.pts), attempt):
                 break  # the seek went past the first start: read from the stream's start
             packets.append(packet)
-            bisect.insort(timeline, packet.pts)
+            if not packet.is_discard:  # a packet the demuxer marks discarded gives no frame
+                bisect.insort(timeline, packet.pts)
             if all(_known(timeline, low, span, packet.dts) for low in thresholds):
                 return packets
         else:

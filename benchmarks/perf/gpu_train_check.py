@@ -347,7 +347,10 @@ def main(argv: list[str] | None = None) -> int:
         dali = "skipped: --no-dali"
         if not args.no_dali:
             videos = sorted(str(v) for v in (work / "kinetics" / "train").rglob("*.mp4"))
-            dali = dali_clips_per_second(cfg, videos, 8, device, args.bare_steps)
+            try:  # optional: a DALI failure must not lose the pipeline's numbers
+                dali = dali_clips_per_second(cfg, videos, 8, device, args.bare_steps)
+            except Exception as exc:
+                dali = f"failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
         print(f"\n### batch {b}\n")
         print(f"device {name}; config {Path(args.config).name}; run {wall:.0f} s")
         print(

@@ -194,6 +194,8 @@ def test_one_pass_for_several_clips_matches_one_clip_each(h264, monkeypatch):
         clips = decode_clips(c, starts, 8, 2, 32)
     for start, clip in zip(starts, clips, strict=True):
         assert torch.equal(clip, reference_clip(h264, start, 8, 2, 32))
+    with open_media(h264) as c:
+        assert decode_clips(c, [], 8, 2) == []
 
 
 @pytest.mark.parametrize("start", [0.0, 0.05, 0.33, 0.9, 1.61, 2.0])

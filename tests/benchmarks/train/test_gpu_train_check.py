@@ -57,7 +57,18 @@ def test_dali_is_skipped_with_the_reason_without_dali_or_gpu() -> None:
 
 
 @pytest.mark.slow
-def test_gpu_train_check_measures_each_batch_size(capsys: pytest.CaptureFixture[str]) -> None:
+def test_gpu_train_check_measures_each_batch_size(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real, calls = gpu_train_check.dali_clips_per_second, []
+
+    def dali_fails_the_second_time(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("nvdec\n  unavailable")
+        return real(*args)
+
+    monkeypatch.setattr(gpu_train_check, "dali_clips_per_second", dali_fails_the_second_time)
     argv = ["--tiny", "--device", "cpu", "--videos", "12", "--unique", "2", "--workers", "0"]
     more = ["--bare-steps", "2", "--batch-sizes", "2", "3", "--decode-clips", "1"]
     assert gpu_train_check.main([*argv, *more]) == 0
@@ -70,4 +81,5 @@ def test_gpu_train_check_measures_each_batch_size(capsys: pytest.CaptureFixture[
     ratios = [float(x) for x in re.findall(r"\| pipeline / bare \| ([\d.]+)", out)]
     summary = re.search(r"pipeline / bare: batch 2 ([\d.]+), batch 3 ([\d.]+)", out)
     assert [float(summary[1]), float(summary[2])] == pytest.approx(ratios, abs=1e-3)
-    assert out.count("| DALI GPU decoding | skipped: ") == 2
+    assert out.count("| DALI GPU decoding | skipped: ") == 1
+    assert "| DALI GPU decoding | failed: RuntimeError: nvdec unavailable |" in out
