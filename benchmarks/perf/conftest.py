@@ -1,4 +1,4 @@
-"""Print the ratios of median step times after a benchmark run."""
+"""Print the ratios of median step times (and of decode CPU time) after a benchmark run."""
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -26,4 +26,17 @@ def pytest_terminal_summary(terminalreporter, config):
             terminalreporter.write_line(
                 f"  {mode:20s} {1e3 * b.stats.median / steps:8.3f} ms/step  "
                 f"{b.stats.median / base:6.3f}x"
+            )
+    decode = [b for b in session.benchmarks if b.stats and b.name.startswith("test_decode_clip[")]
+    for group in sorted({b.group for b in decode}):
+        rows = {b.extra_info["variant"]: b for b in decode if b.group == group}
+        if "today" not in rows:
+            continue
+        base = rows["today"].extra_info["cpu_seconds_median"]
+        terminalreporter.write_line(f"{group}: clips per CPU-second (per core), x today")
+        for variant, b in rows.items():
+            cpu = b.extra_info["cpu_seconds_median"]
+            terminalreporter.write_line(
+                f"  {variant:20s} {b.extra_info['clips'] / cpu:8.2f}  {base / cpu:6.2f}x  "
+                f"(wall median {b.stats.median:.3f} s)"
             )

@@ -2,9 +2,11 @@
 
 Measures clips/s for one process (the per-worker rate) and for DataLoader workers 1..K, for
 16×112×112 and 32×224×224 clips with audio (RGB + 100×40 log-mel), on generated
-Kinetics-like media (10 s, 340×256, 30 fps, AAC 44.1 kHz) or on your own files, and times
-each stage (open, video decode, RGB conversion + resize, crop/flip/normalize, audio decode
-+ resample, log-mel) to name the bottleneck.
+Kinetics-like media (10 s, 340×256, 30 fps, AAC 44.1 kHz; by default H.264 at a web bit
+rate, ``--media pattern`` for ``write_test_video``'s 4 Mbit/s test pattern) or on your own
+files, and times each stage (open, video decode with RGB conversion + resize, crop/flip/
+normalize, audio decode + resample, log-mel) to name the bottleneck. The decoder variants
+themselves are compared by ``python -m benchmarks.perf.decode_compare``.
 
     python -m benchmarks.perf.data_throughput --help
     python -m benchmarks.perf.data_throughput --videos 8 --clips 24 --workers 1 2
@@ -19,10 +21,9 @@ import statistics
 import tempfile
 import time
 from collections.abc import Sequence
+from typing import Any
 
-import numpy as np
 import torch
-from av.video.reformatter import VideoReformatter
 from torch.utils.data import DataLoader
 
 from benchmarks.data import (
@@ -31,13 +32,14 @@ from benchmarks.data import (
     ClipSpec,
     collate_clips,
     decode_audio_clip,
+    decode_video_clip,
     normalize,
     open_media,
     probe_media,
     random_crop,
-    resized_shape,
     write_test_video,
 )
+from benchmarks.perf._decode import describe, write_web_video
 
 CONFIGS = {"16x112": ClipSpec.ablation, "32x224": ClipSpec.csn}
 
@@ -52,9 +54,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=10.0, help="generated length (default 10)")
     p.add_argument("--size", default="340x256", help="generated WxH (default 340x256)")
     p.add_argument("--fps", type=int, default=30, help="generated frame rate (default 30)")
-    p.add_argument("--codec", default="libx264", help="generated video codec (default libx264)")
     p.add_argument(
-        "--gop", type=int, default=None, help="generated keyframe interval (default: codec's)"
+        "--media",
+        choices=["web", "pattern"],
+        default="web",
+        help="web: H.264 CRF 23 (default); pattern: write_test_video's test pattern",
+    )
+    p.add_argument("--codec", default="libx264", help="pattern media's codec (default libx264)")
+    p.add_argument(
+        "--gop",
+        type=int,
+        default=None,
+        help="generated keyframe interval (default: 250, libx264's default)",
     )
     p.add_argument("--clips", type=int, default=48, help="clips timed per measurement")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="DataLoader workers")
@@ -66,6 +77,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def make_media(folder: str, args: argparse.Namespace) -> list[str]:
     width, height = (int(x) for x in args.size.lower().split("x"))
+    if args.media == "web":
+        return [
+            write_web_video(
+                os.path.join(folder, f"v{i:03d}.mp4"),
+                (width, height),
+                args.seconds,
+                args.fps,
+                args.gop or 250,
+                seed=i,
+                sample_rate=44100,
+            )
+            for i in range(args.videos)
+        ]
     return [
         write_test_video(
             os.path.join(folder, f"v{i:03d}.mp4"),
@@ -119,24 +143,23 @@ def rate_loader(ds: ClipDataset, workers: int, batch_size: int) -> float:
 
 
 def profile(paths: list[str], spec: ClipSpec, n: int) -> tuple[dict[str, float], float, int]:
-    """Mean milliseconds per clip of each stage, frames decoded before the clip (a seek lands
-    on the previous keyframe), and frames in the clip's span.
+    """Mean milliseconds per clip of each stage, frames between the keyframe a seek lands
+    on and the clip start (read from the packets; the decoder skips the non-reference
+    ones), and frames in the clip's span.
 
-    Mirrors :func:`decode_video_clip` with timers around the decoder and the conversion.
+    The stages are those of a training item of :class:`ClipDataset`, timed one by one.
     """
     stages: dict[str, list[float]] = {
         k: []
         for k in (
             "open+probe",
-            "video decode",
-            "rgb convert+resize",
+            "video decode+rgb resize",
             "crop/flip/normalize",
             "audio decode+resample",
             "log-mel",
         )
     }
     gen = torch.Generator().manual_seed(0)
-    reformatter = VideoReformatter()
     lead_in = 0
     span = (spec.num_frames - 1) * spec.frame_stride + 1
     for i in range(n):
@@ -146,33 +169,9 @@ def profile(paths: list[str], spec: ClipSpec, n: int) -> tuple[dict[str, float],
             info = probe_media(c)
             t1 = time.perf_counter()
             start = float(torch.rand((), generator=gen)) * max(0.0, info.duration - span / info.fps)
-            height, width = resized_shape(info.height, info.width, spec.train_short_side[0])
-            stream = c.streams.video[0]
-            c.seek(int(start / float(stream.time_base)), stream=stream, backward=True)
-            decode = convert = 0.0
-            got, kept = 0, []
-            t = time.perf_counter()
-            for frame in c.decode(stream):
-                t_frame = time.perf_counter()
-                decode += t_frame - t
-                if frame.time is not None and frame.time < start - 0.5 / info.fps:
-                    lead_in += 1
-                elif got < span:
-                    if got % spec.frame_stride == 0:
-                        rgb = reformatter.reformat(
-                            frame,
-                            width=width,
-                            height=height,
-                            format="rgb24",
-                            interpolation="BILINEAR",
-                        )
-                        kept.append(rgb.to_ndarray())
-                    got += 1
-                t = time.perf_counter()
-                convert += t - t_frame
-                if got >= span:
-                    break
-            frames = torch.from_numpy(np.stack(kept))
+            short_side = spec.train_short_side[0]
+            t2 = time.perf_counter()
+            frames = decode_video_clip(c, start, spec.num_frames, spec.frame_stride, short_side)
             t3 = time.perf_counter()
             x = normalize(random_crop(frames, spec.crop_size, gen).flip(2), spec.mean, spec.std)
             t4 = time.perf_counter()
@@ -180,15 +179,31 @@ def profile(paths: list[str], spec: ClipSpec, n: int) -> tuple[dict[str, float],
             t5 = time.perf_counter()
             spec.log_mel(wave)
             t6 = time.perf_counter()
+            lead_in += _frames_before(c, start, info.fps)
         del x
         stages["open+probe"].append(t1 - t0)
-        stages["video decode"].append(decode)
-        stages["rgb convert+resize"].append(convert)
+        stages["video decode+rgb resize"].append(t3 - t2)
         stages["crop/flip/normalize"].append(t4 - t3)
         stages["audio decode+resample"].append(t5 - t4)
         stages["log-mel"].append(t6 - t5)
     ms = {k: 1000 * statistics.mean(v) for k, v in stages.items()}
     return ms, lead_in / n, span
+
+
+def _frames_before(container: Any, start: float, fps: float) -> int:
+    """Frames between the keyframe at or before ``start`` and ``start`` (from the packets)."""
+    stream = container.streams.video[0]
+    origin = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+    container.seek(int((origin + start) / stream.time_base), stream=stream, backward=True)
+    before = 0
+    for packet in container.demux(stream):
+        if packet.pts is None or (packet.is_keyframe and before):
+            break
+        t = float(packet.pts * stream.time_base) - origin
+        if t >= start + 2:  # well past the start, after any reordered B-frames
+            break
+        before += t < start - 0.5 / fps
+    return before
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -203,10 +218,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             t = time.perf_counter()
             paths = make_media(tmp, args)
+            codec = "H.264 CRF 23" if args.media == "web" else args.codec
             source = (
                 f"{len(paths)} generated videos, {args.seconds:g} s {args.size} @ {args.fps} fps "
-                f"{args.codec} (GOP {args.gop or 'default'}) + AAC 44.1 kHz "
-                f"(written in {time.perf_counter() - t:.1f} s)"
+                f"{codec} (GOP {args.gop or 'default'}) + AAC 44.1 kHz "
+                f"(written in {time.perf_counter() - t:.1f} s; {describe(paths[0])})"
             )
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         print(
@@ -240,8 +256,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 for k, v in sorted(ms.items(), key=lambda kv: -kv[1]):
                     print(f"    {k:24s} {v:8.2f}  {100 * v / total:5.1f}%")
                 print(
-                    f"    bottleneck: {max(ms, key=ms.get)}; frames decoded per clip: "
-                    f"{span} in the clip span + {lead:.0f} between keyframe and clip start"
+                    f"    bottleneck: {max(ms, key=ms.get)}; frames per clip: {span} in the "
+                    f"clip span + {lead:.0f} between keyframe and clip start (of these, the "
+                    "non-reference frames the clip does not keep are not decoded)"
                 )
 
 

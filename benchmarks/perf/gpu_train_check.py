@@ -1,13 +1,26 @@
 """End-to-end training throughput on one GPU: ``python -m benchmarks.perf.gpu_train_check``.
 
-Generates Kinetics-layout media (mp4, 340 × 256, 30 fps, AAC audio, a few seconds each; for
-a config with the ``flow`` modality also one ``(N, 2, H, W)`` float16 flow file per video at
-the video's resolution, Table 4), trains a config with ``python -m benchmarks train``'s loop
-(DataLoader workers from the CPU count, bf16 autocast, channels-last) and compares its
-clips/s with bare forward/backward steps of the same model on the same batch shape (inputs
-already on the GPU, no data loading). Prints the ratio and the share of the training time
-spent waiting for data. Goal: the pipeline reaches >= 90% of bare throughput (data loading
-never the bottleneck).
+Generates Kinetics-layout media (mp4, 340 × 256, 30 fps, AAC audio; by default 10 s of
+H.264 at a web video's bit rate, about 0.4 Mbit/s, with x264's default keyframe interval of
+250 frames, as Kinetics' trimmed clips; ``--media pattern`` writes 3 s of
+``write_test_video``'s test pattern instead, about 1.6 Mbit/s and 1.4-1.5× the decoding
+cost per clip, the media of the first measurements; for a config with the ``flow``
+modality also one ``(N, 2, H, W)`` float16 flow file per video at the video's resolution,
+Table 4), trains a config with
+``python -m benchmarks train``'s loop (DataLoader workers from the CPU count, bf16 autocast,
+channels-last) at each ``--batch-sizes`` (default 8 and 32) and compares its clips/s with
+bare forward/backward steps of the same model on the same batch shape (inputs already on
+the GPU, no data loading). Prints the ratio and the share of the training time spent
+waiting for data. Goal: the pipeline reaches >= 90% of bare throughput at batch 32 (data
+loading never the bottleneck).
+
+It also prints the CPU decoder's clips per core on this host (today's every-frame path and
+the default that skips unkept frames, ``benchmarks.perf._decode``) and, where NVIDIA DALI is
+installed (``pip install nvidia-dali-cuda120``, or ``nvidia-dali-cuda130`` for CUDA 13; not
+a dependency of the project), DALI's GPU video reader: decode-only clips/s and clips/s of
+DALI-fed forward/backward steps (RGB from DALI, audio inputs synthetic), against bare.
+torchcodec is not measured: its 0.17 PyPI wheel needs the CUDA 13 runtime and does not load
+beside the CPU build of torch 2.13.
 
 The throughput run uses ``method.name=naive`` so that the number is the training loop's, not
 G-Blend's estimate (the estimate trains copies of the model: its cost is reported by the
@@ -23,22 +36,27 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 import blendopt
 from benchmarks.data import save_flow, write_test_video
+from benchmarks.perf._decode import SHAPES, compare, describe, write_web_video
 from benchmarks.train import build_model, load_config, run_training
 from benchmarks.train._loop import _channels_last, _Runner
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "kinetics_rgb_audio.toml"
 
 
-def _write(args: tuple[str, float, tuple[int, int], int, int]) -> str:
-    path, seconds, size, fps, seed = args
+def _write(args: tuple[str, float, tuple[int, int], int, int, str]) -> str:
+    path, seconds, size, fps, seed, media = args
+    if media == "web":  # H.264 CRF 23, x264's default keyframe interval, AAC at 44.1 kHz
+        return write_web_video(path, size, seconds, fps, 250, seed=seed, sample_rate=44100)
     return write_test_video(path, seconds=seconds, fps=fps, size=size, seed=seed)
 
 
@@ -57,13 +75,15 @@ def make_kinetics(
     size: tuple[int, int],
     fps: int,
     flow: bool = False,
-) -> None:
+    media: str = "pattern",
+) -> list[str]:
     """``videos`` train + ``videos // 8`` val entries in the Kinetics layout (copies of
     ``unique`` encoded sources, so generation stays quick); with ``flow``, one random
     ``(frames - 1, 2, height, width)`` float16 flow file per video, hard-linked copies of
-    ``unique`` sources."""
+    ``unique`` sources. ``media``: ``"web"`` (web-like H.264) or ``"pattern"``
+    (``write_test_video``). Returns the encoded sources."""
     src = root / "sources"
-    jobs = [(str(src / f"s{i}.mp4"), seconds, size, fps, i) for i in range(unique)]
+    jobs = [(str(src / f"s{i}.mp4"), seconds, size, fps, i, media) for i in range(unique)]
     with ProcessPoolExecutor(max_workers=min(unique, os.cpu_count() or 1)) as pool:
         sources = list(pool.map(_write, jobs))
     flows = []
@@ -88,10 +108,14 @@ def make_kinetics(
             lines.append(f"{label},{ytid},0,{int(seconds)}")
         (root / "annotations").mkdir(exist_ok=True)
         (root / "annotations" / f"{csv}.csv").write_text("\n".join(lines) + "\n")
+    return sources
 
 
-def bare_clips_per_second(cfg, num_classes: int, device: torch.device, steps: int) -> float:
-    """Clips/s of forward + blended backward + step on inputs already on the device."""
+def training_step(
+    cfg: Any, num_classes: int, device: torch.device
+) -> tuple[Callable[[Any], None], Callable[[int], dict[str, torch.Tensor]]]:
+    """A forward + blended backward + step of ``cfg``'s model, and a maker of random inputs
+    of a given batch size already on ``device``."""
     torch.manual_seed(0)
     model = build_model(cfg, num_classes).to(device)
     runner = _Runner(cfg, device, multi_label=False)
@@ -103,34 +127,133 @@ def bare_clips_per_second(cfg, num_classes: int, device: torch.device, steps: in
         heads,
         {h: float(h == "fused") for h in heads},
     )
-    b, d = cfg.train.batch_size, cfg.data
-    shapes = {
-        "rgb": (b, 3, d.num_frames, d.crop_size, d.crop_size),
-        "flow": (b, 2, d.num_frames, d.crop_size, d.crop_size),
-        "audio": (b, 1, 100, 40),
-    }
-    inputs = {m: torch.randn(shapes[m], device=device) for m in d.modalities}
-    batch = (inputs, torch.randint(0, num_classes, (b,), device=device))
+    d = cfg.data
     model.train()
 
-    def step() -> None:
+    def inputs(b: int) -> dict[str, torch.Tensor]:
+        shapes = {
+            "rgb": (b, 3, d.num_frames, d.crop_size, d.crop_size),
+            "flow": (b, 2, d.num_frames, d.crop_size, d.crop_size),
+            "audio": (b, 1, 100, 40),
+        }
+        return {m: torch.randn(shapes[m], device=device) for m in d.modalities}
+
+    def step(batch: Any) -> None:
         blender.zero_grad(set_to_none=True)
         blender.backward(runner.loss_fn(model, batch))
         blender.step()
 
-    for _ in range(5):
-        step()
+    return step, inputs
+
+
+def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def bare_clips_per_second(cfg, num_classes: int, device: torch.device, steps: int) -> float:
+    """Clips/s of forward + blended backward + step on inputs already on the device."""
+    step, inputs = training_step(cfg, num_classes, device)
+    b = cfg.train.batch_size
+    batch = (inputs(b), torch.randint(0, num_classes, (b,), device=device))
+    for _ in range(5):
+        step(batch)
+    _sync(device)
     t0 = time.perf_counter()
     for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+        step(batch)
+    _sync(device)
     return steps * b / (time.perf_counter() - t0)
 
 
-def main(argv: list[str] | None = None) -> int:
+def cpu_decode_per_core(path: str, short_side: int, clips: int) -> dict[str, float]:
+    """Clips per CPU-second of the every-frame decoder (``today``) and the default
+    (``skip``) on ``path``, for the config's clip (16 frames, stride 2 in the paper)."""
+    shape = SHAPES["paper"] if short_side >= 256 else SHAPES["ablation"]
+    return compare(path, shape, ["today", "skip"], clips=clips, rounds=2).per_core
+
+
+def dali_clips_per_second(
+    cfg: Any, videos: list[str], num_classes: int, device: torch.device, steps: int
+) -> tuple[float, float] | str:
+    """(DALI decode-only clips/s, clips/s of DALI-fed training steps), or why not measured.
+
+    DALI's GPU reader (NVDEC) reads ``num_frames`` frames at ``frame_stride`` from the
+    videos, resizes the short side to the config's smallest training short side, then crops
+    at random, flips at random and normalizes on the GPU (``C × T × H × W`` float). The
+    training steps take RGB from DALI and the other modalities as random tensors.
+    """
+    try:
+        from nvidia.dali import fn, pipeline_def, types
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator
+    except ImportError:
+        return (
+            "skipped: NVIDIA DALI is not installed (pip install nvidia-dali-cuda120, or "
+            "nvidia-dali-cuda130 for CUDA 13, then rerun)"
+        )
+    if device.type != "cuda":
+        return f"skipped: DALI's GPU video reader needs a CUDA device, not {device}"
+    d, b = cfg.data, cfg.train.batch_size
+
+    @pipeline_def(batch_size=b, num_threads=4, device_id=device.index or 0, seed=0)
+    def pipeline():  # pragma: no cover - needs DALI and a GPU
+        video = fn.readers.video_resize(
+            device="gpu",
+            filenames=videos,
+            sequence_length=d.num_frames,
+            stride=d.frame_stride,
+            resize_shorter=float(d.train_short_side[0]),
+            random_shuffle=True,
+            initial_fill=min(len(videos), 256),
+            name="reader",
+        )
+        return fn.crop_mirror_normalize(
+            video,
+            crop=(d.crop_size, d.crop_size),
+            crop_pos_x=fn.random.uniform(range=(0.0, 1.0)),
+            crop_pos_y=fn.random.uniform(range=(0.0, 1.0)),
+            mirror=fn.random.coin_flip(),
+            mean=[255 * m for m in d.mean],
+            std=[255 * s for s in d.std],
+            dtype=types.FLOAT,
+            output_layout="CFHW",
+        )
+
+    pipe = pipeline()
+    pipe.build()
+    loader = DALIGenericIterator([pipe], ["rgb"], reader_name="reader", auto_reset=True)
+
+    def clips():  # pragma: no cover - needs DALI and a GPU
+        while True:
+            for out in loader:
+                yield out[0]["rgb"]
+
+    source = clips()
+    for _ in range(3):
+        next(source)
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        next(source)
+    _sync(device)
+    decode = steps * b / (time.perf_counter() - t0)
+    step, inputs = training_step(cfg, num_classes, device)
+    others, target = inputs(b), torch.randint(0, num_classes, (b,), device=device)
+
+    def fed() -> None:
+        step(({**others, "rgb": next(source)}, target))
+
+    for _ in range(3):
+        fed()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fed()
+    _sync(device)
+    return decode, steps * b / (time.perf_counter() - t0)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=str(CONFIG))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -139,15 +262,46 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=2, help="the last epoch is measured")
     p.add_argument("--workers", type=int, default=-1, help="-1: from the CPU count")
     p.add_argument("--bare-steps", type=int, default=30)
+    p.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        help="batch sizes to measure (default 8 32; with --tiny the config's)",
+    )
+    p.add_argument(
+        "--media",
+        choices=["web", "pattern"],
+        default="web",
+        help="web: H.264 at a web bit rate (default); pattern: write_test_video's pattern",
+    )
+    p.add_argument(
+        "--seconds", type=float, default=None, help="video length (default: web 10, pattern 3)"
+    )
+    p.add_argument("--decode-clips", type=int, default=8, help="clips per CPU decode timing")
+    p.add_argument("--no-dali", action="store_true", help="skip the DALI GPU decoding runs")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--tiny", action="store_true", help="CPU smoke scale")
     p.add_argument("--keep", default=None, help="keep the media and run folder here")
     args = p.parse_args(argv)
+    if args.seconds is not None and args.seconds <= 0:
+        p.error(f"--seconds should be > 0, found {args.seconds}")
+    for name in ("videos", "unique", "epochs", "bare_steps", "decode_clips"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} should be >= 1, found {getattr(args, name)}")
+    if args.batch_sizes is not None and min(args.batch_sizes) < 1:
+        p.error(f"--batch-sizes should all be >= 1, found {args.batch_sizes}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     work = Path(args.keep or tempfile.mkdtemp(prefix="gpu_train_check_"))
     if args.tiny:
         size, seconds, fps = (64, 48), 1.0, 10
     else:
-        size, seconds, fps = (340, 256), 3.0, 30
+        size, seconds, fps = (340, 256), 10.0 if args.media == "web" else 3.0, 30
+    seconds = args.seconds or seconds
     overrides = [
         "method.name=naive",
         f"train.epochs={args.epochs}",
@@ -158,39 +312,69 @@ def main(argv: list[str] | None = None) -> int:
         *args.overrides,
     ]
     cfg = load_config(args.config, overrides, smoke=args.tiny)
+    batch_sizes = args.batch_sizes or ([cfg.train.batch_size] if args.tiny else [8, 32])
     flow = "flow" in cfg.data.modalities
+    device = torch.device(args.device)
     t0 = time.perf_counter()
-    make_kinetics(work / "kinetics", args.videos, args.unique, seconds, size, fps, flow=flow)
+    sources = make_kinetics(
+        work / "kinetics", args.videos, args.unique, seconds, size, fps, flow, args.media
+    )
     print(
         f"generated {args.videos} videos{' and flow files' if flow else ''} in "
-        f"{time.perf_counter() - t0:.1f} s",
+        f"{time.perf_counter() - t0:.1f} s ({args.media} media: {describe(sources[0])})",
         flush=True,
     )
-    out = work / "run"
-    shutil.rmtree(out, ignore_errors=True)
-    t0 = time.perf_counter()
-    report = run_training(cfg, work / "kinetics", out, device=args.device, progress=False)
-    wall = time.perf_counter() - t0
-    records = [json.loads(x) for x in (out / "epochs.jsonl").read_text().splitlines()]
-    last = records[-1]
-    bare = bare_clips_per_second(cfg, 8, torch.device(args.device), args.bare_steps)
-    ratio = last["clips_per_second"] / bare
-    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-    print(f"device {name}; config {Path(args.config).name}; run {wall:.0f} s")
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    short = cfg.data.train_short_side[0]
+    rate = cpu_decode_per_core(sources[0], short, args.decode_clips)
     print(
-        f"clip {cfg.data.num_frames}x{cfg.data.crop_size}x{cfg.data.crop_size}, batch "
-        f"{cfg.train.batch_size}, workers {report['config']['data']['workers']} "
-        f"(-1 = {os.cpu_count()} CPUs - 1), modalities {cfg.data.modalities}, visual "
-        f"{cfg.model.visual}, audio {cfg.model.audio}, flow {cfg.model.flow if flow else '-'}"
+        f"CPU decode on this host, clips per core (16 frames, stride 2, short side "
+        f"{256 if short >= 256 else 128}): every frame {rate['today']:.1f}, skipping "
+        f"unkept frames (default) {rate['skip']:.1f}, x{rate['skip'] / rate['today']:.2f}"
     )
-    print("| measure | value |\n|---|---|")
-    print(f"| pipeline clips/s (last epoch, {last['step'] // len(records)} steps) | "
-          f"{last['clips_per_second']:.1f} |")  # fmt: skip
-    print(f"| bare forward/backward clips/s | {bare:.1f} |")
-    print(f"| pipeline / bare | {ratio:.3f} (goal >= 0.90) |")
-    print(f"| data-wait share of training time | {100 * last['data_wait_share']:.1f}% |")
-    print(f"| evaluation seconds ({report['test']['fused']['videos']} videos) | "
-          f"{report['timing']['eval_seconds']:.1f} |")  # fmt: skip
+    ratios = {}
+    for b in batch_sizes:
+        cfg = load_config(args.config, [*overrides, f"train.batch_size={b}"], smoke=args.tiny)
+        out = work / f"run_b{b}"
+        shutil.rmtree(out, ignore_errors=True)
+        t0 = time.perf_counter()
+        report = run_training(cfg, work / "kinetics", out, device=args.device, progress=False)
+        wall = time.perf_counter() - t0
+        records = [json.loads(x) for x in (out / "epochs.jsonl").read_text().splitlines()]
+        last = records[-1]
+        bare = bare_clips_per_second(cfg, 8, device, args.bare_steps)
+        ratio = ratios[b] = last["clips_per_second"] / bare
+        dali = "skipped: --no-dali"
+        if not args.no_dali:
+            videos = sorted(str(v) for v in (work / "kinetics" / "train").rglob("*.mp4"))
+            try:  # optional: a DALI failure must not lose the pipeline's numbers
+                dali = dali_clips_per_second(cfg, videos, 8, device, args.bare_steps)
+            except Exception as exc:
+                dali = f"failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        print(f"\n### batch {b}\n")
+        print(f"device {name}; config {Path(args.config).name}; run {wall:.0f} s")
+        print(
+            f"clip {cfg.data.num_frames}x{cfg.data.crop_size}x{cfg.data.crop_size}, batch "
+            f"{cfg.train.batch_size}, workers {report['config']['data']['workers']} "
+            f"(-1 = {os.cpu_count()} CPUs - 1), modalities {cfg.data.modalities}, visual "
+            f"{cfg.model.visual}, audio {cfg.model.audio}, flow {cfg.model.flow if flow else '-'}"
+        )
+        print("| measure | value |\n|---|---|")
+        print(f"| pipeline clips/s (last epoch, {last['step'] // len(records)} steps) | "
+              f"{last['clips_per_second']:.1f} |")  # fmt: skip
+        print(f"| bare forward/backward clips/s | {bare:.1f} |")
+        print(f"| pipeline / bare | {ratio:.3f} (goal >= 0.90) |")
+        print(f"| data-wait share of training time | {100 * last['data_wait_share']:.1f}% |")
+        print(f"| evaluation seconds ({report['test']['fused']['videos']} videos) | "
+              f"{report['timing']['eval_seconds']:.1f} |")  # fmt: skip
+        if isinstance(dali, str):
+            print(f"| DALI GPU decoding | {dali} |")
+        else:
+            print(f"| DALI GPU decode only, clips/s (RGB) | {dali[0]:.1f} |")
+            print(f"| DALI-fed forward/backward clips/s | {dali[1]:.1f} |")
+            print(f"| DALI-fed / bare | {dali[1] / bare:.3f} |")
+    summary = ", ".join(f"batch {b} {r:.3f}" for b, r in ratios.items())
+    print(f"\npipeline / bare: {summary} (goal >= 0.90 at batch 32)")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -3,7 +3,7 @@
 ``ClipDataset`` in test mode yields one item per (video, clip, crop) and decodes each item
 on its own, i.e. opens and seeks the file ``test_clips × test_crops`` times. The
 :class:`VideoViews` dataset yields one item per video: it opens the file once, decodes the
-video stream sequentially once, keeping (and converting) only the frames some clip uses,
+video stream once, decoding and converting only the frames some clip needs,
 decodes one audio span covering every clip's window, and reads each optical-flow file
 (Table 4) once, every clip's frames in one read of the memory-mapped array; it returns every
 view stacked, ``inputs[m]: (views, ...)``. Clip starts, frame windows, crops and
@@ -12,13 +12,11 @@ normalization are the same as ``ClipDataset``'s test mode (tested against it).
 
 from __future__ import annotations
 
-import collections
 import os
 from typing import Any
 
 import numpy as np
 import torch
-from av.video.reformatter import VideoReformatter
 from torch.utils.data import Dataset
 
 from benchmarks.data import (
@@ -38,6 +36,7 @@ from benchmarks.data import (
     resized_shape,
     three_crop,
 )
+from benchmarks.data._video import decode_clips
 
 __all__ = ["VideoViews", "decode_clips_once", "read_flow_clips"]
 
@@ -45,68 +44,17 @@ __all__ = ["VideoViews", "decode_clips_once", "read_flow_clips"]
 def decode_clips_once(
     container: Any, starts: list[float], num_frames: int, stride: int, short_side: int
 ) -> list[torch.Tensor]:
-    """Decode the clips starting at ``starts`` (seconds) in one sequential pass.
+    """Decode the clips starting at ``starts`` (seconds) in one pass over the video.
 
     Each clip follows :func:`benchmarks.data.decode_video_clip`: frames from ``start``
     (half a frame of tolerance), one in ``stride``, loop-padded to ``num_frames`` if the
-    video ends; a clip starting past the last frame takes the video's tail.
+    video ends; a clip starting past the last frame takes the video's tail. The decoder
+    drops the non-reference frames no clip keeps (see ``benchmarks.data._video.decode_clips``).
 
     Returns:
         One uint8 ``T × H × W × 3`` tensor per start.
     """
-    if not container.streams.video:
-        raise MediaError("no video stream")
-    stream = container.streams.video[0]
-    info = probe_media(container)
-    time_base = float(stream.time_base)
-    origin = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
-    tolerance = 0.5 / info.fps
-    span = (num_frames - 1) * stride + 1
-    height, width = resized_shape(info.height, info.width, short_side)
-    reformatter = VideoReformatter()
-    first = max(0.0, min(starts))
-    taken = [0] * len(starts)
-    kept: list[list[np.ndarray]] = [[] for _ in starts]
-    tail: collections.deque[Any] = collections.deque(maxlen=span)
-
-    def rgb(frame: Any) -> np.ndarray:
-        return reformatter.reformat(
-            frame, width=width, height=height, format="rgb24", interpolation="BILINEAR"
-        ).to_ndarray()
-
-    try:
-        container.seek(int((origin + first) / time_base), stream=stream, backward=True)
-        for frame in container.decode(stream):
-            t = (frame.pts * time_base - origin) if frame.pts is not None else frame.time
-            tail.append(frame)
-            converted = None
-            for c, start in enumerate(starts):
-                if taken[c] >= span or (t is not None and t < max(0.0, start) - tolerance):
-                    continue
-                if taken[c] % stride == 0:
-                    converted = rgb(frame) if converted is None else converted
-                    kept[c].append(converted)
-                taken[c] += 1
-            if all(n >= span for n in taken):
-                break
-        missing = [c for c in range(len(starts)) if not kept[c]]
-        if missing and tail:  # a start past the last frame: take the tail, as decode_video_clip
-            frames = list(tail)[-span:]
-            tail_rgb = [rgb(f) for i, f in enumerate(frames) if i % stride == 0]
-            for c in missing:
-                kept[c] = tail_rgb
-    except Exception as exc:
-        if isinstance(exc, MediaError):
-            raise
-        raise MediaError(f"video decode error: {exc}") from exc
-    out = []
-    for frames in kept:
-        if not frames:
-            raise MediaError("no video frame decoded")
-        if len(frames) < num_frames:
-            frames = [frames[i % len(frames)] for i in range(num_frames)]
-        out.append(torch.from_numpy(np.stack(frames[:num_frames])))
-    return out
+    return decode_clips(container, starts, num_frames, stride, short_side)
 
 
 def read_flow_clips(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import torch
 
 from benchmarks.perf import gpu_train_check
 
@@ -35,3 +36,50 @@ def test_gpu_train_check_runs_a_flow_config(tmp_path, capsys: pytest.CaptureFixt
     assert "modalities ['rgb', 'flow', 'audio']" in out
     assert len(list((tmp_path / "kinetics" / "flow" / "train").rglob("*.npy"))) == 12
     assert re.search(r"pipeline / bare \| [\d.]+", out)
+
+
+def test_parse_args_defaults_and_bad_values(capsys: pytest.CaptureFixture[str]) -> None:
+    args = gpu_train_check.parse_args([])
+    assert args.batch_sizes is None  # 8 and 32, or the config's with --tiny
+    assert (args.media, args.no_dali, args.decode_clips) == ("web", False, 8)
+    with pytest.raises(SystemExit) as info:
+        gpu_train_check.parse_args(["--batch-sizes", "8", "0"])
+    assert info.value.code == 2
+    assert "--batch-sizes should all be >= 1, found [8, 0]" in capsys.readouterr().err
+
+
+def test_dali_is_skipped_with_the_reason_without_dali_or_gpu() -> None:
+    cfg = gpu_train_check.load_config(gpu_train_check.CONFIG, [], smoke=True)
+    reason = gpu_train_check.dali_clips_per_second(cfg, [], 8, torch.device("cpu"), 1)
+    assert isinstance(reason, str)
+    assert reason.startswith("skipped: ")
+    assert "nvidia-dali-cuda120" in reason or "needs a CUDA device" in reason
+
+
+@pytest.mark.slow
+def test_gpu_train_check_measures_each_batch_size(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real, calls = gpu_train_check.dali_clips_per_second, []
+
+    def dali_fails_the_second_time(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("nvdec\n  unavailable")
+        return real(*args)
+
+    monkeypatch.setattr(gpu_train_check, "dali_clips_per_second", dali_fails_the_second_time)
+    argv = ["--tiny", "--device", "cpu", "--videos", "12", "--unique", "2", "--workers", "0"]
+    more = ["--bare-steps", "2", "--batch-sizes", "2", "3", "--decode-clips", "1"]
+    assert gpu_train_check.main([*argv, *more]) == 0
+    out = capsys.readouterr().out
+    assert "(web media: 64x48, 10 frames at 10 fps" in out
+    assert re.search(
+        r"CPU decode on this host, clips per core .*: every frame [\d.]+, skipping", out
+    )
+    assert [int(b) for b in re.findall(r"^### batch (\d+)$", out, re.M)] == [2, 3]
+    ratios = [float(x) for x in re.findall(r"\| pipeline / bare \| ([\d.]+)", out)]
+    summary = re.search(r"pipeline / bare: batch 2 ([\d.]+), batch 3 ([\d.]+)", out)
+    assert [float(summary[1]), float(summary[2])] == pytest.approx(ratios, abs=1e-3)
+    assert out.count("| DALI GPU decoding | skipped: ") == 1
+    assert "| DALI GPU decoding | failed: RuntimeError: nvdec unavailable |" in out
