@@ -42,29 +42,6 @@ def test_state_dict_version_2_layout() -> None:
     assert saved["state"].keys() == plain["state"].keys()
 
 
-def test_version_1_checkpoints_still_load() -> None:
-    _, opt = _trained()
-    saved = opt.state_dict()
-    ours = saved["blender"]
-    old = {  # blendopt 0.1's layout: the wrapped state dict nested, the blender state flat
-        "optimizer": {"state": saved["state"], "param_groups": saved["param_groups"]},
-        "blender": {
-            "version": 1,
-            "heads": ours["heads"],
-            "weights": ours["weighting"]["weights"],
-            "statistics": ours["statistics"],
-            **ours["controller"],
-        },
-    }
-    other = GradientBlender(torch.optim.SGD(make_model().parameters(), lr=0.5), HEADS)
-    other.load_state_dict(copy.deepcopy(old))
-    assert other.weights == WEIGHTS
-    assert other.state_dict()["blender"]["controller"]["steps"] == 3
-    assert other.param_groups[0]["lr"] == 0.1
-    momentum = other.state_dict()["state"][0]["momentum_buffer"]
-    torch.testing.assert_close(momentum, saved["state"][0]["momentum_buffer"], rtol=0, atol=0)
-
-
 def test_plain_state_dict_loads_and_the_blender_keeps_its_own_state() -> None:
     _, opt = _trained()
     plain_state = copy.deepcopy(opt.optimizer.state_dict())
@@ -290,3 +267,24 @@ def test_a_twice_patched_step_still_fires_the_global_hooks_once() -> None:
     finally:
         handle.remove()
     assert fired == ["GradientBlender"]
+
+
+def test_step_keyword_arguments_reach_the_wrapped_optimizer_and_its_hooks() -> None:
+    # As torch's step wrappers (profiling hook, LR scheduler tracker) do: `step(closure, **kw)`.
+    class Tagged(torch.optim.SGD):
+        def step(self, closure=None, *, tag=None):  # type: ignore[override]
+            self.tags.append(tag)
+            return None if closure is None else closure()
+
+    inner = Tagged(make_model().parameters(), lr=0.1)
+    inner.tags = []  # type: ignore[attr-defined]
+    hooked: list[dict[str, Any]] = []
+    inner.register_step_pre_hook(lambda _opt, _args, kwargs: hooked.append(dict(kwargs)))
+    blender = GradientBlender(inner, HEADS)
+    assert blender.step(tag="a") is None
+    assert blender.step(closure=lambda: 2.0, tag="b") == 2.0
+    assert inner.tags == ["a", "b"]  # type: ignore[attr-defined]
+    assert hooked == [{"tag": "a"}, {"tag": "b"}]
+    inner.step = lambda closure=None, **kwargs: inner.tags.append(kwargs)  # an instance override
+    blender.step(tag="c")
+    assert inner.tags[-1] == {"tag": "c"}  # type: ignore[attr-defined]
