@@ -361,7 +361,7 @@ class GradientBlender(Optimizer):
         return blended.detach()
 
     def step(  # type: ignore[override]
-        self, closure: Callable[[], float] | None = None, **kwargs: Any
+        self, closure: Callable[[], float] | None = None, /, **kwargs: Any
     ) -> float | None:
         """Step the wrapped optimizer; with a step-based schedule, estimate when due.
 
@@ -378,14 +378,17 @@ class GradientBlender(Optimizer):
         Args:
             closure: re-evaluates the model and returns the loss (LBFGS). When the optimizer
                 calls it several times in one step, only the first call records statistics.
-            **kwargs: passed on to the wrapped optimizer's ``step`` (as PyTorch Lightning's
-                precision plugins pass them: ``optimizer.step(closure=closure, **kwargs)``).
+            **kwargs: passed on to the wrapped optimizer's ``step`` as given, ``closure=``
+                included (PyTorch Lightning calls ``optimizer.step(closure=closure, **kwargs)``),
+                as torch's own step wrappers pass them on.
 
         Returns:
             What the wrapped optimizer's step returns.
         """
         if closure is not None:
             closure = self._record_first_call_only(closure)
+        if kwargs.get("closure") is not None:
+            kwargs["closure"] = self._record_first_call_only(kwargs["closure"])
         loss = _contract.step_inner(self.optimizer, closure, kwargs)
         if not self._blends_since_step and not self._warned_unblended:
             self._warn_unblended()

@@ -65,14 +65,16 @@ def _unhooked_step(optimizer: Optimizer) -> Callable[..., Any] | None:
     """The wrapped optimizer's ``step`` function below torch's profiling/hook wrapper, or None.
 
     ``Optimizer.__init__`` replaces ``type(opt).step`` by ``Optimizer.profile_hook_step(step)``
-    (marked ``hooked``); ``functools.wraps`` keeps the original as ``__wrapped__``.
+    (marked ``hooked = True``); ``functools.wraps`` keeps the original as ``__wrapped__``. The
+    marks are compared with ``is True``: a ``mock.patch``-ed step answers any attribute, and its
+    truth test would show in the mock's calls.
     """
     step = type(optimizer).step
-    if not getattr(step, "hooked", False):
+    if getattr(step, "hooked", False) is not True:
         return None
     # A class whose step was patched twice (seen intermittently with LBFGS in long test
     # sessions) nests two hooked wrappers: unwrap every one of them.
-    while step is not None and getattr(step, "hooked", False):
+    while step is not None and getattr(step, "hooked", False) is True:
         step = getattr(step, "__wrapped__", None)
     return step
 
@@ -104,7 +106,7 @@ def step_inner(
     args: tuple[Any, ...] = (optimizer,) if closure is None else (optimizer, closure)
     raw = _unhooked_step(optimizer)
     own = optimizer.__dict__.get("step")
-    if raw is None or (own is not None and not getattr(own, "_wrapped_by_lr_sched", False)):
+    if raw is None or (own is not None and getattr(own, "_wrapped_by_lr_sched", False) is not True):
         return optimizer.step(*args[1:], **kwargs)
     if own is not None:  # a scheduler built on the wrapped optimizer tracks its steps
         optimizer._opt_called = True  # type: ignore[attr-defined]
