@@ -28,9 +28,8 @@ from blendopt._statistics import TrainStatistics
 from blendopt._warnings import UnblendedStepWarning, warn
 from blendopt._weighting import BlendWeights, check_losses, check_user_weights
 
-# The wrapped optimizer's {"state", "param_groups"} at top level plus "blender", whose entries
-# are the blender's pieces (weighting, controller, statistics, finite monitor). Numbered 2 since
-# the development layout 1, which no release wrote.
+# The wrapped optimizer's {"state", "param_groups"} plus "blender", one entry per piece (weighting,
+# controller, statistics, finite monitor); 2 after a development layout that no release wrote.
 _STATE_VERSION = 2
 
 
@@ -594,8 +593,7 @@ class GradientBlender(Optimizer):
         return ours
 
     def _check_constructed(self, method: str) -> None:
-        """Refuse to run on a wrapper that subclasses the blender's class without being one
-        (Lightning's ``LightningOptimizer``): the blender would not see the call."""
+        """Refuse a wrapper that subclasses the blender's class (``LightningOptimizer``)."""
         if "_controller" not in self.__dict__:
             raise TypeError(
                 f"GradientBlender.{method}() was called on a {type(self).__name__}, which wraps "

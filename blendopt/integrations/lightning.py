@@ -1,21 +1,16 @@
 """PyTorch Lightning: the blender as Lightning's optimizer, and its due G-Blend estimates.
 
-Lightning's automatic optimization calls backward itself: ``training_step`` returns
-``blender.blend(losses)``, ``configure_optimizers`` returns the blender (alone or with an LR
-scheduler), and :class:`GradientBlendCallback` calls ``blender.start_epoch()`` when each training
-epoch starts. Importing this module imports Lightning (``pytorch_lightning``, else
-``lightning.pytorch``); ``import blendopt`` does not.
+``training_step`` returns ``blender.blend(losses)`` (Lightning calls backward),
+``configure_optimizers`` returns the blender, and :class:`GradientBlendCallback` calls
+``blender.start_epoch()`` at each epoch start. Importing this module imports Lightning
+(``pytorch_lightning``, else ``lightning.pytorch``; ``import blendopt`` does not) and, to be done
+before ``trainer.fit`` also without the callback, fits the blender to two Lightning habits:
 
-Importing it (before ``trainer.fit``, also without the callback) fits the blender to two
-Lightning habits:
-
-- ``self.optimizers()`` is a ``LightningOptimizer``, whose class derives from the blender's
-  class: blendopt's methods would run on that wrapper, not on the blender. Here
+- ``self.optimizers()`` is a ``LightningOptimizer`` whose class derives from the blender's:
   ``GradientBlender.__init_subclass__`` gives such classes methods that call the blender's.
 - ``LearningRateMonitor`` names a scheduler after its optimizer (the blender), then unwraps
-  optimizers with an ``.optimizer`` attribute (meant for DeepSpeed) and logged the blender a
-  second time. Here a blender's scheduler is named after the wrapped optimizer: one key, the
-  plain optimizer's (``lr-SGD``).
+  ``.optimizer`` (meant for DeepSpeed) and logged the blender twice: a blender's scheduler is
+  named after the wrapped optimizer instead, one key, the plain optimizer's (``lr-SGD``).
 """
 
 from __future__ import annotations
@@ -75,12 +70,9 @@ def _forward_from_lightning_optimizers(cls: type, **kwargs: Any) -> None:
 
 
 def _name_blender_schedulers_after_the_wrapped_optimizer() -> None:
-    """Make ``LearningRateMonitor`` see a blender's scheduler as one of the wrapped optimizer.
-
-    Its scheduler pass marks ``scheduler.optimizer`` (the blender) as seen, and its optimizer
-    pass unwraps the blender to ``blender.optimizer``, not seen, so logs it a second time. The
-    scheduler pass is given the wrapped optimizer instead: one key, named as without blendopt.
-    """
+    """``LearningRateMonitor``'s scheduler pass marks ``scheduler.optimizer`` (the blender) as
+    seen, its optimizer pass unwraps the blender to ``blender.optimizer`` (not seen) and logs it
+    again: give the scheduler pass the wrapped optimizer, so both passes agree."""
     monitor = _pl.callbacks.LearningRateMonitor
     original = monitor._find_names_from_schedulers
 
