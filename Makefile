@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test test-torch-optim lint bench data-check clean
+.PHONY: setup run test test-torch-optim test-lightning lint bench data-check clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,14 @@ test: $(STAMP)
 test-torch-optim: $(STAMP)
 	@test -n "$(TORCH_OPTIM_TEST)" || { echo "Set TORCH_OPTIM_TEST=path/to/test_optim.py (a copy of pytorch/pytorch test/test_optim.py)"; exit 2; }
 	PYTHONPATH=. $(BIN)/python -m tests.torch_optim.upstream $(TORCH_OPTIM_TEST)
+
+# PyTorch Lightning's own optimizer tests (its optimizer, optimization loops, LearningRateMonitor,
+# checkpoints) plain and with every torch.optim optimizer wrapped in a GradientBlender. The
+# Lightning packages do not ship them: pass the tests/tests_pytorch folder of a checkout of the
+# installed version (see docs/integrations.md).
+test-lightning: $(STAMP)
+	@test -n "$(LIGHTNING_TESTS)" || { echo "Set LIGHTNING_TESTS=path/to/tests/tests_pytorch (of a Lightning-AI/pytorch-lightning checkout)"; exit 2; }
+	PYTHONPATH=. $(BIN)/python -m tests.torch_optim.lightning_upstream $(LIGHTNING_TESTS)
 
 # pytest-benchmark suites: the blender's per-step overhead and the optimizer comparison
 # (Table 3); then the Table-3 table from the JSON. Compare library versions with

@@ -12,7 +12,6 @@ sync) and :class:`~blendopt._statistics.TrainStatistics` (per-epoch loss means).
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -29,9 +28,8 @@ from blendopt._statistics import TrainStatistics
 from blendopt._warnings import UnblendedStepWarning, warn
 from blendopt._weighting import BlendWeights, check_losses, check_user_weights
 
-# Version 1 (blendopt 0.1): {"optimizer": <wrapped state dict>, "blender": {flat}} (still read).
-# Version 2: the wrapped optimizer's {"state", "param_groups"} at top level plus "blender",
-# whose entries are the blender's pieces (weighting, controller, statistics, finite monitor).
+# The wrapped optimizer's {"state", "param_groups"} plus "blender", one entry per piece (weighting,
+# controller, statistics, finite monitor); 2 after a development layout that no release wrote.
 _STATE_VERSION = 2
 
 
@@ -84,9 +82,7 @@ class GradientBlender(Optimizer):
             a non-finite loss there is then an error as for any head.
 
     Weights are used as given (a :class:`WeightSumWarning` says when user-given weights do not
-    sum to 1, which scales the learning rate). Heads at weight 0 are left out of the blend, so
-    parameters only they use get no gradient (under DDP, when a head may get weight 0, construct
-    it with ``find_unused_parameters=True`` or pass ``mask_zero_weights=False``).
+    sum to 1, which scales the learning rate).
 
     Attributes:
         optimizer: the wrapped optimizer.
@@ -150,7 +146,7 @@ class GradientBlender(Optimizer):
         self._weighting = BlendWeights(heads, initial, mask=mask_zero_weights)
         self._finite = NonFiniteMonitor(heads)
         self._controller = EstimationController(
-            self._weighting, optimizer, estimator, schedule, monitor=self._finite
+            self._weighting, optimizer, estimator, schedule, self._finite
         )
         self.statistics = TrainStatistics(heads)
         self._blends_since_step = 0
@@ -158,65 +154,28 @@ class GradientBlender(Optimizer):
 
     # -- the wrapped optimizer's state, by reference -------------------------------------------
 
-    @property  # type: ignore[override]
-    def param_groups(self) -> list[dict[str, Any]]:
-        """The wrapped optimizer's ``param_groups`` (the same list object)."""
-        return self.optimizer.param_groups
-
-    @param_groups.setter
-    def param_groups(self, value: list[dict[str, Any]]) -> None:
-        self.optimizer.param_groups = value
-
-    @property  # type: ignore[override]
-    def state(self) -> Any:
-        """The wrapped optimizer's ``state`` (the same mapping)."""
-        return self.optimizer.state
-
-    @state.setter
-    def state(self, value: Any) -> None:
-        self.optimizer.state = value
-
-    @property  # type: ignore[override]
-    def defaults(self) -> dict[str, Any]:
-        """The wrapped optimizer's ``defaults``."""
-        return self.optimizer.defaults
-
-    @defaults.setter
-    def defaults(self, value: dict[str, Any]) -> None:
-        self.optimizer.defaults = value
-
+    param_groups = _contract.forwarded(  # type: ignore[assignment]
+        "param_groups", "The wrapped optimizer's ``param_groups`` (the same list object)."
+    )
+    state = _contract.forwarded(  # type: ignore[assignment]
+        "state", "The wrapped optimizer's ``state`` (the same mapping)."
+    )
+    defaults = _contract.forwarded(  # type: ignore[assignment]
+        "defaults", "The wrapped optimizer's ``defaults``."
+    )
     # torch.amp.GradScaler's path for fused optimizers: it sets `grad_scale` and `found_inf` on
     # the optimizer it steps and lets the fused kernel unscale and skip; the wrapped optimizer's
     # kernel reads them from the wrapped optimizer, so they are forwarded there.
+    grad_scale = _contract.forwarded(
+        "grad_scale", "The wrapped optimizer's ``grad_scale`` (set by ``GradScaler``, fused)."
+    )
+    found_inf = _contract.forwarded(
+        "found_inf", "The wrapped optimizer's ``found_inf`` (set by ``GradScaler``, fused)."
+    )
+
     @property
     def _step_supports_amp_scaling(self) -> bool:
         return bool(getattr(self.optimizer, "_step_supports_amp_scaling", False))
-
-    @property
-    def grad_scale(self) -> torch.Tensor | None:
-        """The wrapped optimizer's ``grad_scale`` (set by ``GradScaler`` for fused optimizers)."""
-        return self.optimizer.grad_scale  # type: ignore[attr-defined]
-
-    @grad_scale.setter
-    def grad_scale(self, value: torch.Tensor | None) -> None:
-        self.optimizer.grad_scale = value  # type: ignore[attr-defined]
-
-    @grad_scale.deleter
-    def grad_scale(self) -> None:
-        del self.optimizer.grad_scale  # type: ignore[attr-defined]
-
-    @property
-    def found_inf(self) -> torch.Tensor | None:
-        """The wrapped optimizer's ``found_inf`` (set by ``GradScaler`` for fused optimizers)."""
-        return self.optimizer.found_inf  # type: ignore[attr-defined]
-
-    @found_inf.setter
-    def found_inf(self, value: torch.Tensor | None) -> None:
-        self.optimizer.found_inf = value  # type: ignore[attr-defined]
-
-    @found_inf.deleter
-    def found_inf(self) -> None:
-        del self.optimizer.found_inf  # type: ignore[attr-defined]
 
     # While an LBFGS-style closure is evaluated again within one step, `blend` does not record
     # statistics or feed the estimator: one record per step (see `step`).
@@ -341,6 +300,7 @@ class GradientBlender(Optimizer):
             RuntimeError: an epoch-based schedule is set and :meth:`start_epoch` was never
                 called.
         """
+        self._check_constructed("blend")
         values = check_losses(losses, self.heads, self._head_set)
         controller = self._controller
         controller.before_first_blend()
@@ -399,7 +359,9 @@ class GradientBlender(Optimizer):
         )
         return blended.detach()
 
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+    def step(  # type: ignore[override]
+        self, closure: Callable[[], float] | None = None, /, **kwargs: Any
+    ) -> float | None:
         """Step the wrapped optimizer; with a step-based schedule, estimate when due.
 
         Warns once (:class:`UnblendedStepWarning`) when no :meth:`blend`/:meth:`backward` ran
@@ -415,13 +377,18 @@ class GradientBlender(Optimizer):
         Args:
             closure: re-evaluates the model and returns the loss (LBFGS). When the optimizer
                 calls it several times in one step, only the first call records statistics.
+            **kwargs: passed on to the wrapped optimizer's ``step`` as given, ``closure=``
+                included (PyTorch Lightning calls ``optimizer.step(closure=closure, **kwargs)``),
+                as torch's own step wrappers pass them on.
 
         Returns:
             What the wrapped optimizer's step returns.
         """
         if closure is not None:
             closure = self._record_first_call_only(closure)
-        loss = _contract.step_inner(self.optimizer, closure)
+        if kwargs.get("closure") is not None:
+            kwargs["closure"] = self._record_first_call_only(kwargs["closure"])
+        loss = _contract.step_inner(self.optimizer, closure, kwargs)
         if not self._blends_since_step and not self._warned_unblended:
             self._warn_unblended()
         self._blends_since_step = 0
@@ -535,6 +502,7 @@ class GradientBlender(Optimizer):
         Returns:
             The state dict (version 2 layout).
         """
+        self._check_constructed("state_dict")
         self._report_nonfinite("at state_dict()")
         _contract.run_state_dict_pre_hooks(self)
         state_dict = dict(self.optimizer.state_dict())
@@ -549,16 +517,12 @@ class GradientBlender(Optimizer):
         return _contract.run_state_dict_post_hooks(self, state_dict)
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Load a state dict of this blender, of blendopt 0.1, or of the plain optimizer.
+        """Load a state dict of this blender or of the plain optimizer.
 
-        Three layouts are read:
-
-        - :meth:`state_dict`'s: ``{"state", "param_groups", "blender"}``;
-        - blendopt 0.1's (version 1): ``{"optimizer": <wrapped state dict>, "blender": {...}}``
-          (its average weights start at the saved weights);
-        - a plain optimizer's ``{"state", "param_groups"}``: the wrapped optimizer loads it and
-          the blender's own state (weights, statistics, history, schedule position, estimator)
-          keeps its current values.
+        Two layouts are read: :meth:`state_dict`'s ``{"state", "param_groups", "blender"}``,
+        and a plain optimizer's ``{"state", "param_groups"}``, which the wrapped optimizer
+        loads while the blender's own state (weights, statistics, history, schedule position,
+        estimator) keeps its current values.
 
         Hooks registered with ``register_load_state_dict_pre_hook``/``post_hook`` on the blender
         run with the blender (pre-hooks get the whole dict, may return a replacement); hooks
@@ -569,30 +533,39 @@ class GradientBlender(Optimizer):
 
         Raises:
             TypeError: ``state_dict`` is not a mapping.
-            ValueError: an unknown layout or version, other heads, or other parameter group or
-                parameter counts; checked before anything is loaded, naming what differs.
+            ValueError: an unknown layout or version, other heads, or (torch's own check) other
+                parameter group or parameter counts; raised before anything is loaded, naming
+                what differs.
         """
+        self._check_constructed("load_state_dict")
         if not isinstance(state_dict, Mapping):
             raise TypeError(
                 "Parameter `state_dict` should be a mapping (from `optimizer.state_dict()`). "
                 f"Found {type(state_dict).__name__}."
             )
         state_dict = _contract.run_load_state_dict_pre_hooks(self, dict(state_dict))
-        if "state" in state_dict and "param_groups" in state_dict:
-            inner = {k: v for k, v in state_dict.items() if k != "blender"}
-            ours = state_dict.get("blender")
-        elif set(state_dict) == {"optimizer", "blender"}:
-            inner, ours = state_dict["optimizer"], state_dict["blender"]
-        else:
+        if "state" not in state_dict or "param_groups" not in state_dict:
             raise ValueError(
                 "`load_state_dict` expects an optimizer state dict with keys 'state' and "
-                "'param_groups' (plus 'blender' from a GradientBlender), or a blendopt 0.1 "
-                f"checkpoint with keys 'optimizer' and 'blender'. Found keys {list(state_dict)}."
+                f"'param_groups' (plus 'blender' from a GradientBlender). Found keys "
+                f"{list(state_dict)}."
             )
+        inner = {k: v for k, v in state_dict.items() if k != "blender"}
+        ours = state_dict.get("blender")
         if ours is not None:
             ours = self._check_blender_state(ours)
-        self._check_groups(inner)
-        self.optimizer.load_state_dict(inner)
+        try:
+            self.optimizer.load_state_dict(inner)
+        except ValueError as error:  # torch checks the group and parameter counts: show them
+            saved = [len(group["params"]) for group in inner["param_groups"]]
+            here = [len(group["params"]) for group in self.param_groups]
+            if saved == here:
+                raise
+            raise ValueError(
+                f"{error}: the checkpoint's parameter groups hold {saved} parameters, this "
+                f"optimizer's {here}; build the optimizer over the same model and parameter "
+                "groups."
+            ) from error
         if ours is not None:
             self._weighting.load_state_dict(ours["weighting"])
             self._controller.load_state_dict(ours["controller"])
@@ -601,103 +574,42 @@ class GradientBlender(Optimizer):
         self._blends_since_step = 0
         _contract.run_load_state_dict_post_hooks(self)
 
-    def _check_blender_state(self, ours: Any) -> dict[str, Any]:
+    def _check_blender_state(self, ours: Any) -> Mapping[str, Any]:
         if not isinstance(ours, Mapping):
             raise TypeError(
                 "The state dict's 'blender' entry should be a mapping (from "
                 f"`GradientBlender.state_dict()`). Found {type(ours).__name__}."
             )
-        if ours.get("version") == 1:
-            ours = _upgrade_v1(ours)
         if ours.get("version") != _STATE_VERSION:
             raise ValueError(
                 f"Unsupported GradientBlender state version {ours.get('version')!r} (this blendopt "
-                f"reads versions [1, {_STATE_VERSION}])."
+                f"reads version {_STATE_VERSION}, what `GradientBlender.state_dict()` writes)."
             )
         if list(ours["heads"]) != self.heads:
             raise ValueError(
                 f"The checkpoint's heads {list(ours['heads'])} differ from this blender's heads "
                 f"{self.heads}; construct the blender with the checkpoint's heads in that order."
             )
-        return dict(ours)
+        return ours
 
-    def _check_groups(self, inner: Mapping[str, Any]) -> None:
-        saved_groups = inner["param_groups"]
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError(
-                f"The checkpoint's optimizer has {len(saved_groups)} parameter groups, this one "
-                f"has {len(self.param_groups)}; build the optimizer over the same parameter groups."
+    def _check_constructed(self, method: str) -> None:
+        """Refuse a wrapper that subclasses the blender's class (``LightningOptimizer``)."""
+        if "_controller" not in self.__dict__:
+            raise TypeError(
+                f"GradientBlender.{method}() was called on a {type(self).__name__}, which wraps "
+                "a GradientBlender without being one, so the blender would not see the call. "
+                "With PyTorch Lightning, `import blendopt.integrations.lightning` (it holds "
+                "GradientBlendCallback) before `trainer.fit`; elsewhere, call the blender itself."
             )
-        for index, (saved, group) in enumerate(zip(saved_groups, self.param_groups, strict=True)):
-            if len(saved["params"]) != len(group["params"]):
-                raise ValueError(
-                    f"Parameter group {index} has {len(saved['params'])} parameters in the "
-                    f"checkpoint and {len(group['params'])} here; build the optimizer over the "
-                    "same model."
-                )
 
     def __repr__(self) -> str:
+        # `self.__class__`, as `Optimizer.__repr__`, so a wrapper that subclasses the blender's
+        # class shows its own name; on one, `self.optimizer` is the blender: read the controller's.
         weights = ", ".join(f"{h!r}: {w:.4g}" for h, w in self.weights.items())
+        controller = self._controller
         return (
-            f"GradientBlender({type(self.optimizer).__name__}, heads={self.heads}, "
-            f"weights={{{weights}}}, estimator={self.estimator!r}, schedule={self.schedule!r}, "
-            f"epochs_started={self._controller.epochs_started}, steps={self._controller.steps})"
+            f"{self.__class__.__name__}({type(controller.optimizer).__name__}, "
+            f"heads={self.heads}, weights={{{weights}}}, estimator={self.estimator!r}, "
+            f"schedule={self.schedule!r}, epochs_started={controller.epochs_started}, "
+            f"steps={controller.steps})"
         )
-
-
-def _upgrade_v1(ours: Mapping[str, Any]) -> dict[str, Any]:
-    """A version-1 blender state (flat) in the version-2 layout (one entry per piece)."""
-    k = len(ours["heads"])
-    return {
-        "version": 2,
-        "heads": list(ours["heads"]),
-        "weighting": {
-            "weights": list(ours["weights"]),
-            "steps_weighted": [0.0] * k,
-            "since": 0,
-        },
-        "controller": {
-            "epochs_started": ours["epochs_started"],
-            "steps": ours["steps"],
-            "estimates": ours["estimates"],
-            "last_estimate_position": ours["last_estimate_position"],
-            "history": list(ours["history"]),
-            "estimator": ours["estimator"],
-        },
-        "statistics": ours["statistics"],
-        "finite": {"events": [], "table": None, "recorded": 0, "from_step": None},
-    }
-
-
-def _on_the_blender(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Run ``method`` on the blender itself when it is called through PyTorch Lightning's
-    ``LightningOptimizer`` (what ``LightningModule.optimizers()`` returns).
-
-    That wrapper takes the blender's class as a base class, so ``isinstance`` checks pass, and
-    forwards the attributes it lacks to the blender: a method found on the class would run with
-    the wrapper as ``self`` and write the weights, counters and history on the wrapper, where the
-    blender (its steps, checkpoints and estimates) never sees them.
-    """
-
-    @functools.wraps(method)
-    def run(self: GradientBlender, *args: Any, **kwargs: Any) -> Any:
-        blender = self.__dict__.get("_optimizer")
-        if isinstance(blender, GradientBlender) and blender is not self:
-            return getattr(blender, method.__name__)(*args, **kwargs)
-        return method(self, *args, **kwargs)
-
-    return run
-
-
-for _name in (
-    "blend",
-    "backward",
-    "set_weights",
-    "start_epoch",
-    "estimate_now",
-    "estimate_due",
-    "state_dict",
-    "load_state_dict",
-    "__repr__",
-):
-    setattr(GradientBlender, _name, _on_the_blender(getattr(GradientBlender, _name)))

@@ -31,6 +31,16 @@ HOOK_ATTRIBUTES = (
 _TRANSIENT_ATTRIBUTES = ("step", "_opt_called")
 
 
+def forwarded(name: str, doc: str) -> property:
+    """A property that gets, sets and deletes ``name`` on the wrapper's ``optimizer``."""
+    return property(
+        lambda self: getattr(self.optimizer, name),
+        lambda self, value: setattr(self.optimizer, name, value),
+        lambda self: delattr(self.optimizer, name),
+        doc,
+    )
+
+
 def picklable_state(instance_dict: Mapping[str, Any]) -> dict[str, Any]:
     """The wrapper's ``__dict__`` without what a plain ``Optimizer`` drops when pickled.
 
@@ -55,19 +65,23 @@ def _unhooked_step(optimizer: Optimizer) -> Callable[..., Any] | None:
     """The wrapped optimizer's ``step`` function below torch's profiling/hook wrapper, or None.
 
     ``Optimizer.__init__`` replaces ``type(opt).step`` by ``Optimizer.profile_hook_step(step)``
-    (marked ``hooked``); ``functools.wraps`` keeps the original as ``__wrapped__``.
+    (marked ``hooked = True``); ``functools.wraps`` keeps the original as ``__wrapped__``. The
+    marks are compared with ``is True``: a ``mock.patch``-ed step answers any attribute, and its
+    truth test would show in the mock's calls.
     """
     step = type(optimizer).step
-    if not getattr(step, "hooked", False):
+    if getattr(step, "hooked", False) is not True:
         return None
     # A class whose step was patched twice (seen intermittently with LBFGS in long test
     # sessions) nests two hooked wrappers: unwrap every one of them.
-    while step is not None and getattr(step, "hooked", False):
+    while step is not None and getattr(step, "hooked", False) is True:
         step = getattr(step, "__wrapped__", None)
     return step
 
 
-def step_inner(optimizer: Optimizer, closure: Callable[[], Any] | None) -> Any:
+def step_inner(
+    optimizer: Optimizer, closure: Callable[[], Any] | None, kwargs: dict[str, Any]
+) -> Any:
     """Step ``optimizer`` from inside a wrapper's (already hooked) ``step``.
 
     The wrapper's own ``step`` is wrapped by ``Optimizer.profile_hook_step``, which fires the
@@ -84,16 +98,16 @@ def step_inner(optimizer: Optimizer, closure: Callable[[], Any] | None) -> Any:
     Args:
         optimizer: the wrapped optimizer.
         closure: the closure to pass, or ``None`` (then ``step()`` gets no argument).
+        kwargs: more keyword arguments for its ``step`` (torch's step wrappers pass them on).
 
     Returns:
         What the wrapped optimizer's step returns.
     """
     args: tuple[Any, ...] = (optimizer,) if closure is None else (optimizer, closure)
-    kwargs: dict[str, Any] = {}
     raw = _unhooked_step(optimizer)
     own = optimizer.__dict__.get("step")
-    if raw is None or (own is not None and not getattr(own, "_wrapped_by_lr_sched", False)):
-        return optimizer.step(*args[1:])
+    if raw is None or (own is not None and getattr(own, "_wrapped_by_lr_sched", False) is not True):
+        return optimizer.step(*args[1:], **kwargs)
     if own is not None:  # a scheduler built on the wrapped optimizer tracks its steps
         optimizer._opt_called = True  # type: ignore[attr-defined]
     for pre_hook in optimizer._optimizer_step_pre_hooks.values():

@@ -46,8 +46,7 @@ class EstimationController:
         optimizer: Optimizer,
         estimator: Estimator | None,
         schedule: Schedule | None,
-        *,
-        monitor: NonFiniteMonitor | None = None,
+        monitor: NonFiniteMonitor,
     ) -> None:
         self.weights = weights
         self.optimizer = optimizer
@@ -124,8 +123,7 @@ class EstimationController:
             raise ValueError(
                 "No estimator: pass `estimator=` to GradientBlender to estimate weights."
             )
-        if self.monitor is not None:
-            self.monitor.report(f"before G-Blend estimate {self.estimates}", to_step=self.steps)
+        self.monitor.report(f"before G-Blend estimate {self.estimates}", to_step=self.steps)
         request = EstimateRequest(
             heads=tuple(self.heads),
             optimizer=self.optimizer,
@@ -254,6 +252,30 @@ def resolve_weighting(
     fixed = isinstance(estimator, (Mapping, FixedWeights))
     if isinstance(estimator, Mapping):
         estimator = FixedWeights(estimator)
+    _check_combination(estimator, schedule, weights, fixed=fixed)
+    if estimator is not None and schedule is None:
+        schedule = estimator.default_schedule()
+    if estimator is not None and estimator.needs_schedule and schedule is None:
+        raise ValueError(
+            f"The estimator {estimator!r} needs a schedule: pass "
+            "`schedule=blendopt.Offline(horizon=N)` (estimate once, Algorithm 2) or "
+            "`schedule=blendopt.Online(every=n)` (Algorithm 3)."
+        )
+    if weights is not None:
+        initial = check_user_weights(weights, heads, "weights")
+    elif fixed:
+        assert isinstance(estimator, FixedWeights)
+        initial = check_user_weights(estimator.weights, heads, "estimator")
+    else:
+        given = estimator.initial_weights(heads) if estimator is not None else None
+        initial = check_weights(given, heads) if given is not None else uniform_weights(heads)
+    return estimator, schedule, initial
+
+
+def _check_combination(
+    estimator: Any, schedule: Any, weights: Mapping[str, float] | None, *, fixed: bool
+) -> None:
+    """The types of ``estimator`` and ``schedule``, and the combinations that cannot be meant."""
     if estimator is not None and not isinstance(estimator, Estimator):
         raise TypeError(
             "Parameter `estimator` should be a blendopt Estimator, a mapping head -> weight, "
@@ -276,25 +298,8 @@ def resolve_weighting(
             f"({estimator!r}); the weights would be set twice. Pass them once: either "
             "`estimator={...}` or `weights={...}`."
         )
-    if estimator is not None and schedule is None:
-        schedule = estimator.default_schedule()
-    if estimator is not None and estimator.needs_schedule and schedule is None:
-        raise ValueError(
-            f"The estimator {estimator!r} needs a schedule: pass "
-            "`schedule=blendopt.Offline(horizon=N)` (estimate once, Algorithm 2) or "
-            "`schedule=blendopt.Online(every=n)` (Algorithm 3)."
-        )
     if schedule is not None and estimator is None:
         raise ValueError(
             "Parameter `schedule` was given without an `estimator`; pass the estimator the "
             "schedule should call (e.g. blendopt.RetrainEstimator(...))."
         )
-    if weights is not None:
-        initial = check_user_weights(weights, heads, "weights")
-    elif fixed:
-        assert isinstance(estimator, FixedWeights)
-        initial = check_user_weights(estimator.weights, heads, "estimator")
-    else:
-        given = estimator.initial_weights(heads) if estimator is not None else None
-        initial = check_weights(given, heads) if given is not None else uniform_weights(heads)
-    return estimator, schedule, initial

@@ -1,23 +1,35 @@
-"""PyTorch Lightning: run the blender's due G-Blend estimates at the start of every epoch.
+"""PyTorch Lightning: the blender as Lightning's optimizer, and its due G-Blend estimates.
 
-Lightning's automatic optimization calls backward itself: ``training_step`` returns
-``blender.blend(losses)``, ``configure_optimizers`` returns the blender (alone or with an LR
-scheduler), and :class:`GradientBlendCallback` calls ``blender.start_epoch()`` when each training
-epoch starts. Importing this module imports Lightning (``pytorch_lightning``, else
-``lightning.pytorch``); ``import blendopt`` does not.
+``training_step`` returns ``blender.blend(losses)`` (Lightning calls backward),
+``configure_optimizers`` returns the blender, and :class:`GradientBlendCallback` calls
+``blender.start_epoch()`` at each epoch start. Importing this module imports Lightning
+(``pytorch_lightning``, else ``lightning.pytorch``; ``import blendopt`` does not) and, to be done
+before ``trainer.fit`` also without the callback, fits the blender to two Lightning habits:
+
+- ``self.optimizers()`` is a ``LightningOptimizer`` whose class derives from the blender's:
+  ``GradientBlender.__init_subclass__`` gives such classes methods that call the blender's.
+- ``LearningRateMonitor`` names a scheduler after its optimizer (the blender), then unwraps
+  ``.optimizer`` (meant for DeepSpeed) and logged the blender twice: a blender's scheduler is
+  named after the wrapped optimizer instead, one key, the plain optimizer's (``lr-SGD``).
 """
 
 from __future__ import annotations
 
+import copy
+import functools
+import types
+from collections.abc import Callable
 from typing import Any
 
 from blendopt._blender import GradientBlender
 
 try:
     import pytorch_lightning as _pl
+    from pytorch_lightning.core.optimizer import LightningOptimizer
 except ImportError:  # the unified `lightning` package ships the same API as lightning.pytorch
     try:
         import lightning.pytorch as _pl  # type: ignore[no-redef]
+        from lightning.pytorch.core.optimizer import LightningOptimizer  # type: ignore[no-redef]
     except ImportError as error:
         raise ImportError(
             "blendopt.integrations.lightning needs PyTorch Lightning: "
@@ -25,6 +37,63 @@ except ImportError:  # the unified `lightning` package ships the same API as lig
         ) from error
 
 __all__ = ["GradientBlendCallback"]
+
+#: The blender methods a ``LightningOptimizer`` around a blender passes on to it.
+FORWARDED = (
+    "blend",
+    "backward",
+    "set_weights",
+    "start_epoch",
+    "estimate_now",
+    "estimate_due",
+    "state_dict",
+    "load_state_dict",
+)
+
+
+def _forwarding(name: str) -> Callable[..., Any]:
+    @functools.wraps(getattr(GradientBlender, name))
+    def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self._optimizer, name)(*args, **kwargs)
+
+    return forward
+
+
+def _forward_from_lightning_optimizers(cls: type, **kwargs: Any) -> None:
+    """``GradientBlender.__init_subclass__``: ``LightningOptimizer(blender)`` builds the class
+    ``type("Lightning" + name, (LightningOptimizer, type(blender)), {})``; give it methods that
+    run on the blender (its ``_optimizer``)."""
+    super(GradientBlender, cls).__init_subclass__(**kwargs)
+    if issubclass(cls, LightningOptimizer):
+        for name in FORWARDED:
+            setattr(cls, name, _forwarding(name))
+
+
+def _name_blender_schedulers_after_the_wrapped_optimizer() -> None:
+    """``LearningRateMonitor``'s scheduler pass marks ``scheduler.optimizer`` (the blender) as
+    seen, its optimizer pass unwraps the blender to ``blender.optimizer`` (not seen) and logs it
+    again: give the scheduler pass the wrapped optimizer, so both passes agree."""
+    monitor = _pl.callbacks.LearningRateMonitor
+    original = monitor._find_names_from_schedulers
+
+    @functools.wraps(original)
+    def find_names_from_schedulers(self: Any, lr_scheduler_configs: list[Any]) -> Any:
+        return original(self, [_seen_as_wrapped(config) for config in lr_scheduler_configs])
+
+    monitor._find_names_from_schedulers = find_names_from_schedulers  # type: ignore[method-assign]
+
+
+def _seen_as_wrapped(config: Any) -> Any:
+    blender = _unwrap(config.scheduler.optimizer)
+    if not isinstance(blender, GradientBlender):
+        return config
+    view = copy.copy(config)
+    view.scheduler = types.SimpleNamespace(optimizer=blender.optimizer)  # all the naming reads
+    return view
+
+
+GradientBlender.__init_subclass__ = classmethod(_forward_from_lightning_optimizers)  # type: ignore[assignment,method-assign]
+_name_blender_schedulers_after_the_wrapped_optimizer()
 
 
 def _unwrap(optimizer: Any) -> Any:

@@ -16,7 +16,9 @@ import accelerate
 import pytest
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.core.optimizer import LightningOptimizer
+from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 import blendopt
@@ -190,9 +192,101 @@ def test_lightning_optimizer_wrapper_forwards_to_the_blender():
     wrapper = module.trainer.strategy._lightning_optimizers[0]
     assert set(vars(wrapper)) <= {"_optimizer", "_strategy", "_on_before_step", "_on_after_step"}
     assert wrapper.weights == blender.weights
-    assert repr(wrapper) == repr(blender)
+    assert repr(wrapper) == "Lightning" + repr(blender)  # as for a plain optimizer
     assert str(wrapper.state_dict()) == str(blender.state_dict())  # not nested in itself
     _assert_same_parameters(module.net, ref_model)
+
+
+def test_lightning_optimizer_repr_is_lightning_plus_the_optimizers_as_for_torch_optim():
+    # Optimizer.__repr__ uses `self.__class__.__name__`, so LightningOptimizer(opt) shows as
+    # "Lightning" + repr(opt); blendopt used to hard-code the name (and forward repr).
+    model = make_model()
+    plain = _sgd(model.parameters())
+    blender = GradientBlender(_sgd(model.parameters()), HEADS, WEIGHTS)
+    assert str(LightningOptimizer(plain)) == "Lightning" + str(plain)
+    assert str(LightningOptimizer(blender)) == "Lightning" + str(blender)
+    assert str(blender).startswith("GradientBlender(SGD, heads=['a', 'b', 'fused'], weights=")
+
+
+def test_lightning_optimizer_forwarding_is_only_on_lightnings_wrapper_classes():
+    class MyBlender(GradientBlender):
+        pass
+
+    assert "blend" not in vars(MyBlender)
+    assert "blend" in vars(
+        type(LightningOptimizer(MyBlender(_sgd(make_model().parameters()), HEADS)))
+    )
+
+
+class _PlainModule(BlendModule):
+    """The same module trained by the plain optimizer on the summed loss."""
+
+    def training_step(self, batch, batch_idx):
+        return sum(loss_fn(self.net, batch).values())
+
+    def configure_optimizers(self):
+        optimizer = _sgd(self.parameters())
+        if not self.scheduler:
+            return optimizer
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": torch.optim.lr_scheduler.StepLR(optimizer, 1, 0.5),
+        }
+
+
+@pytest.mark.parametrize("scheduler", [False, True], ids=["no_scheduler", "steplr"])
+def test_lightning_lr_monitor_logs_a_blender_under_the_plain_optimizers_key_once(
+    tmp_path, scheduler
+):
+    # LearningRateMonitor names a scheduler after `scheduler.optimizer` (the blender) and then
+    # unwraps optimizers with an `.optimizer` attribute: it used to log "lr-GradientBlender"
+    # and "lr-SGD". The plain SGD logs ["lr-SGD"] in both cases.
+    monitors = {}
+    for kind, module in (("plain", _PlainModule), ("blender", BlendModule)):
+        monitors[kind] = LearningRateMonitor(log_momentum=True)
+        _fit(
+            module(scheduler=scheduler),
+            epochs=2,
+            callbacks=[GradientBlendCallback(), monitors[kind]]
+            if kind == "blender"
+            else [monitors[kind]],
+            logger=CSVLogger(tmp_path / kind),
+            log_every_n_steps=1,
+        )
+    assert list(monitors["plain"].lrs) == ["lr-SGD"]
+    assert monitors["blender"].lrs == monitors["plain"].lrs
+    assert monitors["blender"].last_momentum_values == monitors["plain"].last_momentum_values
+
+
+def test_lightning_step_keyword_arguments_reach_the_wrapped_optimizer():
+    # Lightning's precision plugins call `optimizer.step(closure=closure, **kwargs)` with the
+    # keywords given to `LightningOptimizer.step`; torch's own step wrappers pass them on.
+    class TaggedSGD(torch.optim.SGD):
+        def step(self, closure=None, *, tag=None):
+            self.tags.append(tag)
+            return super().step(closure)
+
+    class ManualModule(BlendModule):
+        def __init__(self):
+            super().__init__()
+            self.automatic_optimization = False
+
+        def configure_optimizers(self):
+            inner = TaggedSGD(self.parameters(), lr=0.1)
+            inner.tags = []
+            self.blender = GradientBlender(inner, HEADS, WEIGHTS)
+            return self.blender
+
+        def training_step(self, batch, batch_idx):
+            opt = self.optimizers()
+            opt.zero_grad()
+            self.manual_backward(opt.blend(loss_fn(self.net, batch)))
+            opt.step(tag=batch_idx)
+
+    module = ManualModule()
+    _fit(module, epochs=1)
+    assert module.blender.optimizer.tags == [0, 1, 2, 3]
+    assert module.blender._controller.steps == 4
 
 
 def test_lightning_callback_finds_no_blender():

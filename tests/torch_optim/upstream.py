@@ -115,46 +115,36 @@ def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
         Path(path).write_text(json.dumps(_outcomes, indent=0, sort_keys=True))
 
 
-# -- driver -----------------------------------------------------------------------------------
+# -- driver (also used by tests/torch_optim/lightning_upstream.py) ----------------------------
 
 
-def run(test_file: Path, mode: str, keyword: str, extra: list[str]) -> tuple[dict[str, str], float]:
-    """Run ``test_file`` under pytest in ``mode`` (``plain``/``wrapped``); outcome per test id."""
+def run_pytest(
+    args: list[str], mode: str, *, plugin: str, cwd: Path, pythonpath: list[str]
+) -> tuple[dict[str, str], float]:
+    """Run ``pytest ARGS`` in a fresh process in ``mode`` with ``plugin``; outcome per test id.
+
+    blendopt's pytest settings (warnings as errors, importlib mode) are left out: the process
+    gets an empty ini file, and the repository root on its ``PYTHONPATH`` for the plugin.
+    """
     root = Path(__file__).resolve().parents[2]
     with tempfile.TemporaryDirectory() as tmp:
         results = Path(tmp) / "results.json"
         ini = Path(tmp) / "pytest.ini"
-        ini.write_text("[pytest]\n")  # not blendopt's settings (warnings as errors, importlib)
+        ini.write_text("[pytest]\n")
         env = dict(os.environ)
+        paths = [*pythonpath, str(root), env.get("PYTHONPATH", "")]
         env.update(
             {
                 MODE_VARIABLE: mode,
                 RESULTS_VARIABLE: str(results),
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")])),
+                "PYTHONPATH": os.pathsep.join(filter(None, paths)),
                 "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "1"),
             }
         )
-        command = [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(test_file),
-            "-c",
-            str(ini),
-            "--rootdir",
-            str(test_file.parent),
-            "-p",
-            "tests.torch_optim.upstream",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "--no-header",
-            "-k",
-            keyword,
-            *extra,
-        ]
+        command = [sys.executable, "-m", "pytest", "-c", str(ini), "--rootdir", str(cwd)]
+        command += ["-p", plugin, "-p", "no:cacheprovider", "-q", "--no-header", *args]
         start = time.perf_counter()
-        completed = subprocess.run(command, env=env, cwd=test_file.parent, check=False)
+        completed = subprocess.run(command, env=env, cwd=cwd, check=False)
         seconds = time.perf_counter() - start
         if not results.exists():
             raise RuntimeError(
@@ -163,23 +153,12 @@ def run(test_file: Path, mode: str, keyword: str, extra: list[str]) -> tuple[dic
         return json.loads(results.read_text()), seconds
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("test_file", type=Path, help="a copy of pytorch/pytorch test/test_optim.py")
-    parser.add_argument("-k", "--keyword", default=DEFAULT_KEYWORD, help="pytest -k expression")
-    parser.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
-    args = parser.parse_args(argv)
-    test_file = args.test_file.resolve()
-    if not test_file.is_file():
-        parser.error(f"{test_file} is not a file; pass a copy of PyTorch's test/test_optim.py")
-    import torch
+def report(outcomes: dict[str, dict[str, str]], seconds: dict[str, float]) -> int:
+    """Print the counts of the ``plain`` and ``wrapped`` runs and the tests they disagree on.
 
-    outcomes, seconds = {}, {}
-    for mode in ("plain", "wrapped"):
-        outcomes[mode], seconds[mode] = run(test_file, mode, args.keyword, args.pytest_args)
-    digest = _sha256(test_file)[:16]
-    print(f"\nUpstream file: {test_file} (sha256 {digest}), torch {torch.__version__}")
-    print(f"Selection: -k {args.keyword!r}")
+    Returns:
+        1 if a test passes plain but not wrapped, else 0.
+    """
     for mode in ("plain", "wrapped"):
         counts = Counter(outcomes[mode].values())
         summary = ", ".join(
@@ -203,6 +182,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  passes wrapped, {outcomes['plain'].get(test, 'missing')} plain: {test}")
     print(f"  {len(gains)} tests pass wrapped but not plain")
     return 1 if regressions else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("test_file", type=Path, help="a copy of pytorch/pytorch test/test_optim.py")
+    parser.add_argument("-k", "--keyword", default=DEFAULT_KEYWORD, help="pytest -k expression")
+    parser.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
+    args = parser.parse_args(argv)
+    test_file = args.test_file.resolve()
+    if not test_file.is_file():
+        parser.error(f"{test_file} is not a file; pass a copy of PyTorch's test/test_optim.py")
+    import torch
+
+    outcomes, seconds = {}, {}
+    for mode in ("plain", "wrapped"):
+        outcomes[mode], seconds[mode] = run_pytest(
+            [str(test_file), "-k", args.keyword, *args.pytest_args],
+            mode,
+            plugin="tests.torch_optim.upstream",
+            cwd=test_file.parent,
+            pythonpath=[],
+        )
+    digest = _sha256(test_file)[:16]
+    print(f"\nUpstream file: {test_file} (sha256 {digest}), torch {torch.__version__}")
+    print(f"Selection: -k {args.keyword!r}")
+    return report(outcomes, seconds)
 
 
 def _sha256(path: Path) -> str:

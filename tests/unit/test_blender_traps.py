@@ -402,32 +402,6 @@ def test_estimate_due_says_when_start_epoch_will_estimate():
     assert not _blender(WEIGHTS)[1].estimate_due()
 
 
-def test_version_1_checkpoints_still_load():
-    model, opt = _blender(WEIGHTS)
-    _steps(opt, model, 2)
-    current = opt.state_dict()
-    v1 = {
-        "optimizer": {k: v for k, v in current.items() if k != "blender"},
-        "blender": {
-            "version": 1,
-            "heads": list(HEADS),
-            "weights": [0.2, 0.2, 0.6],
-            "epochs_started": 0,
-            "steps": 2,
-            "estimates": 0,
-            "last_estimate_position": -1,
-            "statistics": current["blender"]["statistics"],
-            "history": [],
-            "estimator": {},
-        },
-    }
-    _, opt2 = _blender(WEIGHTS)
-    opt2.load_state_dict(v1)
-    assert opt2.weights == {"a": 0.2, "b": 0.2, "fused": 0.6}
-    assert opt2.average_weights == opt2.weights
-    assert opt2._controller.steps == 2
-
-
 def test_direct_blend_estimate_caller_is_warned_once_per_event_at_its_line():
     before = dict.fromkeys(HEADS, 2.0)
     after_train = dict.fromkeys(HEADS, 1.0)
