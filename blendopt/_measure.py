@@ -13,6 +13,19 @@ from blendopt._distributed import accumulator_dtype, all_reduce_sum_, collective
 #: ``metric(model, batch) -> {head: value}``. A value is a scalar tensor or float (the batch
 #: mean, weighted by the batch size) or a 1-D tensor of per-sample values (averaged exactly).
 MetricFn = Callable[[nn.Module, Any], Mapping[str, "torch.Tensor | float"]]
+#: ``loss_fn(model, batch) -> {head: scalar loss}``.
+LossFn = Callable[[nn.Module, Any], Mapping[str, torch.Tensor]]
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside ``DistributedDataParallel``/``DataParallel``/``torch.compile``."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile
+            model = model._orig_mod
+        else:
+            return model
 
 
 def _first_tensor(obj: Any) -> torch.Tensor | None:

@@ -44,9 +44,8 @@ from torch import nn
 from blendopt._distributed import all_reduce_sum_, collective_device, world_size
 from blendopt._estimators import EstimateRequest, Estimator
 from blendopt._math import BlendEstimate, correlated_blend
-from blendopt._measure import MetricFn, measure_per_sample
+from blendopt._measure import LossFn, MetricFn, measure_per_sample, unwrap_model
 from blendopt._noise import mean_and_standard_error, noise_aware_weights, reduced_moments
-from blendopt._retrain import LossFn, unwrap_model
 from blendopt._rng import derive_seed, isolated_rng
 from blendopt._schedule import Online, Schedule
 

@@ -5,8 +5,7 @@ import math
 import pytest
 
 import blendopt
-from blendopt._copies import TrainReport
-from blendopt._retrain import blend_measured
+from blendopt.retrain import RetrainConfig, TrainReport, blend_measured
 
 HEADS = ["a", "b", "c"]
 BEFORE = ({"a": 1.0, "b": 1.0, "c": 1.0}, {"a": 1.2, "b": 1.2, "c": 1.2})
@@ -19,7 +18,9 @@ def test_a_diverged_head_gets_weight_zero_and_the_others_are_blended_by_hand():
     after = ({"a": 0.6, "c": 0.8}, {"a": 1.0, "c": 1.1})
     report = TrainReport(diverged={"b": "head 'b': its copy diverged"}, empty_batches=2)
     with pytest.warns(blendopt.DivergedCopyWarning, match="head 'b'"):
-        est = blend_measured(HEADS, BEFORE, after, report, empty_measuring=1, eps=1e-6)
+        est = blend_measured(
+            HEADS, BEFORE, after, report, RetrainConfig(eps=1e-6), empty_measuring=1
+        )
     assert est.accepted
     assert est.weights == pytest.approx({"a": 5 / 15, "b": 0.0, "c": 10 / 15})
     assert math.isnan(est.generalization["b"])
@@ -32,7 +33,7 @@ def test_a_diverged_head_gets_weight_zero_and_the_others_are_blended_by_hand():
 def test_without_divergence_it_is_blend_estimate():
     after = ({"a": 0.5, "b": 0.9, "c": 0.8}, {"a": 1.0, "b": 1.5, "c": 1.1})
     with pytest.warns(blendopt.ZeroedHeadWarning):
-        est = blend_measured(HEADS, BEFORE, after, TrainReport(), eps=1e-6)
+        est = blend_measured(HEADS, BEFORE, after, TrainReport(), RetrainConfig(eps=1e-6))
     with pytest.warns(blendopt.ZeroedHeadWarning):
         ref = blendopt.blend_estimate(*BEFORE, *after, eps=1e-6)
     assert est == ref
@@ -41,7 +42,9 @@ def test_without_divergence_it_is_blend_estimate():
 def test_every_head_diverged_rejects_with_the_fallback():
     report = TrainReport(diverged={h: f"head {h!r}: its copy diverged" for h in HEADS})
     with pytest.warns(blendopt.DivergedCopyWarning):
-        est = blend_measured(HEADS, BEFORE, ({}, {}), report, fallback={"a": 1, "b": 0, "c": 0})
+        est = blend_measured(
+            HEADS, BEFORE, ({}, {}), report, RetrainConfig(fallback={"a": 1, "b": 0, "c": 0})
+        )
     assert not est.accepted
     assert est.weights == {"a": 1, "b": 0, "c": 0}
     assert "every head's copy diverged" in est.notes[-1]
