@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from blendopt._estimate import BlendEstimate
+from blendopt._estimate import ratios as _ratios
 from blendopt._warnings import FLOOR_MARK, estimate_warnings_deferred, warn_estimate
 
 #: Default floor of dO² (see :func:`blend_estimate`).
@@ -132,100 +133,6 @@ def ogr(
     return _ratios(d_o, d_g)
 
 
-def _ratios(d_o: Mapping[str, float], d_g: Mapping[str, float]) -> dict[str, float]:
-    """``dO_k / dG_k`` per head; ``dG_k = 0`` gives ``±inf`` (sign of dO), or nan if dO is 0."""
-    out = {}
-    for h, g in d_g.items():
-        if g != 0.0:
-            out[h] = d_o[h] / g
-        else:
-            out[h] = math.copysign(math.inf, d_o[h]) if d_o[h] != 0.0 else math.nan
-    return out
-
-
-@dataclass(frozen=True)
-class BlendEstimate:
-    """One G-Blend weight estimate with the measurements behind it.
-
-    Attributes:
-        weights: head -> weight, summing to 1 when ``accepted``; when rejected, the fallback
-            weights the caller asked for (uniform by default).
-        generalization: head -> dG.
-        overfitting_change: head -> dO.
-        accepted: False when every raw weight was 0 (no head generalized).
-        notes: human-readable records of every edge rule applied (zeroed heads, floored dO²,
-            rejection).
-        measurements: the raw values (``train_before``, ``holdout_before``, ``train_after``,
-            ``holdout_after``), as given, before any negation.
-        higher_is_better: whether the raw values are scores.
-        generalization_se: head -> standard error of dG (noise-aware estimators; ``None``
-            when not measured).
-        overfitting_change_se: head -> standard error of dO (``None`` when not measured).
-        raw_weights: the OGR weights before shrinkage, floor and smoothing (``None`` when the
-            estimator applies none).
-        prior: the weights a head within noise was shrunk toward (``None``: no shrinkage).
-    """
-
-    weights: dict[str, float]
-    generalization: dict[str, float]
-    overfitting_change: dict[str, float]
-    accepted: bool
-    notes: tuple[str, ...] = ()
-    measurements: dict[str, dict[str, float]] = field(default_factory=dict)
-    higher_is_better: bool = False
-    generalization_se: dict[str, float] | None = None
-    overfitting_change_se: dict[str, float] | None = None
-    raw_weights: dict[str, float] | None = None
-    prior: dict[str, float] | None = None
-
-    @property
-    def heads(self) -> list[str]:
-        """The heads, in order."""
-        return list(self.weights)
-
-    @property
-    def ogr(self) -> dict[str, float]:
-        """OGR per head (dO / dG); see :func:`ogr` for dG = 0."""
-        return _ratios(self.overfitting_change, self.generalization)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-Python form (safe for ``torch.load(weights_only=True)`` and JSON)."""
-        return {
-            "weights": dict(self.weights),
-            "generalization": dict(self.generalization),
-            "overfitting_change": dict(self.overfitting_change),
-            "accepted": self.accepted,
-            "notes": list(self.notes),
-            "measurements": {k: dict(v) for k, v in self.measurements.items()},
-            "higher_is_better": self.higher_is_better,
-            "generalization_se": _copy(self.generalization_se),
-            "overfitting_change_se": _copy(self.overfitting_change_se),
-            "raw_weights": _copy(self.raw_weights),
-            "prior": _copy(self.prior),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> BlendEstimate:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            weights=dict(data["weights"]),
-            generalization=dict(data["generalization"]),
-            overfitting_change=dict(data["overfitting_change"]),
-            accepted=bool(data["accepted"]),
-            notes=tuple(data["notes"]),
-            measurements={k: dict(v) for k, v in data["measurements"].items()},
-            higher_is_better=bool(data["higher_is_better"]),
-            generalization_se=_copy(data.get("generalization_se")),
-            overfitting_change_se=_copy(data.get("overfitting_change_se")),
-            raw_weights=_copy(data.get("raw_weights")),
-            prior=_copy(data.get("prior")),
-        )
-
-
-def _copy(values: Mapping[str, float] | None) -> dict[str, float] | None:
-    return None if values is None else dict(values)
-
-
 def uniform_weights(heads: Sequence[str]) -> dict[str, float]:
     """Equal weights 1/k over ``heads``."""
     if len(heads) == 0:
@@ -289,23 +196,29 @@ def blend_estimate(
         higher_is_better=higher_is_better,
     )
     notes: list[str] = []
+    floored: list[str] = []
+    zeroed: list[str] = []
     unnormalized: dict[str, float] = {}
     for h in heads:
         if d_g[h] <= 0.0:
             unnormalized[h] = 0.0
+            zeroed.append(h)
             notes.append(f"head {h!r}: dG = {d_g[h]:.6g} <= 0 (did not generalize), weight 0")
             continue
         d_o_sq = d_o[h] ** 2
         if d_o_sq < eps:
             notes.append(f"head {h!r}: dO² = {d_o_sq:.3g} {FLOOR_MARK} = {eps:.3g}")
             d_o_sq = eps
+            floored.append(h)
         unnormalized[h] = d_g[h] / d_o_sq
 
     total = sum(unnormalized.values())
+    rejected = None
     if total > 0.0:
         weights = {h: unnormalized[h] / total for h in heads}
         accepted = True
     else:
+        rejected = "no head generalized (every dG <= 0)"
         accepted = False
         weights = (
             _check_values("fallback", fallback, heads)
@@ -324,6 +237,9 @@ def blend_estimate(
         notes=tuple(notes),
         measurements=raw,
         higher_is_better=higher_is_better,
+        floored=tuple(floored),
+        zeroed=tuple(zeroed),
+        rejected=rejected,
     )
     # One warning per event, at the caller's line; inside GradientBlender's estimates the
     # blender warns instead, naming the estimate's index and epoch.

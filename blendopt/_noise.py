@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from blendopt._distributed import all_reduce_sum_, collective_device
+from blendopt._distributed import collective_device, reduced_floats
 from blendopt._math import BlendEstimate
 from blendopt._warnings import RejectedEstimateWarning
 
@@ -70,14 +70,11 @@ def reduced_moments(columns: Mapping[str, torch.Tensor]) -> dict[str, tuple[floa
     """Mean and SE per key of 1-D tensors; n, Σx, Σx² are summed over the ranks."""
     device = collective_device()
     keys = list(columns)
-    packed = torch.zeros(3 * len(keys), dtype=torch.float64, device=device)
-    for i, key in enumerate(keys):
+    parts: list[torch.Tensor | float] = []
+    for key in keys:
         x = columns[key].detach().to(device, torch.float64).reshape(-1)
-        packed[3 * i] = x.numel()
-        packed[3 * i + 1] = x.sum()
-        packed[3 * i + 2] = (x * x).sum()
-    all_reduce_sum_(packed)
-    values = packed.cpu().tolist()
+        parts += [float(x.numel()), x.sum(), (x * x).sum()]
+    values = reduced_floats(parts)
     out = {}
     for i, key in enumerate(keys):
         n, total, total_sq = values[3 * i : 3 * i + 3]
