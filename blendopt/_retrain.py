@@ -554,7 +554,7 @@ def blend_measured(
             f"{empty_measuring} while measuring)"
         )
     if not diverged:
-        return dataclasses.replace(estimate, notes=tuple(notes))
+        return dataclasses.replace(estimate, notes=tuple(notes), skipped_batches=empty)
     if not estimate_warnings_deferred():  # inside GradientBlender, its controller warns once
         warn(
             "G-Blend estimate: " + "; ".join(diverged.values()) + ". Lower the learning rate, "
@@ -578,6 +578,11 @@ def blend_measured(
         notes=tuple(notes),
         measurements=measured,
         higher_is_better=higher_is_better,
+        floored=estimate.floored,
+        zeroed=estimate.zeroed,
+        diverged=dict(diverged),
+        skipped_batches=empty,
+        rejected=estimate.rejected or (None if estimate.accepted else "every copy diverged"),
     )
 
 

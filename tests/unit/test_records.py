@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -12,11 +13,22 @@ from blendopt._distributed import reduce_sum, reduced_floats, unwrap_model
 from blendopt._estimate import BlendEstimate
 from blendopt._finite import NonFiniteRecord
 from blendopt._math import blend_estimate
+from blendopt._warnings import warn_estimate
+from blendopt.warnings import (
+    DivergedCopyWarning,
+    FlooredOverfittingWarning,
+    RejectedEstimateWarning,
+    ZeroedHeadWarning,
+)
 
 
-def _estimate(**events) -> BlendEstimate:
+def _estimate(*, accepted: bool = True, **events) -> BlendEstimate:
     return BlendEstimate(
-        {"a": 1.0, "b": 0.0}, {"a": 0.1, "b": -0.1}, {"a": 0.2, "b": 0.0}, True, **events
+        {"a": 1.0, "b": 0.0},
+        {"a": 0.1, "b": -0.1},
+        {"a": 0.2, "b": 0.0},
+        accepted=accepted,
+        **events,
     )
 
 
@@ -133,3 +145,37 @@ def test_nonfinite_record_saves_first_values_only_when_recorded(with_values):
     copy = NonFiniteRecord(1)
     copy.load_state_dict(state)
     assert copy.read().first_value == ([math.inf] if with_values else [None])
+
+
+def _caught(estimate: BlendEstimate) -> list[warnings.WarningMessage]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn_estimate(estimate, "G-Blend estimate 3")
+    return caught
+
+
+def test_warnings_read_the_event_fields_not_the_notes():
+    est = _estimate(
+        notes=("prose that says floored to eps and copy diverged",),
+        floored=("a",),
+        zeroed=("b",),
+        diverged={"c": "non-finite loss at step 12, epoch 0"},
+    )
+    caught = _caught(est)
+    assert [w.category for w in caught] == [
+        DivergedCopyWarning,
+        ZeroedHeadWarning,
+        FlooredOverfittingWarning,
+    ]
+    assert "head 'c': its copy diverged (non-finite loss at step 12, epoch 0)" in str(
+        caught[0].message
+    )
+    assert "head 'b': dG = -0.1 <= 0" in str(caught[1].message)
+    assert "'a'" in str(caught[2].message)
+    assert _caught(_estimate(notes=("head 'b': floored to eps; copy diverged",))) == []
+
+
+def test_a_rejected_estimate_warns_once_with_its_reason():
+    caught = _caught(_estimate(accepted=False, rejected="no head generalized", zeroed=("b",)))
+    assert [w.category for w in caught] == [RejectedEstimateWarning]
+    assert "G-Blend estimate 3 rejected: no head generalized" in str(caught[0].message)
