@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import torch
 
-from blendopt._distributed import all_reduce_sum_, collective_device, world_size
+from blendopt._distributed import reduced_floats, world_size
 from blendopt._measure import is_empty_batch
 from blendopt.retrain._config import CopyTraining
 
@@ -29,7 +29,8 @@ class TrainReport:
         steps: batches trained on (empty batches excluded).
         epochs: passes over the loader started.
         empty_batches: empty batches skipped.
-        diverged: head -> why its copy stopped (non-finite loss); weight 0 for those heads.
+        diverged: head -> why its copy stopped (e.g. ``"loss inf at step 3, epoch 0"``);
+            weight 0 for those heads.
         notes: other events worth recording in the estimate's notes (e.g. steps the vmap
             engine skipped for a copy).
     """
@@ -79,9 +80,7 @@ def _skip(batch: Any) -> bool:
     empty = is_empty_batch(batch)
     if world_size() == 1:
         return empty
-    flag = torch.tensor([float(empty)], device=collective_device())
-    all_reduce_sum_(flag)
-    return bool(flag.item() > 0)
+    return reduced_floats([float(empty)])[0] > 0
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from blendopt._distributed import unwrap_model
 from blendopt._math import BlendEstimate, blend_estimate, uniform_weights
 from blendopt._measure import (
     LossFn,
@@ -28,7 +29,6 @@ from blendopt._measure import (
     is_empty_batch,
     measure_counted,
     measure_per_sample_counted,
-    unwrap_model,
 )
 from blendopt._noise import noise_aware_estimate
 from blendopt._rng import SamplerEpochs, derive_seed, isolated_rng, loader_generators
@@ -257,7 +257,11 @@ def blend_measured(
             ),
             higher_is_better=higher_is_better,
         )
-    notes = list(diverged.values()) + list(report.notes) + list(estimate.notes)
+    stopped = [
+        f"head {h!r}: its copy diverged ({why}) and stopped training; weight 0"
+        for h, why in diverged.items()
+    ]
+    notes = stopped + list(report.notes) + list(estimate.notes)
     empty = report.empty_batches + empty_measuring
     if empty:
         notes.append(
@@ -265,10 +269,10 @@ def blend_measured(
             f"{empty_measuring} while measuring)"
         )
     if not diverged:
-        return dataclasses.replace(estimate, notes=tuple(notes))
+        return dataclasses.replace(estimate, notes=tuple(notes), skipped_batches=empty)
     if not estimate_warnings_deferred():  # inside GradientBlender, its controller warns once
         warn(
-            "G-Blend estimate: " + "; ".join(diverged.values()) + ". Lower the learning rate, "
+            "G-Blend estimate: " + "; ".join(stopped) + ". Lower the learning rate, "
             "clip gradients (`train_step=`), or check those heads' inputs.",
             DivergedCopyWarning,
         )
@@ -289,6 +293,11 @@ def blend_measured(
         notes=tuple(notes),
         measurements=measured,
         higher_is_better=higher_is_better,
+        floored=estimate.floored,
+        zeroed=estimate.zeroed,
+        diverged=dict(diverged),
+        skipped_batches=empty,
+        rejected=estimate.rejected or (None if estimate.accepted else "every copy diverged"),
     )
 
 

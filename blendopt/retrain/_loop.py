@@ -12,7 +12,8 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
-from blendopt._distributed import all_reduce_sum_, average_gradients_, collective_device, world_size
+from blendopt._distributed import average_gradients_, world_size
+from blendopt._finite import NonFiniteRecord
 from blendopt._measure import check_heads
 from blendopt.retrain._clone import HeadCopy
 from blendopt.retrain._config import CopyTraining
@@ -23,65 +24,47 @@ class _Divergence:
     """Non-finite losses of the copies, without a host-device sync per step.
 
     With ``eager``, where the host reads a loss for free (the CPU, one process), a copy stops
-    at its first non-finite loss, before its backward. Elsewhere each copy counts its
-    non-finite losses (and the first step) on the loss's device; :meth:`read` syncs once (one
-    reduction over all ranks, so all agree) and stops the copies that diverged. Until then a
-    diverged copy keeps stepping; its result is discarded either way.
+    at its first non-finite loss, before its backward. Elsewhere each copy's non-finite losses
+    are counted on the device (a :class:`NonFiniteRecord`, one slot per copy); :meth:`read`
+    syncs once (one reduction over all ranks, so all agree) and stops the copies that
+    diverged. Until then a diverged copy keeps stepping; its result is discarded either way.
     """
 
-    def __init__(self, eager: bool = True) -> None:
-        self.eager = eager
-        self.counts: dict[str, torch.Tensor] = {}
-        self.first: dict[str, torch.Tensor] = {}
-        self.steps: dict[str, int] = {}
-        self.found: dict[str, str] = {}
+    def __init__(self, heads: Sequence[str], eager: bool = True) -> None:
+        self.heads, self.eager = list(heads), eager
+        self.record = NonFiniteRecord(len(self.heads))
+        self.steps = dict.fromkeys(self.heads, 0)
+        self.found: dict[str, str] = {}  # head -> why its copy diverged
 
     def check(self, head: str, loss: torch.Tensor, *, step: int, epoch: int) -> bool:
         """Record ``loss``; False when it is known now to be non-finite (CPU, one process)."""
         detached = loss.detach()
-        self.steps[head] = self.steps.get(head, 0) + 1
+        self.steps[head] += 1
         if self.eager and host_reads_free(detached.device) and world_size() == 1:
             if bool(torch.isfinite(detached).all()):
                 return True
-            self.found[head] = (
-                f"head {head!r}: its copy diverged (loss {float(detached.float().mean())} at "
-                f"step {step}, epoch {epoch}) and stopped training; weight 0"
-            )
+            loss_value = float(detached.float().mean())
+            self.found[head] = f"loss {loss_value} at step {step}, epoch {epoch}"
             return False
-        bad = ~torch.isfinite(detached).all()
-        if head not in self.counts:
-            self.counts[head] = torch.zeros((), dtype=torch.int64, device=detached.device)
-            self.first[head] = torch.full((), -1, dtype=torch.int64, device=detached.device)
-        self.first[head].masked_fill_(bad & (self.counts[head] == 0), step)
-        self.counts[head] += bad
+        self.record.record(torch.isfinite(detached).all(), step, slot=self.heads.index(head))
         return True
 
     def read(self, epoch: int) -> list[str]:
-        """Sync the device counters; return the heads newly found diverged."""
-        heads = [h for h in self.counts if h not in self.found]
-        if not heads:
+        """Sync the device record; return the heads newly found diverged."""
+        if not self.record.pending or all(h in self.found for h in self.heads):
             return []
-        on = self.counts[heads[0]].device
-        packed = torch.stack(
-            [self.counts[h].to(on) for h in heads]
-            + [self.first[h].to(on).clamp(min=0) for h in heads]
-        )
-        if world_size() > 1:  # ranks agree: any rank's non-finite loss diverges the copy
-            packed = all_reduce_sum_(packed.to(collective_device(), torch.float64))
-        values = packed.tolist()  # the one host-device sync
+        counts = self.record.read(across_ranks=world_size() > 1)  # the one host-device sync
         new = []
-        for i, h in enumerate(heads):
-            count = int(values[i])
-            if count > 0:
+        for i, h in enumerate(self.heads):
+            if counts.count[i] > 0 and h not in self.found:
                 first = (
-                    f", the first at step {int(values[len(heads) + i])}"
+                    f", the first at step {counts.first[i]}"
                     if world_size() == 1
                     else " over all ranks"
                 )
                 self.found[h] = (
-                    f"head {h!r}: its copy diverged ({count} non-finite losses in "
-                    f"{self.steps.get(h, 0)} steps{first}; found at the end of epoch {epoch}) "
-                    "and stopped training; weight 0"
+                    f"{counts.count[i]} non-finite losses in {self.steps[h]} steps{first}; "
+                    f"found at the end of epoch {epoch}"
                 )
                 new.append(h)
         return new
@@ -119,7 +102,7 @@ class LoopEngine:
         self.heads = [c.head for c in self.copies]
         self.active = [prepare_copy(c) for c in self.copies]
         self.training_ = training
-        self.monitor = _Divergence(training.eager_checks)
+        self.monitor = _Divergence(self.heads, training.eager_checks)
 
     def training(self) -> bool:
         return bool(self.active)

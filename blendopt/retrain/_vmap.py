@@ -54,8 +54,9 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from blendopt._distributed import average_gradients_, world_size
-from blendopt._measure import LossFn, check_heads, unwrap_model
+from blendopt._distributed import average_gradients_, unwrap_model, world_size
+from blendopt._finite import NonFiniteRecord
+from blendopt._measure import LossFn, check_heads
 from blendopt._rng import RngStream
 from blendopt.retrain._clone import call_factory, copy_seed, remap_param_groups
 from blendopt.retrain._config import CopyTraining, OptimizerSpec, TrainStep
@@ -129,21 +130,18 @@ class VmapCopies:
     nonfinite_loss: dict[str, float] = field(default_factory=dict)
 
     def diverged(self) -> dict[str, str]:
-        """head -> why its copy is discarded, in the lockstep loop's words
+        """head -> why its copy is discarded, in the loop engine's words
         (``TrainReport.diverged``): its loss became non-finite; weight 0 in the estimate.
 
         The vmap engine zeroes such a copy's gradient from that step on (the loop stops
         training it); either way the copy is not measured.
         """
-        out = {}
-        for head, step in self.nonfinite.items():
-            if step is not None:
-                out[head] = (
-                    f"head {head!r}: its copy diverged (loss {self.nonfinite_loss.get(head)} at "
-                    f"step {step}, epoch {self.nonfinite_epoch.get(head)}) and stopped training; "
-                    "weight 0"
-                )
-        return out
+        return {
+            head: f"loss {self.nonfinite_loss.get(head)} at step {step}, epoch "
+            f"{self.nonfinite_epoch.get(head)}"
+            for head, step in self.nonfinite.items()
+            if step is not None
+        }
 
     def skip_notes(self) -> list[str]:
         """One note per copy whose steps were skipped (see :attr:`skipped`)."""
@@ -402,10 +400,8 @@ class VmapEngine:
         device = ref_params[0].device if ref_params else None
         self.index = torch.tensor([self.expected.index(h) for h in self.heads], device=device)
         self.device = self.index.device
-        self.bad = torch.zeros(k, dtype=torch.bool, device=self.device)
-        self.first_bad = torch.full((k,), -1, dtype=torch.long, device=self.device)
-        self.first_epoch = torch.full((k,), -1, dtype=torch.long, device=self.device)
-        self.first_loss = torch.zeros(k, device=self.device)
+        self.nonfinite = NonFiniteRecord(k)  # copy k's own loss, on the device
+        self.epoch_starts: list[int] = []  # the step each pass began at (host side)
         self.skipped = torch.zeros(k, dtype=torch.long, device=self.device)
         self.all_bad = False
         self.eager = training.eager_checks and host_reads_free(self.device)
@@ -452,22 +448,20 @@ class VmapEngine:
         self.opt.zero_grad(set_to_none=True)
         with self.stream.active():
             losses.sum().backward()
-        finite = torch.isfinite(losses.detach())
-        new = ~finite & ~self.bad
-        self.first_bad = torch.where(new, step, self.first_bad)
-        self.first_epoch = torch.where(new, epoch, self.first_epoch)
-        self.first_loss = torch.where(new, losses.detach().float(), self.first_loss)
-        self.bad |= ~finite
+        if epoch == len(self.epoch_starts):
+            self.epoch_starts.append(step)
+        self.nonfinite.record(torch.isfinite(losses.detach()), step, values=losses.detach())
+        bad = self.nonfinite.flagged
         # Another head's non-finite loss reaches copy k's gradient as 0 * nan through the
         # shared batched graph (the loop never backpropagates it): skip that step.
-        spoiled = ~clean & ~self.bad
+        spoiled = ~clean & ~bad
         self.skipped += spoiled
         # Zero the gradient of flagged and spoiled copies and of the slices a copy's loss does
         # not reach, on the device: no host synchronization. On the CPU reading a flag costs
         # none, and masking is only needed once a loss is non-finite (unreached slices get
         # exact zeros otherwise).
-        if not self.eager or bool((self.bad | spoiled).any()):
-            drop = self.unreached | (self.bad | spoiled)
+        if not self.eager or bool((bad | spoiled).any()):
+            drop = self.unreached | (bad | spoiled)
             for i, p in enumerate(self.trainable):
                 if p.grad is not None:
                     p.grad.masked_fill_(drop[i].view(self.grad_shapes[i]), 0.0)
@@ -482,23 +476,25 @@ class VmapEngine:
     def end_epoch(self, epoch: int) -> None:
         if self.sched is not None and self.training_.plan.interval == "epoch":
             self.sched.step()
-        self.all_bad = bool(self.bad.all())  # one read per pass: every copy diverged
+        self.all_bad = bool(self.nonfinite.flagged.all())  # one read per pass: all diverged
 
     def finish(self) -> TrainReport:
         for m, mode in self.modes.items():
             m.training = mode
-        steps, epochs = self.first_bad.tolist(), self.first_epoch.tolist()  # the host syncs
+        read = self.nonfinite.read()  # the host syncs, at the end
+        first = dict(zip(self.heads, read.first, strict=True))
         self.summary = VmapCopies(
             models={},
-            nonfinite={h: (s if s >= 0 else None) for h, s in zip(self.heads, steps, strict=True)},
+            nonfinite=first,
             skipped=dict(zip(self.heads, self.skipped.tolist(), strict=True)),
             nonfinite_epoch={
-                h: (e if e >= 0 else None) for h, e in zip(self.heads, epochs, strict=True)
+                h: None if s is None else max(e for e, b in enumerate(self.epoch_starts) if b <= s)
+                for h, s in first.items()
             },
             nonfinite_loss={
                 h: v
-                for h, s, v in zip(self.heads, steps, self.first_loss.tolist(), strict=True)
-                if s >= 0
+                for h, s, v in zip(self.heads, read.first, read.first_value, strict=True)
+                if s is not None
             },
         )
         return TrainReport(diverged=self.summary.diverged(), notes=self.summary.skip_notes())

@@ -242,9 +242,9 @@ def test_optimizer_param_not_in_model_is_reported():
 def test_compiled_and_data_parallel_models_are_unwrapped():
     model = make_model()
     wrapped = torch.nn.DataParallel(model)
-    assert blendopt._measure.unwrap_model(wrapped) is model
+    assert blendopt._distributed.unwrap_model(wrapped) is model
     compiled = torch.compile(model)
-    assert blendopt._measure.unwrap_model(compiled) is model
+    assert blendopt._distributed.unwrap_model(compiled) is model
     sgd = torch.optim.SGD(model.parameters(), lr=0.05)
     with_compiled = estimate_weights(
         compiled,
