@@ -93,6 +93,30 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
     return tqdm(total=total or None, desc=desc, leave=False)
 
 
+def _one_pass(
+    engine: CopyEngine, training: CopyTraining, report: TrainReport, epoch: int, bar: Any
+) -> int:
+    """One pass over ``training.train`` (at most ``plan.per_epoch`` non-empty batches, until
+    ``plan.steps``); returns the batches trained on."""
+    plan, seen = training.plan, 0
+    for batch in training.train:
+        if plan.per_epoch is not None and seen >= plan.per_epoch:
+            break
+        if plan.steps is not None and report.steps >= plan.steps:
+            break
+        if _skip(batch):
+            report.empty_batches += 1
+            continue
+        engine.step(batch, step=report.steps, epoch=epoch)
+        seen += 1
+        report.steps += 1
+        if bar is not None:
+            bar.update(1)
+        if not engine.training():
+            break
+    return seen
+
+
 def drive(engine: CopyEngine, training: CopyTraining) -> TrainReport:
     """Train ``engine``'s copies for ``training.plan``, fed in lockstep from ``training.train``.
 
@@ -117,23 +141,7 @@ def drive(engine: CopyEngine, training: CopyTraining) -> TrainReport:
             if training.samplers is not None:
                 training.samplers.set_epoch(plan.sampler_epoch(epoch))
             report.epochs += 1
-            seen = 0
-            for batch in training.train:
-                if plan.per_epoch is not None and seen >= plan.per_epoch:
-                    break
-                if plan.steps is not None and report.steps >= plan.steps:
-                    break
-                if _skip(batch):
-                    report.empty_batches += 1
-                    continue
-                engine.step(batch, step=report.steps, epoch=epoch)
-                seen += 1
-                report.steps += 1
-                if bar is not None:
-                    bar.update(1)
-                if not engine.training():
-                    break
-            if seen == 0 and engine.training():
+            if _one_pass(engine, training, report, epoch, bar) == 0 and engine.training():
                 raise ValueError(
                     f"Parameter `train` yielded no non-empty batch in a pass "
                     f"({report.empty_batches} empty batches skipped). Pass a non-empty loader."

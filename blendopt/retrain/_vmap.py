@@ -167,19 +167,46 @@ class VmapCopies:
         return f"VmapCopies(heads={list(self.models)}, steps={self.steps}, nonfinite={bad})"
 
 
-def _optimizer_class(optimizer: OptimizerSpec, model: nn.Module) -> tuple[type | None, str]:
+def _optimizer_problem(optimizer: OptimizerSpec, model: nn.Module) -> str:
+    """Why one optimizer over the stack would not equal K optimizers ("" if it would)."""
     if isinstance(optimizer, Optimizer):
-        return type(optimizer_chain(optimizer)[-1]), ""
-    if callable(optimizer):
+        cls: type = type(optimizer_chain(optimizer)[-1])
+    elif callable(optimizer):
         params = [
             nn.Parameter(torch.empty_like(p, device="meta")) for p in model.parameters()
         ]  # the factory only needs shapes to build its groups
         try:
-            made = optimizer(params)
+            cls = type(optimizer(params))
         except Exception as error:  # any failure means: use the loop
-            return None, f"the optimizer factory failed on meta parameters ({error!r})"
-        return type(made), ""
-    return None, f"`optimizer` is a {type(optimizer).__name__}, not an optimizer or a factory"
+            return f"the optimizer factory failed on meta parameters ({error!r})"
+    else:
+        return f"`optimizer` is a {type(optimizer).__name__}, not an optimizer or a factory"
+    if cls in ELEMENTWISE_OPTIMIZERS:
+        return ""
+    if issubclass(cls, torch.optim.LBFGS):
+        return "LBFGS needs a closure and a line search over all parameters"
+    return (
+        f"{cls.__name__} is not a known element-wise optimizer (per-tensor norms or factored "
+        f"statistics would mix the stacked copies); known: "
+        f"{[c.__name__ for c in ELEMENTWISE_OPTIMIZERS]}"
+    )
+
+
+def _model_problem(model: nn.Module) -> str:
+    """Why ``model``'s copies cannot be stacked ("" if they can)."""
+    devices = set()
+    for name, p in model.named_parameters():
+        if isinstance(p, nn.parameter.UninitializedParameter):
+            return f"parameter {name!r} is uninitialized (a lazy module)"
+        devices.add(p.device)
+    if len(devices) > 1:
+        return f"parameters are on several devices {sorted(map(str, devices))}"
+    for name, module in model.named_modules():
+        if isinstance(module, nn.SyncBatchNorm):
+            return f"module {name!r} is a SyncBatchNorm (collectives under vmap)"
+        if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and module.sparse:
+            return f"module {name!r} has sparse gradients"
+    return ""
 
 
 def supports_vmap(
@@ -224,29 +251,9 @@ def supports_vmap(
     if not isinstance(model, nn.Module):
         return False, f"`model` is a {type(model).__name__}, not an nn.Module"
     model = unwrap_model(model)
-    cls, reason = _optimizer_class(optimizer, model)
-    if cls is None:
-        return False, reason
-    if cls not in ELEMENTWISE_OPTIMIZERS:
-        if issubclass(cls, torch.optim.LBFGS):
-            return False, "LBFGS needs a closure and a line search over all parameters"
-        return False, (
-            f"{cls.__name__} is not a known element-wise optimizer (per-tensor norms or factored "
-            f"statistics would mix the stacked copies); known: "
-            f"{[c.__name__ for c in ELEMENTWISE_OPTIMIZERS]}"
-        )
-    devices = set()
-    for name, p in model.named_parameters():
-        if isinstance(p, nn.parameter.UninitializedParameter):
-            return False, f"parameter {name!r} is uninitialized (a lazy module)"
-        devices.add(p.device)
-    if len(devices) > 1:
-        return False, f"parameters are on several devices {sorted(map(str, devices))}"
-    for name, module in model.named_modules():
-        if isinstance(module, nn.SyncBatchNorm):
-            return False, f"module {name!r} is a SyncBatchNorm (collectives under vmap)"
-        if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and module.sparse:
-            return False, f"module {name!r} has sparse gradients"
+    problem = _optimizer_problem(optimizer, model) or _model_problem(model)
+    if problem:
+        return False, problem
     if loss_fn is not None and batch is not None:
         try:
             _trial_forward(model, loss_fn, batch, heads)
