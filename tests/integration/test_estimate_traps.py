@@ -260,3 +260,22 @@ def test_a_diverging_copy_does_not_abort_the_users_run():
         opt.zero_grad()
         opt.backward(loss_fn(model, batch))
         opt.step()
+
+
+@pytest.mark.filterwarnings("ignore::blendopt.BlendWarning")
+@pytest.mark.parametrize("engine", ["loop", "vmap"])
+def test_diverged_copies_and_skipped_batches_are_fields(engine):
+    model = make_model()
+    train = [EMPTY, *make_batches(4)]
+    fn, _ = _diverging_loss("b", after=0)
+    sgd = torch.optim.SGD(model.parameters(), lr=0.05)
+    est = estimate_weights(
+        model, fn, train, make_batches(3, seed=1), optimizer=sgd, epochs=2, heads=HEADS,
+        engine=engine,
+    )  # fmt: skip
+    assert est.diverged == {"b": "loss inf at step 0, epoch 0"}
+    # 2 while training (one per pass), 3 while measuring T' = train (the checkpoint and the
+    # two healthy copies; the diverged one is not measured)
+    assert est.skipped_batches == 5
+    if engine == "loop":  # under vmap the inf poisons every copy's steps (skipped, noted)
+        assert est.weights["b"] == 0.0
