@@ -198,6 +198,43 @@ def train_and_measure(
     return on_probe, on_holdout, report, empty
 
 
+def _blend_healthy(
+    healthy: Sequence[str],
+    before: tuple[Mapping[str, Any], Mapping[str, Any]],
+    after: tuple[Mapping[str, Any], Mapping[str, Any]],
+    config: RetrainConfig,
+    fallback: Mapping[str, float],
+) -> BlendEstimate:
+    """The estimate over the heads whose copy did not diverge (rejected if there are none)."""
+    if not healthy:
+        return BlendEstimate(
+            weights={},
+            generalization={},
+            overfitting_change={},
+            accepted=False,
+            notes=(
+                "estimate rejected: every head's copy diverged; using the fallback weights "
+                + ", ".join(f"{h}={w:.4g}" for h, w in fallback.items()),
+            ),
+            higher_is_better=config.higher_is_better,
+        )
+    sub_fallback = {h: fallback[h] for h in healthy}
+    measured = (
+        {h: before[0][h] for h in healthy},
+        {h: before[1][h] for h in healthy},
+        {h: after[0][h] for h in healthy},
+        {h: after[1][h] for h in healthy},
+    )
+    kwargs: dict[str, Any] = {
+        "higher_is_better": config.higher_is_better,
+        "eps": config.eps,
+        "fallback": sub_fallback if sum(sub_fallback.values()) > 0 else None,
+    }
+    if config.noise_aware:
+        return noise_aware_estimate(*measured, warn=not estimate_warnings_deferred(), **kwargs)
+    return blend_estimate(*measured, **kwargs)
+
+
 def blend_measured(
     heads: Sequence[str],
     before: tuple[Mapping[str, float], Mapping[str, float]],
@@ -216,47 +253,10 @@ def blend_measured(
     estimate is rejected and ``config.fallback`` (uniform by default) is returned.
     """
     config = config or RetrainConfig()
-    higher_is_better, eps, fallback = config.higher_is_better, config.eps, config.fallback
     diverged = report.diverged
+    full_fallback = dict(config.fallback) if config.fallback is not None else uniform_weights(heads)
     healthy = [h for h in heads if h not in diverged]
-    full_fallback = dict(fallback) if fallback is not None else uniform_weights(heads)
-    nan = math.nan
-    if healthy:
-        sub_fallback = {h: full_fallback[h] for h in healthy}
-        measured_healthy = (
-            {h: before[0][h] for h in healthy},
-            {h: before[1][h] for h in healthy},
-            {h: after[0][h] for h in healthy},
-            {h: after[1][h] for h in healthy},
-        )
-        healthy_fallback = sub_fallback if sum(sub_fallback.values()) > 0 else None
-        if config.noise_aware:
-            estimate = noise_aware_estimate(
-                *measured_healthy,
-                higher_is_better=higher_is_better,
-                eps=eps,
-                fallback=healthy_fallback,
-                warn=not estimate_warnings_deferred(),
-            )
-        else:
-            estimate = blend_estimate(
-                *measured_healthy,
-                higher_is_better=higher_is_better,
-                eps=eps,
-                fallback=healthy_fallback,
-            )
-    else:
-        estimate = BlendEstimate(
-            weights={},
-            generalization={},
-            overfitting_change={},
-            accepted=False,
-            notes=(
-                "estimate rejected: every head's copy diverged; using the fallback weights "
-                + ", ".join(f"{h}={w:.4g}" for h, w in full_fallback.items()),
-            ),
-            higher_is_better=higher_is_better,
-        )
+    estimate = _blend_healthy(healthy, before, after, config, full_fallback)
     stopped = [
         f"head {h!r}: its copy diverged ({why}) and stopped training; weight 0"
         for h, why in diverged.items()
@@ -279,6 +279,7 @@ def blend_measured(
     weights = (
         {h: estimate.weights.get(h, 0.0) for h in heads} if estimate.accepted else full_fallback
     )
+    nan, higher_is_better = math.nan, config.higher_is_better
     measured = {
         "train_before": {h: _mean(before[0][h]) for h in heads},
         "holdout_before": {h: _mean(before[1][h]) for h in heads},
@@ -381,11 +382,11 @@ def estimate_weights(
     for p in reference.parameters():
         p.grad = None  # the copies start without the user's gradients
     heads = (
-        discover_heads(
+        list(cfg.heads)
+        if cfg.heads is not None
+        else discover_heads(
             reference, loss_fn, train, seed=derive_seed(cfg.seed, 0), generators=generators
         )
-        if cfg.heads is None
-        else list(cfg.heads)
     )
     if len(heads) == 0:
         raise ValueError("Parameter `heads` should name at least one head. Found none.")

@@ -1,45 +1,27 @@
-"""Algorithm 1's model copies trained as ONE vmapped ensemble (the "vmap" engine).
+"""The vmap engine: Algorithm 1's K copies stacked and trained as ONE vmapped ensemble.
 
-The loop engine (:func:`blendopt.retrain.train_copies`) runs K forward/backward passes and K
-optimizer steps per batch, one per head's copy. Here the K copies' parameters are stacked
-along a new leading dimension (``torch.func.stack_module_state`` layout) and one
-``torch.func.vmap`` over ``torch.func.functional_call`` runs all K copies at once: one batched
-forward, one backward of ``Σ_k L_k(θ_k)`` (copy k's loss is head k's loss, so each slice θ_k
-receives exactly ∇L_k), and ONE optimizer of the wrapped optimizer's class and per-group
-hyper-parameters over the stacked parameters.
+The copies' parameters are stacked along a new dim 0 and one ``torch.func.vmap`` over
+``functional_call`` runs all K at once: one batched forward, one backward of ``Σ_k L_k(θ_k)``
+(slice θ_k receives exactly ∇L_k) and ONE optimizer of the wrapped optimizer's class and
+per-group hyper-parameters over the stack, which equals K optimizers for element-wise
+optimizers (others are refused by :func:`supports_vmap`). Where the stack would differ from
+the loop engine:
 
-Exactness: for element-wise optimizers (each entry's update depends only on that entry's
-gradient and state, plus per-tensor step counters that are equal across copies) one optimizer
-over the stack is K independent optimizers. Optimizers with per-tensor norms, line searches or
-factored moments (LBFGS, Adafactor, Muon, SparseAdam) are refused by :func:`supports_vmap`.
-Two places where the stack would differ from the loop are handled:
+- **Parameters a head's loss does not reach** get a zero gradient instead of none; for
+  optimizers that move such a parameter (weight decay; found by a probe) their slices are reset
+  to the checkpoint after every step.
+- **Non-finite losses**: copy k's gradient is zeroed and k flagged on the device (no per-step
+  sync; on the CPU the mask runs only once a flag is set), read once at the end. A step where
+  another head's loss is non-finite on copy k is skipped for k (:attr:`VmapCopies.skipped`):
+  its 0 * nan gradient would reach k through the shared batched graph.
+- **Dropout** draws come from one stream for all copies (``randomness="different"``), so they
+  differ from the loop's in the draws, not in distribution. Without randomness the copies
+  match the loop's to float tolerance (tested), BatchNorm statistics included.
 
-- **Parameters a head's loss does not reach.** In the loop they get no gradient and the
-  optimizer skips them; in the stack their slice gets a zero gradient. For optimizers that
-  move a parameter with a zero gradient (``weight_decay``, AdamW's decoupled decay, ASGD's
-  decay; detected by a tiny probe, not by a list) those slices are reset to the checkpoint
-  after every step, so they stay frozen as in the loop.
-- **Non-finite losses.** Copy k's gradient is zeroed and k is flagged, all on the device (no
-  per-step host synchronization; on the CPU, where reading a flag costs nothing, the masking
-  runs only once a flag is set); :attr:`VmapCopies.nonfinite` is read once at the end. A
-  step where another head's loss is non-finite on copy k is skipped for copy k (zero
-  gradient; counted in :attr:`VmapCopies.skipped`): the loop would step it, but under vmap
-  the other head's 0 * nan gradient reaches copy k through the shared batched graph.
-
-Randomness: ``vmap(randomness="different")``, so dropout draws differ per copy but come from
-one stream for all copies instead of one stream per copy: results then differ from the loop
-engine in the random draws (equal in distribution). Without randomness in the model the
-copies match the loop's to float tolerance (tested). BatchNorm running statistics are stacked
-buffers updated in place under vmap (tested on torch 2.13, CPU).
-
-Cost: the vmap engine saves Python and kernel-launch overhead (one pass instead of K), but its
-backward runs every head's graph for every copy (the graph is shared by the batched copies,
-so it cannot be pruned per copy), where the loop backpropagates only head k's graph in copy
-k (for late fusion about 2 full backwards in all, against K). Which wins depends on the model
-and the device, so the engine is opt-in (``engine="vmap"``; ``"auto"`` keeps the loop).
-``benchmarks/perf/exact_engines.py`` times both; on the CPU (1 thread) the loop won on all
-three embedded late-fusion models; 2-D weights are stored transposed (see ``_stack``), which
-took vmap from 1.75x to 1.2x the loop's step on synthetic_av.
+Cost: one pass instead of K saves Python and launch overhead, but every copy's backward runs
+every head's graph. Hence opt-in (``engine="vmap"``): ``benchmarks/perf/exact_engines.py``
+times both; on the CPU (1 thread) the loop won on all three embedded models. 2-D weights are
+stored transposed (``_stack``), which took vmap from 1.75x to 1.2x the loop's step there.
 """
 
 from __future__ import annotations
