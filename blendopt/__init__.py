@@ -6,7 +6,7 @@ generalization ratio, estimated offline (Algorithm 2) or online (Algorithm 3).
 """
 
 from blendopt._blender import GradientBlender
-from blendopt._estimators import EstimateRequest, Estimator, FixedWeights, RetrainEstimator
+from blendopt._estimators import EstimateRequest, Estimator, FixedWeights
 from blendopt._math import (
     DEFAULT_EPS,
     BlendEstimate,
@@ -29,7 +29,6 @@ from blendopt._noise import (
     paired_standard_errors,
 )
 from blendopt._predict import BlendEnsemble, ensemble_probabilities
-from blendopt._retrain import clone_optimizer, estimate_weights
 from blendopt._rolling import RollingEstimator
 from blendopt._schedule import Offline, Online, Schedule
 from blendopt._split import HoldoutSplit, holdout_split
@@ -44,6 +43,7 @@ from blendopt._warnings import (
     WeightSumWarning,
     ZeroedHeadWarning,
 )
+from blendopt.retrain import RetrainEstimator, clone_optimizer, estimate_weights
 
 __version__ = "0.1.0.dev0"
 

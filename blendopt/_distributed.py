@@ -1,9 +1,13 @@
-"""Reductions across the ranks of ``torch.distributed`` (a no-op in a single process)."""
+"""Reductions across the ranks of ``torch.distributed`` (a no-op in a single process), and
+the model inside a distributed or compiled wrapper."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 def world_size() -> int:
@@ -27,6 +31,56 @@ def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
     if world_size() > 1:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` as float64 on :func:`collective_device`, summed over all ranks.
+
+    One collective (none in one process); no host synchronization unless the tensor has to
+    move from an accelerator to the CPU for a CPU backend. Returns a new tensor (or ``tensor``
+    itself when it is already float64 on that device).
+    """
+    return all_reduce_sum_(tensor.detach().to(collective_device(), torch.float64))
+
+
+def reduced_floats(parts: Iterable[torch.Tensor | float], *, mean: bool = False) -> list[float]:
+    """Pack ``parts`` into one float64 vector, sum it over all ranks and read it as floats.
+
+    The one replacement for "pack -> all_reduce -> tolist": tensors are flattened and
+    concatenated with the numbers in order; one collective, one host synchronization.
+
+    Args:
+        parts: tensors (any shape, any device) and Python numbers.
+        mean: divide by the number of ranks (the mean over ranks instead of the sum).
+    """
+    device = collective_device()
+    pieces = [
+        p.detach().reshape(-1).to(device, torch.float64)
+        if isinstance(p, torch.Tensor)
+        else torch.tensor([float(p)], dtype=torch.float64, device=device)
+        for p in parts
+    ]
+    packed = reduce_sum(torch.cat(pieces)) if pieces else torch.zeros(0, dtype=torch.float64)
+    n = world_size()
+    if mean and n > 1:
+        packed = packed / n
+    return packed.cpu().tolist()
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside ``DistributedDataParallel``, ``DataParallel``, FSDP (version 1) or
+    ``torch.compile`` wrappers, however nested."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile
+            model = model._orig_mod
+        elif type(model).__name__ == "FullyShardedDataParallel" and isinstance(
+            getattr(model, "module", None), nn.Module
+        ):
+            model = model.module
+        else:
+            return model
 
 
 def collective_device() -> torch.device:

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from blendopt._warnings import FLOOR_MARK, estimate_warnings_deferred, warn_estimate
+from blendopt._estimate import BlendEstimate
+from blendopt._estimate import ratios as _ratios
+from blendopt._warnings import estimate_warnings_deferred, warn_estimate
 
 #: Default floor of dO² (see :func:`blend_estimate`).
 DEFAULT_EPS = 1e-8
@@ -132,100 +134,6 @@ def ogr(
     return _ratios(d_o, d_g)
 
 
-def _ratios(d_o: Mapping[str, float], d_g: Mapping[str, float]) -> dict[str, float]:
-    """``dO_k / dG_k`` per head; ``dG_k = 0`` gives ``±inf`` (sign of dO), or nan if dO is 0."""
-    out = {}
-    for h, g in d_g.items():
-        if g != 0.0:
-            out[h] = d_o[h] / g
-        else:
-            out[h] = math.copysign(math.inf, d_o[h]) if d_o[h] != 0.0 else math.nan
-    return out
-
-
-@dataclass(frozen=True)
-class BlendEstimate:
-    """One G-Blend weight estimate with the measurements behind it.
-
-    Attributes:
-        weights: head -> weight, summing to 1 when ``accepted``; when rejected, the fallback
-            weights the caller asked for (uniform by default).
-        generalization: head -> dG.
-        overfitting_change: head -> dO.
-        accepted: False when every raw weight was 0 (no head generalized).
-        notes: human-readable records of every edge rule applied (zeroed heads, floored dO²,
-            rejection).
-        measurements: the raw values (``train_before``, ``holdout_before``, ``train_after``,
-            ``holdout_after``), as given, before any negation.
-        higher_is_better: whether the raw values are scores.
-        generalization_se: head -> standard error of dG (noise-aware estimators; ``None``
-            when not measured).
-        overfitting_change_se: head -> standard error of dO (``None`` when not measured).
-        raw_weights: the OGR weights before shrinkage, floor and smoothing (``None`` when the
-            estimator applies none).
-        prior: the weights a head within noise was shrunk toward (``None``: no shrinkage).
-    """
-
-    weights: dict[str, float]
-    generalization: dict[str, float]
-    overfitting_change: dict[str, float]
-    accepted: bool
-    notes: tuple[str, ...] = ()
-    measurements: dict[str, dict[str, float]] = field(default_factory=dict)
-    higher_is_better: bool = False
-    generalization_se: dict[str, float] | None = None
-    overfitting_change_se: dict[str, float] | None = None
-    raw_weights: dict[str, float] | None = None
-    prior: dict[str, float] | None = None
-
-    @property
-    def heads(self) -> list[str]:
-        """The heads, in order."""
-        return list(self.weights)
-
-    @property
-    def ogr(self) -> dict[str, float]:
-        """OGR per head (dO / dG); see :func:`ogr` for dG = 0."""
-        return _ratios(self.overfitting_change, self.generalization)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-Python form (safe for ``torch.load(weights_only=True)`` and JSON)."""
-        return {
-            "weights": dict(self.weights),
-            "generalization": dict(self.generalization),
-            "overfitting_change": dict(self.overfitting_change),
-            "accepted": self.accepted,
-            "notes": list(self.notes),
-            "measurements": {k: dict(v) for k, v in self.measurements.items()},
-            "higher_is_better": self.higher_is_better,
-            "generalization_se": _copy(self.generalization_se),
-            "overfitting_change_se": _copy(self.overfitting_change_se),
-            "raw_weights": _copy(self.raw_weights),
-            "prior": _copy(self.prior),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> BlendEstimate:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            weights=dict(data["weights"]),
-            generalization=dict(data["generalization"]),
-            overfitting_change=dict(data["overfitting_change"]),
-            accepted=bool(data["accepted"]),
-            notes=tuple(data["notes"]),
-            measurements={k: dict(v) for k, v in data["measurements"].items()},
-            higher_is_better=bool(data["higher_is_better"]),
-            generalization_se=_copy(data.get("generalization_se")),
-            overfitting_change_se=_copy(data.get("overfitting_change_se")),
-            raw_weights=_copy(data.get("raw_weights")),
-            prior=_copy(data.get("prior")),
-        )
-
-
-def _copy(values: Mapping[str, float] | None) -> dict[str, float] | None:
-    return None if values is None else dict(values)
-
-
 def uniform_weights(heads: Sequence[str]) -> dict[str, float]:
     """Equal weights 1/k over ``heads``."""
     if len(heads) == 0:
@@ -247,7 +155,7 @@ def blend_estimate(
     """G-Blend weights with the full record (Algorithm 1's last line; Eq. 6).
 
     ``w_k = (dG_k / max(dO_k², eps)) / Z`` for heads with ``dG_k > 0``, else 0, where Z makes
-    the weights sum to 1.
+    the weights sum to 1 (:func:`weight_rule` without standard errors).
 
     Args:
         train_before, holdout_before: per-head values at checkpoint N on T' and V.
@@ -260,7 +168,8 @@ def blend_estimate(
         warn: emit one warning per edge rule that applies, at the caller's line:
             :class:`ZeroedHeadWarning` (heads with dG <= 0), :class:`FlooredOverfittingWarning`
             (dO² floored at eps) or :class:`RejectedEstimateWarning` (no head generalized; then
-            only this one). The same facts are always recorded in ``notes``. Estimates run by
+            only this one). The same facts are always recorded in the estimate's fields
+            (``zeroed``, ``floored``, ``rejected``) and ``notes``. Estimates run by
             ``GradientBlender`` warn once from the blender instead, naming the estimate.
 
     Returns:
@@ -288,48 +197,215 @@ def blend_estimate(
         raw["holdout_after"],
         higher_is_better=higher_is_better,
     )
-    notes: list[str] = []
-    unnormalized: dict[str, float] = {}
-    for h in heads:
-        if d_g[h] <= 0.0:
-            unnormalized[h] = 0.0
-            notes.append(f"head {h!r}: dG = {d_g[h]:.6g} <= 0 (did not generalize), weight 0")
-            continue
-        d_o_sq = d_o[h] ** 2
-        if d_o_sq < eps:
-            notes.append(f"head {h!r}: dO² = {d_o_sq:.3g} {FLOOR_MARK} = {eps:.3g}")
-            d_o_sq = eps
-        unnormalized[h] = d_g[h] / d_o_sq
-
-    total = sum(unnormalized.values())
-    if total > 0.0:
-        weights = {h: unnormalized[h] / total for h in heads}
-        accepted = True
-    else:
-        accepted = False
-        weights = (
-            _check_values("fallback", fallback, heads)
-            if fallback is not None
-            else uniform_weights(heads)
-        )
-        notes.append(
-            "estimate rejected: no head generalized (every dG <= 0); using the fallback weights "
-            + ", ".join(f"{h}={w:.4g}" for h, w in weights.items())
-        )
+    rule = weight_rule(d_g, {h: d_o[h] ** 2 for h in heads}, eps=eps, fallback=fallback)
     estimate = BlendEstimate(
-        weights=weights,
+        weights=rule.weights,
         generalization=d_g,
         overfitting_change=d_o,
-        accepted=accepted,
-        notes=tuple(notes),
+        accepted=rule.accepted,
+        notes=rule.notes,
         measurements=raw,
         higher_is_better=higher_is_better,
+        floored=rule.floored,
+        zeroed=rule.zeroed,
+        rejected=rule.rejected,
     )
     # One warning per event, at the caller's line; inside GradientBlender's estimates the
     # blender warns instead, naming the estimate's index and epoch.
     if warn and not estimate_warnings_deferred():
         warn_estimate(estimate, "G-Blend estimate")
     return estimate
+
+
+@dataclass(frozen=True)
+class NoiseAwareWeights:
+    """The result of :func:`weight_rule` (and :func:`noise_aware_weights`).
+
+    Attributes:
+        weights: final weights (sum 1), or the fallback when not ``accepted``.
+        raw: the OGR weights before shrinkage and floor (sum 1; all 0 when rejected).
+        reliability: head -> max(0, 1 - SE² / dG²) (1 without standard errors).
+        accepted: False when no head had a positive gain.
+        notes: the rules applied, for ``BlendEstimate.notes``.
+        floored: heads whose σ² (dO²) was floored at ``eps``.
+        zeroed: heads at final weight 0 because their gain was <= 0.
+        rejected: why the estimate was rejected (``None`` when accepted).
+    """
+
+    weights: dict[str, float]
+    raw: dict[str, float]
+    reliability: dict[str, float]
+    accepted: bool
+    notes: tuple[str, ...]
+    floored: tuple[str, ...] = ()
+    zeroed: tuple[str, ...] = ()
+    rejected: str | None = None
+
+
+# How the notes name things: the plain rule speaks of dG and dO², the noise-aware one of the
+# gain and its variance (the notes are kept word for word as before the two were merged).
+_PLAIN_WORDS = {
+    "zeroed": "head {h!r}: dG = {g:.6g} <= 0 (did not generalize), weight 0",
+    "floored": "head {h!r}: dO² = {v:.3g} floored to eps = {eps:.3g}",
+    "rejected": "no head generalized (every dG <= 0)",
+}
+_NOISE_WORDS = {
+    "zeroed": "head {h!r}: gain {g:.4g} <= 0, raw weight 0",
+    "floored": "head {h!r}: variance {v:.3g} floored to eps = {eps:.3g}",
+    "rejected": "no head has a positive gain",
+}
+
+
+def weight_rule(
+    gain: Values,
+    variance: Values,
+    *,
+    eps: float = DEFAULT_EPS,
+    gain_se: Values | None = None,
+    prior: Values | None = None,
+    raw: Values | None = None,
+    floor: float = 0.0,
+    fallback: Values | None = None,
+) -> NoiseAwareWeights:
+    """The one weight rule for dG / σ² (Eq. 6; Algorithm 1's last line), with optional shrinkage.
+
+    1. ``raw_k ∝ gain_k / max(variance_k, eps)`` for heads with ``gain_k > 0``, else 0 (the
+       head did not generalize); ``raw`` replaces the formula (e.g. the correlated form of
+       appendix C, negative entries set to 0). If no head has a positive raw weight the
+       estimate is rejected and ``fallback`` is returned.
+    2. With ``gain_se``: ``w_k ∝ c_k raw_k + (1 - c_k) prior_k``, ``c_k = max(0, 1 - se_k² /
+       gain_k²)`` (see :mod:`blendopt._noise`); ``gain_se=None`` is the plain rule
+       (``c_k = 1``, the raw weights as they are).
+    3. ``w ← floor + (1 - K·floor) w`` when ``floor > 0``.
+
+    Args:
+        gain: head -> dG (or ⟨∇L^V, v_k⟩), higher is better.
+        variance: head -> σ_k² (dO² for the plain rule).
+        eps: floor of ``variance``.
+        gain_se: head -> standard error of ``gain`` (``inf``: unknown, full shrinkage);
+            ``None``: no shrinkage.
+        prior: weights to shrink toward (normalized); uniform by default.
+        raw: precomputed raw weights replacing step 1's formula; normalized here.
+        floor: minimum weight of every head, in [0, 1/K).
+        fallback: weights returned when rejected. Plain rule: used as given (uniform by
+            default); with ``gain_se``: normalized (``prior`` by default).
+
+    Raises:
+        ValueError: heads differ between arguments, non-finite gains, bad ``eps``/``floor``.
+    """
+    heads = list(gain)
+    plain = gain_se is None
+    _check_rule_inputs(heads, gain, variance, gain_se, eps, floor)
+    words = _PLAIN_WORDS if plain else _NOISE_WORDS
+    p = _normalized(dict(prior) if prior is not None else dict.fromkeys(heads, 1.0), heads)
+    notes: list[str] = []
+    floored: list[str] = []
+    unnormalized: dict[str, float] = {}
+    if raw is None:
+        for h in heads:
+            if gain[h] <= 0.0:
+                unnormalized[h] = 0.0
+                notes.append(words["zeroed"].format(h=h, g=gain[h]))
+                continue
+            var = variance[h]
+            if var < eps:
+                notes.append(words["floored"].format(h=h, v=var, eps=eps))
+                floored.append(h)
+                var = eps
+            unnormalized[h] = gain[h] / var
+    else:
+        unnormalized = {h: max(float(raw[h]), 0.0) for h in heads}
+    rel = {h: 1.0 if plain else reliability(gain[h], gain_se[h]) for h in heads}  # type: ignore[index]
+    total = sum(unnormalized.values())
+    if total <= 0.0 or not math.isfinite(total):
+        if plain:
+            weights = (
+                _check_values("fallback", fallback, heads)
+                if fallback is not None
+                else uniform_weights(heads)
+            )
+        else:
+            weights = _normalized(dict(fallback), heads) if fallback is not None else p
+        notes.append(
+            f"estimate rejected: {words['rejected']}; using the fallback weights "
+            + ", ".join(f"{h}={w:.4g}" for h, w in weights.items())
+        )
+        zero = dict.fromkeys(heads, 0.0)
+        return NoiseAwareWeights(
+            weights, zero, rel, False, tuple(notes), tuple(floored), (), words["rejected"]
+        )
+    r = {h: unnormalized[h] / total for h in heads}
+    weights = r if plain else _shrunk(r, rel, p, notes)
+    if floor > 0.0:
+        weights = {h: floor + (1.0 - len(heads) * floor) * weights[h] for h in heads}
+        notes.append(f"floor {floor:g}: every weight >= {floor:g}")
+    zeroed = tuple(h for h in heads if raw is None and gain[h] <= 0.0 and weights[h] == 0.0)
+    return NoiseAwareWeights(weights, r, rel, True, tuple(notes), tuple(floored), zeroed)
+
+
+def _check_rule_inputs(
+    heads: list[str],
+    gain: Values,
+    variance: Values,
+    gain_se: Values | None,
+    eps: float,
+    floor: float,
+) -> None:
+    if not heads:
+        raise ValueError("Parameter `gain` should name at least one head. Found none.")
+    se = dict.fromkeys(heads, 0.0) if gain_se is None else gain_se
+    for name, values in (("gain_se", se), ("variance", variance)):
+        if set(values) != set(heads):
+            raise ValueError(
+                f"Parameter `{name}` should name the heads {heads}. Found {list(values)}."
+            )
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+        raise ValueError(f"Parameter `eps` should be a finite number > 0. Found {eps!r}.")
+    k = len(heads)
+    if not (isinstance(floor, (int, float)) and 0.0 <= floor < 1.0 / k):
+        raise ValueError(
+            f"Parameter `floor` should be in [0, 1/{k}) for {k} heads. Found {floor!r}."
+        )
+    for h in heads:
+        if not math.isfinite(gain[h]) or math.isnan(variance[h]) or math.isnan(se[h]):
+            raise ValueError(
+                f"Head {h!r} has gain {gain[h]}, SE {se[h]}, variance {variance[h]}; "
+                "they should be finite numbers (SE may be inf)."
+            )
+
+
+def reliability(gain: float, se: float) -> float:
+    """``max(0, 1 - se² / gain²)`` (positive-part James-Stein): 1 without noise (``se = 0``),
+    0 for a gain within one standard error, 0.75 at two, 0.89 at three."""
+    if se == 0.0:
+        return 1.0  # a noiseless measurement is fully reliable, whatever its value
+    if not math.isfinite(se) or abs(gain) <= se:
+        return 0.0
+    return 1.0 - (se * se) / (gain * gain)
+
+
+def _shrunk(
+    r: dict[str, float], rel: dict[str, float], prior: dict[str, float], notes: list[str]
+) -> dict[str, float]:
+    """``c_k r_k + (1 - c_k) prior_k``, normalized; the shrunk heads are noted."""
+    heads = list(r)
+    mixed = {h: rel[h] * r[h] + (1.0 - rel[h]) * prior[h] for h in heads}
+    shrunk = [h for h in heads if rel[h] < 0.9]
+    if shrunk:
+        notes.append(
+            "shrunk toward the prior (gain within noise): "
+            + ", ".join(f"{h} (reliability {rel[h]:.2f})" for h in shrunk)
+        )
+    return _normalized(mixed, heads) if sum(mixed.values()) > 0 else prior
+
+
+def _normalized(values: dict[str, float], heads: Sequence[str]) -> dict[str, float]:
+    if set(values) != set(heads):
+        raise ValueError(f"The prior/fallback weights should name the heads {list(heads)}.")
+    total = sum(float(values[h]) for h in heads)
+    if not math.isfinite(total) or total <= 0 or any(float(values[h]) < 0 for h in heads):
+        raise ValueError(f"The prior/fallback weights {values} should be >= 0 with a positive sum.")
+    return {h: float(values[h]) / total for h in heads}
 
 
 def gblend_weights(

@@ -8,11 +8,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from blendopt._distributed import accumulator_dtype, all_reduce_sum_, collective_device
+from blendopt._distributed import accumulator_dtype, reduced_floats
 
 #: ``metric(model, batch) -> {head: value}``. A value is a scalar tensor or float (the batch
 #: mean, weighted by the batch size) or a 1-D tensor of per-sample values (averaged exactly).
 MetricFn = Callable[[nn.Module, Any], Mapping[str, "torch.Tensor | float"]]
+#: ``loss_fn(model, batch) -> {head: scalar loss}``.
+LossFn = Callable[[nn.Module, Any], Mapping[str, torch.Tensor]]
 
 
 def _first_tensor(obj: Any) -> torch.Tensor | None:
@@ -133,16 +135,9 @@ def measure_counted(
             f"Measuring `{name}` saw no samples: the loader is empty{detail}. Pass a non-empty "
             "loader."
         )
-    device = collective_device()
-    packed = torch.stack(
-        [sums[h].to(device, torch.float64) for h in heads]
-        + [torch.tensor(counts[h], dtype=torch.float64, device=device) for h in heads]
-        + [torch.tensor(float(empty), dtype=torch.float64, device=device)]
-    )
-    all_reduce_sum_(packed)
+    totals = reduced_floats([*(sums[h] for h in heads), *(counts[h] for h in heads), empty])
     k = len(heads)
-    out = {h: float(packed[i] / packed[k + i]) for i, h in enumerate(heads)}
-    return out, int(packed[2 * k])
+    return {h: totals[i] / totals[k + i] for i, h in enumerate(heads)}, int(totals[2 * k])
 
 
 def top1_error(

@@ -25,12 +25,12 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import torch
 
-from blendopt._distributed import all_reduce_sum_, collective_device
-from blendopt._math import BlendEstimate
+from blendopt._distributed import collective_device, reduced_floats
+from blendopt._estimate import BlendEstimate
+from blendopt._math import NoiseAwareWeights, weight_rule
 from blendopt._warnings import RejectedEstimateWarning
 
 Values = Mapping[str, float]
@@ -70,14 +70,11 @@ def reduced_moments(columns: Mapping[str, torch.Tensor]) -> dict[str, tuple[floa
     """Mean and SE per key of 1-D tensors; n, Σx, Σx² are summed over the ranks."""
     device = collective_device()
     keys = list(columns)
-    packed = torch.zeros(3 * len(keys), dtype=torch.float64, device=device)
-    for i, key in enumerate(keys):
+    parts: list[torch.Tensor | float] = []
+    for key in keys:
         x = columns[key].detach().to(device, torch.float64).reshape(-1)
-        packed[3 * i] = x.numel()
-        packed[3 * i + 1] = x.sum()
-        packed[3 * i + 2] = (x * x).sum()
-    all_reduce_sum_(packed)
-    values = packed.cpu().tolist()
+        parts += [float(x.numel()), x.sum(), (x * x).sum()]
+    values = reduced_floats(parts)
     out = {}
     for i, key in enumerate(keys):
         n, total, total_sq = values[3 * i : 3 * i + 3]
@@ -157,35 +154,6 @@ def paired_standard_errors(
     return se_g, se_o
 
 
-@dataclass(frozen=True)
-class NoiseAwareWeights:
-    """The result of :func:`noise_aware_weights`.
-
-    Attributes:
-        weights: final weights (sum 1), or the fallback when not ``accepted``.
-        raw: the OGR weights before shrinkage and floor (sum 1; all 0 when rejected).
-        reliability: head -> max(0, 1 - SE² / dG²).
-        accepted: False when no head had a positive gain.
-        notes: the rules applied, for ``BlendEstimate.notes``.
-    """
-
-    weights: dict[str, float]
-    raw: dict[str, float]
-    reliability: dict[str, float]
-    accepted: bool
-    notes: tuple[str, ...]
-
-
-def reliability(gain: float, se: float) -> float:
-    """``max(0, 1 - se² / gain²)`` (positive-part James-Stein): 1 without noise (``se = 0``),
-    0 for a gain within one standard error, 0.75 at two, 0.89 at three."""
-    if se == 0.0:
-        return 1.0  # a noiseless measurement is fully reliable, whatever its value
-    if not math.isfinite(se) or abs(gain) <= se:
-        return 0.0
-    return 1.0 - (se * se) / (gain * gain)
-
-
 def noise_aware_weights(
     gain: Values,
     gain_se: Values,
@@ -201,7 +169,8 @@ def noise_aware_weights(
 
     ``raw_k ∝ max(gain_k, 0) / max(variance_k, eps)`` (Eq. 6 with σ_k² = ``variance_k``),
     ``w_k ∝ c_k raw_k + (1 - c_k) prior_k`` with ``c_k = max(0, 1 - gain_se_k² / gain_k²)``, then
-    ``w ← floor + (1 - K·floor) w``. See the module docstring for the reasons.
+    ``w ← floor + (1 - K·floor) w``: :func:`blendopt.functional.weight_rule` with standard
+    errors. See the module docstring for the reasons.
 
     Args:
         gain: head -> dG (or ⟨∇L^V, v_k⟩), higher is better.
@@ -220,74 +189,16 @@ def noise_aware_weights(
     Raises:
         ValueError: heads differ between arguments, non-finite gains, bad ``eps``/``floor``.
     """
-    heads = list(gain)
-    if not heads:
-        raise ValueError("Parameter `gain` should name at least one head. Found none.")
-    for name, values in (("gain_se", gain_se), ("variance", variance)):
-        if set(values) != set(heads):
-            raise ValueError(
-                f"Parameter `{name}` should name the heads {heads}. Found {list(values)}."
-            )
-    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
-        raise ValueError(f"Parameter `eps` should be a finite number > 0. Found {eps!r}.")
-    k = len(heads)
-    if not (isinstance(floor, (int, float)) and 0.0 <= floor < 1.0 / k):
-        raise ValueError(
-            f"Parameter `floor` should be in [0, 1/{k}) for {k} heads. Found {floor!r}."
-        )
-    for h in heads:
-        if not math.isfinite(gain[h]) or math.isnan(variance[h]) or math.isnan(gain_se[h]):
-            raise ValueError(
-                f"Head {h!r} has gain {gain[h]}, SE {gain_se[h]}, variance {variance[h]}; "
-                "they should be finite numbers (SE may be inf)."
-            )
-    p = _normalized(dict(prior) if prior is not None else dict.fromkeys(heads, 1.0), heads)
-    notes: list[str] = []
-    if raw is None:
-        unnormalized = {}
-        for h in heads:
-            if gain[h] <= 0.0:
-                unnormalized[h] = 0.0
-                notes.append(f"head {h!r}: gain {gain[h]:.4g} <= 0, raw weight 0")
-                continue
-            var = variance[h]
-            if var < eps:
-                notes.append(f"head {h!r}: variance {var:.3g} floored to eps = {eps:.3g}")
-                var = eps
-            unnormalized[h] = gain[h] / var
-    else:
-        unnormalized = {h: max(float(raw[h]), 0.0) for h in heads}
-    rel = {h: reliability(gain[h], gain_se[h]) for h in heads}
-    total = sum(unnormalized.values())
-    if total <= 0.0 or not math.isfinite(total):
-        weights = _normalized(dict(fallback), heads) if fallback is not None else p
-        notes.append(
-            "estimate rejected: no head has a positive gain; using the fallback weights "
-            + ", ".join(f"{h}={w:.4g}" for h, w in weights.items())
-        )
-        return NoiseAwareWeights(weights, dict.fromkeys(heads, 0.0), rel, False, tuple(notes))
-    r = {h: unnormalized[h] / total for h in heads}
-    mixed = {h: rel[h] * r[h] + (1.0 - rel[h]) * p[h] for h in heads}
-    shrunk = [h for h in heads if rel[h] < 0.9]
-    if shrunk:
-        notes.append(
-            "shrunk toward the prior (gain within noise): "
-            + ", ".join(f"{h} (reliability {rel[h]:.2f})" for h in shrunk)
-        )
-    weights = _normalized(mixed, heads) if sum(mixed.values()) > 0 else p
-    if floor > 0.0:
-        weights = {h: floor + (1.0 - k * floor) * weights[h] for h in heads}
-        notes.append(f"floor {floor:g}: every weight >= {floor:g}")
-    return NoiseAwareWeights(weights, r, rel, True, tuple(notes))
-
-
-def _normalized(values: dict[str, float], heads: Sequence[str]) -> dict[str, float]:
-    if set(values) != set(heads):
-        raise ValueError(f"The prior/fallback weights should name the heads {list(heads)}.")
-    total = sum(float(values[h]) for h in heads)
-    if not math.isfinite(total) or total <= 0 or any(float(values[h]) < 0 for h in heads):
-        raise ValueError(f"The prior/fallback weights {values} should be >= 0 with a positive sum.")
-    return {h: float(values[h]) / total for h in heads}
+    return weight_rule(
+        gain,
+        variance,
+        eps=eps,
+        gain_se=gain_se,
+        prior=prior,
+        raw=raw,
+        floor=floor,
+        fallback=fallback,
+    )
 
 
 def noise_aware_estimate(
@@ -371,4 +282,7 @@ def noise_aware_estimate(
         overfitting_change_se=se_o,
         raw_weights=result.raw,
         prior={h: p[h] / sum(p.values()) for h in heads},
+        floored=result.floored,
+        zeroed=result.zeroed,
+        rejected=result.rejected,
     )

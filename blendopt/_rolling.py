@@ -41,12 +41,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from blendopt._distributed import all_reduce_sum_, collective_device, world_size
+from blendopt._distributed import reduced_floats, unwrap_model
 from blendopt._estimators import EstimateRequest, Estimator
 from blendopt._math import BlendEstimate, correlated_blend
-from blendopt._measure import MetricFn, measure_per_sample
+from blendopt._measure import LossFn, MetricFn, measure_per_sample
 from blendopt._noise import mean_and_standard_error, noise_aware_weights, reduced_moments
-from blendopt._retrain import LossFn, unwrap_model
 from blendopt._rng import derive_seed, isolated_rng
 from blendopt._schedule import Online, Schedule
 
@@ -353,12 +352,7 @@ class RollingEstimator(Estimator):
                 over = over + ((t - a) * b).sum()
             gains.append(gain)
             overs.append(over)
-        row = torch.stack(gains + overs).to(collective_device())
-        n = world_size()
-        if n > 1:
-            all_reduce_sum_(row)
-            row = row / n
-        values = row.cpu().tolist()
+        values = reduced_floats([torch.stack(gains + overs)], mean=True)
         if not all(math.isfinite(x) for x in values):
             raise FloatingPointError(
                 f"A per-head gradient inner product is not finite ({values}); lower the "

@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from blendopt._distributed import accumulator_dtype, all_reduce_sum_, collective_device
+from blendopt._distributed import accumulator_dtype, reduced_floats
+from blendopt._finite import NonFiniteRecord
 
 
 class TrainStatistics:
@@ -28,7 +29,7 @@ class TrainStatistics:
         self.heads = list(heads)
         self.history: list[dict[str, Any]] = []
         self._sum: torch.Tensor | None = None  # sums of the finite losses, on their device
-        self._nonfinite: torch.Tensor | None = None  # non-finite losses counted on the device
+        self._nonfinite = NonFiniteRecord(len(self.heads))  # counted on the device
         self._steps = 0
 
     def record(
@@ -60,10 +61,7 @@ class TrainStatistics:
             if finite is None:
                 finite = torch.isfinite(values)
             self._sum.add_(torch.where(finite, values, 0.0))
-            if self._nonfinite is None or self._nonfinite.device != values.device:
-                previous = 0.0 if self._nonfinite is None else self._nonfinite.to(values.device)
-                self._nonfinite = torch.zeros_like(self._sum) + previous
-            self._nonfinite.add_(~finite)
+            self._nonfinite.record(finite, self._steps)
         self._steps += 1
 
     @property
@@ -82,22 +80,16 @@ class TrainStatistics:
         sums, counts, _ = self._reduced()
         return {h: _mean(sums[i], counts[i]) for i, h in enumerate(self.heads)}
 
-    def _reduced(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def _reduced(self) -> tuple[list[float], list[float], int]:
         """Sums, finite counts and steps of the open epoch, summed over all ranks."""
         assert self._sum is not None
         k = len(self.heads)
-        device = collective_device()
-        nonfinite = (
-            torch.zeros(k, dtype=torch.float64, device=device)
-            if self._nonfinite is None
-            else self._nonfinite.to(device, torch.float64)
+        nonfinite = self._nonfinite.counts
+        packed = reduced_floats(
+            [self._sum, torch.zeros(k) if nonfinite is None else nonfinite, float(self._steps)]
         )
-        steps = torch.full((1,), float(self._steps), dtype=torch.float64, device=device)
-        packed = torch.cat([self._sum.to(device, torch.float64), nonfinite, steps])
-        all_reduce_sum_(packed)
-        packed = packed.cpu()
         total_steps = int(packed[-1])
-        return packed[:k], total_steps - packed[k : 2 * k], total_steps
+        return packed[:k], [total_steps - c for c in packed[k : 2 * k]], total_steps
 
     def close_epoch(self, epoch: int) -> dict[str, Any] | None:
         """Close the open epoch: append its record to ``history`` and return it (or None if empty).
@@ -111,18 +103,17 @@ class TrainStatistics:
             "epoch": epoch,
             "steps": total_steps,
             "loss": {h: _mean(sums[i], counts[i]) for i, h in enumerate(self.heads)},
-            "nonfinite": {
-                h: round(total_steps - float(counts[i])) for i, h in enumerate(self.heads)
-            },
+            "nonfinite": {h: round(total_steps - counts[i]) for i, h in enumerate(self.heads)},
         }
         self.history.append(record)
         self._sum = None
-        self._nonfinite = None
+        self._nonfinite.reset()
         self._steps = 0
         return record
 
     def state_dict(self) -> dict[str, Any]:
         """Plain values and CPU tensors (loadable with ``torch.load(weights_only=True)``)."""
+        counts = self._nonfinite.counts
         return {
             "heads": list(self.heads),
             "history": [
@@ -130,9 +121,7 @@ class TrainStatistics:
                 for r in self.history
             ],
             "sum": None if self._sum is None else self._sum.detach().cpu().clone(),
-            "nonfinite": None
-            if self._nonfinite is None
-            else self._nonfinite.detach().cpu().clone(),
+            "nonfinite": None if counts is None else counts.detach().cpu().clone(),
             "steps": self._steps,
         }
 
@@ -147,11 +136,11 @@ class TrainStatistics:
             for r in state_dict["history"]
         ]
         self._sum = None if state_dict["sum"] is None else state_dict["sum"].clone()
-        self._nonfinite = (
-            None if state_dict["nonfinite"] is None else state_dict["nonfinite"].clone()
-        )
+        self._nonfinite.reset()
+        if state_dict["nonfinite"] is not None:
+            self._nonfinite.load_counts(state_dict["nonfinite"])
         self._steps = int(state_dict["steps"])
 
 
-def _mean(total: torch.Tensor, count: torch.Tensor) -> float:
-    return float(total / count) if count > 0 else float("nan")
+def _mean(total: float, count: float) -> float:
+    return total / count if count > 0 else float("nan")

@@ -1,4 +1,4 @@
-"""Warning categories, so users can filter blendopt's warnings precisely, and how they are emitted.
+"""How blendopt's warnings are emitted (the categories are public in :mod:`blendopt.warnings`).
 
 Every warning points at the user's own call (the first frame outside the ``blendopt`` package),
 not at a library line, and is emitted once per event.
@@ -10,46 +10,39 @@ import contextlib
 import contextvars
 import sys
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Iterator
+
+from blendopt._estimate import BlendEstimate
+from blendopt.warnings import (
+    BlendWarning,
+    DivergedCopyWarning,
+    FlooredOverfittingWarning,
+    NonFiniteLossWarning,
+    RejectedEstimateWarning,
+    UnblendedStepWarning,
+    WeightSumWarning,
+    ZeroedHeadWarning,
+)
+
+__all__ = [  # the categories are re-exported for the modules that import them from here
+    "BlendWarning",
+    "DivergedCopyWarning",
+    "FlooredOverfittingWarning",
+    "NonFiniteLossWarning",
+    "RejectedEstimateWarning",
+    "UnblendedStepWarning",
+    "WeightSumWarning",
+    "ZeroedHeadWarning",
+    "deferred_estimate_warnings",
+    "estimate_warnings_deferred",
+    "user_stacklevel",
+    "warn",
+    "warn_estimate",
+]
 
 # Frames skipped to find the user's call: blendopt's own, and torch.optim's step wrappers
 # (``Optimizer.step`` is wrapped by a profiling hook).
 _LIBRARY_MODULES = ("blendopt.", "torch.optim.")
-
-
-class BlendWarning(UserWarning):
-    """Base class of every warning blendopt emits."""
-
-
-class RejectedEstimateWarning(BlendWarning):
-    """A weight estimate was rejected (every weight was 0); the weights in use were kept."""
-
-
-class ZeroedHeadWarning(BlendWarning):
-    """An estimate gave a head weight 0 (it did not generalize: dG <= 0)."""
-
-
-class DivergedCopyWarning(ZeroedHeadWarning):
-    """A head's model copy diverged (non-finite loss) during an estimate; it got weight 0."""
-
-
-class FlooredOverfittingWarning(BlendWarning):
-    """An estimate floored a head's dO² at ``eps`` (it generalized without measurable
-    overfitting); its weight is dG / eps."""
-
-
-class WeightSumWarning(BlendWarning):
-    """Weights given by the user do not sum to 1, which scales the effective learning rate."""
-
-
-class UnblendedStepWarning(BlendWarning):
-    """``step()`` ran with no ``blend``/``backward`` since the previous step: the gradient did
-    not come from the G-Blend loss."""
-
-
-class NonFiniteLossWarning(BlendWarning):
-    """A head at weight 0 had a non-finite loss; it was left out of the blend (and recorded)."""
 
 
 def user_stacklevel() -> int:
@@ -91,56 +84,45 @@ def estimate_warnings_deferred() -> bool:
     return _DEFERRED.get()
 
 
-class _EstimateLike(Protocol):
-    weights: Mapping[str, float]
-    accepted: bool
-    notes: Sequence[str]
-
-
-FLOOR_MARK = "floored to eps"  # how blend_estimate's notes mark a floored dO²
-DIVERGED_MARK = "copy diverged"  # how Algorithm 1's notes mark a head whose copy diverged
-
-
-def warn_estimate(estimate: _EstimateLike, label: str) -> None:
-    """One warning per event of ``estimate``: a rejection, zeroed heads, floored dO².
+def warn_estimate(estimate: BlendEstimate, label: str) -> None:
+    """One warning per event of ``estimate``, read from its fields: a rejection (then only that),
+    diverged copies, zeroed heads, floored dO².
 
     Args:
         estimate: a :class:`blendopt.BlendEstimate`.
         label: names the estimate, e.g. ``"G-Blend estimate 2 (epoch 5)"``.
     """
-    notes = list(estimate.notes)
     if not estimate.accepted:
+        detail = "; ".join(estimate.notes) or (estimate.rejected or "every weight was 0")
         warn(
-            f"{label} rejected: "
-            + "; ".join(notes)
-            + ". Train longer between the checkpoints (a larger horizon), use a larger holdout, "
-            "or check the learning rate.",
+            f"{label} rejected: {detail}. Train longer between the checkpoints (a larger "
+            "horizon), use a larger holdout, or check the learning rate.",
             RejectedEstimateWarning,
         )
         return
-    zeroed = [h for h, w in estimate.weights.items() if w == 0.0]
-    zeroed_notes = [
-        n for n in notes if FLOOR_MARK not in n and any(n.startswith(f"head {h!r}") for h in zeroed)
-    ]
-    diverged = [n for n in zeroed_notes if DIVERGED_MARK in n]
-    zeroed_notes = [n for n in zeroed_notes if DIVERGED_MARK not in n]
-    if diverged:
+    if estimate.diverged:
+        copies = "; ".join(
+            f"head {h!r}: its copy diverged ({reason}); weight 0"
+            for h, reason in estimate.diverged.items()
+        )
         warn(
-            f"{label}: " + "; ".join(diverged) + ". Lower the learning rate, clip gradients "
-            "(`train_step=`), or check those heads' inputs.",
+            f"{label}: {copies}. Lower the learning rate, clip gradients (`train_step=`), or "
+            "check those heads' inputs.",
             DivergedCopyWarning,
         )
-    if zeroed_notes:
-        warn(
-            f"{label}: " + "; ".join(zeroed_notes) + ". Such a head is left out of the blend.",
-            ZeroedHeadWarning,
+    zeroed = [h for h in estimate.zeroed if h not in estimate.diverged]
+    if zeroed:
+        heads = "; ".join(
+            f"head {h!r}: dG = {estimate.generalization.get(h, float('nan')):.6g} <= 0 (did "
+            "not generalize), weight 0"
+            for h in zeroed
         )
-    floored = [n for n in notes if FLOOR_MARK in n]
-    if floored:
+        warn(f"{label}: {heads}. Such a head is left out of the blend.", ZeroedHeadWarning)
+    if estimate.floored:
+        heads = ", ".join(repr(h) for h in estimate.floored)
         warn(
-            f"{label}: "
-            + "; ".join(floored)
-            + ". Its weight is dG / eps; if dO is below the measurement's resolution, raise eps "
-            "to about (1/|V|)² for an error metric.",
+            f"{label}: dO² floored to eps for head(s) {heads}. Their weight is dG / eps; if dO "
+            "is below the measurement's resolution, raise eps to about (1/|V|)² for an error "
+            "metric.",
             FlooredOverfittingWarning,
         )

@@ -1,6 +1,6 @@
 """Device check of the estimate's copy training: ``python -m benchmarks.perf.estimate_check``.
 
-1. **Syncs**: ``blendopt._copies.train_copies`` runs under ``torch.cuda.set_sync_debug_mode
+1. **Syncs**: ``blendopt.retrain.train_copies`` runs under ``torch.cuda.set_sync_debug_mode
    ("warn")``; every synchronizing call is listed by source line. Expected: one per epoch (the
    divergence counters read at each epoch's end), none per step.
 2. **A diverging head on the device**: a full ``estimate_weights`` where one head's loss
@@ -20,14 +20,14 @@ import statistics
 import time
 import warnings
 from collections import Counter
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import blendopt
-from blendopt import _copies
-from blendopt._rng import RngStream
+from blendopt.retrain import CopyTraining, TrainPlan, make_copies, train_copies
 
 HEADS = ("a", "b", "fused")
 
@@ -65,16 +65,35 @@ def _batches(n: int, batch: int, dim: int, device: torch.device, seed: int = 0) 
     return out
 
 
-def _copies_of(model: nn.Module) -> list[_copies.HeadCopy]:
-    import copy
+def _training(train: list, epochs: int, sync_per_step: bool | None = None) -> CopyTraining:
+    """The copies' training on the device path (device-side counters, also on the CPU).
 
-    out = []
-    for i, h in enumerate(HEADS):
-        net = copy.deepcopy(model)
-        out.append(
-            _copies.HeadCopy(h, net, torch.optim.SGD(net.parameters(), lr=0.01), RngStream(i))
-        )
-    return out
+    ``sync_per_step`` (for the timing) trains through a ``train_step``: ``True`` adds the old
+    per-step ``bool(torch.isfinite(loss))`` check, ``False`` is the same step without it.
+    """
+
+    def train_step(net: nn.Module, opt: torch.optim.Optimizer, batch: Any, head: str) -> Any:
+        loss = _loss(net, batch)[head]
+        if sync_per_step and not bool(torch.isfinite(loss.detach()).all()):
+            raise FloatingPointError(head)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return CopyTraining(
+        _loss,
+        train,
+        HEADS,
+        TrainPlan(epochs=epochs, steps=None),
+        optimizer=lambda params: torch.optim.SGD(params, lr=0.01),
+        train_step=None if sync_per_step is None else train_step,
+        eager_checks=False,
+    )
+
+
+def _train(model: nn.Module, training: CopyTraining) -> None:
+    train_copies(make_copies(model, HEADS, training), training)
 
 
 def _time(fn, device: torch.device) -> float:
@@ -93,12 +112,7 @@ def _time(fn, device: torch.device) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the three checks and print their results; returns 0."""
-    eager = _copies.EAGER_CPU_CHECK
-    _copies.EAGER_CPU_CHECK = False  # the device path, also in the CPU smoke run
-    try:
-        _run(argv)
-    finally:
-        _copies.EAGER_CPU_CHECK = eager
+    _run(argv)
     return 0
 
 
@@ -116,10 +130,10 @@ def _run(argv: list[str] | None) -> None:
     torch.manual_seed(0)
     model = _Net(args.dim, args.hidden).to(device)
     train = _batches(args.steps, args.batch, args.dim, device)
-    plan = _copies.TrainPlan(epochs=args.epochs, steps=None)
+    training = _training(train, args.epochs)
 
     # 1. Syncs while training the copies.
-    _copies.train_copies(_copies_of(model), _loss, train, HEADS, plan)  # warm-up
+    _train(model, training)  # warm-up
     sites: Counter[str] = Counter()
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -127,7 +141,7 @@ def _run(argv: list[str] | None) -> None:
             warnings.simplefilter("always")
             torch.cuda.set_sync_debug_mode("warn")
             try:
-                _copies.train_copies(_copies_of(model), _loss, train, HEADS, plan)
+                _train(model, training)
             finally:
                 torch.cuda.set_sync_debug_mode("default")
         for w in caught:
@@ -166,26 +180,11 @@ def _run(argv: list[str] | None) -> None:
     print("  warnings:", sorted({type(w.message).__name__ for w in caught}))
 
     # 3. Device-side counters vs. the old per-step bool(isfinite) check.
-    original = _copies._Divergence.check
-
-    def per_step_sync(self, head, loss, *, step, epoch):  # the old behaviour, for timing
-        if not bool(torch.isfinite(loss.detach()).all()):
-            raise FloatingPointError(head)
-        return True
-
     times: dict[str, list[float]] = {"counters": [], "per-step sync": []}
-    try:
-        for _ in range(args.rounds):
-            for name in times:
-                _copies._Divergence.check = original if name == "counters" else per_step_sync
-                copies = _copies_of(model)
-                times[name].append(
-                    _time(
-                        lambda c=copies: _copies.train_copies(c, _loss, train, HEADS, plan), device
-                    )
-                )
-    finally:
-        _copies._Divergence.check = original
+    for _ in range(args.rounds):
+        for name in times:
+            timed = _training(train, args.epochs, sync_per_step=name == "per-step sync")
+            times[name].append(_time(lambda t=timed: _train(model, t), device))
     steps = args.epochs * args.steps
     for name, values in times.items():
         print(f"{name:>14}: median {statistics.median(values) / steps * 1e3:.3f} ms per step")

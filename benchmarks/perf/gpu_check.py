@@ -9,7 +9,7 @@
    cost is printed too), interleaved step by step and timed with CUDA events; the ratios to
    the naive step are printed.
 3. **Exact estimate (Algorithm 1) cost**: one copy-training step (K = 3 copies) with the
-   lockstep loop and with the vmap engine (``blendopt._vmap_copies``; peak memory too), and one
+   lockstep loop and with the vmap engine (``blendopt.retrain``; peak memory too), and one
    eval-mode measurement batch; then the per-step cost of each mode against the plain
    optimizer: plain, fixed weights (the blender), and exact online amortized over a
    super-epoch of ``--super-epoch-steps`` steps (Online: the look-ahead is one super-epoch, so
@@ -38,7 +38,8 @@ from torch import nn
 
 import blendopt
 from benchmarks.models import create
-from blendopt._vmap_copies import supports_vmap, time_engines
+from benchmarks.perf.exact_engines import time_engines
+from blendopt.retrain import supports_vmap
 
 ROLLING_INTERVAL = 20  # RollingEstimator's default measurement interval
 WEIGHTS = {"rgb": 0.630, "audio": 0.014, "fused": 0.356}  # the paper's Kinetics weights

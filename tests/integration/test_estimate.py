@@ -1,7 +1,9 @@
 """Algorithm 1 (GB-Estimate) end to end on small models."""
 
 import copy
+import dataclasses
 import random
+import warnings
 
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import blendopt
-from blendopt import estimate_weights, top1_error
+from blendopt import RetrainEstimator, estimate_weights, top1_error
 from tests.helpers import HEADS, loss_fn, make_batches, make_model, predict
 
 
@@ -242,9 +244,9 @@ def test_optimizer_param_not_in_model_is_reported():
 def test_compiled_and_data_parallel_models_are_unwrapped():
     model = make_model()
     wrapped = torch.nn.DataParallel(model)
-    assert blendopt._retrain.unwrap_model(wrapped) is model
+    assert blendopt._distributed.unwrap_model(wrapped) is model
     compiled = torch.compile(model)
-    assert blendopt._retrain.unwrap_model(compiled) is model
+    assert blendopt._distributed.unwrap_model(compiled) is model
     sgd = torch.optim.SGD(model.parameters(), lr=0.05)
     with_compiled = estimate_weights(
         compiled,
@@ -267,3 +269,71 @@ def test_compiled_and_data_parallel_models_are_unwrapped():
         eps=1e-2,
     )
     assert with_compiled.measurements == plain.measurements
+
+
+def test_a_config_object_gives_the_same_estimate_as_keywords():
+    model = make_model()
+    sgd = torch.optim.SGD(model.parameters(), lr=0.05)
+    train, holdout = make_batches(4), make_batches(3, seed=1)
+    config = blendopt.retrain.RetrainConfig(epochs=2, seed=5, fraction=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", blendopt.BlendWarning)
+        by_config = estimate_weights(model, loss_fn, train, holdout, optimizer=sgd, config=config)
+        by_keywords = estimate_weights(
+            model, loss_fn, train, holdout, optimizer=sgd, epochs=2, seed=5, fraction=0.5
+        )
+        overridden = estimate_weights(
+            model, loss_fn, train, holdout, optimizer=sgd, config=config, epochs=1
+        )
+    assert by_config == by_keywords
+    assert overridden != by_config  # a keyword replaces the config's field
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.epochs = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: blendopt.retrain.RetrainConfig(epochs=1, fraction=2.0), ValueError, "fraction"),
+        (lambda: blendopt.retrain.RetrainConfig(engine="gpu"), ValueError, "`engine`"),
+        (lambda: blendopt.retrain.RetrainConfig.build(None, {"epoch": 1}), TypeError, "`epoch`"),
+        (lambda: blendopt.retrain.RetrainConfig.build({"epochs": 1}, {}), TypeError, "`config`"),
+        (
+            lambda: RetrainEstimator(make_model(), loss_fn, [], [], heads=("a",)),
+            ValueError,
+            "`heads` is set by the blender",
+        ),
+    ],
+)
+def test_bad_config_raises_naming_the_setting(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_retrain_estimator_builds_its_config():
+    config = blendopt.retrain.RetrainConfig(epochs=2, metric="loss")
+    est = RetrainEstimator(make_model(), loss_fn, [], [], config=config, seed=3)
+    assert est.config == blendopt.retrain.RetrainConfig(epochs=2, seed=3)
+    assert est.engine == "auto"
+    scheduler = lambda o: torch.optim.lr_scheduler.StepLR(o, 1)  # noqa: E731
+    est.scheduler, est.scheduler_interval = scheduler, "epoch"  # set after the blender is built
+    assert est.config.scheduler is scheduler
+
+
+def test_the_retrain_wing_imports_one_way():
+    # Each module of blendopt/retrain imports only the modules listed before it.
+    import ast
+    from pathlib import Path
+
+    order = ["_replay", "_config", "_clone", "_driver", "_loop", "_vmap", "_estimate", "_estimator"]
+    folder = Path(blendopt.retrain.__file__).parent
+    for i, name in enumerate(order):
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        imported = {
+            node.module.rsplit(".", 1)[-1]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)
+            and (node.module or "").startswith("blendopt.retrain")
+        }
+        assert imported <= set(order[:i]), (name, imported - set(order[:i]))
+    assert sorted(p.stem for p in folder.glob("_*.py") if p.stem != "__init__") == sorted(order)

@@ -4,14 +4,15 @@ notes, and clear refusals where the vmap engine cannot run."""
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import blendopt
-from blendopt import _vmap_copies as vmap_copies
-from blendopt import estimate_weights
+from blendopt import estimate_weights, retrain
+from blendopt.retrain import _vmap as vmap_copies
 from tests.helpers import HEADS, loss_fn, make_batches, make_model
 
 OPTIMIZERS = {
@@ -136,10 +137,10 @@ def test_vmap_rejects_a_loader_without_non_empty_batches():
     batches = make_batches(1)
     empty = tuple(t[:0] for t in batches[0])
     model = make_model()
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1)
+    training = retrain.CopyTraining(loss_fn, [empty], HEADS, retrain.TrainPlan(1, None), sgd)
     with pytest.raises(ValueError, match="no non-empty batch in a pass"):
-        vmap_copies.train_copies_vmap(
-            model, HEADS, loss_fn, torch.optim.SGD(model.parameters(), lr=0.1), [empty], epochs=1
-        )
+        retrain.train_copies_vmap(model, HEADS, training)
 
 
 def test_vmap_reports_a_diverged_copy_like_the_loop():
@@ -268,13 +269,13 @@ def test_vmap_refuses_what_it_does_not_support(case, match, monkeypatch):
             **kwargs,
         )
     assert "engine='loop'" in str(error.value)
-    if case == "train_step":  # "auto" falls back to the loop, even where it would time vmap
-        assert (
-            vmap_copies.choose_engine(
-                model, opt, loss_fn, make_batches(1)[0], HEADS, trial_on_cpu=True, **kwargs
-            )
-            == "loop"
-        )
+    if case == "train_step":  # "auto" is the loop, which runs the custom step
+        args = (model, loss_fn, make_batches(4), make_batches(3, seed=1))
+        with warnings.catch_warnings():  # the step above trains nothing: a rejected estimate
+            warnings.simplefilter("ignore", blendopt.BlendWarning)
+            auto = estimate_weights(*args, optimizer=opt, epochs=1, **kwargs)
+            loop = estimate_weights(*args, optimizer=opt, epochs=1, engine="loop", **kwargs)
+        assert auto == loop
 
 
 def test_bad_engine_values():
@@ -291,7 +292,7 @@ def test_auto_chooses_the_loop_on_the_cpu(monkeypatch):
     def no_vmap(*args, **kwargs):
         raise AssertionError("the vmap engine should not run on the CPU under 'auto'")
 
-    monkeypatch.setattr(vmap_copies, "train_copies_vmap", no_vmap)
+    monkeypatch.setattr(retrain._estimate, "train_copies_vmap", no_vmap)
     model = make_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     train, holdout = make_batches(4), make_batches(3, seed=1)
@@ -315,14 +316,15 @@ def test_auto_chooses_the_loop_on_the_cpu(monkeypatch):
         fresh.load_state_dict({"engine_chosen": "gpu"})
 
 
-def test_auto_resolves_once_per_estimator(monkeypatch):
-    calls = []
+def test_auto_is_the_loop_and_a_saved_vmap_choice_is_kept(monkeypatch):
+    engines = []
+    real = retrain._estimate.resolve_engine
 
-    def choose(*args, **kwargs):
-        calls.append(kwargs)
-        return "vmap"
+    def resolve(engine, model, training):
+        engines.append(engine)
+        return real(engine, model, training)
 
-    monkeypatch.setattr(vmap_copies, "choose_engine", choose)
+    monkeypatch.setattr(retrain._estimate, "resolve_engine", resolve)
     model = make_model()
     estimator = blendopt.RetrainEstimator(
         model, loss_fn, make_batches(4), make_batches(3, seed=1), epochs=1
@@ -333,8 +335,10 @@ def test_auto_resolves_once_per_estimator(monkeypatch):
         estimator,
         schedule=blendopt.Online(every=1),
     )
-    for _ in range(2):
-        blender.start_epoch()
+    blender.start_epoch()
+    assert estimator.engine_chosen == "loop"
+    estimator.load_state_dict({"engine_chosen": "vmap"})  # chosen on a GPU by an older run
+    blender.start_epoch()
     assert len(blender.history) == 2
-    assert len(calls) == 1
+    assert engines == ["loop", "vmap"]
     assert estimator.engine_chosen == "vmap"

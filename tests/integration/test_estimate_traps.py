@@ -105,7 +105,7 @@ def test_copies_epochs_call_set_epoch_and_the_epoch_is_restored():
     estimate_weights(
         model, loss_fn, train, make_batches(2, seed=1), optimizer=sgd, epochs=3, seed=11
     )
-    plan = blendopt._copies.TrainPlan(epochs=3, steps=None, seed=11)
+    plan = blendopt.retrain.TrainPlan(epochs=3, steps=None, seed=11)
     copy_epochs = [plan.sampler_epoch(e) for e in range(3)]
     assert sampler.calls == [7, *copy_epochs, 7]
     assert len(set(copy_epochs)) == 3
@@ -173,8 +173,10 @@ def _diverging_loss(head, after):
 @pytest.mark.filterwarnings("ignore::blendopt.FlooredOverfittingWarning")
 @pytest.mark.parametrize("eager", [True, False])
 def test_a_diverging_copy_gets_weight_zero_and_the_estimate_goes_on(monkeypatch, eager):
-    # eager=False runs the accelerator path (device-side counters, read once per epoch) on CPU.
-    monkeypatch.setattr(blendopt._copies, "EAGER_CPU_CHECK", eager)
+    # eager=False runs the accelerator path (device-side counters, read once per epoch) on CPU:
+    # the host no longer reads a loss for free.
+    if not eager:
+        monkeypatch.setattr(blendopt.retrain._loop, "host_reads_free", lambda device: False)
     model = make_model()
     train, holdout = make_batches(4), make_batches(3, seed=1)
     fn, _ = _diverging_loss("b", after=0)
@@ -258,3 +260,22 @@ def test_a_diverging_copy_does_not_abort_the_users_run():
         opt.zero_grad()
         opt.backward(loss_fn(model, batch))
         opt.step()
+
+
+@pytest.mark.filterwarnings("ignore::blendopt.BlendWarning")
+@pytest.mark.parametrize("engine", ["loop", "vmap"])
+def test_diverged_copies_and_skipped_batches_are_fields(engine):
+    model = make_model()
+    train = [EMPTY, *make_batches(4)]
+    fn, _ = _diverging_loss("b", after=0)
+    sgd = torch.optim.SGD(model.parameters(), lr=0.05)
+    est = estimate_weights(
+        model, fn, train, make_batches(3, seed=1), optimizer=sgd, epochs=2, heads=HEADS,
+        engine=engine,
+    )  # fmt: skip
+    assert est.diverged == {"b": "loss inf at step 0, epoch 0"}
+    # 2 while training (one per pass), 3 while measuring T' = train (the checkpoint and the
+    # two healthy copies; the diverged one is not measured)
+    assert est.skipped_batches == 5
+    if engine == "loop":  # under vmap the inf poisons every copy's steps (skipped, noted)
+        assert est.weights["b"] == 0.0

@@ -13,7 +13,7 @@ from blendopt import (
     optimal_blend,
     paired_standard_errors,
 )
-from blendopt._noise import reliability
+from blendopt._math import reliability
 
 
 def test_mean_and_standard_error_by_hand():

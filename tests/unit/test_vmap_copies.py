@@ -9,15 +9,21 @@ import torch
 from torch import nn
 
 import blendopt
-from blendopt import _vmap_copies as vmap_copies
-from blendopt._vmap_copies import (
-    VmapCopies,
-    choose_engine,
-    supports_vmap,
-    time_engines,
-    train_copies_vmap,
-)
+from blendopt import retrain
+from blendopt.retrain import CopyTraining, TrainPlan, VmapCopies, supports_vmap
 from tests.helpers import HEADS, loss_fn, make_batches, make_model
+
+
+def train_copies_vmap(
+    model, heads, loss_fn, optimizer, batches, *, epochs=None, steps=None, seed=0, **kw
+):
+    """The vmap engine with the plan and training given as keywords (``all_heads``: every head
+    ``loss_fn`` returns; ``seed``: the estimate's seed, from which the dropout stream's is
+    derived)."""
+    plan = TrainPlan(epochs, steps, kw.pop("per_epoch", None), seed=seed)
+    every = list(kw.pop("all_heads", None) or heads)
+    training = CopyTraining(loss_fn, batches, every, plan, optimizer=optimizer, **kw)
+    return retrain.train_copies_vmap(model, heads, training)
 
 
 def loop_copies(model, optimizer, batches, heads=HEADS, steps=None):
@@ -152,15 +158,15 @@ def test_dropout_draws_differ_per_copy_and_are_seeded():
 
 
 @pytest.mark.parametrize("accelerator_path", [False, True])
-def test_nonfinite_copy_is_flagged_and_masked_others_train_on(monkeypatch, accelerator_path):
-    if accelerator_path:  # mask every step without reading a flag, as on a GPU
-        monkeypatch.setattr(vmap_copies, "_host_reads_free", lambda device: False)
+def test_nonfinite_copy_is_flagged_and_masked_others_train_on(accelerator_path):
+    # accelerator_path: mask every step without reading a flag, as on a GPU
     model = make_model()
     batches = make_batches(n_batches=4)
     xa, xb, y = batches[2]
     batches[2] = (xa, torch.full_like(xb, float("nan")), y)  # poisons heads b and fused
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    got = train_copies_vmap(model, HEADS, loss_fn, opt, batches, epochs=1)
+    eager = not accelerator_path
+    got = train_copies_vmap(model, HEADS, loss_fn, opt, batches, epochs=1, eager_checks=eager)
     assert got.nonfinite == {"a": None, "b": 2, "fused": 2}
     assert got.skipped == {"a": 1, "b": 0, "fused": 0}
     for h in HEADS:
@@ -305,28 +311,3 @@ def test_supports_vmap_reasons():
     )
     assert not ok
     assert "does not run under vmap" in why
-
-
-def test_time_engines_and_choose_engine(monkeypatch):
-    model = make_model()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    before = copy.deepcopy(model.state_dict())
-    batch = make_batches(1)[0]
-    times = time_engines(model, opt, loss_fn, batch, HEADS, steps=2, repeats=2)
-    assert set(times) == {"loop", "vmap"}
-    assert all(t > 0 for t in times.values())
-    with pytest.raises(ValueError, match="'gpu'"):
-        time_engines(model, opt, loss_fn, batch, HEADS, engines=("gpu",))
-    for name, value in model.state_dict().items():
-        torch.testing.assert_close(value, before[name], atol=0, rtol=0)
-    assert choose_engine(model, torch.optim.LBFGS(model.parameters()), loss_fn, batch, HEADS) == (
-        "loop"
-    )
-    for loop_s, vmap_s, expected in ((1.0, 0.5, "vmap"), (1.0, 0.95, "loop"), (1.0, 2.0, "loop")):
-        monkeypatch.setattr(
-            vmap_copies,
-            "time_engines",
-            lambda *a, t=(loop_s, vmap_s), **k: {"loop": t[0], "vmap": t[1]},
-        )
-        assert choose_engine(model, opt, loss_fn, batch, HEADS, trial_on_cpu=True) == expected
-        assert choose_engine(model, opt, loss_fn, batch, HEADS) == "loop"  # the CPU rule

@@ -56,7 +56,7 @@ def check_scheduler(spec: SchedulerSpec | None, interval: Interval | None) -> No
         )
 
 
-def _optimizer_chain(optimizer: Optimizer) -> list[Optimizer]:
+def optimizer_chain(optimizer: Optimizer) -> list[Optimizer]:
     # A GradientBlender (or any wrapper exposing `.optimizer`) and everything it wraps.
     chain = [optimizer]
     while isinstance(getattr(chain[-1], "optimizer", None), Optimizer):
@@ -108,7 +108,7 @@ def scheduler_for_copy(
         TypeError: the factory does not return an ``LRScheduler`` on ``optimizer``.
     """
     if isinstance(spec, LRScheduler):
-        memo = {id(o): optimizer for o in _optimizer_chain(spec.optimizer)}
+        memo = {id(o): optimizer for o in optimizer_chain(spec.optimizer)}
         scheduler = copy.deepcopy(spec, memo)
     else:
         for group in optimizer.param_groups:

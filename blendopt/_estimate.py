@@ -1,0 +1,128 @@
+"""The estimate record: weights, the measurements behind them, and what happened, as data.
+
+Events (floored dO², zeroed heads, diverged copies, skipped batches, a rejection) are fields
+that warnings and reports read; ``notes`` keeps the same facts as prose for humans only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def ratios(d_o: Mapping[str, float], d_g: Mapping[str, float]) -> dict[str, float]:
+    """``dO_k / dG_k`` per head (Eq. 3); ``dG_k = 0`` gives ``±inf`` (sign of dO), nan if dO = 0."""
+    out = {}
+    for h, g in d_g.items():
+        if g != 0.0:
+            out[h] = d_o[h] / g
+        else:
+            out[h] = math.copysign(math.inf, d_o[h]) if d_o[h] != 0.0 else math.nan
+    return out
+
+
+@dataclass(frozen=True)
+class BlendEstimate:
+    """One G-Blend weight estimate with the measurements behind it and its events.
+
+    Attributes:
+        weights: head -> weight, summing to 1 when ``accepted``; when rejected, the fallback
+            weights the caller asked for (uniform by default).
+        generalization: head -> dG.
+        overfitting_change: head -> dO.
+        accepted: False when every raw weight was 0 (no head generalized).
+        notes: human-readable records of every edge rule applied (for reports; never parsed).
+        measurements: the raw values (``train_before``, ``holdout_before``, ``train_after``,
+            ``holdout_after``), as given, before any negation.
+        higher_is_better: whether the raw values are scores.
+        generalization_se: head -> standard error of dG (noise-aware estimators; ``None``
+            when not measured).
+        overfitting_change_se: head -> standard error of dO (``None`` when not measured).
+        raw_weights: the OGR weights before shrinkage, floor and smoothing (``None`` when the
+            estimator applies none).
+        prior: the weights a head within noise was shrunk toward (``None``: no shrinkage).
+        floored: heads whose dO² was floored at ``eps``.
+        zeroed: heads given weight 0 because they did not generalize (dG <= 0); diverged
+            heads are in ``diverged`` instead.
+        diverged: head -> why its Algorithm-1 copy diverged (e.g. ``"non-finite loss at step
+            12, epoch 0"``); such a head gets weight 0.
+        skipped_batches: empty batches skipped while training copies and measuring.
+        rejected: why the estimate was rejected (``None`` when accepted).
+    """
+
+    weights: dict[str, float]
+    generalization: dict[str, float]
+    overfitting_change: dict[str, float]
+    accepted: bool
+    notes: tuple[str, ...] = ()
+    measurements: dict[str, dict[str, float]] = field(default_factory=dict)
+    higher_is_better: bool = False
+    generalization_se: dict[str, float] | None = None
+    overfitting_change_se: dict[str, float] | None = None
+    raw_weights: dict[str, float] | None = None
+    prior: dict[str, float] | None = None
+    floored: tuple[str, ...] = ()
+    zeroed: tuple[str, ...] = ()
+    diverged: dict[str, str] = field(default_factory=dict)
+    skipped_batches: int = 0
+    rejected: str | None = None
+
+    @property
+    def heads(self) -> list[str]:
+        """The heads, in order."""
+        return list(self.weights)
+
+    @property
+    def ogr(self) -> dict[str, float]:
+        """OGR per head (dO / dG); ``dG = 0`` gives ``±inf`` (sign of dO), or nan if dO is 0."""
+        return ratios(self.overfitting_change, self.generalization)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form (safe for ``torch.load(weights_only=True)`` and JSON)."""
+        return {
+            "weights": dict(self.weights),
+            "generalization": dict(self.generalization),
+            "overfitting_change": dict(self.overfitting_change),
+            "accepted": self.accepted,
+            "notes": list(self.notes),
+            "measurements": {k: dict(v) for k, v in self.measurements.items()},
+            "higher_is_better": self.higher_is_better,
+            "generalization_se": _copy(self.generalization_se),
+            "overfitting_change_se": _copy(self.overfitting_change_se),
+            "raw_weights": _copy(self.raw_weights),
+            "prior": _copy(self.prior),
+            "floored": list(self.floored),
+            "zeroed": list(self.zeroed),
+            "diverged": dict(self.diverged),
+            "skipped_batches": self.skipped_batches,
+            "rejected": self.rejected,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BlendEstimate:
+        """Inverse of :meth:`to_dict`; a dict saved before the event fields existed loads too."""
+        rejected = data.get("rejected")
+        return cls(
+            weights=dict(data["weights"]),
+            generalization=dict(data["generalization"]),
+            overfitting_change=dict(data["overfitting_change"]),
+            accepted=bool(data["accepted"]),
+            notes=tuple(data["notes"]),
+            measurements={k: dict(v) for k, v in data["measurements"].items()},
+            higher_is_better=bool(data["higher_is_better"]),
+            generalization_se=_copy(data.get("generalization_se")),
+            overfitting_change_se=_copy(data.get("overfitting_change_se")),
+            raw_weights=_copy(data.get("raw_weights")),
+            prior=_copy(data.get("prior")),
+            floored=tuple(data.get("floored", ())),
+            zeroed=tuple(data.get("zeroed", ())),
+            diverged=dict(data.get("diverged", {})),
+            skipped_batches=int(data.get("skipped_batches", 0)),
+            rejected=None if rejected is None else str(rejected),
+        )
+
+
+def _copy(values: Mapping[str, float] | None) -> dict[str, float] | None:
+    return None if values is None else dict(values)

@@ -1,0 +1,230 @@
+"""What an Algorithm-1 estimate is asked to do: the user's settings and the training plan.
+
+:class:`RetrainConfig` holds the settings (one frozen object instead of long argument lists);
+:class:`CopyTraining` carries what every copy-training function needs through the engines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+from blendopt._math import DEFAULT_EPS
+from blendopt._measure import LossFn, MetricFn
+from blendopt._rng import derive_seed
+from blendopt.retrain._replay import Interval, SchedulerSpec, check_scheduler
+
+if TYPE_CHECKING:
+    from blendopt._rng import SamplerEpochs
+
+#: ``train_step(model, optimizer, batch, head) -> loss``: one training step of a copy (forward,
+#: backward, optional clipping, ``optimizer.step()`` when due); returns the head's loss.
+TrainStep = Callable[[nn.Module, Optimizer, Any, str], torch.Tensor]
+#: ``optimizer`` for the copies: an optimizer instance whose class and hyper-parameters are
+#: reused, or a factory ``params -> Optimizer``.
+OptimizerSpec = Optimizer | Callable[[list[nn.Parameter]], Optimizer]
+#: How the copies are trained: ``"loop"`` (one after another per batch, in lockstep),
+#: ``"vmap"`` (one vmapped ensemble) or ``"auto"`` (the loop).
+Engine = Literal["auto", "loop", "vmap"]
+ENGINES = ("auto", "loop", "vmap")
+
+
+def check_engine(engine: object) -> None:
+    """Validate ``engine`` (one of :data:`ENGINES`).
+
+    Raises:
+        TypeError: ``engine`` is not a string.
+        ValueError: an unknown engine.
+    """
+    if not isinstance(engine, str):
+        raise TypeError(
+            f"Parameter `engine` should be one of {list(ENGINES)}. Found {type(engine).__name__}."
+        )
+    if engine not in ENGINES:
+        raise ValueError(f"Parameter `engine` should be one of {list(ENGINES)}. Found {engine!r}.")
+
+
+def _check_count(name: str, value: object) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ValueError(f"Parameter `{name}` should be an int >= 1. Found {value!r}.")
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """The settings of an Algorithm-1 estimate (see :func:`blendopt.estimate_weights`).
+
+    Attributes:
+        epochs: n, the epochs of training between the two checkpoints (``RetrainEstimator``:
+            overrides the schedule's horizon).
+        steps: alternatively, the number of batches between the two checkpoints.
+        metric: ``"loss"`` or ``metric(model, batch) -> {head: value}`` (e.g.
+            :func:`blendopt.top1_error`).
+        higher_is_better: ``metric`` is a score (accuracy, mAP); it is negated.
+        fraction: train each epoch on this fraction of the training loader's batches.
+        eps: floor of dO² (see :func:`blendopt.blend_estimate`).
+        seed: seed of the estimate's own random state (shuffling, dropout, augmentation).
+        copies_at_once: train at most this many copies at a time (memory); default all.
+        progress: show a tqdm progress bar (if tqdm is installed).
+        engine: ``"loop"``, ``"vmap"`` or ``"auto"`` (the loop).
+        noise_aware: per-sample measurements with paired standard errors.
+        scheduler: the run's ``LRScheduler`` or a factory ``optimizer -> LRScheduler``,
+            replayed on each copy's optimizer; ``None``: constant rates.
+        scheduler_interval: ``"step"`` or ``"epoch"``, how the run steps ``scheduler``.
+        scheduler_position: how many times the run has stepped its scheduler.
+        train_step: ``train_step(model, optimizer, batch, head) -> loss`` replacing a copy's
+            default step (e.g. to clip gradients).
+        heads: the heads to blend; ``None``: the keys ``loss_fn`` returns on the first batch.
+        fallback: the weights returned if the estimate is rejected; ``None``: uniform.
+
+    Raises:
+        ValueError: bad ``epochs``/``steps``/``copies_at_once``/``fraction``/``metric``/
+            ``engine``/``scheduler_interval``, or a ``ReduceLROnPlateau`` scheduler.
+        TypeError: bad ``engine``/``scheduler``/``train_step``/``metric``.
+    """
+
+    epochs: int | None = None
+    steps: int | None = None
+    metric: Literal["loss"] | MetricFn = "loss"
+    higher_is_better: bool = False
+    fraction: float = 1.0
+    eps: float = DEFAULT_EPS
+    seed: int = 0
+    copies_at_once: int | None = None
+    progress: bool = False
+    engine: Engine = "auto"
+    noise_aware: bool = False
+    scheduler: SchedulerSpec | None = None
+    scheduler_interval: Interval | None = None
+    scheduler_position: int | None = None
+    train_step: TrainStep | None = None
+    heads: tuple[str, ...] | None = None
+    fallback: Mapping[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        _check_count("epochs", self.epochs)
+        _check_count("steps", self.steps)
+        _check_count("copies_at_once", self.copies_at_once)
+        check_engine(self.engine)
+        check_scheduler(self.scheduler, self.scheduler_interval)
+        if self.train_step is not None and not callable(self.train_step):
+            raise TypeError(
+                "Parameter `train_step` should be callable `(model, optimizer, batch, head) -> "
+                f"loss`. Found {type(self.train_step).__name__}."
+            )
+        if isinstance(self.metric, str) and self.metric != "loss":
+            raise ValueError(
+                f"Parameter `metric` should be 'loss' or a callable `(model, batch) -> {{head: "
+                f"value}}`. Found {self.metric!r}; for top-1 error use "
+                "`blendopt.top1_error(predict)`."
+            )
+        if not isinstance(self.metric, str) and not callable(self.metric):
+            raise TypeError(
+                f"Parameter `metric` should be 'loss' or a callable. Found {self.metric!r}."
+            )
+        f = self.fraction
+        if not (isinstance(f, (int, float)) and 0.0 < f <= 1.0):
+            raise ValueError(f"Parameter `fraction` should be in (0, 1]. Found {f!r}.")
+        if self.heads is not None:
+            object.__setattr__(self, "heads", tuple(self.heads))
+
+    @classmethod
+    def build(cls, config: RetrainConfig | None, settings: Mapping[str, Any]) -> RetrainConfig:
+        """``config`` (default: the defaults) with the keyword ``settings`` replaced.
+
+        Raises:
+            TypeError: a setting that is not a field of :class:`RetrainConfig`.
+        """
+        if config is not None and not isinstance(config, RetrainConfig):
+            raise TypeError(
+                f"Parameter `config` should be a blendopt.retrain.RetrainConfig. Found "
+                f"{type(config).__name__}."
+            )
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(settings) - fields)
+        if unknown:
+            raise TypeError(
+                f"Unknown setting `{unknown[0]}`; the settings are the fields of RetrainConfig: "
+                f"{sorted(fields)}."
+            )
+        return dataclasses.replace(config or cls(), **settings)
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """How long and how the copies train.
+
+    Attributes:
+        epochs: passes over the loader (or ``None`` with ``steps``).
+        steps: batches in total, running on past epoch ends (or ``None`` with ``epochs``).
+        per_epoch: at most this many non-empty batches per pass (``fraction``), or ``None``.
+        interval: when the copies' schedulers step: ``"step"`` after every optimizer step,
+            ``"epoch"`` after every pass; ``None`` without schedulers.
+        seed: the estimate's seed (sampler epochs, the copies' random streams).
+    """
+
+    epochs: int | None
+    steps: int | None
+    per_epoch: int | None = None
+    interval: Interval | None = None
+    seed: int = 0
+
+    def total(self) -> int:
+        """Planned batches, 0 when unknown (a loader without a length)."""
+        if self.steps is not None:
+            return self.steps
+        if self.per_epoch is not None and self.epochs is not None:
+            return self.epochs * self.per_epoch
+        return 0
+
+    def sampler_epoch(self, epoch: int) -> int:
+        """The epoch number passed to ``set_epoch`` for the copies' pass ``epoch``.
+
+        Derived from the estimate's seed, so each estimate draws its own orders, every rank
+        the same ones, and a resumed run the same ones as the uninterrupted run.
+        """
+        return derive_seed(self.seed, 4, epoch) % 2**31
+
+
+@dataclass(frozen=True)
+class CopyTraining:
+    """What trains the copies, passed as one object through both engines.
+
+    Attributes:
+        loss_fn: ``loss_fn(model, batch) -> {head: scalar loss}``.
+        train: the training loader T.
+        heads: every head ``loss_fn`` returns, in order.
+        plan: how long and how to train.
+        optimizer: the optimizer (or factory) whose class and hyper-parameters the copies get.
+        source: the model ``optimizer`` holds (mapped to the copies by parameter position);
+            ``None``: the reference model itself.
+        scheduler: the run's scheduler (or a factory) to replay on the copies, or ``None``.
+        scheduler_position: the run's scheduler steps so far, or ``None``.
+        train_step: the copies' custom step, or ``None``.
+        generators: the loaders' own generators (seeded with the estimate, then restored).
+        samplers: the loader's epoch-aware samplers, or ``None``.
+        progress: show a tqdm bar.
+        eager_checks: where the host reads a loss for free (the CPU, one process), check it at
+            once: a loop copy stops before its backward, the vmap engine masks only once a
+            loss is non-finite. ``False``: the accelerator path everywhere (device-side flags,
+            read once per epoch).
+    """
+
+    loss_fn: LossFn
+    train: Iterable[Any]
+    heads: Sequence[str]
+    plan: TrainPlan
+    optimizer: OptimizerSpec | None = None
+    source: nn.Module | None = None
+    scheduler: SchedulerSpec | None = None
+    scheduler_position: int | None = None
+    train_step: TrainStep | None = None
+    generators: Sequence[torch.Generator] = ()
+    samplers: SamplerEpochs | None = None
+    progress: bool = False
+    eager_checks: bool = True

@@ -1,0 +1,581 @@
+"""The vmap engine: Algorithm 1's K copies stacked and trained as ONE vmapped ensemble.
+
+The copies' parameters are stacked along a new dim 0 and one ``torch.func.vmap`` over
+``functional_call`` runs all K at once: one batched forward, one backward of ``Σ_k L_k(θ_k)``
+(slice θ_k receives exactly ∇L_k) and ONE optimizer of the wrapped optimizer's class and
+per-group hyper-parameters over the stack, which equals K optimizers for element-wise
+optimizers (others are refused by :func:`supports_vmap`). Where the stack would differ from
+the loop engine:
+
+- **Parameters a head's loss does not reach** get a zero gradient instead of none; for
+  optimizers that move such a parameter (weight decay; found by a probe) their slices are reset
+  to the checkpoint after every step.
+- **Non-finite losses**: copy k's gradient is zeroed and k flagged on the device (no per-step
+  sync; on the CPU the mask runs only once a flag is set), read once at the end. A step where
+  another head's loss is non-finite on copy k is skipped for k (:attr:`VmapCopies.skipped`):
+  its 0 * nan gradient would reach k through the shared batched graph.
+- **Dropout** draws come from one stream for all copies (``randomness="different"``), so they
+  differ from the loop's in the draws, not in distribution. Without randomness the copies
+  match the loop's to float tolerance (tested), BatchNorm statistics included.
+
+Cost: one pass instead of K saves Python and launch overhead, but every copy's backward runs
+every head's graph. Hence opt-in (``engine="vmap"``): ``benchmarks/perf/exact_engines.py``
+times both; on the CPU (1 thread) the loop won on all three embedded models. 2-D weights are
+stored transposed (``_stack``), which took vmap from 1.75x to 1.2x the loop's step there.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+from blendopt._distributed import average_gradients_, unwrap_model, world_size
+from blendopt._finite import NonFiniteRecord
+from blendopt._measure import LossFn, check_heads
+from blendopt._rng import RngStream
+from blendopt.retrain._clone import call_factory, copy_seed, remap_param_groups
+from blendopt.retrain._config import CopyTraining, OptimizerSpec, TrainStep
+from blendopt.retrain._driver import TrainReport, drive, host_reads_free
+from blendopt.retrain._replay import optimizer_chain, scheduler_for_copy
+
+#: Optimizers whose update is element-wise, so one optimizer over K stacked copies equals K
+#: optimizers (exact classes only: a subclass may override ``step``).
+ELEMENTWISE_OPTIMIZERS: tuple[type[Optimizer], ...] = (
+    torch.optim.SGD,
+    torch.optim.Adam,
+    torch.optim.AdamW,
+    torch.optim.Adagrad,
+    torch.optim.RMSprop,
+    torch.optim.Adadelta,
+    torch.optim.Adamax,
+    torch.optim.NAdam,
+    torch.optim.RAdam,
+    torch.optim.ASGD,
+    torch.optim.Rprop,
+)
+
+#: Flags that change how an optimizer computes, not what (dropped for the zero-gradient probe).
+_IMPLEMENTATION_FLAGS = ("foreach", "fused", "capturable", "differentiable")
+
+_PREFIX = "model."
+
+
+class _LossModule(nn.Module):
+    """``forward(batch) = loss_fn(model, batch)`` with ``model`` a submodule.
+
+    ``functional_call`` on this wrapper swaps the model's own parameters and buffers for the
+    vmapped ones for the duration of the call, so ``loss_fn`` gets the user's module (any
+    attribute or method it uses sees copy k's tensors), not a stand-in.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn) -> None:
+        super().__init__()
+        self.model = model
+        self._loss_fn = loss_fn
+
+    def forward(self, batch: Any) -> Mapping[str, torch.Tensor]:
+        return self._loss_fn(self.model, batch)
+
+
+@dataclass
+class VmapCopies:
+    """The result of :func:`train_copies_vmap`.
+
+    Attributes:
+        models: head -> its trained copy (an ordinary module, measured like the loop's copies).
+        nonfinite: head -> the step (0-based) at which its copy's loss first became non-finite,
+            or ``None``; that copy's gradients were zeroed from then on.
+        steps: the optimizer steps taken.
+        skipped: head -> steps at which its copy's gradient was zeroed because ANOTHER head's
+            loss was non-finite on that copy (under vmap its 0 * nan gradient would reach the
+            copy through the shared graph; the loop engine would have stepped it).
+        epochs: passes over the loader started.
+        empty_batches: empty batches skipped (never passed to the model).
+        nonfinite_epoch: head -> the pass (0-based) of its first non-finite loss, or ``None``.
+        nonfinite_loss: head -> that first non-finite loss (the mean over its elements).
+    """
+
+    models: dict[str, nn.Module]
+    nonfinite: dict[str, int | None] = field(default_factory=dict)
+    steps: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    epochs: int = 0
+    empty_batches: int = 0
+    nonfinite_epoch: dict[str, int | None] = field(default_factory=dict)
+    nonfinite_loss: dict[str, float] = field(default_factory=dict)
+
+    def diverged(self) -> dict[str, str]:
+        """head -> why its copy is discarded, in the loop engine's words
+        (``TrainReport.diverged``): its loss became non-finite; weight 0 in the estimate.
+
+        The vmap engine zeroes such a copy's gradient from that step on (the loop stops
+        training it); either way the copy is not measured.
+        """
+        return {
+            head: f"loss {self.nonfinite_loss.get(head)} at step {step}, epoch "
+            f"{self.nonfinite_epoch.get(head)}"
+            for head, step in self.nonfinite.items()
+            if step is not None
+        }
+
+    def skip_notes(self) -> list[str]:
+        """One note per copy whose steps were skipped (see :attr:`skipped`)."""
+        return [
+            f"head {head!r}: {n} steps of its copy were skipped by the vmap engine (another "
+            "head's loss was non-finite on that copy; its gradient would carry 0 * nan)"
+            for head, n in self.skipped.items()
+            if n and self.nonfinite.get(head) is None
+        ]
+
+    def check_finite(self) -> None:
+        """Raise ``FloatingPointError`` naming the first head whose copy's loss was non-finite."""
+        for head, step in self.nonfinite.items():
+            if step is not None:
+                raise FloatingPointError(
+                    f"Head {head!r} got a non-finite loss at step {step} while training its "
+                    "copy for the G-Blend estimate. Lower the learning rate, or check the "
+                    "head's inputs."
+                )
+
+    def __repr__(self) -> str:
+        bad = [h for h, s in self.nonfinite.items() if s is not None]
+        return f"VmapCopies(heads={list(self.models)}, steps={self.steps}, nonfinite={bad})"
+
+
+def _optimizer_problem(optimizer: OptimizerSpec, model: nn.Module) -> str:
+    """Why one optimizer over the stack would not equal K optimizers ("" if it would)."""
+    if isinstance(optimizer, Optimizer):
+        cls: type = type(optimizer_chain(optimizer)[-1])
+    elif callable(optimizer):
+        params = [
+            nn.Parameter(torch.empty_like(p, device="meta")) for p in model.parameters()
+        ]  # the factory only needs shapes to build its groups
+        try:
+            cls = type(optimizer(params))
+        except Exception as error:  # any failure means: use the loop
+            return f"the optimizer factory failed on meta parameters ({error!r})"
+    else:
+        return f"`optimizer` is a {type(optimizer).__name__}, not an optimizer or a factory"
+    if cls in ELEMENTWISE_OPTIMIZERS:
+        return ""
+    if issubclass(cls, torch.optim.LBFGS):
+        return "LBFGS needs a closure and a line search over all parameters"
+    return (
+        f"{cls.__name__} is not a known element-wise optimizer (per-tensor norms or factored "
+        f"statistics would mix the stacked copies); known: "
+        f"{[c.__name__ for c in ELEMENTWISE_OPTIMIZERS]}"
+    )
+
+
+def _model_problem(model: nn.Module) -> str:
+    """Why ``model``'s copies cannot be stacked ("" if they can)."""
+    devices = set()
+    for name, p in model.named_parameters():
+        if isinstance(p, nn.parameter.UninitializedParameter):
+            return f"parameter {name!r} is uninitialized (a lazy module)"
+        devices.add(p.device)
+    if len(devices) > 1:
+        return f"parameters are on several devices {sorted(map(str, devices))}"
+    for name, module in model.named_modules():
+        if isinstance(module, nn.SyncBatchNorm):
+            return f"module {name!r} is a SyncBatchNorm (collectives under vmap)"
+        if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and module.sparse:
+            return f"module {name!r} has sparse gradients"
+    return ""
+
+
+def supports_vmap(
+    optimizer: OptimizerSpec,
+    model: nn.Module,
+    *,
+    loss_fn: LossFn | None = None,
+    batch: Any = None,
+    heads: Sequence[str] | None = None,
+    train_step: TrainStep | None = None,
+) -> tuple[bool, str]:
+    """Whether :func:`train_copies_vmap` can train ``model``'s copies exactly, and why not.
+
+    Checks the options the engine lacks (a ``train_step`` hook, a ``torch.distributed`` run),
+    the optimizer (an exact element-wise ``torch.optim`` class), the model (no sparse
+    gradients, lazy or uninitialized parameters, ``SyncBatchNorm``, or parameters on several
+    devices) and, given ``loss_fn`` and ``batch``, that one vmapped forward of two copies runs
+    (data-dependent Python control flow, ``.item()`` or in-place writes to unbatched tensors
+    fail there).
+
+    Args:
+        optimizer: the optimizer (a ``GradientBlender`` is unwrapped) or a factory.
+        model: the model whose copies are trained.
+        loss_fn: optional ``loss_fn(model, batch) -> {head: loss}`` for the trial forward.
+        batch: optional batch for the trial forward.
+        heads: the heads (defaults to the keys ``loss_fn`` returns).
+        train_step: the copies' custom step, if any (refused: it runs per copy).
+
+    Returns:
+        ``(True, "")`` or ``(False, reason)``.
+    """
+    if train_step is not None:
+        return False, (
+            "`train_step=` is given: a custom step per copy (its own backward and "
+            "optimizer.step()) cannot run as one vmapped step"
+        )
+    if world_size() > 1:
+        return False, (
+            f"torch.distributed is initialized (world size {world_size()}): the vmap engine "
+            "does not agree on empty batches and diverged copies across ranks"
+        )
+    if not isinstance(model, nn.Module):
+        return False, f"`model` is a {type(model).__name__}, not an nn.Module"
+    model = unwrap_model(model)
+    problem = _optimizer_problem(optimizer, model) or _model_problem(model)
+    if problem:
+        return False, problem
+    if loss_fn is not None and batch is not None:
+        try:
+            _trial_forward(model, loss_fn, batch, heads)
+        except Exception as error:  # any failure means: use the loop
+            return False, f"the model's forward does not run under vmap ({error!r})"
+    return True, ""
+
+
+def _trial_forward(
+    model: nn.Module, loss_fn: LossFn, batch: Any, heads: Sequence[str] | None
+) -> None:
+    wrapper = _LossModule(model, loss_fn)
+    params = {n: torch.stack([p.detach()] * 2) for n, p in wrapper.named_parameters()}
+    buffers = {n: torch.stack([b] * 2) for n, b in wrapper.named_buffers()}
+
+    def one(p: dict, b: dict) -> torch.Tensor:
+        losses = torch.func.functional_call(wrapper, {**p, **b}, (batch,))
+        names = list(losses) if heads is None else list(heads)
+        return torch.stack([losses[h] for h in names])
+
+    with torch.no_grad(), torch.random.fork_rng(devices=_cuda_devices()):
+        torch.func.vmap(one, randomness="different")(params, buffers)
+
+
+def _cuda_devices() -> list[int]:
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+
+
+def _moves_without_gradient(cls: type[Optimizer], hyper: Mapping[str, Any]) -> bool:
+    """Whether ``cls`` with ``hyper`` changes a parameter whose gradient is zero (probe)."""
+    clean = {k: v for k, v in hyper.items() if k not in _IMPLEMENTATION_FLAGS}
+    probe = torch.ones(3, requires_grad=True)
+    try:
+        opt = cls([{"params": [probe], **clean}])
+    except Exception:  # an unusual group: assume it moves, reset to be safe
+        return True
+    for _ in range(3):
+        probe.grad = torch.zeros_like(probe)
+        opt.step()
+    return not torch.equal(probe.detach(), torch.ones(3))
+
+
+def _reached_parameters(
+    wrapper: _LossModule,
+    batch: Any,
+    heads: Sequence[str],
+) -> dict[str, set[str]]:
+    """head -> names of the parameters its loss reaches (autograd graph walk, one forward)."""
+    params = dict(wrapper.named_parameters())
+    by_id = {id(p): n for n, p in params.items()}
+    scratch = {n: b.clone() for n, b in wrapper.named_buffers()}  # running stats untouched
+    with torch.random.fork_rng(devices=_cuda_devices()):
+        losses = torch.func.functional_call(wrapper, {**params, **scratch}, (batch,))
+    reached: dict[str, set[str]] = {}
+    for head in heads:
+        found: set[str] = set()
+        seen: set[int] = set()
+        stack = [losses[head].grad_fn]
+        while stack:
+            node = stack.pop()
+            if node is None or id(node) in seen:
+                continue
+            seen.add(id(node))
+            variable = getattr(node, "variable", None)
+            if variable is not None and id(variable) in by_id:
+                found.add(by_id[id(variable)])
+            stack.extend(fn for fn, _ in node.next_functions)
+        reached[head] = found
+    return reached
+
+
+def _stacked_optimizer(
+    optimizer: OptimizerSpec,
+    source: nn.Module,
+    names: Sequence[str],
+    reference_params: Sequence[nn.Parameter],
+    stacked: Mapping[str, torch.Tensor],
+) -> tuple[Optimizer, list[tuple[list[str], bool]]]:
+    """One optimizer over the stacked parameters; per group: (names, moves with zero grad)."""
+    if isinstance(optimizer, Optimizer):
+        inner, named = remap_param_groups(optimizer, source, names)  # by position
+        groups = [
+            {"params": [stacked[n] for n in group_names], **hyper} for group_names, hyper in named
+        ]
+        info = [
+            (group_names, _moves_without_gradient(type(inner), hyper))
+            for group_names, hyper in named
+        ]
+        return type(inner)(groups), info
+    pairs = zip(names, reference_params, strict=True)
+    made = call_factory(optimizer, [stacked[n] for n, p in pairs if p.requires_grad])
+    name_of = {id(stacked[n]): n for n in names}
+    info = []
+    for group in made.param_groups:
+        hyper = {k: v for k, v in group.items() if k != "params"}
+        info.append(
+            ([name_of[id(p)] for p in group["params"]], _moves_without_gradient(type(made), hyper))
+        )
+    return made, info
+
+
+class VmapEngine:
+    """K copies of ``reference`` stacked and trained as one vmapped ensemble (see :func:`drive`).
+
+    Copy k trains on ``heads[k]``'s loss. Non-finite losses are flagged on the device (see the
+    module docstring); :meth:`finish` reads the flags once.
+    """
+
+    name = "vmap"
+
+    def __init__(self, reference: nn.Module, heads: Sequence[str], training: CopyTraining) -> None:
+        self.heads = list(heads)
+        if not self.heads or len(set(self.heads)) != len(self.heads):
+            raise ValueError(f"Parameter `heads` should name distinct heads. Found {self.heads!r}.")
+        reference = unwrap_model(reference)
+        source = reference if training.source is None else unwrap_model(training.source)
+        self.expected = list(training.heads)
+        missing = [h for h in self.heads if h not in self.expected]
+        if missing:
+            raise ValueError(
+                f"The training's `heads` should include every trained head. Found {missing[0]!r} "
+                f"missing from {self.expected!r}."
+            )
+        self.training_ = training
+        k = len(self.heads)
+        self.wrapper = _LossModule(reference, training.loss_fn)
+        named = list(self.wrapper.named_parameters())
+        self.stacked = {n: _stack(p.detach(), k).requires_grad_(p.requires_grad) for n, p in named}
+        self.buffers = {
+            n: b.detach().unsqueeze(0).repeat(k, *([1] * b.dim()))
+            for n, b in self.wrapper.named_buffers()
+        }
+        names, ref_params = [n for n, _ in named], [p for _, p in named]
+        self.opt, group_info = _stacked_optimizer(
+            training.optimizer,  # type: ignore[arg-type]
+            source,
+            names,
+            ref_params,
+            self.stacked,
+        )
+        self.sched = (
+            None
+            if training.scheduler is None
+            else scheduler_for_copy(
+                training.scheduler, self.opt, position=training.scheduler_position
+            )
+        )
+        self.trainable_names = [n for n, p in named if p.requires_grad]
+        self.trainable = [self.stacked[n] for n in self.trainable_names]
+        self.grad_shapes = [(k, *([1] * (p.dim() - 1))) for p in self.trainable]
+        device = ref_params[0].device if ref_params else None
+        self.index = torch.tensor([self.expected.index(h) for h in self.heads], device=device)
+        self.device = self.index.device
+        self.nonfinite = NonFiniteRecord(k)  # copy k's own loss, on the device
+        self.epoch_starts: list[int] = []  # the step each pass began at (host side)
+        self.skipped = torch.zeros(k, dtype=torch.long, device=self.device)
+        self.all_bad = False
+        self.eager = training.eager_checks and host_reads_free(self.device)
+        self.stream = RngStream(copy_seed(training.plan.seed, self.expected, self.heads[0]))
+        self.resets: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.unreached: torch.Tensor | None = None  # (trainable params, K): copy k's loss misses
+        self.moving = [n for group_names, moves in group_info if moves for n in group_names]
+        self.vmapped = torch.func.vmap(
+            self._one_copy, in_dims=(0, 0, 0, None), randomness="different"
+        )
+        self.modes = {m: m.training for m in self.wrapper.modules()}
+        self.wrapper.train()
+        self.summary = VmapCopies(models={})
+
+    def _one_copy(
+        self,
+        params: dict[str, torch.Tensor],
+        bufs: dict[str, torch.Tensor],
+        which: torch.Tensor,
+        batch: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        losses = torch.func.functional_call(self.wrapper, {**params, **bufs}, (batch,))
+        check_heads("loss_fn", losses, self.expected)
+        every = torch.stack([losses[h] for h in self.expected])
+        return every[which], torch.isfinite(every.detach()).all()
+
+    def training(self) -> bool:
+        return not self.all_bad
+
+    def _find_reached(self, batch: Any) -> None:
+        reached = _reached_parameters(self.wrapper, batch, self.heads)
+        self.unreached = torch.tensor(
+            [[n not in reached[h] for h in self.heads] for n in self.trainable_names],
+            dtype=torch.bool,
+            device=self.device,
+        ).reshape(len(self.trainable_names), len(self.heads))
+        self.resets = _frozen_slices(self.heads, reached, self.stacked, self.moving)
+
+    def step(self, batch: Any, *, step: int, epoch: int) -> None:
+        if self.unreached is None:
+            self._find_reached(batch)
+        with self.stream.active():
+            losses, clean = self.vmapped(self.stacked, self.buffers, self.index, batch)
+        self.opt.zero_grad(set_to_none=True)
+        with self.stream.active():
+            losses.sum().backward()
+        if epoch == len(self.epoch_starts):
+            self.epoch_starts.append(step)
+        self.nonfinite.record(torch.isfinite(losses.detach()), step, values=losses.detach())
+        bad = self.nonfinite.flagged
+        # Another head's non-finite loss reaches copy k's gradient as 0 * nan through the
+        # shared batched graph (the loop never backpropagates it): skip that step.
+        spoiled = ~clean & ~bad
+        self.skipped += spoiled
+        # Zero the gradient of flagged and spoiled copies and of the slices a copy's loss does
+        # not reach, on the device: no host synchronization. On the CPU reading a flag costs
+        # none, and masking is only needed once a loss is non-finite (unreached slices get
+        # exact zeros otherwise).
+        if not self.eager or bool((bad | spoiled).any()):
+            drop = self.unreached | (bad | spoiled)
+            for i, p in enumerate(self.trainable):
+                if p.grad is not None:
+                    p.grad.masked_fill_(drop[i].view(self.grad_shapes[i]), 0.0)
+        average_gradients_(self.trainable)
+        self.opt.step()
+        with torch.no_grad():
+            for target, rows, checkpoint in self.resets:
+                target.index_copy_(0, rows, checkpoint)
+        if self.sched is not None and self.training_.plan.interval == "step":
+            self.sched.step()
+
+    def end_epoch(self, epoch: int) -> None:
+        if self.sched is not None and self.training_.plan.interval == "epoch":
+            self.sched.step()
+        self.all_bad = bool(self.nonfinite.flagged.all())  # one read per pass: all diverged
+
+    def finish(self) -> TrainReport:
+        for m, mode in self.modes.items():
+            m.training = mode
+        read = self.nonfinite.read()  # the host syncs, at the end
+        first = dict(zip(self.heads, read.first, strict=True))
+        self.summary = VmapCopies(
+            models={},
+            nonfinite=first,
+            skipped=dict(zip(self.heads, self.skipped.tolist(), strict=True)),
+            nonfinite_epoch={
+                h: None if s is None else max(e for e, b in enumerate(self.epoch_starts) if b <= s)
+                for h, s in first.items()
+            },
+            nonfinite_loss={
+                h: v
+                for h, s, v in zip(self.heads, read.first, read.first_value, strict=True)
+                if s is not None
+            },
+        )
+        return TrainReport(diverged=self.summary.diverged(), notes=self.summary.skip_notes())
+
+    def models(self) -> dict[str, nn.Module]:
+        """head -> its trained copy as an ordinary module."""
+        models = {}
+        for i, head in enumerate(self.heads):
+            net = copy.deepcopy(self.wrapper.model)
+            net.train()
+            with torch.no_grad():
+                for n, t in net.named_parameters():
+                    t.copy_(self.stacked[_PREFIX + n][i])
+                    t.grad = None
+                for n, t in net.named_buffers():
+                    t.copy_(self.buffers[_PREFIX + n][i])
+            models[head] = net
+        return models
+
+
+def train_copies_vmap(
+    reference: nn.Module, heads: Sequence[str], training: CopyTraining
+) -> VmapCopies:
+    """Train one copy of ``reference`` per head on that head's loss, as one vmapped ensemble.
+
+    The vmap counterpart of the loop engine of Algorithm 1 (GB-Estimate): copy k starts from
+    ``reference``'s parameters and buffers, is trained in train mode on
+    ``training.loss_fn(...)[heads[k]]`` alone with a fresh optimizer (no state) of
+    ``training.optimizer``'s class and per-group hyper-parameters (a factory receives the
+    stacked parameters), for ``training.plan``. ``reference`` itself (parameters, buffers,
+    mode) is left untouched. Empty batches are skipped and counted, as in the loop; the run's
+    schedule is replayed on the stacked optimizer (every copy follows the same rates). The
+    dropout stream is seeded like the loop's copy of ``heads[0]``. Check :func:`supports_vmap`
+    first. ``training.heads`` lists every head ``loss_fn`` returns (train a subset of them to
+    bound memory: the copies hold K sets of activations at once).
+
+    Returns:
+        :class:`VmapCopies`: the K trained modules and per-head non-finite flags.
+
+    Raises:
+        ValueError: no or duplicate heads, both or neither of ``epochs``/``steps``, an empty
+            ``train``, ``loss_fn`` returning the wrong heads, or an optimizer over other
+            parameters.
+    """
+    plan = training.plan
+    if (plan.epochs is None) == (plan.steps is None):
+        raise ValueError(
+            f"Pass exactly one of `epochs` and `steps`. Found epochs={plan.epochs!r}, "
+            f"steps={plan.steps!r}."
+        )
+    engine = VmapEngine(reference, heads, training)
+    report = drive(engine, training)
+    return dataclasses.replace(
+        engine.summary,
+        models=engine.models(),
+        steps=report.steps,
+        epochs=report.epochs,
+        empty_batches=report.empty_batches,
+    )
+
+
+def _stack(tensor: torch.Tensor, k: int) -> torch.Tensor:
+    """K copies of ``tensor`` along a new dim 0.
+
+    A 2-D weight is stored as ``(K, in, out)`` and returned as its ``(K, out, in)`` transposed
+    view: vmapped ``linear`` runs ``bmm(x, W^T)``, whose weight gradient then lands in the
+    parameter's own layout (autograd keeps a gradient's strides equal to its parameter's)
+    instead of being copied into a transposed one every step (measured: the largest cost of
+    a vmapped MLP step on the CPU).
+    """
+    if tensor.dim() == 2:
+        return tensor.t().unsqueeze(0).repeat(k, 1, 1).transpose(1, 2)
+    return tensor.unsqueeze(0).repeat(k, *([1] * tensor.dim()))
+
+
+def _frozen_slices(
+    heads: Sequence[str],
+    reached: Mapping[str, set[str]],
+    stacked: Mapping[str, torch.Tensor],
+    moving: Sequence[str],
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(stacked param, copy rows, checkpoint rows) to reset after each step.
+
+    Only for parameters in groups whose optimizer moves zero-gradient entries, and only the
+    copies whose head's loss does not reach them (in the loop those get no gradient at all).
+    """
+    out = []
+    for n in moving:
+        rows = [i for i, h in enumerate(heads) if n not in reached[h]]
+        if rows:
+            target = stacked[n]
+            index = torch.tensor(rows, device=target.device)
+            checkpoint = target.detach()[index].clone()
+            out.append((target.detach(), index, checkpoint))
+    return out

@@ -1,0 +1,57 @@
+"""Warning categories, so users can filter blendopt's warnings precisely.
+
+Every warning blendopt emits derives from :class:`BlendWarning`, points at the user's own call
+(the first frame outside the ``blendopt`` package) and is emitted once per event::
+
+    import warnings
+    from blendopt.warnings import FlooredOverfittingWarning
+
+    warnings.simplefilter("ignore", FlooredOverfittingWarning)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BlendWarning",
+    "DivergedCopyWarning",
+    "FlooredOverfittingWarning",
+    "NonFiniteLossWarning",
+    "RejectedEstimateWarning",
+    "UnblendedStepWarning",
+    "WeightSumWarning",
+    "ZeroedHeadWarning",
+]
+
+
+class BlendWarning(UserWarning):
+    """Base class of every warning blendopt emits."""
+
+
+class RejectedEstimateWarning(BlendWarning):
+    """A weight estimate was rejected (every weight was 0); the weights in use were kept."""
+
+
+class ZeroedHeadWarning(BlendWarning):
+    """An estimate gave a head weight 0 (it did not generalize: dG <= 0)."""
+
+
+class DivergedCopyWarning(ZeroedHeadWarning):
+    """A head's model copy diverged (non-finite loss) during an estimate; it got weight 0."""
+
+
+class FlooredOverfittingWarning(BlendWarning):
+    """An estimate floored a head's dO² at ``eps`` (it generalized without measurable
+    overfitting); its weight is dG / eps."""
+
+
+class WeightSumWarning(BlendWarning):
+    """Weights given by the user do not sum to 1, which scales the effective learning rate."""
+
+
+class UnblendedStepWarning(BlendWarning):
+    """``step()`` ran with no ``blend``/``backward`` since the previous step: the gradient did
+    not come from the G-Blend loss."""
+
+
+class NonFiniteLossWarning(BlendWarning):
+    """A head at weight 0 had a non-finite loss; it was left out of the blend (and recorded)."""
