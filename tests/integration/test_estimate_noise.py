@@ -7,14 +7,12 @@ import pytest
 import torch
 
 import blendopt
-from blendopt import (
-    RetrainEstimator,
+from blendopt import RetrainEstimator, estimate_weights, top1_error
+from blendopt.functional import (
     blend_estimate,
-    estimate_weights,
     measure_per_sample,
     noise_aware_estimate,
     noise_aware_weights,
-    top1_error,
 )
 from tests.helpers import HEADS, loss_fn, make_batches, make_model, predict
 
@@ -62,7 +60,7 @@ def test_higher_is_better_negates_the_gain():
 
 
 def test_rejected_when_no_head_generalizes():
-    with pytest.warns(blendopt.RejectedEstimateWarning):
+    with pytest.warns(blendopt.warnings.RejectedEstimateWarning):
         est = noise_aware_estimate(
             {"a": _t(1.0, 1.0)},
             {"a": _t(1.0, 1.0)},
@@ -105,7 +103,7 @@ def test_exact_estimator_noise_aware_matches_its_own_fields():
         noisy.generalization,
         noisy.generalization_se,
         {h: noisy.overfitting_change[h] ** 2 + noisy.overfitting_change_se[h] ** 2 for h in HEADS},
-        eps=blendopt.DEFAULT_EPS,
+        eps=blendopt.functional.DEFAULT_EPS,
     )
     assert noisy.accepted
     assert noisy.weights == pytest.approx(recomputed.weights)

@@ -57,7 +57,7 @@ def test_check_user_weights_warns_only_when_the_sum_is_not_one():
         "b": 0.3,
         "c": 0.5,
     }
-    with pytest.warns(blendopt.WeightSumWarning, match="sums to 0.5"):
+    with pytest.warns(blendopt.warnings.WeightSumWarning, match="sums to 0.5"):
         check_user_weights({"a": 0.1, "b": 0.1, "c": 0.3}, HEADS)
 
 
@@ -71,7 +71,9 @@ def test_monitor_counts_without_sync_and_reports_the_step_range():
     assert not m.pending
     m.record(torch.tensor([True, True, False]), active, step=5)  # c at weight 0
     m.record(torch.tensor([True, True, False]), active, step=7)
-    with pytest.warns(blendopt.NonFiniteLossWarning, match=r"steps 5-7 .*'c' 2 of 2 steps"):
+    with pytest.warns(
+        blendopt.warnings.NonFiniteLossWarning, match=r"steps 5-7 .*'c' 2 of 2 steps"
+    ):
         event = m.report("here", to_step=8)
     assert event["heads"] == {"c": {"count": 2, "weighted": 0, "first_step": 5, "last_step": 7}}
     m.record(torch.tensor([False, True, True]), active, step=9)  # a at weight > 0
