@@ -57,43 +57,11 @@ __all__ = [
 # Names that left the top level: name -> (public module it moved to, module it is read from
 # now). They keep working for one release with a DeprecationWarning naming the new path.
 _MOVED: dict[str, tuple[str, str]] = {
-    **dict.fromkeys(
-        (
-            "DEFAULT_EPS",
-            "NoiseAwareWeights",
-            "batch_size_of",
-            "blend_estimate",
-            "correlated_blend",
-            "ensemble_probabilities",
-            "gblend_weights",
-            "generalization",
-            "mean_and_standard_error",
-            "measure_per_sample",
-            "noise_aware_estimate",
-            "noise_aware_weights",
-            "ogr",
-            "optimal_blend",
-            "overfitting",
-            "overfitting_change",
-            "paired_standard_errors",
-            "uniform_weights",
-        ),
-        ("blendopt.functional", "blendopt.functional"),
-    ),
-    **dict.fromkeys(
-        (
-            "DivergedCopyWarning",
-            "FlooredOverfittingWarning",
-            "NonFiniteLossWarning",
-            "RejectedEstimateWarning",
-            "UnblendedStepWarning",
-            "WeightSumWarning",
-            "ZeroedHeadWarning",
-        ),
-        ("blendopt.warnings", "blendopt.warnings"),
-    ),
+    **dict.fromkeys(functional.__all__, ("blendopt.functional", "blendopt.functional")),
+    **dict.fromkeys(warnings.__all__, ("blendopt.warnings", "blendopt.warnings")),
     "clone_optimizer": ("blendopt.retrain", "blendopt._retrain"),
 }
+del _MOVED["BlendWarning"]  # still top level
 
 
 def __getattr__(name: str) -> Any:

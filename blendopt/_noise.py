@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -209,10 +210,9 @@ def noise_aware_estimate(
     *,
     higher_is_better: bool = False,
     eps: float = 1e-8,
-    prior: Values | None = None,
-    floor: float = 0.0,
     fallback: Values | None = None,
     warn: bool = True,
+    **shrinkage: Any,
 ) -> BlendEstimate:
     """Algorithm 1's weights from paired per-sample measurements, shrunk where within noise.
 
@@ -226,15 +226,17 @@ def noise_aware_estimate(
             per-sample values on T' and V (:func:`blendopt.measure_per_sample`), paired.
         higher_is_better: the values are scores; they are negated first.
         eps: floor of σ_k².
-        prior: the weights heads within noise are shrunk toward (uniform by default).
-        floor: minimum weight of every head.
-        fallback: weights when rejected (no head with dG > 0); ``prior`` by default.
+        fallback: weights when rejected (no head with dG > 0); uniform by default.
         warn: emit :class:`RejectedEstimateWarning` when the estimate is rejected.
+        **shrinkage: deprecated: ``prior`` (the weights heads within noise are shrunk
+            toward) and ``floor`` (minimum weight of every head); call
+            :func:`paired_standard_errors` and :func:`noise_aware_weights` for those.
 
     Returns:
         A :class:`blendopt.BlendEstimate` with ``generalization_se``, ``overfitting_change_se``,
         ``raw_weights`` and ``prior`` set; ``measurements`` holds the means.
     """
+    prior, floor = _deprecated_shrinkage(shrinkage)
     sign = -1.0 if higher_is_better else 1.0
     tb = _per_sample("train_before", train_before, None)
     heads = list(tb)
@@ -286,3 +288,19 @@ def noise_aware_estimate(
         zeroed=result.zeroed,
         rejected=result.rejected,
     )
+
+
+def _deprecated_shrinkage(options: dict[str, Any]) -> tuple[Values | None, float]:
+    """``prior`` and ``floor`` of the older ``noise_aware_estimate`` signature."""
+    unknown = [k for k in options if k not in ("prior", "floor")]
+    if unknown:
+        raise TypeError(f"noise_aware_estimate() got an unexpected keyword argument {unknown[0]!r}")
+    if options:
+        warnings.warn(
+            f"noise_aware_estimate({', '.join(f'{k}=...' for k in options)}) is deprecated: "
+            "call paired_standard_errors and noise_aware_weights(prior=..., floor=...) for "
+            "shrinkage toward other weights or a floor. It goes in the next release.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+    return options.get("prior"), float(options.get("floor", 0.0))

@@ -1,36 +1,15 @@
 """``RollingEstimator``: G-Blend weights from the joint run itself, no model copies.
 
-Two modes, each a small strategy object with only its own parameters:
+Two modes, each a small strategy with its own parameters: :class:`GradientMode` (Proposition 1
+from per-head gradient inner products, the default) and :class:`LossMode` (Algorithm 1's coarse
+rule from rolling loss statistics). Both then apply, in this order (recorded in the estimate's
+``notes`` and fields):
 
-- :class:`GradientMode` (``mode="gradient"``, the default): Proposition 1 at the gradient
-  level. Every ``interval`` steps, inside ``GradientBlender.blend``
-  (:meth:`Estimator.observe`), take per-head gradients ``v_k = ∇L_k`` on the training batch
-  (they exist whatever the head's weight, so a head at a small weight is still measured), the
-  gradient of the same head's loss on a holdout batch ``∇L^V_k`` (eval mode) and, with a
-  probe, on a train-probe batch ``∇L^T_k`` (else the training batch's ``v_k``), and keep only
-  the inner products (§2.2, Eq. 4-5; appendix C, Eq. 10-11):
-
-  - gain ``g_k = ⟨∇L^V_k, v_k⟩`` (first-order holdout loss drop of a step along v_k, dG),
-  - overfitting ``o_k = ⟨∇L^T_k - ∇L^V_k, v_k⟩`` (first-order change of L^V - L^T, dO).
-
-  At each boundary of the schedule, over the last ``window`` measurements:
-  ``w_k ∝ mean(g_k) / (2 mean(o_k²))`` (Eq. 6, σ_k² = E[o_k²]), or with ``correlated=True``
-  ``w ∝ Σ⁻¹ mean(g)``, ``Σ_kj = mean(o_k o_j)`` (appendix C), then the noise rules below.
-- :class:`LossMode` (``mode="loss"``): the coarse rule of Algorithm 1 from rolling
-  statistics: at each boundary the holdout (and probe) losses per sample in eval mode without
-  gradients; dG and dO between consecutive boundaries with paired standard errors; without a
-  probe the train side is the mean of the per-step training losses since the previous
-  boundary.
-
-Rules against noise, dead heads and oscillation, applied in this order (all recorded in the
-estimate's ``notes`` and fields):
-
-1. shrinkage (``shrink=True``): a head whose mean gain is within its standard error across
-   measurements is pulled toward the prior weights
-   (:func:`blendopt.functional.noise_aware_weights`);
+1. shrinkage (``shrink=True``): a head whose mean gain is within its standard error is pulled
+   toward the prior weights (:func:`blendopt.functional.noise_aware_weights`);
 2. floor (``floor=0.05``): every head keeps at least ``floor``, so it keeps learning;
-3. smoothing (``smoothing=0.5``): the new weights are averaged with the weights in use,
-   ``w ← (1 - smoothing) w_new + smoothing w_old``, so one noisy window moves weights halfway.
+3. smoothing (``smoothing=0.5``): ``w ← (1 - smoothing) w_new + smoothing w_old``, so one noisy
+   window moves the weights halfway.
 """
 
 from __future__ import annotations
@@ -122,18 +101,21 @@ class _Stats:
 class GradientMode:
     """Proposition 1 from per-head gradient inner products (``RollingEstimator``'s default).
 
-    Every ``interval`` steps it measures ``g_k = ⟨∇L^V_k, v_k⟩`` and ``o_k = ⟨∇L^T_k - ∇L^V_k,
-    v_k⟩`` (see :mod:`blendopt._rolling`); an estimate uses the last ``window`` measurements.
+    Every ``interval`` steps, inside ``GradientBlender.blend``, it takes per-head gradients
+    ``v_k = ∇L_k`` on the training batch (whatever the head's weight), ``∇L^V_k`` on a holdout
+    batch (eval mode) and ``∇L^T_k`` on a probe batch (else the training batch's ``v_k``), and
+    keeps two numbers per head (§2.2, Eq. 4-5; appendix C, Eq. 10-11): the gain
+    ``g_k = ⟨∇L^V_k, v_k⟩`` (dG) and the overfitting ``o_k = ⟨∇L^T_k - ∇L^V_k, v_k⟩`` (dO).
+    Over the last ``window`` measurements ``w_k ∝ mean(g_k) / (2 mean(o_k²))`` (Eq. 6), or
+    with ``correlated`` ``w ∝ Σ⁻¹ mean(g)``, ``Σ_kj = mean(o_k o_j)`` (appendix C).
 
     Args:
         interval: measure every ``interval`` optimizer steps.
-        window: the estimate uses the last ``window`` measurements (a rolling window across
-            boundaries).
+        window: an estimate uses the last ``window`` measurements.
         min_measurements: fewer measurements than this keep the weights in use.
-        params: ``"private"`` takes inner products over each head's private parameters
-            (reached by that head's loss only: its classifier, or the fusion layers), whose
-            backward is short; ``"all"`` over every parameter the head's loss reaches.
-        correlated: the correlated form of appendix C (``Σ⁻¹⟨∇L^V, v⟩``).
+        params: ``"private"``: inner products over each head's private parameters (reached by
+            its loss only), whose backward is short; ``"all"``: every parameter it reaches.
+        correlated: the correlated form of appendix C.
 
     Raises:
         ValueError: a count < 1, ``min_measurements > window``, an unknown ``params``.
@@ -366,15 +348,14 @@ def _inner_products(
 class LossMode:
     """Algorithm 1's coarse rule from the run's own loss statistics (``mode="loss"``).
 
-    At each boundary the holdout (and probe) values per sample in eval mode without
-    gradients; dG and dO between consecutive boundaries with paired standard errors; without
-    a probe the train side is the mean of the per-step training losses since the previous
-    boundary.
+    At each boundary: the holdout (and probe) values per sample, eval mode, no gradients; dG
+    and dO between consecutive boundaries (Eq. 3) with paired standard errors. Without a probe
+    the train side is the mean of the per-step training losses since the previous boundary.
 
     Args:
-        metric: ``metric(model, batch) -> {head: per-sample values}`` measured on V and T'
-            (default the estimator's ``loss_fn``, whose batch means pair whole batches; a
-            per-sample metric such as unreduced cross-entropy gives tighter standard errors).
+        metric: ``metric(model, batch) -> {head: per-sample values}`` on V and T' (default the
+            estimator's ``loss_fn``, whose batch means pair whole batches; a per-sample metric
+            gives tighter standard errors).
 
     Raises:
         TypeError: ``metric`` is not callable.

@@ -128,3 +128,16 @@ def test_retrain_estimator_passes_noise_aware():
         warnings.simplefilter("ignore", blendopt.BlendWarning)
         opt.start_epoch()
     assert opt.history[0]["estimate"]["generalization_se"] is not None
+
+
+def test_prior_and_floor_are_deprecated_keywords_that_still_work():
+    values = ({"a": _t(1.0, 1.2), "b": _t(1.0, 1.1)}, {"a": _t(1.0, 1.3), "b": _t(1.0, 1.0)})
+    after = ({"a": _t(0.5, 0.6), "b": _t(0.9, 0.7)}, {"a": _t(0.7, 0.9), "b": _t(0.8, 0.9)})
+    with pytest.warns(DeprecationWarning, match=r"noise_aware_estimate\(prior=..., floor=...\)"):
+        est = noise_aware_estimate(
+            *values, *after, prior={"a": 0.8, "b": 0.2}, floor=0.1, warn=False
+        )
+    assert est.prior == pytest.approx({"a": 0.8, "b": 0.2})
+    assert min(est.weights.values()) >= 0.1
+    with pytest.raises(TypeError, match="unexpected keyword argument 'flor'"):
+        noise_aware_estimate(*values, *after, flor=0.1)
