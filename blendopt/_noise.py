@@ -17,7 +17,7 @@ use) instead:
 - optional ``floor``: ``w ← floor + (1 - K·floor) · w``, so every head keeps at least ``floor``
   and keeps learning (a head at weight 0 can never show a gain again).
 - if no head has a positive gain the estimate is rejected (the fallback weights are kept), as in
-  :func:`blendopt.blend_estimate`.
+  :func:`blendopt.functional.blend_estimate`.
 """
 
 from __future__ import annotations
@@ -168,27 +168,11 @@ def noise_aware_weights(
 ) -> NoiseAwareWeights:
     """Proposition 1 weights shrunk toward ``prior`` where the gain is within noise.
 
-    ``raw_k ∝ max(gain_k, 0) / max(variance_k, eps)`` (Eq. 6 with σ_k² = ``variance_k``),
-    ``w_k ∝ c_k raw_k + (1 - c_k) prior_k`` with ``c_k = max(0, 1 - gain_se_k² / gain_k²)``, then
-    ``w ← floor + (1 - K·floor) w``: :func:`blendopt.functional.weight_rule` with standard
-    errors. See the module docstring for the reasons.
-
-    Args:
-        gain: head -> dG (or ⟨∇L^V, v_k⟩), higher is better.
-        gain_se: head -> standard error of ``gain`` (``inf``: unknown, full shrinkage).
-        variance: head -> σ_k² (dO² + SE(dO)², or the mean of ⟨∇L^T - ∇L^V, v_k⟩²).
-        prior: weights to shrink toward (sum normalized); uniform by default.
-        raw: precomputed raw weights (e.g. the correlated form, appendix C), replacing the
-            diagonal formula; normalized here.
-        eps: floor of ``variance``.
-        floor: minimum weight of every head, in [0, 1/K).
-        fallback: weights returned when rejected (no positive gain); ``prior`` by default.
-
-    Returns:
-        A :class:`NoiseAwareWeights`.
-
-    Raises:
-        ValueError: heads differ between arguments, non-finite gains, bad ``eps``/``floor``.
+    :func:`blendopt.functional.weight_rule` with standard errors (see it for every argument):
+    ``raw_k ∝ max(gain_k, 0) / max(variance_k, eps)`` (Eq. 6), ``w_k ∝ c_k raw_k + (1 - c_k)
+    prior_k`` with ``c_k = max(0, 1 - gain_se_k² / gain_k²)``, then ``w ← floor + (1 - K·floor)
+    w``. ``variance`` is σ_k² (dO² + SE(dO)², or the mean of ⟨∇L^T - ∇L^V, v_k⟩²); ``fallback``
+    (returned when no gain is positive) defaults to ``prior``.
     """
     return weight_rule(
         gain,
@@ -223,7 +207,7 @@ def noise_aware_estimate(
 
     Args:
         train_before, holdout_before, train_after, holdout_after: head -> 1-D tensor of
-            per-sample values on T' and V (:func:`blendopt.measure_per_sample`), paired.
+            per-sample values on T' and V (:func:`blendopt.functional.measure_per_sample`), paired.
         higher_is_better: the values are scores; they are negated first.
         eps: floor of σ_k².
         fallback: weights when rejected (no head with dG > 0); uniform by default.
