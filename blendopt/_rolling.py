@@ -608,6 +608,12 @@ class RollingEstimator(Estimator):
         """``"gradient"`` or ``"loss"``: the name of :attr:`strategy`."""
         return self.strategy.name  # type: ignore[return-value]
 
+    def __getattr__(self, name: str) -> Any:
+        # The mode's parameters read through the estimator, as before (``est.interval``).
+        if name in _GRADIENT_OPTIONS + _LOSS_OPTIONS and "strategy" in self.__dict__:
+            return getattr(self.strategy, name)
+        raise AttributeError(f"'RollingEstimator' object has no attribute {name!r}")
+
     @property
     def measurements(self) -> int:
         """Gradient measurements made so far (0 in loss mode)."""

@@ -457,6 +457,9 @@ def test_flat_mode_options_are_deprecated_and_build_the_same_strategy():
         loss = RollingEstimator(make_model(), loss_fn, make_batches(1), mode="loss", metric=loss_fn)
     assert loss.strategy.metric is loss_fn
     assert loss.mode == "loss"
+    assert (old.interval, old.window, loss.metric) == (3, 9, loss_fn)  # read as before
+    with pytest.raises(AttributeError, match="no attribute 'interval'"):
+        _ = loss.interval
 
 
 def test_a_mode_object_holds_only_its_own_parameters_and_is_copied():
