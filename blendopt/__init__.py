@@ -3,93 +3,81 @@
 Wrap any ``torch.optim`` optimizer in :class:`GradientBlender`, pass it the per-head losses,
 and it trains on the blend ``Σ_k w_k L_k`` whose weights minimize the overfitting-to-
 generalization ratio, estimated offline (Algorithm 2) or online (Algorithm 3).
+
+The formulas are in :mod:`blendopt.functional`, the warning categories in
+:mod:`blendopt.warnings`.
 """
 
+from __future__ import annotations
+
+import importlib
+import warnings as _stdlib_warnings
+from typing import Any
+
+from blendopt import functional, retrain, warnings
 from blendopt._blender import GradientBlender
+from blendopt._estimate import BlendEstimate
 from blendopt._estimators import EstimateRequest, Estimator, FixedWeights
-from blendopt._math import (
-    DEFAULT_EPS,
-    BlendEstimate,
-    blend_estimate,
-    correlated_blend,
-    gblend_weights,
-    generalization,
-    ogr,
-    optimal_blend,
-    overfitting,
-    overfitting_change,
-    uniform_weights,
-)
-from blendopt._measure import batch_size_of, measure, measure_per_sample, top1_error
-from blendopt._noise import (
-    NoiseAwareWeights,
-    mean_and_standard_error,
-    noise_aware_estimate,
-    noise_aware_weights,
-    paired_standard_errors,
-)
-from blendopt._predict import BlendEnsemble, ensemble_probabilities
-from blendopt._rolling import RollingEstimator
+from blendopt._measure import measure, top1_error
+from blendopt._predict import BlendEnsemble
+from blendopt._rolling import GradientMode, LossMode, RollingEstimator
 from blendopt._schedule import Offline, Online, Schedule
 from blendopt._split import HoldoutSplit, holdout_split
 from blendopt._statistics import TrainStatistics
-from blendopt._warnings import (
-    BlendWarning,
-    DivergedCopyWarning,
-    FlooredOverfittingWarning,
-    NonFiniteLossWarning,
-    RejectedEstimateWarning,
-    UnblendedStepWarning,
-    WeightSumWarning,
-    ZeroedHeadWarning,
-)
-from blendopt.retrain import RetrainEstimator, clone_optimizer, estimate_weights
+from blendopt.retrain import RetrainConfig, RetrainEstimator, estimate_weights
+from blendopt.warnings import BlendWarning
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
-    "DEFAULT_EPS",
     "BlendEnsemble",
     "BlendEstimate",
     "BlendWarning",
-    "DivergedCopyWarning",
     "EstimateRequest",
     "Estimator",
     "FixedWeights",
-    "FlooredOverfittingWarning",
     "GradientBlender",
+    "GradientMode",
     "HoldoutSplit",
-    "NoiseAwareWeights",
-    "NonFiniteLossWarning",
+    "LossMode",
     "Offline",
     "Online",
-    "RejectedEstimateWarning",
+    "RetrainConfig",
     "RetrainEstimator",
     "RollingEstimator",
     "Schedule",
     "TrainStatistics",
-    "UnblendedStepWarning",
-    "WeightSumWarning",
-    "ZeroedHeadWarning",
-    "batch_size_of",
-    "blend_estimate",
-    "clone_optimizer",
-    "correlated_blend",
-    "ensemble_probabilities",
     "estimate_weights",
-    "gblend_weights",
-    "generalization",
+    "functional",
     "holdout_split",
-    "mean_and_standard_error",
     "measure",
-    "measure_per_sample",
-    "noise_aware_estimate",
-    "noise_aware_weights",
-    "ogr",
-    "optimal_blend",
-    "overfitting",
-    "overfitting_change",
-    "paired_standard_errors",
+    "retrain",
     "top1_error",
-    "uniform_weights",
+    "warnings",
 ]
+
+# Names that left the top level: name -> (public module it moved to, module it is read from
+# now). They keep working for one release with a DeprecationWarning naming the new path.
+_MOVED: dict[str, tuple[str, str]] = {
+    **dict.fromkeys(functional.__all__, ("blendopt.functional", "blendopt.functional")),
+    **dict.fromkeys(warnings.__all__, ("blendopt.warnings", "blendopt.warnings")),
+    "clone_optimizer": ("blendopt.retrain", "blendopt.retrain"),
+}
+del _MOVED["BlendWarning"]  # still top level
+
+
+def __getattr__(name: str) -> Any:
+    moved = _MOVED.get(name)
+    if moved is None:
+        raise AttributeError(f"module 'blendopt' has no attribute {name!r}")
+    new, source = moved
+    _stdlib_warnings.warn(
+        f"blendopt.{name} moved to {new}.{name}; the old path goes in the next release.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(source), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_MOVED))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -81,48 +81,19 @@ class BlendEstimate:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form (safe for ``torch.load(weights_only=True)`` and JSON)."""
-        return {
-            "weights": dict(self.weights),
-            "generalization": dict(self.generalization),
-            "overfitting_change": dict(self.overfitting_change),
-            "accepted": self.accepted,
-            "notes": list(self.notes),
-            "measurements": {k: dict(v) for k, v in self.measurements.items()},
-            "higher_is_better": self.higher_is_better,
-            "generalization_se": _copy(self.generalization_se),
-            "overfitting_change_se": _copy(self.overfitting_change_se),
-            "raw_weights": _copy(self.raw_weights),
-            "prior": _copy(self.prior),
-            "floored": list(self.floored),
-            "zeroed": list(self.zeroed),
-            "diverged": dict(self.diverged),
-            "skipped_batches": self.skipped_batches,
-            "rejected": self.rejected,
-        }
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BlendEstimate:
-        """Inverse of :meth:`to_dict`; a dict saved before the event fields existed loads too."""
-        rejected = data.get("rejected")
-        return cls(
-            weights=dict(data["weights"]),
-            generalization=dict(data["generalization"]),
-            overfitting_change=dict(data["overfitting_change"]),
-            accepted=bool(data["accepted"]),
-            notes=tuple(data["notes"]),
-            measurements={k: dict(v) for k, v in data["measurements"].items()},
-            higher_is_better=bool(data["higher_is_better"]),
-            generalization_se=_copy(data.get("generalization_se")),
-            overfitting_change_se=_copy(data.get("overfitting_change_se")),
-            raw_weights=_copy(data.get("raw_weights")),
-            prior=_copy(data.get("prior")),
-            floored=tuple(data.get("floored", ())),
-            zeroed=tuple(data.get("zeroed", ())),
-            diverged=dict(data.get("diverged", {})),
-            skipped_batches=int(data.get("skipped_batches", 0)),
-            rejected=None if rejected is None else str(rejected),
-        )
+        """Inverse of :meth:`to_dict`; a key saved before its field existed takes the default."""
+        values = {f.name: _plain(data[f.name]) for f in fields(cls) if f.name in data}
+        for name in ("notes", "floored", "zeroed"):
+            values[name] = tuple(values.get(name, ()))
+        return cls(**values)
 
 
-def _copy(values: Mapping[str, float] | None) -> dict[str, float] | None:
-    return None if values is None else dict(values)
+def _plain(value: Any) -> Any:
+    """A copy of a field's value in plain Python: dicts (one level nested) and lists."""
+    if isinstance(value, Mapping):
+        return {k: dict(v) if isinstance(v, Mapping) else v for k, v in value.items()}
+    return list(value) if isinstance(value, tuple) else value

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -11,8 +10,9 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
-from blendopt._math import BlendEstimate
+from blendopt._estimate import BlendEstimate
 from blendopt._schedule import Schedule, Unit
+from blendopt._weighting import check_weights
 
 
 @dataclass(frozen=True)
@@ -38,46 +38,6 @@ class EstimateRequest:
     weights: Mapping[str, float]
     steps_done: int = 0
     epochs_done: int = 0
-
-
-def check_weights(
-    weights: Mapping[str, float], heads: Sequence[str], name: str = "weights"
-) -> dict[str, float]:
-    """Validate user-given weights: one finite, non-negative number per head, not all zero."""
-    if not isinstance(weights, Mapping):
-        raise TypeError(
-            f"Parameter `{name}` should be a mapping head -> float. Found {type(weights).__name__}."
-        )
-    missing = [h for h in heads if h not in weights]
-    extra = [h for h in weights if h not in heads]
-    if missing:
-        raise ValueError(
-            f"Parameter `{name}` has no weight for head {missing[0]!r}; "
-            f"give one for every head {list(heads)}."
-        )
-    if extra:
-        raise ValueError(
-            f"Parameter `{name}` names the unknown head {extra[0]!r}; add it to `heads` or drop it."
-        )
-    out = {}
-    for h in heads:
-        try:
-            w = float(weights[h])
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"Parameter `{name}` should map head {h!r} to a number. Found {weights[h]!r}."
-            ) from None
-        if not math.isfinite(w) or w < 0:
-            raise ValueError(
-                f"Parameter `{name}` has the weight {w} for head {h!r}; "
-                "weights should be finite and >= 0."
-            )
-        out[h] = w
-    if sum(out.values()) == 0:
-        raise ValueError(
-            f"Parameter `{name}` is 0 for every head; give at least one head a positive weight."
-        )
-    return out
 
 
 class Estimator(ABC):

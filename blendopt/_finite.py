@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from blendopt._distributed import accumulator_dtype, all_reduce_sum_, collective_device
+from blendopt._distributed import accumulator_dtype, collective_device, reduce_sum
 from blendopt._warnings import NonFiniteLossWarning, warn
 
 
@@ -158,7 +158,7 @@ class NonFiniteRecord:
             parts.append(self._first_value.unsqueeze(0))
         packed = torch.cat([p.to(self._table.dtype) for p in parts]).to(device, torch.float64)
         if across_ranks:
-            all_reduce_sum_(packed[:2])  # contiguous rows: summed in place
+            packed[:2] = reduce_sum(packed[:2])  # the counts add up; the steps stay this rank's
         rows = packed.tolist()
         count, weighted, first, last = rows[:4]
         return NonFiniteCounts(

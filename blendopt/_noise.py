@@ -17,7 +17,7 @@ use) instead:
 - optional ``floor``: ``w ← floor + (1 - K·floor) · w``, so every head keeps at least ``floor``
   and keeps learning (a head at weight 0 can never show a gain again).
 - if no head has a positive gain the estimate is rejected (the fallback weights are kept), as in
-  :func:`blendopt.blend_estimate`.
+  :func:`blendopt.functional.blend_estimate`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -167,27 +168,11 @@ def noise_aware_weights(
 ) -> NoiseAwareWeights:
     """Proposition 1 weights shrunk toward ``prior`` where the gain is within noise.
 
-    ``raw_k ∝ max(gain_k, 0) / max(variance_k, eps)`` (Eq. 6 with σ_k² = ``variance_k``),
-    ``w_k ∝ c_k raw_k + (1 - c_k) prior_k`` with ``c_k = max(0, 1 - gain_se_k² / gain_k²)``, then
-    ``w ← floor + (1 - K·floor) w``: :func:`blendopt.functional.weight_rule` with standard
-    errors. See the module docstring for the reasons.
-
-    Args:
-        gain: head -> dG (or ⟨∇L^V, v_k⟩), higher is better.
-        gain_se: head -> standard error of ``gain`` (``inf``: unknown, full shrinkage).
-        variance: head -> σ_k² (dO² + SE(dO)², or the mean of ⟨∇L^T - ∇L^V, v_k⟩²).
-        prior: weights to shrink toward (sum normalized); uniform by default.
-        raw: precomputed raw weights (e.g. the correlated form, appendix C), replacing the
-            diagonal formula; normalized here.
-        eps: floor of ``variance``.
-        floor: minimum weight of every head, in [0, 1/K).
-        fallback: weights returned when rejected (no positive gain); ``prior`` by default.
-
-    Returns:
-        A :class:`NoiseAwareWeights`.
-
-    Raises:
-        ValueError: heads differ between arguments, non-finite gains, bad ``eps``/``floor``.
+    :func:`blendopt.functional.weight_rule` with standard errors (see it for every argument):
+    ``raw_k ∝ max(gain_k, 0) / max(variance_k, eps)`` (Eq. 6), ``w_k ∝ c_k raw_k + (1 - c_k)
+    prior_k`` with ``c_k = max(0, 1 - gain_se_k² / gain_k²)``, then ``w ← floor + (1 - K·floor)
+    w``. ``variance`` is σ_k² (dO² + SE(dO)², or the mean of ⟨∇L^T - ∇L^V, v_k⟩²); ``fallback``
+    (returned when no gain is positive) defaults to ``prior``.
     """
     return weight_rule(
         gain,
@@ -209,10 +194,9 @@ def noise_aware_estimate(
     *,
     higher_is_better: bool = False,
     eps: float = 1e-8,
-    prior: Values | None = None,
-    floor: float = 0.0,
     fallback: Values | None = None,
     warn: bool = True,
+    **shrinkage: Any,
 ) -> BlendEstimate:
     """Algorithm 1's weights from paired per-sample measurements, shrunk where within noise.
 
@@ -223,18 +207,20 @@ def noise_aware_estimate(
 
     Args:
         train_before, holdout_before, train_after, holdout_after: head -> 1-D tensor of
-            per-sample values on T' and V (:func:`blendopt.measure_per_sample`), paired.
+            per-sample values on T' and V (:func:`blendopt.functional.measure_per_sample`), paired.
         higher_is_better: the values are scores; they are negated first.
         eps: floor of σ_k².
-        prior: the weights heads within noise are shrunk toward (uniform by default).
-        floor: minimum weight of every head.
-        fallback: weights when rejected (no head with dG > 0); ``prior`` by default.
+        fallback: weights when rejected (no head with dG > 0); uniform by default.
         warn: emit :class:`RejectedEstimateWarning` when the estimate is rejected.
+        **shrinkage: deprecated: ``prior`` (the weights heads within noise are shrunk
+            toward) and ``floor`` (minimum weight of every head); call
+            :func:`paired_standard_errors` and :func:`noise_aware_weights` for those.
 
     Returns:
         A :class:`blendopt.BlendEstimate` with ``generalization_se``, ``overfitting_change_se``,
         ``raw_weights`` and ``prior`` set; ``measurements`` holds the means.
     """
+    prior, floor = _deprecated_shrinkage(shrinkage)
     sign = -1.0 if higher_is_better else 1.0
     tb = _per_sample("train_before", train_before, None)
     heads = list(tb)
@@ -286,3 +272,19 @@ def noise_aware_estimate(
         zeroed=result.zeroed,
         rejected=result.rejected,
     )
+
+
+def _deprecated_shrinkage(options: dict[str, Any]) -> tuple[Values | None, float]:
+    """``prior`` and ``floor`` of the older ``noise_aware_estimate`` signature."""
+    unknown = [k for k in options if k not in ("prior", "floor")]
+    if unknown:
+        raise TypeError(f"noise_aware_estimate() got an unexpected keyword argument {unknown[0]!r}")
+    if options:
+        warnings.warn(
+            f"noise_aware_estimate({', '.join(f'{k}=...' for k in options)}) is deprecated: "
+            "call paired_standard_errors and noise_aware_weights(prior=..., floor=...) for "
+            "shrinkage toward other weights or a floor. It goes in the next release.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+    return options.get("prior"), float(options.get("floor", 0.0))

@@ -1,40 +1,25 @@
 """``RollingEstimator``: G-Blend weights from the joint run itself, no model copies.
 
-Two modes:
+Two modes, each a small strategy with its own parameters: :class:`GradientMode` (Proposition 1
+from per-head gradient inner products, the default) and :class:`LossMode` (Algorithm 1's coarse
+rule from rolling loss statistics). Both then apply, in this order (recorded in the estimate's
+``notes`` and fields):
 
-- ``"gradient"`` (default): Proposition 1 at the gradient level. Every ``interval`` steps,
-  inside ``GradientBlender.blend`` (:meth:`Estimator.observe`), take per-head gradients
-  ``v_k = ∇L_k`` on the training batch (they exist whatever the head's weight, so a head at a
-  small weight is still measured), the gradient of the same head's loss on a holdout batch
-  ``∇L^V_k`` (eval mode) and, with a probe, on a train-probe batch ``∇L^T_k`` (else the training
-  batch's ``v_k``), and keep only the inner products (§2.2, Eq. 4-5; appendix C, Eq. 10-11):
-
-  - gain ``g_k = ⟨∇L^V_k, v_k⟩`` (first-order holdout loss drop of a step along v_k, dG),
-  - overfitting ``o_k = ⟨∇L^T_k - ∇L^V_k, v_k⟩`` (first-order change of L^V - L^T, dO).
-
-  At each boundary of the schedule, over the last ``window`` measurements:
-  ``w_k ∝ mean(g_k) / (2 mean(o_k²))`` (Eq. 6, σ_k² = E[o_k²]), or with ``correlated=True``
-  ``w ∝ Σ⁻¹ mean(g)``, ``Σ_kj = mean(o_k o_j)`` (appendix C), then the noise rules below.
-- ``"loss"``: the coarse rule of Algorithm 1 from rolling statistics: at each boundary the
-  holdout (and probe) losses per sample in eval mode without gradients; dG and dO between
-  consecutive boundaries with paired standard errors; without a probe the train side is the
-  mean of the per-step training losses since the previous boundary.
-
-Rules against noise, dead heads and oscillation, applied in this order (all recorded in the
-estimate's ``notes`` and fields):
-
-1. shrinkage (``shrink=True``): a head whose mean gain is within its standard error across
-   measurements is pulled toward the prior weights (:func:`blendopt.noise_aware_weights`);
+1. shrinkage (``shrink=True``): a head whose mean gain is within its standard error is pulled
+   toward the prior weights (:func:`blendopt.functional.noise_aware_weights`);
 2. floor (``floor=0.05``): every head keeps at least ``floor``, so it keeps learning;
-3. smoothing (``smoothing=0.5``): the new weights are averaged with the weights in use,
-   ``w ← (1 - smoothing) w_new + smoothing w_old``, so one noisy window moves weights halfway.
+3. smoothing (``smoothing=0.5``): ``w ← (1 - smoothing) w_new + smoothing w_old``, so one noisy
+   window moves the weights halfway.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -94,166 +79,90 @@ class _Cycle:
         return batch
 
 
-class RollingEstimator(Estimator):
-    """G-Blend weights from the joint run's own per-head gradients or statistics (no copies).
+def _check_count(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"Parameter `{name}` should be an int >= 1. Found {value!r}.")
+    return value
 
-    Two-line use (the schedule defaults to :meth:`default_schedule`)::
 
-        est = blendopt.RollingEstimator(model, loss_fn, holdout_loader)
-        optimizer = blendopt.GradientBlender(torch.optim.SGD(...), heads, est)
+@dataclass
+class _Stats:
+    """Per-head statistics behind one estimate: gain (dG), overfitting (dO), their standard
+    errors, and σ² for the weight rule."""
 
-    For runs shorter than ~200 steps lower ``interval`` and ``every`` (e.g. 2 and 20).
+    gain: dict[str, float]
+    gain_se: dict[str, float]
+    over: dict[str, float]
+    over_se: dict[str, float]
+    variance: dict[str, float]
+
+
+class GradientMode:
+    """Proposition 1 from per-head gradient inner products (``RollingEstimator``'s default).
+
+    Every ``interval`` steps, inside ``GradientBlender.blend``, it takes per-head gradients
+    ``v_k = ∇L_k`` on the training batch (whatever the head's weight), ``∇L^V_k`` on a holdout
+    batch (eval mode) and ``∇L^T_k`` on a probe batch (else the training batch's ``v_k``), and
+    keeps two numbers per head (§2.2, Eq. 4-5; appendix C, Eq. 10-11): the gain
+    ``g_k = ⟨∇L^V_k, v_k⟩`` (dG) and the overfitting ``o_k = ⟨∇L^T_k - ∇L^V_k, v_k⟩`` (dO).
+    Over the last ``window`` measurements ``w_k ∝ mean(g_k) / (2 mean(o_k²))`` (Eq. 6), or
+    with ``correlated`` ``w ∝ Σ⁻¹ mean(g)``, ``Σ_kj = mean(o_k o_j)`` (appendix C).
 
     Args:
-        model: the model being trained (DDP/compiled models are unwrapped for the holdout pass).
-        loss_fn: ``loss_fn(model, batch) -> {head: scalar loss}``.
-        holdout: holdout loader V (never trained on).
-        probe: train-probe loader T' (training data, eval mode). Gradient mode: without it the
-            training batch's own gradient stands for ∇L^T (cheaper, biased up by the batch
-            noise). Loss mode: without it the per-step training losses are used.
-        mode: ``"gradient"`` (Proposition 1 from per-head gradients) or ``"loss"`` (Algorithm 1's
-            coarse rule from rolling loss statistics).
-        metric: loss mode: ``metric(model, batch) -> {head: per-sample values}`` measured on V
-            and T' (default ``loss_fn``, whose batch means pair whole batches; a per-sample
-            metric such as unreduced cross-entropy gives tighter standard errors).
-        interval: gradient mode: measure every ``interval`` optimizer steps.
-        window: gradient mode: the estimate uses the last ``window`` measurements (a rolling
-            window across boundaries).
-        min_measurements: gradient mode: fewer measurements than this keep the weights in use.
-        params: gradient mode: ``"private"`` takes inner products over each head's private
-            parameters (reached by that head's loss only: its classifier, or the fusion layers),
-            whose backward is short; ``"all"`` over every parameter the head's loss reaches.
-        correlated: gradient mode: the correlated form of appendix C (``Σ⁻¹⟨∇L^V, v⟩``).
-        prior: ``"uniform"`` or ``"previous"`` (the weights in use): where heads within noise
-            are shrunk to.
-        shrink: apply the noise shrinkage (``False``: raw OGR weights, for studies).
-        floor: minimum weight of every head, in [0, 1/K).
-        smoothing: weight of the previous weights in the new ones, in [0, 1).
-        every: boundary spacing (steps) of :meth:`default_schedule`.
-        eps: floor of σ_k².
-        seed: seed of the holdout/probe batch draws (the training run's RNG is not touched).
+        interval: measure every ``interval`` optimizer steps.
+        window: an estimate uses the last ``window`` measurements.
+        min_measurements: fewer measurements than this keep the weights in use.
+        params: ``"private"``: inner products over each head's private parameters (reached by
+            its loss only), whose backward is short; ``"all"``: every parameter it reaches.
+        correlated: the correlated form of appendix C.
 
     Raises:
-        TypeError: ``model`` is not an ``nn.Module``, ``loss_fn``/``metric`` not callable.
-        ValueError: an unknown ``mode``/``params``/``prior``, a count < 1,
-            ``min_measurements > window``, ``smoothing``/``floor``/``eps`` out of range.
+        ValueError: a count < 1, ``min_measurements > window``, an unknown ``params``.
     """
+
+    name = "gradient"
 
     def __init__(
         self,
-        model: nn.Module,
-        loss_fn: LossFn,
-        holdout: Iterable[Any],
         *,
-        probe: Iterable[Any] | None = None,
-        mode: Mode = "gradient",
-        metric: MetricFn | None = None,
         interval: int = 20,
         window: int = 12,
         min_measurements: int = 8,
         params: ParamScope = "private",
         correlated: bool = False,
-        prior: Literal["uniform", "previous"] = "uniform",
-        shrink: bool = True,
-        floor: float = 0.05,
-        smoothing: float = 0.5,
-        every: int = 50,
-        eps: float = 1e-12,
-        seed: int = 0,
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(
-                f"Parameter `model` should be an nn.Module. Found {type(model).__name__}."
-            )
-        if not callable(loss_fn):
-            raise TypeError(
-                "Parameter `loss_fn` should be callable `(model, batch) -> {head: loss}`. "
-                f"Found {loss_fn!r}."
-            )
-        if mode not in ("gradient", "loss"):
-            raise ValueError(f"Parameter `mode` should be 'gradient' or 'loss'. Found {mode!r}.")
         if params not in ("private", "all"):
             raise ValueError(f"Parameter `params` should be 'private' or 'all'. Found {params!r}.")
-        if prior not in ("uniform", "previous"):
-            raise ValueError(
-                f"Parameter `prior` should be 'uniform' or 'previous'. Found {prior!r}."
-            )
-        for name, value in (
-            ("interval", interval),
-            ("window", window),
-            ("min_measurements", min_measurements),
-            ("every", every),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"Parameter `{name}` should be an int >= 1. Found {value!r}.")
+        self.interval = _check_count("interval", interval)
+        self.window = _check_count("window", window)
+        self.min_measurements = _check_count("min_measurements", min_measurements)
         if min_measurements > window:
             raise ValueError(
                 f"Parameter `min_measurements` ({min_measurements}) should be <= `window` "
                 f"({window}); lower it or widen the window."
             )
-        if not (isinstance(smoothing, (int, float)) and 0.0 <= smoothing < 1.0):
-            raise ValueError(f"Parameter `smoothing` should be in [0, 1). Found {smoothing!r}.")
-        if not (isinstance(floor, (int, float)) and 0.0 <= floor < 0.5):
-            raise ValueError(f"Parameter `floor` should be in [0, 1/K) (K heads). Found {floor!r}.")
-        if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
-            raise ValueError(f"Parameter `eps` should be a finite number > 0. Found {eps!r}.")
-        self.model = model
-        self.loss_fn = loss_fn
-        self.holdout = holdout
-        self.probe = probe
-        self.mode: Mode = mode
-        if metric is not None and not callable(metric):
-            raise TypeError(f"Parameter `metric` should be callable or None. Found {metric!r}.")
-        self.metric = metric
-        self.interval = interval
-        self.window = window
-        self.min_measurements = min_measurements
         self.params: ParamScope = params
         self.correlated = correlated
-        self.prior = prior
-        self.shrink = shrink
-        self.floor = float(floor)
-        self.smoothing = float(smoothing)
-        self.every = every
-        self.eps = float(eps)
-        self.seed = seed
-        self._holdout_batches = _Cycle(holdout, derive_seed(seed, 1))
-        self._probe_batches = None if probe is None else _Cycle(probe, derive_seed(seed, 2))
-        self._heads: list[str] | None = None
+        self._reset()
+
+    @staticmethod
+    def _blank_state() -> dict[str, Any]:
+        return {"rows": [], "measurements": 0}
+
+    def _reset(self) -> None:
         self._scopes: dict[str, list[int]] | None = None  # head -> parameter indices
         self._params: list[nn.Parameter] | None = None
-        # gradient mode: one row per measurement, [g_1..g_K, o_1..o_K]
-        self._rows: list[list[float]] = []
+        self._rows: list[list[float]] = []  # one per measurement: [g_1..g_K, o_1..o_K]
         self.measurements = 0
-        # loss mode
-        self._step_losses: list[torch.Tensor] = []  # loss mode without probe, on the device
-        self._previous: dict[str, Any] | None = None
 
-    # -- schedule ------------------------------------------------------------------------------
+    def observe(self, est: RollingEstimator, losses: Mapping[str, torch.Tensor], step: int) -> None:
+        """Measure the inner products every ``interval`` steps."""
+        if step % self.interval == 0:
+            self._measure(est, losses)
 
-    def default_schedule(self) -> Schedule:
-        """``Online(every=self.every, unit="step")``: re-estimate every ``every`` steps."""
-        return Online(every=self.every, unit="step")
-
-    # -- per-step observation ------------------------------------------------------------------
-
-    def observe(self, losses: Mapping[str, torch.Tensor], *, step: int) -> None:
-        """Measure per-head gradient inner products every ``interval`` steps (gradient mode), or
-        record the per-step training losses (loss mode without a probe)."""
-        if self._heads is None:
-            self._heads = list(losses)
-        if self.mode == "loss":
-            if self.probe is None:
-                # kept on the losses' device: no synchronization per step
-                self._step_losses.append(torch.stack([losses[h].detach() for h in self._heads]))
-            return
-        if step % self.interval != 0:
-            return
-        self._measure(losses)
-
-    def _parameters(self) -> list[nn.Parameter]:
+    def _parameters(self, model: nn.Module) -> list[nn.Parameter]:
         if self._params is None:
-            self._params = [p for p in unwrap_model(self.model).parameters() if p.requires_grad]
+            self._params = [p for p in unwrap_model(model).parameters() if p.requires_grad]
         return self._params
 
     def _find_scopes(
@@ -280,44 +189,19 @@ class RollingEstimator(Estimator):
                 )
         return scopes
 
-    def _measure(self, losses: Mapping[str, torch.Tensor]) -> None:
-        heads = self._heads
-        assert heads is not None
-        params = self._parameters()
+    def _measure(self, est: RollingEstimator, losses: Mapping[str, torch.Tensor]) -> None:
+        heads = list(est._heads or losses)
+        params = self._parameters(est.model)
         if self._scopes is None:
             self._scopes = self._find_scopes(losses, params)
-        net = unwrap_model(self.model)
-        holdout_losses = self._eval_losses(net, self._holdout_batches, heads)
-        probe_losses = (
-            None
-            if self._probe_batches is None
-            else self._eval_losses(net, self._probe_batches, heads)
+        net = unwrap_model(est.model)
+        holdout = est._eval_losses(net, est._holdout_batches, heads)
+        probe = (
+            None if est._probe_batches is None else est._eval_losses(net, est._probe_batches, heads)
         )
         scopes = [self._scopes[h] for h in heads]
-        disjoint = len(set().union(*map(set, scopes))) == sum(map(len, scopes))
-        if disjoint:
-            # Private scopes are disjoint, so ∂(Σ_j L_j)/∂θ_k = ∂L_k/∂θ_k on head k's scope: one
-            # short backward per loss gives every head's gradient (2-3 calls instead of 2K-3K).
-            flat = [params[i] for scope in scopes for i in scope]
-            v_all = torch.autograd.grad(
-                sum(losses[h] for h in heads), flat, retain_graph=True, allow_unused=True
-            )
-            gv_all = torch.autograd.grad(
-                sum(holdout_losses[h] for h in heads), flat, allow_unused=True
-            )
-            gt_all = (
-                v_all
-                if probe_losses is None
-                else torch.autograd.grad(
-                    sum(probe_losses[h] for h in heads), flat, allow_unused=True
-                )
-            )
-            offsets = [0]
-            for scope in scopes:
-                offsets.append(offsets[-1] + len(scope))
-            per_head = [
-                (v_all[a:b], gv_all[a:b], gt_all[a:b]) for a, b in itertools.pairwise(offsets)
-            ]
+        if len(set().union(*map(set, scopes))) == sum(map(len, scopes)):
+            per_head = _disjoint_gradients(heads, scopes, params, losses, holdout, probe)
         else:
             per_head = None
         gains, overs = [], []
@@ -330,26 +214,13 @@ class RollingEstimator(Estimator):
                 scope = [params[i] for i in self._scopes[h]]
                 keep = j < len(heads) - 1  # the holdout/probe graphs are shared by the heads
                 v = torch.autograd.grad(losses[h], scope, retain_graph=True, allow_unused=True)
-                gv = torch.autograd.grad(
-                    holdout_losses[h], scope, retain_graph=keep, allow_unused=True
-                )
+                gv = torch.autograd.grad(holdout[h], scope, retain_graph=keep, allow_unused=True)
                 gt = (
                     v
-                    if probe_losses is None
-                    else torch.autograd.grad(
-                        probe_losses[h], scope, retain_graph=keep, allow_unused=True
-                    )
+                    if probe is None
+                    else torch.autograd.grad(probe[h], scope, retain_graph=keep, allow_unused=True)
                 )
-            gain = torch.zeros((), dtype=torch.float64, device=losses[h].device)
-            over = torch.zeros_like(gain)
-            for a, b, t in zip(gv, v, gt, strict=True):
-                if b is None:
-                    continue
-                b = b.double()
-                a = torch.zeros_like(b) if a is None else a.double()
-                t = torch.zeros_like(b) if t is None else t.double()
-                gain = gain + (a * b).sum()
-                over = over + ((t - a) * b).sum()
+            gain, over = _inner_products(v, gv, gt, losses[h].device)
             gains.append(gain)
             overs.append(over)
         values = reduced_floats([torch.stack(gains + overs)], mean=True)
@@ -362,9 +233,410 @@ class RollingEstimator(Estimator):
         del self._rows[: -self.window]
         self.measurements += 1
 
+    def estimate(
+        self, est: RollingEstimator, heads: list[str], current: dict[str, float]
+    ) -> BlendEstimate:
+        """Weights from the rolling window (Eq. 6, or appendix C with ``correlated``)."""
+        if len(self._rows) < self.min_measurements:
+            return _keep(
+                current,
+                f"{len(self._rows)} of {self.min_measurements} measurements in the window; "
+                "weights kept",
+            )
+        order = est._heads or heads
+        if sorted(order) != sorted(heads):
+            raise ValueError(
+                f"The estimator measured heads {order}, the blender asks for {heads}; use one "
+                "estimator per blender."
+            )
+        index = {h: order.index(h) for h in heads}
+        k = len(order)
+        rows = np.asarray(self._rows, dtype=np.float64)
+        g_rows, o_rows = rows[:, :k], rows[:, k:]
+        stats = _Stats({}, {}, {}, {}, {})
+        for h in heads:
+            i = index[h]
+            stats.gain[h], stats.gain_se[h] = mean_and_standard_error(g_rows[:, i].tolist())
+            stats.over[h], stats.over_se[h] = mean_and_standard_error(o_rows[:, i].tolist())
+            stats.variance[h] = 2.0 * float(np.mean(o_rows[:, i] ** 2))  # Eq. 6: 2σ_k²
+        raw = None
+        notes: list[str] = [f"gradient window of {len(rows)} measurements"]
+        if self.correlated:
+            cols = [index[h] for h in heads]
+            sigma = (o_rows[:, cols].T @ o_rows[:, cols]) / len(rows)
+            ridge = 1e-6 * max(float(np.trace(sigma)) / k, est.eps)
+            try:
+                w = correlated_blend([stats.gain[h] for h in heads], sigma + ridge * np.eye(k))
+                raw = dict(zip(heads, w.tolist(), strict=True))
+                negative = [h for h in heads if raw[h] < 0]
+                if negative:
+                    notes.append(f"correlated form: negative weights of {negative} set to 0")
+            except ValueError as error:
+                notes.append(f"correlated form failed ({error}); diagonal form used")
+        return est._finish(heads, current, stats, raw, notes, {})
+
+    def state_dict(self) -> dict[str, Any]:
+        """The measurement window and its counter."""
+        return {"rows": [list(r) for r in self._rows], "measurements": self.measurements}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` (the keys of a ``RollingEstimator`` state dict)."""
+        self._rows = [list(r) for r in state_dict["rows"]]
+        self.measurements = int(state_dict["measurements"])
+
+    def describe(self) -> str:
+        """The parameters, for ``repr``."""
+        return (
+            f"interval={self.interval}, window={self.window}, params={self.params!r}, "
+            f"correlated={self.correlated}"
+        )
+
+    def __repr__(self) -> str:
+        return f"GradientMode({self.describe()}, min_measurements={self.min_measurements})"
+
+
+def _disjoint_gradients(
+    heads: list[str],
+    scopes: list[list[int]],
+    params: list[nn.Parameter],
+    losses: Mapping[str, torch.Tensor],
+    holdout: Mapping[str, torch.Tensor],
+    probe: Mapping[str, torch.Tensor] | None,
+) -> list[tuple[Any, Any, Any]]:
+    """Per head ``(v, ∇L^V, ∇L^T)`` over its scope when the scopes are disjoint.
+
+    Then ``∂(Σ_j L_j)/∂θ_k = ∂L_k/∂θ_k`` on head k's scope: one short backward per loss gives
+    every head's gradient (2-3 calls instead of 2K-3K).
+    """
+    flat = [params[i] for scope in scopes for i in scope]
+    v_all = torch.autograd.grad(
+        sum(losses[h] for h in heads), flat, retain_graph=True, allow_unused=True
+    )
+    gv_all = torch.autograd.grad(sum(holdout[h] for h in heads), flat, allow_unused=True)
+    gt_all = (
+        v_all
+        if probe is None
+        else torch.autograd.grad(sum(probe[h] for h in heads), flat, allow_unused=True)
+    )
+    offsets = [0]
+    for scope in scopes:
+        offsets.append(offsets[-1] + len(scope))
+    return [(v_all[a:b], gv_all[a:b], gt_all[a:b]) for a, b in itertools.pairwise(offsets)]
+
+
+def _inner_products(
+    v: Sequence[torch.Tensor | None],
+    gv: Sequence[torch.Tensor | None],
+    gt: Sequence[torch.Tensor | None],
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(⟨∇L^V, v⟩, ⟨∇L^T - ∇L^V, v⟩)`` in float64 on the device (no sync)."""
+    gain = torch.zeros((), dtype=torch.float64, device=device)
+    over = torch.zeros_like(gain)
+    for a, b, t in zip(gv, v, gt, strict=True):
+        if b is None:
+            continue
+        b = b.double()
+        a = torch.zeros_like(b) if a is None else a.double()
+        t = torch.zeros_like(b) if t is None else t.double()
+        gain = gain + (a * b).sum()
+        over = over + ((t - a) * b).sum()
+    return gain, over
+
+
+class LossMode:
+    """Algorithm 1's coarse rule from the run's own loss statistics (``mode="loss"``).
+
+    At each boundary: the holdout (and probe) values per sample, eval mode, no gradients; dG
+    and dO between consecutive boundaries (Eq. 3) with paired standard errors. Without a probe
+    the train side is the mean of the per-step training losses since the previous boundary.
+
+    Args:
+        metric: ``metric(model, batch) -> {head: per-sample values}`` on V and T' (default the
+            estimator's ``loss_fn``, whose batch means pair whole batches; a per-sample metric
+            gives tighter standard errors).
+
+    Raises:
+        TypeError: ``metric`` is not callable.
+    """
+
+    name = "loss"
+
+    def __init__(self, *, metric: MetricFn | None = None) -> None:
+        if metric is not None and not callable(metric):
+            raise TypeError(f"Parameter `metric` should be callable or None. Found {metric!r}.")
+        self.metric = metric
+        self._reset()
+
+    @staticmethod
+    def _blank_state() -> dict[str, Any]:
+        return {"step_losses": [], "previous": None}
+
+    def _reset(self) -> None:
+        self._step_losses: list[torch.Tensor] = []  # without a probe, on the device
+        self._previous: dict[str, Any] | None = None
+
+    def observe(self, est: RollingEstimator, losses: Mapping[str, torch.Tensor], step: int) -> None:
+        """Record the per-step training losses (without a probe), on their device."""
+        if est.probe is None:
+            heads = est._heads or list(losses)
+            self._step_losses.append(torch.stack([losses[h].detach() for h in heads]))
+
+    def estimate(
+        self, est: RollingEstimator, heads: list[str], current: dict[str, float]
+    ) -> BlendEstimate:
+        """Weights from the last two boundaries' loss statistics (Eq. 3, paired errors)."""
+        holdout, train = self._measure(est, heads)
+        previous, self._previous = self._previous, {"holdout": holdout, "train": train}
+        if previous is None or train is None or previous["train"] is None:
+            return _keep(current, "first loss boundary recorded; weights kept")
+        # Means and standard errors from n, Σx, Σx² summed over the ranks (one collective), so
+        # every rank of torch.distributed gets the same numbers.
+        columns = {}
+        for h in heads:
+            v0, v1 = previous["holdout"][h], holdout[h]
+            t0, t1 = previous["train"][h], train[h]
+            columns.update({f"dV:{h}": v0 - v1, f"v0:{h}": v0, f"v1:{h}": v1})
+            columns.update({f"t0:{h}": t0, f"t1:{h}": t1})
+            if est.probe is not None:  # the same probe samples: paired
+                columns[f"dT:{h}"] = t1 - t0
+        moments = reduced_moments(columns)
+        stats = _Stats({}, {}, {}, {}, {})
+        for h in heads:
+            stats.gain[h], stats.gain_se[h] = moments[f"dV:{h}"]  # dG (Eq. 3), paired SE
+            d_train = moments[f"t1:{h}"][0] - moments[f"t0:{h}"][0]
+            stats.over[h] = -stats.gain[h] - d_train  # dO = (V1 - T1) - (V0 - T0) (Eq. 3)
+            if est.probe is not None:
+                se_t2 = moments[f"dT:{h}"][1] ** 2
+            else:  # different steps before and after: independent
+                se_t2 = moments[f"t0:{h}"][1] ** 2 + moments[f"t1:{h}"][1] ** 2
+            stats.over_se[h] = math.sqrt(stats.gain_se[h] ** 2 + se_t2)
+            stats.variance[h] = stats.over[h] ** 2 + stats.over_se[h] ** 2
+        measurements = {
+            name: {h: moments[f"{key}:{h}"][0] for h in heads}
+            for name, key in (
+                ("holdout_before", "v0"),
+                ("holdout_after", "v1"),
+                ("train_before", "t0"),
+                ("train_after", "t1"),
+            )
+        }
+        notes = ["loss statistics between boundaries"]
+        return est._finish(heads, current, stats, None, notes, measurements)
+
+    def _measure(
+        self, est: RollingEstimator, heads: list[str]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+        """Per-sample holdout values and the train side (probe values or the step losses)."""
+        net = unwrap_model(est.model)
+        metric = self.metric if self.metric is not None else est.loss_fn
+        with isolated_rng(derive_seed(est.seed, 3)):
+            holdout = measure_per_sample(net, metric, est.holdout, heads, name="metric")
+        train: dict[str, torch.Tensor] | None
+        if est.probe is not None:
+            with isolated_rng(derive_seed(est.seed, 3)):
+                train = measure_per_sample(net, metric, est.probe, heads, name="metric")
+        elif not self._step_losses:
+            train = None
+        else:
+            order = est._heads or heads
+            steps = torch.stack(self._step_losses).to("cpu", torch.float64)
+            train = {h: steps[:, order.index(h)] for h in heads}
+        self._step_losses = []
+        return holdout, train
+
+    def state_dict(self) -> dict[str, Any]:
+        """The step losses since the last boundary and the last boundary's values."""
+        return {
+            "step_losses": [r.detach().to("cpu", torch.float64) for r in self._step_losses],
+            "previous": _copy_previous(self._previous),
+        }
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` (the keys of a ``RollingEstimator`` state dict)."""
+        self._step_losses = [torch.as_tensor(r).clone() for r in state_dict["step_losses"]]
+        self._previous = _copy_previous(state_dict["previous"])
+
+    def describe(self) -> str:
+        """The parameters, for ``repr``."""
+        metric = None if self.metric is None else getattr(self.metric, "__qualname__", "custom")
+        return f"metric={metric!r}"
+
+    def __repr__(self) -> str:
+        return f"LossMode({self.describe()})"
+
+
+def _copy_previous(previous: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if previous is None:
+        return None
+    return {
+        k: None if v is None else {h: t.clone() for h, t in v.items()} for k, v in previous.items()
+    }
+
+
+Strategy = GradientMode | LossMode
+_GRADIENT_OPTIONS = ("interval", "window", "min_measurements", "params", "correlated")
+_LOSS_OPTIONS = ("metric",)
+
+
+def _strategy(mode: Mode | Strategy, options: dict[str, Any]) -> Strategy:
+    """The mode's strategy: a fresh copy of the one given, or one built from its name and the
+    options of the older flat spelling (deprecated)."""
+    unknown = [k for k in options if k not in _GRADIENT_OPTIONS + _LOSS_OPTIONS]
+    if unknown:
+        raise TypeError(f"RollingEstimator() got an unexpected keyword argument {unknown[0]!r}")
+    if isinstance(mode, (GradientMode, LossMode)):
+        if options:
+            raise TypeError(
+                f"Pass {sorted(options)} to the mode object ({type(mode).__name__}(...)), not "
+                "to RollingEstimator, when `mode` is one."
+            )
+        strategy = copy.copy(mode)
+        strategy._reset()  # its own state: a mode object may serve several estimators
+        return strategy
+    if mode not in ("gradient", "loss"):
+        raise ValueError(f"Parameter `mode` should be 'gradient' or 'loss'. Found {mode!r}.")
+    gradient = GradientMode(**{k: v for k, v in options.items() if k in _GRADIENT_OPTIONS})
+    loss = LossMode(**{k: v for k, v in options.items() if k in _LOSS_OPTIONS})
+    if options:
+        new = "GradientMode" if mode == "gradient" else "LossMode"
+        given = ", ".join(f"{k}=..." for k in options)
+        warnings.warn(
+            f"RollingEstimator({given}) is deprecated: pass mode={new}({given}) (options of "
+            f"the other mode are ignored, as before). The flat spelling goes in the next "
+            "release.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+    return gradient if mode == "gradient" else loss
+
+
+class RollingEstimator(Estimator):
+    """G-Blend weights from the joint run's own per-head gradients or statistics (no copies).
+
+    Two-line use (the schedule defaults to :meth:`default_schedule`)::
+
+        est = blendopt.RollingEstimator(model, loss_fn, holdout_loader)
+        optimizer = blendopt.GradientBlender(torch.optim.SGD(...), heads, est)
+
+    For runs shorter than ~200 steps lower the interval and ``every`` (e.g.
+    ``mode=GradientMode(interval=2)``, ``every=20``).
+
+    Args:
+        model: the model being trained (DDP/compiled models are unwrapped for the holdout pass).
+        loss_fn: ``loss_fn(model, batch) -> {head: scalar loss}``.
+        holdout: holdout loader V (never trained on).
+        probe: train-probe loader T' (training data, eval mode). Gradient mode: without it the
+            training batch's own gradient stands for ∇L^T (cheaper, biased up by the batch
+            noise). Loss mode: without it the per-step training losses are used.
+        mode: :class:`GradientMode` (Proposition 1 from per-head gradients; ``"gradient"``,
+            the default) or :class:`LossMode` (Algorithm 1's coarse rule from rolling loss
+            statistics; ``"loss"``), each with its own parameters.
+        prior: ``"uniform"`` or ``"previous"`` (the weights in use): where heads within noise
+            are shrunk to.
+        shrink: apply the noise shrinkage (``False``: raw OGR weights, for studies).
+        floor: minimum weight of every head, in [0, 1/K).
+        smoothing: weight of the previous weights in the new ones, in [0, 1).
+        every: boundary spacing (steps) of :meth:`default_schedule`.
+        eps: floor of σ_k².
+        seed: seed of the holdout/probe batch draws (the training run's RNG is not touched).
+        **mode_options: deprecated: the older flat spelling of the mode's parameters
+            (``interval``, ``window``, ``min_measurements``, ``params``, ``correlated``;
+            ``metric``), with a ``DeprecationWarning``.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``, ``loss_fn``/``metric`` not callable.
+        ValueError: an unknown ``mode``/``params``/``prior``, a count < 1,
+            ``min_measurements > window``, ``smoothing``/``floor``/``eps`` out of range.
+    """
+
+    def __init__(  # noqa: PLR0913, RUF100  12 parameters as torch.optim.Adam; mode options in `mode`
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        holdout: Iterable[Any],
+        *,
+        probe: Iterable[Any] | None = None,
+        mode: Mode | Strategy = "gradient",
+        prior: Literal["uniform", "previous"] = "uniform",
+        shrink: bool = True,
+        floor: float = 0.05,
+        smoothing: float = 0.5,
+        every: int = 50,
+        eps: float = 1e-12,
+        seed: int = 0,
+        **mode_options: Any,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(
+                f"Parameter `model` should be an nn.Module. Found {type(model).__name__}."
+            )
+        if not callable(loss_fn):
+            raise TypeError(
+                "Parameter `loss_fn` should be callable `(model, batch) -> {head: loss}`. "
+                f"Found {loss_fn!r}."
+            )
+        self.strategy: Strategy = _strategy(mode, mode_options)
+        if prior not in ("uniform", "previous"):
+            raise ValueError(
+                f"Parameter `prior` should be 'uniform' or 'previous'. Found {prior!r}."
+            )
+        self.every = _check_count("every", every)
+        if not (isinstance(smoothing, (int, float)) and 0.0 <= smoothing < 1.0):
+            raise ValueError(f"Parameter `smoothing` should be in [0, 1). Found {smoothing!r}.")
+        if not (isinstance(floor, (int, float)) and 0.0 <= floor < 0.5):
+            raise ValueError(f"Parameter `floor` should be in [0, 1/K) (K heads). Found {floor!r}.")
+        if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+            raise ValueError(f"Parameter `eps` should be a finite number > 0. Found {eps!r}.")
+        self.model = model
+        self.loss_fn = loss_fn
+        self.holdout = holdout
+        self.probe = probe
+        self.prior = prior
+        self.shrink = shrink
+        self.floor = float(floor)
+        self.smoothing = float(smoothing)
+        self.eps = float(eps)
+        self.seed = seed
+        self._holdout_batches = _Cycle(holdout, derive_seed(seed, 1))
+        self._probe_batches = None if probe is None else _Cycle(probe, derive_seed(seed, 2))
+        self._heads: list[str] | None = None  # in the order of the first losses observed
+
+    @property
+    def mode(self) -> Mode:
+        """``"gradient"`` or ``"loss"``: the name of :attr:`strategy`."""
+        return self.strategy.name  # type: ignore[return-value]
+
+    def __getattr__(self, name: str) -> Any:
+        # The mode's parameters read through the estimator, as before (``est.interval``).
+        if name in _GRADIENT_OPTIONS + _LOSS_OPTIONS and "strategy" in self.__dict__:
+            return getattr(self.strategy, name)
+        raise AttributeError(f"'RollingEstimator' object has no attribute {name!r}")
+
+    @property
+    def measurements(self) -> int:
+        """Gradient measurements made so far (0 in loss mode)."""
+        return getattr(self.strategy, "measurements", 0)
+
+    # -- schedule ------------------------------------------------------------------------------
+
+    def default_schedule(self) -> Schedule:
+        """``Online(every=self.every, unit="step")``: re-estimate every ``every`` steps."""
+        return Online(every=self.every, unit="step")
+
+    # -- per-step observation ------------------------------------------------------------------
+
+    def observe(self, losses: Mapping[str, torch.Tensor], *, step: int) -> None:
+        """Measure per-head gradient inner products every ``interval`` steps (gradient mode), or
+        record the per-step training losses (loss mode without a probe)."""
+        if self._heads is None:
+            self._heads = list(losses)
+        self.strategy.observe(self, losses, step)
+
     def _eval_losses(
         self, net: nn.Module, batches: _Cycle, heads: Sequence[str]
     ) -> dict[str, torch.Tensor]:
+        """The per-head losses of the next holdout/probe batch in eval mode, with their graph."""
         batch = batches.next()
         was_training = net.training
         net.eval()
@@ -384,76 +656,28 @@ class RollingEstimator(Estimator):
 
     def estimate(self, request: EstimateRequest) -> BlendEstimate:
         """Weights from the rolling window (gradient mode) or the last two boundaries (loss)."""
-        heads = list(request.heads)
-        current = dict(request.weights)
-        if self.mode == "gradient":
-            if len(self._rows) < self.min_measurements:
-                return _keep(
-                    current,
-                    f"{len(self._rows)} of {self.min_measurements} measurements in the window; "
-                    "weights kept",
-                )
-            return self._gradient_estimate(heads, current)
-        return self._loss_estimate(heads, current)
+        return self.strategy.estimate(self, list(request.heads), dict(request.weights))
 
     def _prior(self, heads: Sequence[str], current: Mapping[str, float]) -> dict[str, float]:
         if self.prior == "previous":
             return {h: float(current[h]) for h in heads}
         return {h: 1.0 / len(heads) for h in heads}
 
-    def _gradient_estimate(self, heads: list[str], current: dict[str, float]) -> BlendEstimate:
-        order = self._heads or heads
-        if sorted(order) != sorted(heads):
-            raise ValueError(
-                f"The estimator measured heads {order}, the blender asks for {heads}; use one "
-                "estimator per blender."
-            )
-        index = {h: order.index(h) for h in heads}
-        k = len(order)
-        rows = np.asarray(self._rows, dtype=np.float64)
-        g_rows, o_rows = rows[:, :k], rows[:, k:]
-        gain, gain_se, over, over_se, variance = {}, {}, {}, {}, {}
-        for h in heads:
-            i = index[h]
-            gain[h], gain_se[h] = mean_and_standard_error(g_rows[:, i].tolist())
-            over[h], over_se[h] = mean_and_standard_error(o_rows[:, i].tolist())
-            variance[h] = 2.0 * float(np.mean(o_rows[:, i] ** 2))  # Eq. 6: 2σ_k²
-        raw = None
-        notes: list[str] = [f"gradient window of {len(rows)} measurements"]
-        if self.correlated:
-            cols = [index[h] for h in heads]
-            sigma = (o_rows[:, cols].T @ o_rows[:, cols]) / len(rows)
-            ridge = 1e-6 * max(float(np.trace(sigma)) / k, self.eps)
-            try:
-                w = correlated_blend([gain[h] for h in heads], sigma + ridge * np.eye(k))
-                raw = dict(zip(heads, w.tolist(), strict=True))
-                negative = [h for h in heads if raw[h] < 0]
-                if negative:
-                    notes.append(f"correlated form: negative weights of {negative} set to 0")
-            except ValueError as error:
-                notes.append(f"correlated form failed ({error}); diagonal form used")
-        return self._finish(
-            heads, current, gain, gain_se, over, over_se, variance, raw, notes, measurements={}
-        )
-
     def _finish(
         self,
         heads: list[str],
         current: dict[str, float],
-        gain: dict[str, float],
-        gain_se: dict[str, float],
-        over: dict[str, float],
-        over_se: dict[str, float],
-        variance: dict[str, float],
+        stats: _Stats,
         raw: dict[str, float] | None,
         notes: list[str],
         measurements: dict[str, dict[str, float]],
     ) -> BlendEstimate:
+        """The noise rules shared by both modes: shrinkage, floor, smoothing (module docstring)."""
         prior = self._prior(heads, current)
         result = noise_aware_weights(
-            gain,
-            gain_se if self.shrink else dict.fromkeys(heads, 0.0),
-            variance,
+            stats.gain,
+            stats.gain_se if self.shrink else dict.fromkeys(heads, 0.0),
+            stats.variance,
             prior=prior,
             raw=raw,
             eps=self.eps,
@@ -471,96 +695,35 @@ class RollingEstimator(Estimator):
             notes.append(f"smoothed with the previous weights (smoothing {self.smoothing:g})")
         return BlendEstimate(
             weights=weights,
-            generalization=gain,
-            overfitting_change=over,
+            generalization=stats.gain,
+            overfitting_change=stats.over,
             accepted=result.accepted,
             notes=tuple(notes),
             measurements=measurements,
-            generalization_se=gain_se,
-            overfitting_change_se=over_se,
+            generalization_se=stats.gain_se,
+            overfitting_change_se=stats.over_se,
             raw_weights=result.raw,
             prior=prior if self.shrink else None,
-        )
-
-    def _loss_estimate(self, heads: list[str], current: dict[str, float]) -> BlendEstimate:
-        net = unwrap_model(self.model)
-        metric = self.metric if self.metric is not None else self.loss_fn
-        with isolated_rng(derive_seed(self.seed, 3)):
-            holdout = measure_per_sample(net, metric, self.holdout, heads, name="metric")
-        if self.probe is not None:
-            with isolated_rng(derive_seed(self.seed, 3)):
-                train = measure_per_sample(net, metric, self.probe, heads, name="metric")
-        else:
-            order = self._heads or heads
-            if not self._step_losses:
-                train = None
-            else:
-                steps = torch.stack(self._step_losses).to("cpu", torch.float64)
-                train = {h: steps[:, order.index(h)] for h in heads}
-        self._step_losses = []
-        previous, self._previous = self._previous, {"holdout": holdout, "train": train}
-        if previous is None or train is None or previous["train"] is None:
-            return _keep(current, "first loss boundary recorded; weights kept")
-        # Means and standard errors from n, Σx, Σx² summed over the ranks (one collective), so
-        # every rank of torch.distributed gets the same numbers.
-        columns = {}
-        for h in heads:
-            v0, v1 = previous["holdout"][h], holdout[h]
-            t0, t1 = previous["train"][h], train[h]
-            columns.update({f"dV:{h}": v0 - v1, f"v0:{h}": v0, f"v1:{h}": v1})
-            columns.update({f"t0:{h}": t0, f"t1:{h}": t1})
-            if self.probe is not None:  # the same probe samples: paired
-                columns[f"dT:{h}"] = t1 - t0
-        stats = reduced_moments(columns)
-        gain, gain_se, over, over_se, variance = {}, {}, {}, {}, {}
-        for h in heads:
-            gain[h], gain_se[h] = stats[f"dV:{h}"]  # dG (Eq. 3), paired SE
-            d_train = stats[f"t1:{h}"][0] - stats[f"t0:{h}"][0]
-            over[h] = -gain[h] - d_train  # dO = (V1 - T1) - (V0 - T0) (Eq. 3)
-            if self.probe is not None:
-                se_t2 = stats[f"dT:{h}"][1] ** 2
-            else:  # different steps before and after: independent
-                se_t2 = stats[f"t0:{h}"][1] ** 2 + stats[f"t1:{h}"][1] ** 2
-            over_se[h] = math.sqrt(gain_se[h] ** 2 + se_t2)
-            variance[h] = over[h] ** 2 + over_se[h] ** 2
-        measurements = {
-            "holdout_before": {h: stats[f"v0:{h}"][0] for h in heads},
-            "holdout_after": {h: stats[f"v1:{h}"][0] for h in heads},
-            "train_before": {h: stats[f"t0:{h}"][0] for h in heads},
-            "train_after": {h: stats[f"t1:{h}"][0] for h in heads},
-        }
-        return self._finish(
-            heads,
-            current,
-            gain,
-            gain_se,
-            over,
-            over_se,
-            variance,
-            None,
-            ["loss statistics between boundaries"],
-            measurements,
+            floored=result.floored,
+            zeroed=tuple(h for h in result.zeroed if weights[h] == 0.0),
+            rejected=result.rejected,
         )
 
     # -- checkpoints ---------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """The measurement window and counters (plain Python values and CPU tensors)."""
+        """The measurement window and counters (plain Python values and CPU tensors).
+
+        Both modes write every key (the other mode's empty), one layout for both."""
         return {
             "heads": None if self._heads is None else list(self._heads),
-            "rows": [list(r) for r in self._rows],
-            "measurements": self.measurements,
+            **GradientMode._blank_state(),
             "holdout_draws": [self._holdout_batches.draws, self._holdout_batches.pass_start],
             "probe_draws": None
             if self._probe_batches is None
             else [self._probe_batches.draws, self._probe_batches.pass_start],
-            "step_losses": [r.detach().to("cpu", torch.float64) for r in self._step_losses],
-            "previous": None
-            if self._previous is None
-            else {
-                k: None if v is None else {h: t.clone() for h, t in v.items()}
-                for k, v in self._previous.items()
-            },
+            **LossMode._blank_state(),
+            **self.strategy.state_dict(),
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
@@ -569,26 +732,14 @@ class RollingEstimator(Estimator):
         if not state_dict:
             return
         self._heads = None if state_dict["heads"] is None else list(state_dict["heads"])
-        self._rows = [list(r) for r in state_dict["rows"]]
-        self.measurements = int(state_dict["measurements"])
+        self.strategy.load_state_dict(state_dict)
         self._holdout_batches.restore(*map(int, state_dict["holdout_draws"]))
         if self._probe_batches is not None and state_dict["probe_draws"] is not None:
             self._probe_batches.restore(*map(int, state_dict["probe_draws"]))
-        self._step_losses = [torch.as_tensor(r).clone() for r in state_dict["step_losses"]]
-        previous = state_dict["previous"]
-        self._previous = (
-            None
-            if previous is None
-            else {
-                k: None if v is None else {h: t.clone() for h, t in v.items()}
-                for k, v in previous.items()
-            }
-        )
 
     def __repr__(self) -> str:
         return (
-            f"RollingEstimator(mode={self.mode!r}, interval={self.interval}, "
-            f"window={self.window}, params={self.params!r}, correlated={self.correlated}, "
+            f"RollingEstimator(mode={self.mode!r}, {self.strategy.describe()}, "
             f"probe={self.probe is not None}, prior={self.prior!r}, shrink={self.shrink}, "
             f"floor={self.floor:g}, smoothing={self.smoothing:g}, every={self.every})"
         )

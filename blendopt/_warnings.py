@@ -13,32 +13,16 @@ import warnings
 from collections.abc import Iterator
 
 from blendopt._estimate import BlendEstimate
-from blendopt.warnings import (
+from blendopt.warnings import (  # the `X as X` ones are re-exported for older imports
     BlendWarning,
     DivergedCopyWarning,
     FlooredOverfittingWarning,
-    NonFiniteLossWarning,
     RejectedEstimateWarning,
-    UnblendedStepWarning,
-    WeightSumWarning,
     ZeroedHeadWarning,
 )
-
-__all__ = [  # the categories are re-exported for the modules that import them from here
-    "BlendWarning",
-    "DivergedCopyWarning",
-    "FlooredOverfittingWarning",
-    "NonFiniteLossWarning",
-    "RejectedEstimateWarning",
-    "UnblendedStepWarning",
-    "WeightSumWarning",
-    "ZeroedHeadWarning",
-    "deferred_estimate_warnings",
-    "estimate_warnings_deferred",
-    "user_stacklevel",
-    "warn",
-    "warn_estimate",
-]
+from blendopt.warnings import NonFiniteLossWarning as NonFiniteLossWarning
+from blendopt.warnings import UnblendedStepWarning as UnblendedStepWarning
+from blendopt.warnings import WeightSumWarning as WeightSumWarning
 
 # Frames skipped to find the user's call: blendopt's own, and torch.optim's step wrappers
 # (``Optimizer.step`` is wrapped by a profiling hook).
@@ -70,8 +54,8 @@ _DEFERRED: contextvars.ContextVar[bool] = contextvars.ContextVar(
 
 @contextlib.contextmanager
 def deferred_estimate_warnings() -> Iterator[None]:
-    """Within this block :func:`blendopt.blend_estimate` leaves warning to its caller (the
-    blender warns once per estimate, naming its index and epoch)."""
+    """Within this block :func:`blendopt.functional.blend_estimate` leaves warning to its
+    caller (the blender warns once per estimate, naming its index and epoch)."""
     token = _DEFERRED.set(True)
     try:
         yield

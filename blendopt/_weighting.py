@@ -9,31 +9,123 @@ from typing import Any
 
 import torch
 
-from blendopt._estimators import check_weights
 from blendopt._warnings import WeightSumWarning, warn
 
+# The messages of check_keys: for a parameter the user passes, and for what a callable of
+# theirs returned (loss_fn, metric).
+_KEY_MESSAGES = {
+    False: (
+        "Parameter `{name}` should be a mapping head -> float. Found {found}.",
+        "Parameter `{name}` has no weight for head {head!r}; give one for every head {heads}.",
+        "Parameter `{name}` names the unknown head {head!r}; add it to `heads` or drop it.",
+    ),
+    True: (
+        "`{name}` should return a mapping head -> value. Found {found}.",
+        "`{name}` returned no value for head {head!r} (heads: {heads}). Return a value for "
+        "every head.",
+        "`{name}` returned the unknown head {head!r} (heads: {heads}); add it to `heads` or drop "
+        "it from the returned mapping.",
+    ),
+}
 
-def check_user_weights(
-    weights: Mapping[str, float], heads: Sequence[str], name: str = "weights"
-) -> dict[str, float]:
-    """:func:`check_weights`, and a :class:`WeightSumWarning` when they do not sum to 1.
 
-    The weights are used as given: with SGD, weights summing to s scale the step by s (the
-    blended loss is s times larger), so ``{a: 2, b: 1, fused: 1}`` trains at 4× the learning
-    rate. The warning names the normalized weights that keep the optimizer's learning rate.
+def check_heads(heads: Sequence[str]) -> list[str]:
+    """Validate a list of head names: a non-empty sequence of distinct strings.
+
+    Raises:
+        TypeError: ``heads`` is a string or not a sequence, or holds a non-string.
+        ValueError: ``heads`` is empty or names a head twice.
     """
-    out = check_weights(weights, heads, name=name)
+    if isinstance(heads, str) or not isinstance(heads, Sequence):
+        raise TypeError(
+            "Parameter `heads` should be a list of head names, e.g. ['rgb', 'audio', "
+            f"'fused']. Found {heads!r}."
+        )
+    heads = list(heads)
+    if not heads:
+        raise ValueError("Parameter `heads` should name at least one head. Found an empty list.")
+    for h in heads:
+        if not isinstance(h, str):
+            raise TypeError(f"Parameter `heads` should hold strings. Found {h!r}.")
+    duplicates = sorted({h for h in heads if heads.count(h) > 1})
+    if duplicates:
+        raise ValueError(f"Parameter `heads` names {duplicates[0]!r} twice; name each head once.")
+    return heads
+
+
+def check_keys(
+    values: Mapping[str, Any], heads: Sequence[str], name: str, *, returned: bool = False
+) -> None:
+    """Raise a clear error unless ``values`` is a mapping with exactly the keys ``heads``.
+
+    Args:
+        values: the mapping head -> value.
+        heads: the heads expected.
+        name: what ``values`` is, for the message (a parameter, or a callable that returned it).
+        returned: ``values`` was returned by the user's callable ``name`` (e.g. ``loss_fn``).
+    """
+    wrong_type, no_value, unknown = _KEY_MESSAGES[returned]
+    if not isinstance(values, Mapping):
+        raise TypeError(wrong_type.format(name=name, found=type(values).__name__))
+    missing = [h for h in heads if h not in values]
+    if missing:
+        raise ValueError(no_value.format(name=name, head=missing[0], heads=list(heads)))
+    extra = [h for h in values if h not in heads]
+    if extra:
+        raise ValueError(unknown.format(name=name, head=extra[0], heads=list(heads)))
+
+
+def check_weights(
+    weights: Mapping[str, float],
+    heads: Sequence[str],
+    name: str = "weights",
+    *,
+    warn_sum: bool = False,
+) -> dict[str, float]:
+    """Validate weights: one finite, non-negative number per head, not all zero.
+
+    With ``warn_sum`` (weights the user gives), a :class:`WeightSumWarning` when they do not
+    sum to 1. The weights are used as given: with SGD, weights summing to s scale the step by s
+    (the blended loss is s times larger), so ``{a: 2, b: 1, fused: 1}`` trains at 4× the
+    learning rate. The warning names the normalized weights that keep the learning rate.
+    """
+    check_keys(weights, heads, name)
+    out = {}
+    for h in heads:
+        try:
+            w = float(weights[h])
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"Parameter `{name}` should map head {h!r} to a number. Found {weights[h]!r}."
+            ) from None
+        if not math.isfinite(w) or w < 0:
+            raise ValueError(
+                f"Parameter `{name}` has the weight {w} for head {h!r}; "
+                "weights should be finite and >= 0."
+            )
+        out[h] = w
+    if sum(out.values()) == 0:
+        raise ValueError(
+            f"Parameter `{name}` is 0 for every head; give at least one head a positive weight."
+        )
     total = math.fsum(out.values())
-    if not math.isclose(total, 1.0, rel_tol=1e-6, abs_tol=0.0):
+    if warn_sum and not math.isclose(total, 1.0, rel_tol=1e-6, abs_tol=0.0):
         normalized = ", ".join(f"{h!r}: {w / total:.4g}" for h, w in out.items())
         warn(
             f"Parameter `{name}` sums to {total:.6g}, not 1: the blended loss, its gradient and "
             f"so the effective learning rate are scaled by {total:.6g} (exactly so with SGD). "
             f"They are used as given; to keep the optimizer's learning rate pass {{{normalized}}}. "
-            "If the scaling is intended, filter blendopt.WeightSumWarning.",
+            "If the scaling is intended, filter blendopt.warnings.WeightSumWarning.",
             WeightSumWarning,
         )
     return out
+
+
+def check_user_weights(
+    weights: Mapping[str, float], heads: Sequence[str], name: str = "weights"
+) -> dict[str, float]:
+    """``check_weights(..., warn_sum=True)``, for the callers not yet switched to it."""
+    return check_weights(weights, heads, name, warn_sum=True)
 
 
 class BlendWeights:

@@ -15,66 +15,92 @@ import blendopt
 
 API = Path(__file__).with_name("api.md")
 
+# Names relative to the package: top-level names, and ``functional.X`` / ``warnings.X``.
 SECTIONS = {
     "Optimizer wrapper": ["GradientBlender"],
     "Estimators and schedules": [
         "Estimator",
         "EstimateRequest",
+        "BlendEstimate",
         "FixedWeights",
         "RetrainEstimator",
         "RollingEstimator",
+        "GradientMode",
+        "LossMode",
         "Schedule",
         "Offline",
         "Online",
     ],
-    "Estimation (Algorithm 1)": [
-        "estimate_weights",
-        "clone_optimizer",
-        "measure",
-        "measure_per_sample",
-        "top1_error",
-        "batch_size_of",
-    ],
-    "Math": [
-        "gblend_weights",
-        "DEFAULT_EPS",
-        "blend_estimate",
-        "BlendEstimate",
-        "overfitting",
-        "generalization",
-        "overfitting_change",
-        "ogr",
-        "optimal_blend",
-        "correlated_blend",
-        "uniform_weights",
-    ],
-    "Noise-aware weights": [
-        "noise_aware_weights",
-        "NoiseAwareWeights",
-        "noise_aware_estimate",
-        "paired_standard_errors",
-        "mean_and_standard_error",
-    ],
-    "Data and prediction": [
+    "Estimation (Algorithm 1)": ["estimate_weights", "measure", "top1_error"],
+    "Data, prediction and statistics": [
         "holdout_split",
         "HoldoutSplit",
-        "ensemble_probabilities",
         "BlendEnsemble",
-    ],
-    "Statistics and warnings": [
         "TrainStatistics",
-        "BlendWarning",
-        "ZeroedHeadWarning",
-        "DivergedCopyWarning",
-        "FlooredOverfittingWarning",
-        "RejectedEstimateWarning",
-        "WeightSumWarning",
-        "UnblendedStepWarning",
-        "NonFiniteLossWarning",
+    ],
+    "Formulas: blendopt.functional": [
+        f"functional.{name}"
+        for name in (
+            "gblend_weights",
+            "DEFAULT_EPS",
+            "blend_estimate",
+            "weight_rule",
+            "NoiseAwareWeights",
+            "reliability",
+            "overfitting",
+            "generalization",
+            "overfitting_change",
+            "ogr",
+            "optimal_blend",
+            "correlated_blend",
+            "uniform_weights",
+            "noise_aware_weights",
+            "noise_aware_estimate",
+            "paired_standard_errors",
+            "mean_and_standard_error",
+            "measure_per_sample",
+            "batch_size_of",
+            "ensemble_probabilities",
+        )
+    ],
+    "Warnings: blendopt.warnings": [
+        f"warnings.{name}"
+        for name in (
+            "BlendWarning",
+            "ZeroedHeadWarning",
+            "DivergedCopyWarning",
+            "FlooredOverfittingWarning",
+            "RejectedEstimateWarning",
+            "WeightSumWarning",
+            "UnblendedStepWarning",
+            "NonFiniteLossWarning",
+        )
     ],
 }
 
-CONSTANTS = {"DEFAULT_EPS": "Default floor of dO² in the G-Blend weights (see `blend_estimate`)."}
+CONSTANTS = {
+    "functional.DEFAULT_EPS": "Default floor of dO² in the G-Blend weights (see `blend_estimate`)."
+}
+
+
+def _resolve(path: str) -> object:
+    obj: object = blendopt
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _undocumented(documented: set[str]) -> list[str]:
+    """Public names (top level, and the members of public modules) whose object no section
+    documents (``BlendWarning`` is documented once, as ``warnings.BlendWarning``)."""
+    names = set()
+    for name in blendopt.__all__:
+        if inspect.ismodule(getattr(blendopt, name)):
+            names |= {f"{name}.{n}" for n in getattr(blendopt, name).__all__}
+        else:
+            names.add(name)
+    seen = {id(_resolve(n)) for n in documented}
+    return sorted(n for n in names if id(_resolve(n)) not in seen)
 
 
 def _signature(obj: object, name: str) -> str:
@@ -97,8 +123,7 @@ def _methods(cls: type) -> list[tuple[str, object]]:
 
 
 def render() -> str:
-    documented = [n for names in SECTIONS.values() for n in names]
-    missing = sorted(set(blendopt.__all__) - set(documented))
+    missing = _undocumented({n for names in SECTIONS.values() for n in names})
     if missing:
         raise SystemExit(f"docs/gen_api.py: add {missing} to a section")
     lines = [
@@ -110,7 +135,7 @@ def render() -> str:
     for section, names in SECTIONS.items():
         lines += [f"## {section}", ""]
         for name in names:
-            obj = getattr(blendopt, name)
+            obj = _resolve(name)
             if not callable(obj):
                 lines += [f"### `blendopt.{name}`", "", "```text", f"{name} = {obj!r}", "```", ""]
                 lines += [CONSTANTS[name], ""]
@@ -120,7 +145,7 @@ def render() -> str:
                 f"### `blendopt.{name}`",
                 "",
                 "```text",
-                f"{kind} {_signature(obj, name)}",
+                f"{kind} {_signature(obj, name.rsplit('.', 1)[-1])}",
                 "```",
                 "",
             ]

@@ -16,12 +16,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_api_reference_is_current():
-    result = subprocess.run(  # PYTHONPATH: this checkout's blendopt, not an installed one
+    result = subprocess.run(
         [sys.executable, "docs/gen_api.py", "--check"],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT)},  # this checkout's blendopt
     )
     assert result.returncode == 0, result.stderr
 

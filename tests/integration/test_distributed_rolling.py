@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from blendopt import GradientBlender, RollingEstimator
+from blendopt import GradientBlender, GradientMode, LossMode, RollingEstimator
 from tests.helpers import HEADS, loss_fn, make_batches, make_model
 
 WORLD = 2
@@ -44,10 +44,9 @@ def _worker(rank, init_file, out_dir, fail):
                 ddp,
                 loss_fn,
                 _Failing(holdout, rank) if fail else holdout,
-                mode=mode,
-                interval=1,
-                window=4,
-                min_measurements=2,
+                mode=GradientMode(interval=1, window=4, min_measurements=2)
+                if mode == "gradient"
+                else LossMode(),
                 every=3,
                 smoothing=0.0,
             )
@@ -64,7 +63,7 @@ def _worker(rank, init_file, out_dir, fail):
                     trajectory.append([opt.weights[h] for h in HEADS])
             out[mode] = {
                 "trajectory": torch.tensor(trajectory),
-                "rows": torch.tensor(est._rows),
+                "rows": torch.tensor(est.state_dict()["rows"]),
                 "params": [p.detach() for p in model.parameters()],
                 "estimates": len(opt.history),
             }

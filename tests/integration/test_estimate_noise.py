@@ -7,14 +7,12 @@ import pytest
 import torch
 
 import blendopt
-from blendopt import (
-    RetrainEstimator,
+from blendopt import RetrainEstimator, estimate_weights, top1_error
+from blendopt.functional import (
     blend_estimate,
-    estimate_weights,
     measure_per_sample,
     noise_aware_estimate,
     noise_aware_weights,
-    top1_error,
 )
 from tests.helpers import HEADS, loss_fn, make_batches, make_model, predict
 
@@ -62,7 +60,7 @@ def test_higher_is_better_negates_the_gain():
 
 
 def test_rejected_when_no_head_generalizes():
-    with pytest.warns(blendopt.RejectedEstimateWarning):
+    with pytest.warns(blendopt.warnings.RejectedEstimateWarning):
         est = noise_aware_estimate(
             {"a": _t(1.0, 1.0)},
             {"a": _t(1.0, 1.0)},
@@ -105,7 +103,7 @@ def test_exact_estimator_noise_aware_matches_its_own_fields():
         noisy.generalization,
         noisy.generalization_se,
         {h: noisy.overfitting_change[h] ** 2 + noisy.overfitting_change_se[h] ** 2 for h in HEADS},
-        eps=blendopt.DEFAULT_EPS,
+        eps=blendopt.functional.DEFAULT_EPS,
     )
     assert noisy.accepted
     assert noisy.weights == pytest.approx(recomputed.weights)
@@ -130,3 +128,16 @@ def test_retrain_estimator_passes_noise_aware():
         warnings.simplefilter("ignore", blendopt.BlendWarning)
         opt.start_epoch()
     assert opt.history[0]["estimate"]["generalization_se"] is not None
+
+
+def test_prior_and_floor_are_deprecated_keywords_that_still_work():
+    values = ({"a": _t(1.0, 1.2), "b": _t(1.0, 1.1)}, {"a": _t(1.0, 1.3), "b": _t(1.0, 1.0)})
+    after = ({"a": _t(0.5, 0.6), "b": _t(0.9, 0.7)}, {"a": _t(0.7, 0.9), "b": _t(0.8, 0.9)})
+    with pytest.warns(DeprecationWarning, match=r"noise_aware_estimate\(prior=..., floor=...\)"):
+        est = noise_aware_estimate(
+            *values, *after, prior={"a": 0.8, "b": 0.2}, floor=0.1, warn=False
+        )
+    assert est.prior == pytest.approx({"a": 0.8, "b": 0.2})
+    assert min(est.weights.values()) >= 0.1
+    with pytest.raises(TypeError, match="unexpected keyword argument 'flor'"):
+        noise_aware_estimate(*values, *after, flor=0.1)

@@ -8,11 +8,8 @@ import pytest
 from scipy.optimize import minimize
 
 import blendopt
-from blendopt import (
-    BlendEstimate,
-    FlooredOverfittingWarning,
-    RejectedEstimateWarning,
-    ZeroedHeadWarning,
+from blendopt import BlendEstimate
+from blendopt.functional import (
     blend_estimate,
     correlated_blend,
     gblend_weights,
@@ -21,6 +18,11 @@ from blendopt import (
     optimal_blend,
     overfitting,
     overfitting_change,
+)
+from blendopt.warnings import (
+    FlooredOverfittingWarning,
+    RejectedEstimateWarning,
+    ZeroedHeadWarning,
 )
 
 # Checkpoint N and N+n for three heads (losses: lower is better).
@@ -238,6 +240,26 @@ def test_optimal_blend_rejects_nonpositive_variance():
 
 
 def test_uniform_weights():
-    assert blendopt.uniform_weights(["a", "b", "c", "d"]) == dict.fromkeys("abcd", 0.25)
+    assert blendopt.functional.uniform_weights(["a", "b", "c", "d"]) == dict.fromkeys("abcd", 0.25)
     with pytest.raises(ValueError, match="at least one"):
-        blendopt.uniform_weights([])
+        blendopt.functional.uniform_weights([])
+
+
+def test_one_weight_rule_plain_is_shrinkage_with_standard_error_zero():
+    from blendopt.functional import noise_aware_weights, weight_rule
+
+    gain = {"a": 0.4, "b": -0.1, "c": 0.2}
+    variance = {"a": 0.3, "b": 0.5, "c": 1e-12}
+    plain = weight_rule(gain, variance, eps=1e-8)
+    assert plain.zeroed == ("b",)
+    assert plain.floored == ("c",)
+    assert plain.weights["b"] == 0.0
+    assert plain.weights["c"] == pytest.approx(0.2 / 1e-8 / (0.4 / 0.3 + 0.2 / 1e-8))
+    shrunk = noise_aware_weights(gain, dict.fromkeys(gain, 0.0), variance, eps=1e-8)
+    assert shrunk.weights == pytest.approx(plain.weights, rel=1e-15)
+    assert shrunk.zeroed == plain.zeroed
+    assert shrunk.floored == plain.floored
+    rejected = weight_rule({"a": -1.0, "b": 0.0}, {"a": 1.0, "b": 1.0})
+    assert not rejected.accepted
+    assert rejected.rejected == "no head generalized (every dG <= 0)"
+    assert rejected.weights == {"a": 0.5, "b": 0.5}

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from blendopt import (
-    BlendEstimate,
+from blendopt import BlendEstimate
+from blendopt.functional import (
     mean_and_standard_error,
     noise_aware_weights,
     optimal_blend,
     paired_standard_errors,
+    reliability,
 )
-from blendopt._math import reliability
 
 
 def test_mean_and_standard_error_by_hand():

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from blendopt import BlendEnsemble, ensemble_probabilities
+from blendopt import BlendEnsemble
+from blendopt.functional import ensemble_probabilities
 from tests.helpers import make_model
 
 

@@ -10,11 +10,12 @@ import blendopt
 from blendopt import (
     EstimateRequest,
     GradientBlender,
+    GradientMode,
+    LossMode,
     Online,
     RollingEstimator,
-    correlated_blend,
-    optimal_blend,
 )
+from blendopt.functional import correlated_blend, optimal_blend
 from tests.helpers import HEADS, loss_fn, make_batches, make_model
 
 
@@ -26,14 +27,14 @@ def _request(weights=None, heads=HEADS):
         horizon=None,
         unit="step",
         index=1,
-        weights=weights or blendopt.uniform_weights(heads),
+        weights=weights or blendopt.functional.uniform_weights(heads),
     )
 
 
 def _with_rows(rows, **kwargs):
     est = RollingEstimator(make_model(), loss_fn, make_batches(1), **kwargs)
     est._heads = list(HEADS)
-    est._rows = [list(map(float, r)) for r in rows]
+    est.strategy._rows = [list(map(float, r)) for r in rows]
     return est
 
 
@@ -49,7 +50,9 @@ def test_inner_products_match_plain_autograd(scope):
         make_batches(1, seed=3),
         make_batches(1, seed=4),
     )
-    est = RollingEstimator(model, loss_fn, holdout, probe=probe, interval=1, params=scope)
+    est = RollingEstimator(
+        model, loss_fn, holdout, probe=probe, mode=GradientMode(interval=1, params=scope)
+    )
     losses = loss_fn(model, train)
     est.observe(losses, step=0)
 
@@ -79,17 +82,17 @@ def test_inner_products_match_plain_autograd(scope):
         gv = _flat(torch.autograd.grad(hl[h], params[h], retain_graph=True))
         gt = _flat(torch.autograd.grad(pl[h], params[h], retain_graph=True))
         expected.append((float(gv @ v), float((gt - gv) @ v)))
-    row = est._rows[0]
+    row = est.strategy._rows[0]
     assert row[:3] == pytest.approx([e[0] for e in expected], rel=1e-5)
     assert row[3:] == pytest.approx([e[1] for e in expected], rel=1e-5)
-    scopes = {h: len(s) for h, s in est._scopes.items()}
+    scopes = {h: len(s) for h, s in est.strategy._scopes.items()}
     assert scopes == {h: len(params[h]) for h in HEADS}
 
 
 def test_without_probe_the_training_gradient_stands_for_grad_lt():
     model = make_model(seed=1)
     train, holdout = make_batches(1, seed=2)[0], make_batches(1, seed=3)
-    est = RollingEstimator(model, loss_fn, holdout, interval=1)
+    est = RollingEstimator(model, loss_fn, holdout, mode=GradientMode(interval=1))
     est.observe(loss_fn(model, train), step=0)
     model.eval()
     hl = loss_fn(model, holdout[0])
@@ -97,13 +100,17 @@ def test_without_probe_the_training_gradient_stands_for_grad_lt():
     losses = loss_fn(model, train)
     p = list(model.head_a.parameters())
     v, gv = _flat(torch.autograd.grad(losses["a"], p)), _flat(torch.autograd.grad(hl["a"], p))
-    assert est._rows[0][0] == pytest.approx(float(gv @ v), rel=1e-5)
-    assert est._rows[0][3] == pytest.approx(float((v - gv) @ v), rel=1e-5)  # |v|² - <gV, v>
+    assert est.strategy._rows[0][0] == pytest.approx(float(gv @ v), rel=1e-5)
+    assert est.strategy._rows[0][3] == pytest.approx(
+        float((v - gv) @ v), rel=1e-5
+    )  # |v|² - <gV, v>
 
 
 def test_diagonal_weights_are_proposition_1_by_hand():
     rows = [[1.0, 2.0, 0.5, 1.0, 1.0, 0.5], [3.0, 2.0, 0.5, -1.0, 1.0, 0.5]]
-    est = _with_rows(rows, min_measurements=2, shrink=False, floor=0.0, smoothing=0.0)
+    est = _with_rows(
+        rows, mode=GradientMode(min_measurements=2), shrink=False, floor=0.0, smoothing=0.0
+    )
     out = est.estimate(_request())
     # mean gains (2, 2, 0.5), E[o²] (1, 1, 0.25) -> 2/1, 2/1, 0.5/0.25 = 2, 2, 2 -> 1/3 each
     assert out.weights == pytest.approx(dict.fromkeys(HEADS, 1 / 3))
@@ -121,7 +128,11 @@ def test_correlated_weights_match_appendix_c():
     g = rng.normal(1.0, 0.2, (20, 3))
     o = rng.normal(0.0, 1.0, (20, 3)) @ np.array([[1, 0.5, 0], [0, 1, 0.3], [0, 0, 1]])
     est = _with_rows(
-        np.hstack([g, o]), window=20, shrink=False, floor=0.0, smoothing=0.0, correlated=True
+        np.hstack([g, o]),
+        mode=GradientMode(window=20, correlated=True),
+        shrink=False,
+        floor=0.0,
+        smoothing=0.0,
     )
     out = est.estimate(_request())
     sigma = o.T @ o / 20
@@ -177,7 +188,11 @@ def test_trains_through_the_blender_with_its_default_schedule():
     model = make_model(seed=0, dropout=0.1)
     train = make_batches(10, seed=1)
     est = RollingEstimator(
-        model, loss_fn, make_batches(2, seed=2), interval=2, min_measurements=3, window=4, every=8
+        model,
+        loss_fn,
+        make_batches(2, seed=2),
+        mode=GradientMode(interval=2, min_measurements=3, window=4),
+        every=8,
     )
     opt = GradientBlender(torch.optim.SGD(model.parameters(), lr=0.1), HEADS, est)
     assert opt.schedule.unit == "step"
@@ -198,7 +213,7 @@ def test_trains_through_the_blender_with_its_default_schedule():
 
 def test_a_head_at_weight_zero_is_still_measured():
     model = make_model(seed=0)
-    est = RollingEstimator(model, loss_fn, make_batches(2, seed=2), interval=1)
+    est = RollingEstimator(model, loss_fn, make_batches(2, seed=2), mode=GradientMode(interval=1))
     opt = GradientBlender(
         torch.optim.SGD(model.parameters(), lr=0.1),
         HEADS,
@@ -209,7 +224,7 @@ def test_a_head_at_weight_zero_is_still_measured():
         opt.zero_grad()
         opt.backward(loss_fn(model, batch))
         opt.step()
-    rows = np.array(est._rows)
+    rows = np.array(est.strategy._rows)
     assert np.all(rows[:, 0] != 0.0)
     assert np.all(rows[:, 1] != 0.0)
 
@@ -226,9 +241,7 @@ def test_measuring_changes_neither_gradients_nor_the_random_stream():
                 model,
                 loss_fn,
                 _Shuffled(make_batches(3, seed=2)),
-                interval=1,
-                min_measurements=100,
-                window=100,
+                mode=GradientMode(interval=1, min_measurements=100, window=100),
             )
             if with_estimator
             else None
@@ -286,13 +299,13 @@ def test_loss_mode_records_dg_do_and_paired_errors():
 
 def test_state_dict_round_trip(tmp_path):
     model = make_model(seed=0)
-    est = RollingEstimator(model, loss_fn, make_batches(2, seed=2), interval=1)
+    est = RollingEstimator(model, loss_fn, make_batches(2, seed=2), mode=GradientMode(interval=1))
     for batch in make_batches(3, seed=1):
         est.observe(loss_fn(model, batch), step=0)
     torch.save(est.state_dict(), tmp_path / "est.pt")
-    other = RollingEstimator(model, loss_fn, make_batches(2, seed=2), interval=1)
+    other = RollingEstimator(model, loss_fn, make_batches(2, seed=2), mode=GradientMode(interval=1))
     other.load_state_dict(torch.load(tmp_path / "est.pt", weights_only=True))
-    assert other._rows == est._rows
+    assert other.strategy._rows == est.strategy._rows
     assert other.measurements == 3
     assert other._holdout_batches.draws == 3
 
@@ -306,9 +319,7 @@ def test_resume_mid_window_continues_exactly(tmp_path):
             model,
             loss_fn,
             _Shuffled(make_batches(3, seed=2)),
-            interval=2,
-            min_measurements=2,
-            window=3,
+            mode=GradientMode(interval=2, min_measurements=2, window=3),
             every=3,
         )
         opt = GradientBlender(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), HEADS, est)
@@ -381,7 +392,9 @@ def test_a_floor_too_large_for_the_heads_is_an_error():
 
 def test_works_with_an_epoch_schedule():
     model = make_model(seed=0)
-    est = RollingEstimator(model, loss_fn, make_batches(2, seed=2), interval=1, min_measurements=4)
+    est = RollingEstimator(
+        model, loss_fn, make_batches(2, seed=2), mode=GradientMode(interval=1, min_measurements=4)
+    )
     opt = GradientBlender(
         torch.optim.SGD(model.parameters(), lr=0.1),
         HEADS,
@@ -397,7 +410,7 @@ def test_works_with_an_epoch_schedule():
     assert [r["epoch"] for r in opt.history] == [0, 1, 2]
     assert opt.history[0]["estimate"]["notes"][0].startswith("0 of 4 measurements")
     assert opt.history[1]["estimate"]["generalization_se"] is not None
-    assert opt.weights != blendopt.uniform_weights(HEADS)
+    assert opt.weights != blendopt.functional.uniform_weights(HEADS)
 
 
 def test_loss_mode_without_probe_uses_the_steps_between_boundaries():
@@ -429,3 +442,60 @@ def test_loss_mode_without_probe_uses_the_steps_between_boundaries():
             e.measurements["holdout_before"][h] - before
         )
         assert e.overfitting_change[h] == pytest.approx(d_o)
+
+
+def test_flat_mode_options_are_deprecated_and_build_the_same_strategy():
+    with pytest.warns(DeprecationWarning, match=r"mode=GradientMode\(interval=..., window=...\)"):
+        old = RollingEstimator(make_model(), loss_fn, make_batches(1), interval=3, window=9)
+    new = RollingEstimator(
+        make_model(), loss_fn, make_batches(1), mode=GradientMode(interval=3, window=9)
+    )
+    assert repr(old) == repr(new)
+    assert isinstance(old.strategy, GradientMode)
+    assert old.mode == "gradient"
+    with pytest.warns(DeprecationWarning, match=r"mode=LossMode\(metric=...\)"):
+        loss = RollingEstimator(make_model(), loss_fn, make_batches(1), mode="loss", metric=loss_fn)
+    assert loss.strategy.metric is loss_fn
+    assert loss.mode == "loss"
+    assert (old.interval, old.window, loss.metric) == (3, 9, loss_fn)  # read as before
+    with pytest.raises(AttributeError, match="no attribute 'interval'"):
+        _ = loss.interval
+
+
+def test_a_mode_object_holds_only_its_own_parameters_and_is_copied():
+    mode = GradientMode(interval=1)
+    model = make_model()
+    first = RollingEstimator(model, loss_fn, make_batches(2, seed=2), mode=mode)
+    second = RollingEstimator(model, loss_fn, make_batches(2, seed=2), mode=mode)
+    first.observe(loss_fn(model, make_batches(1, seed=1)[0]), step=0)
+    assert first.measurements == 1
+    assert second.measurements == 0  # each estimator has its own window
+    assert mode.measurements == 0
+    assert repr(mode).startswith("GradientMode(interval=1, window=12")
+    loss = RollingEstimator(model, loss_fn, make_batches(1), mode=LossMode())
+    assert repr(loss).startswith("RollingEstimator(mode='loss', metric=None, probe=False")
+    assert loss.measurements == 0
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: GradientMode(interval=0), ValueError, "interval"),
+        (lambda: GradientMode(params="some"), ValueError, "params"),
+        (lambda: GradientMode(window=4, min_measurements=8), ValueError, "min_measurements"),
+        (lambda: LossMode(metric="loss"), TypeError, "metric"),
+        (
+            lambda: RollingEstimator(make_model(), loss_fn, [], mode=GradientMode(), window=3),
+            TypeError,
+            "to the mode object",
+        ),
+        (
+            lambda: RollingEstimator(make_model(), loss_fn, [], windw=3),
+            TypeError,
+            "unexpected keyword argument 'windw'",
+        ),
+    ],
+)
+def test_bad_mode_arguments(make, error, match):
+    with pytest.raises(error, match=match):
+        make()

@@ -1,13 +1,20 @@
 """BlendWeights (the masked blend and the time-average) and NonFiniteMonitor, piece by piece."""
 
 import math
+import warnings
 
 import pytest
 import torch
 
 import blendopt
 from blendopt._finite import NonFiniteMonitor
-from blendopt._weighting import BlendWeights, check_user_weights
+from blendopt._weighting import (
+    BlendWeights,
+    check_heads,
+    check_keys,
+    check_user_weights,
+    check_weights,
+)
 
 HEADS = ["a", "b", "c"]
 
@@ -57,7 +64,7 @@ def test_check_user_weights_warns_only_when_the_sum_is_not_one():
         "b": 0.3,
         "c": 0.5,
     }
-    with pytest.warns(blendopt.WeightSumWarning, match="sums to 0.5"):
+    with pytest.warns(blendopt.warnings.WeightSumWarning, match="sums to 0.5"):
         check_user_weights({"a": 0.1, "b": 0.1, "c": 0.3}, HEADS)
 
 
@@ -71,7 +78,9 @@ def test_monitor_counts_without_sync_and_reports_the_step_range():
     assert not m.pending
     m.record(torch.tensor([True, True, False]), active, step=5)  # c at weight 0
     m.record(torch.tensor([True, True, False]), active, step=7)
-    with pytest.warns(blendopt.NonFiniteLossWarning, match=r"steps 5-7 .*'c' 2 of 2 steps"):
+    with pytest.warns(
+        blendopt.warnings.NonFiniteLossWarning, match=r"steps 5-7 .*'c' 2 of 2 steps"
+    ):
         event = m.report("here", to_step=8)
     assert event["heads"] == {"c": {"count": 2, "weighted": 0, "first_step": 5, "last_step": 7}}
     m.record(torch.tensor([False, True, True]), active, step=9)  # a at weight > 0
@@ -91,3 +100,51 @@ def test_unmasked_blend_keeps_zero_weight_heads_as_zero_times_loss():
     blended.backward()
     assert [v.grad.item() for v in values] == [0.0, 0.5, 0.5]  # a is in the graph, grad 0
     assert w.active_mask(torch.device("cpu")).tolist() == [True, True, True]
+
+
+@pytest.mark.parametrize(
+    ("heads", "error", "match"),
+    [
+        ("rgb", TypeError, "list of head names"),
+        ([], ValueError, "at least one head"),
+        (["a", 1], TypeError, "hold strings"),
+        (["a", "b", "a"], ValueError, "'a' twice"),
+    ],
+)
+def test_check_heads_names_the_problem(heads, error, match):
+    with pytest.raises(error, match=match):
+        check_heads(heads)
+
+
+def test_check_heads_returns_a_list():
+    assert check_heads(("a", "b")) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("values", "returned", "error", "match"),
+    [
+        ([1.0], False, TypeError, "Parameter `w` should be a mapping head -> float"),
+        ({"a": 1.0}, False, ValueError, "Parameter `w` has no weight for head 'b'"),
+        ({"a": 1, "b": 1, "x": 1}, False, ValueError, "Parameter `w` names the unknown head 'x'"),
+        ([1.0], True, TypeError, "`w` should return a mapping head -> value"),
+        (
+            {"a": 1.0},
+            True,
+            ValueError,
+            r"`w` returned no value for head 'b' \(heads: \['a', 'b'\]\)",
+        ),
+        ({"a": 1, "b": 1, "x": 1}, True, ValueError, "`w` returned the unknown head 'x'"),
+    ],
+)
+def test_check_keys_for_parameters_and_returned_mappings(values, returned, error, match):
+    with pytest.raises(error, match=match):
+        check_keys(values, ["a", "b"], "w", returned=returned)
+    check_keys({"b": 0, "a": 0}, ["a", "b"], "w", returned=returned)  # order does not matter
+
+
+def test_check_weights_warns_about_the_sum_only_when_asked():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_weights({"a": 2.0, "b": 1.0}, ["a", "b"]) == {"a": 2.0, "b": 1.0}
+    with pytest.warns(blendopt.warnings.WeightSumWarning, match="sums to 3"):
+        check_weights({"a": 2.0, "b": 1.0}, ["a", "b"], warn_sum=True)
