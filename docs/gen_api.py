@@ -31,7 +31,29 @@ SECTIONS = {
         "Offline",
         "Online",
     ],
-    "Estimation (Algorithm 1)": ["estimate_weights", "measure", "top1_error"],
+    "Estimation (Algorithm 1)": [
+        "RetrainConfig",
+        "estimate_weights",
+        "measure",
+        "top1_error",
+        "retrain.clone_optimizer",
+    ],
+    "Algorithm 1's engines: blendopt.retrain (benchmarks, custom estimators)": [
+        f"retrain.{name}"
+        for name in (
+            "make_copies",
+            "HeadCopy",
+            "TrainPlan",
+            "CopyTraining",
+            "train_copies",
+            "train_copies_vmap",
+            "supports_vmap",
+            "VmapCopies",
+            "TrainReport",
+            "blend_measured",
+            "remap_param_groups",
+        )
+    ],
     "Data, prediction and statistics": [
         "holdout_split",
         "HoldoutSplit",
