@@ -22,9 +22,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# -n auto: one pytest worker per core (the tests run single-threaded); loadscope keeps a
+# module's shared fixtures in one worker.
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadscope
 
 # PyTorch's own optimizer tests (TestOptimRenewed, CPU float32) plain and with every optimizer
 # wrapped in a GradientBlender; slow (~minutes). The torch wheel does not ship the file: pass a
