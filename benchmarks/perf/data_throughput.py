@@ -161,14 +161,29 @@ def rate_in_process(ds: ClipDataset) -> tuple[float, float]:
     The CPU-second rate does not depend on other load on the machine: it is what one worker
     process delivers when it has a core to itself.
     """
-    torch.manual_seed(0)
-    ds[0]  # warm up
-    t, cpu = time.perf_counter(), time.process_time()
-    for i in range(len(ds)):
-        sample = ds[i]
-        if not isinstance(sample, tuple):
-            raise RuntimeError(f"benchmark sample skipped: {sample}")
-    return len(ds) / (time.perf_counter() - t), len(ds) / (time.process_time() - cpu)
+    return rates_in_process({"": ds})[""]
+
+
+def rates_in_process(datasets: dict[str, ClipDataset]) -> dict[str, tuple[float, float]]:
+    """:func:`rate_in_process` of several datasets measured round-robin, item by item (the
+    same item of each in turn, under the same seed, so the same clip), so that a change of
+    load on the machine weighs on each alike: ratios are comparable within one call."""
+    wall = dict.fromkeys(datasets, 0.0)
+    cpu = dict.fromkeys(datasets, 0.0)
+    n = min(len(ds) for ds in datasets.values())
+    for ds in datasets.values():
+        torch.manual_seed(0)
+        ds[0]  # warm up
+    for i in range(n):
+        for key, ds in datasets.items():
+            torch.manual_seed(i)
+            t, c = time.perf_counter(), time.process_time()
+            sample = ds[i]
+            wall[key] += time.perf_counter() - t
+            cpu[key] += time.process_time() - c
+            if not isinstance(sample, tuple):
+                raise RuntimeError(f"benchmark sample skipped: {sample}")
+    return {k: (n / wall[k], n / cpu[k]) for k in datasets}
 
 
 def rate_loader(ds: ClipDataset, workers: int, batch_size: int) -> float:
@@ -284,16 +299,17 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"\n{name} (T={spec.num_frames}, stride {spec.frame_stride}, crop "
                 f"{spec.crop_size}, + audio 1×100×40)"
             )
-            per_core: dict[str, float] = {}
+            sets = {w: dataset(paths, spec, args.clips, w) for w in dict.fromkeys(args.normalize)}
+            rates = rates_in_process(sets)  # side by side, clip by clip
+            per_core = {w: r[1] for w, r in rates.items()}
             sizes: dict[str, int] = {}
-            for where in dict.fromkeys(args.normalize):
-                ds = dataset(paths, spec, args.clips, where)
-                one, one_cpu = rate_in_process(ds)
-                per_core[where] = one_cpu
+            side = ", clip by clip with the other setting's" if len(sets) > 1 else ""
+            for where, ds in sets.items():
+                one, one_cpu = rates[where]
                 nbytes = batch_bytes(ds, args.batch_size)
                 sizes[where] = sum(nbytes.values())
                 print(
-                    f"  normalize={where}: in-process (1 worker's rate): {one:7.2f} clips/s "
+                    f"  normalize={where}: in-process (1 worker's rate{side}): {one:7.2f} clips/s "
                     f"wall, {one_cpu:7.2f} clips per CPU-second; batch of {args.batch_size}: "
                     f"{sizes[where] / 2**20:.2f} MiB (rgb {nbytes.get('rgb', 0) / 2**20:.2f})"
                 )
