@@ -4,7 +4,10 @@ Sample contract (docs/datasets.md):
 
 - train mode: ``(inputs, target)``; test mode: ``(inputs, target, video_index)`` with
   ``test_clips × test_crops`` items per video (10 uniformly spaced clips, §3.1);
-- ``inputs["rgb"]``: float32 ``3 × T × H × W``, normalized; ``inputs["audio"]``: float32
+- ``inputs["rgb"]``: float32 ``3 × T × H × W``, normalized (``normalize="worker"``, the
+  default), or the cropped, flipped uint8 frames ``T × H × W × 3`` (``normalize="device"``:
+  normalize the batch after moving it, :class:`~benchmarks.data.FrameNormalizer`);
+  ``inputs["audio"]``: float32
   ``1 × 100 × 40`` log-mel, aligned with the video clip (same center time);
   ``inputs["flow"]`` (opt-in): float32 ``2 × T × H × W`` precomputed optical flow of the
   same frames and crop as ``rgb``, in pixels divided by ``spec.flow_scale``;
@@ -29,7 +32,7 @@ from torch.utils.data import Dataset
 from benchmarks.data._audio import decode_audio_clip
 from benchmarks.data._flow import load_flow_clip, resize_flow
 from benchmarks.data._report import MediaError, SkippedSample
-from benchmarks.data._transforms import ClipSpec, horizontal_flip, normalize
+from benchmarks.data._transforms import NORMALIZE_WHERE, ClipSpec, horizontal_flip, normalize
 from benchmarks.data._video import (
     clip_seconds,
     clip_starts_uniform,
@@ -87,6 +90,10 @@ class ClipDataset(Dataset):
         classes: class names, index = target (informational; formats fill it).
         num_classes: length of the multi-hot target of multi-label records (default:
             ``len(classes)``); required when a record's target is a tuple.
+        normalize: where RGB is normalized: ``"worker"`` (float32 ``3 × T × H × W``
+            samples) or ``"device"`` (uint8 ``T × H × W × 3`` samples, a quarter of the
+            bytes; the training loop normalizes them on its device). The attribute may be
+            changed after construction; :class:`~benchmarks.train._views.VideoViews` follows it.
     """
 
     def __init__(
@@ -99,6 +106,7 @@ class ClipDataset(Dataset):
         on_error: Literal["skip", "raise"] = "skip",
         classes: Sequence[str] | None = None,
         num_classes: int | None = None,
+        normalize: Literal["worker", "device"] = "worker",
     ) -> None:
         if mode not in ("train", "test"):
             raise ValueError(f"Parameter `mode` should be 'train' or 'test'. Found {mode!r}.")
@@ -117,6 +125,11 @@ class ClipDataset(Dataset):
                 f"Parameter `modalities` should be a non-empty subset of {ALL_MODALITIES}. "
                 f"Found {tuple(modalities)!r}."
             )
+        if normalize not in NORMALIZE_WHERE:
+            raise ValueError(
+                f"Parameter `normalize` should be one of {NORMALIZE_WHERE}. Found {normalize!r}."
+            )
+        self.normalize = normalize
         self.records = list(records)
         if "flow" in modalities:
             lacking = [r.video_id for r in self.records if r.flow_path is None]
@@ -247,9 +260,8 @@ class ClipDataset(Dataset):
                 size = spec.crop_size
                 if frames is not None:
                     frames = frames[:, top : top + size, left : left + size]
-                    inputs["rgb"] = normalize(
-                        horizontal_flip(frames) if flip else frames, spec.mean, spec.std
-                    )
+                    frames = horizontal_flip(frames) if flip else frames
+                    inputs["rgb"] = self.rgb_output(frames)
                 if flow is not None:
                     flow = resize_flow(flow, height, width)[:, top : top + size, left : left + size]
                     if flip:  # mirrored motion: x displacements change sign
@@ -258,6 +270,12 @@ class ClipDataset(Dataset):
             if audio is not None:
                 inputs["audio"] = audio
         return inputs
+
+    def rgb_output(self, frames: torch.Tensor) -> torch.Tensor:
+        """A cropped uint8 ``T × H × W × 3`` clip as the sample holds it (``normalize``)."""
+        if self.normalize == "device":
+            return frames
+        return normalize(frames, self.spec.mean, self.spec.std)
 
     def _crop_box(self, height: int, width: int, crop: int) -> tuple[int, int, bool]:
         """(top, left, flip) of the spatial crop, shared by every visual modality."""
@@ -310,7 +328,7 @@ class ClipDataset(Dataset):
         return (
             f"{type(self).__name__}(videos={len(self.records)}, mode={self.mode!r}, "
             f"modalities={self.modalities}, clip={self.spec.num_frames}x{self.spec.crop_size}"
-            f"x{self.spec.crop_size})"
+            f"x{self.spec.crop_size}, normalize={self.normalize!r})"
         )
 
 

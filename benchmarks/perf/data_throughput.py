@@ -4,9 +4,15 @@ Measures clips/s for one process (the per-worker rate) and for DataLoader worker
 16×112×112 and 32×224×224 clips with audio (RGB + 100×40 log-mel), on generated
 Kinetics-like media (10 s, 340×256, 30 fps, AAC 44.1 kHz; by default H.264 at a web bit
 rate, ``--media pattern`` for ``write_test_video``'s 4 Mbit/s test pattern) or on your own
-files, and times each stage (open, video decode with RGB conversion + resize, crop/flip/
+files, and times each stage (open, video decode with RGB conversion + resize, crop/flip,
 normalize, audio decode + resample, log-mel) to name the bottleneck. The decoder variants
 themselves are compared by ``python -m benchmarks.perf.decode_compare``.
+
+``--normalize worker device`` (the default: both, side by side) measures the two places RGB
+is normalized: in the loader worker (float32 clips) or on the device after the copy (uint8
+clips, ``ClipDataset(normalize="device")``): clips per CPU-second of a worker, bytes per
+batch, and what the normalization costs where it then runs (on a CPU-only run, the main
+process: :class:`~benchmarks.data.FrameNormalizer` on a CPU batch).
 
     python -m benchmarks.perf.data_throughput --help
     python -m benchmarks.perf.data_throughput --videos 8 --clips 24 --workers 1 2
@@ -30,6 +36,7 @@ from benchmarks.data import (
     ClipDataset,
     ClipRecord,
     ClipSpec,
+    FrameNormalizer,
     collate_clips,
     decode_audio_clip,
     decode_video_clip,
@@ -71,6 +78,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="DataLoader workers")
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument(
+        "--normalize",
+        nargs="+",
+        default=["worker", "device"],
+        choices=["worker", "device"],
+        help="where RGB is normalized: in the worker (float32 clips) or on the device (uint8 "
+        "clips); default both, side by side",
+    )
     p.add_argument("--no-profile", action="store_true", help="skip the per-stage timing")
     return p.parse_args(argv)
 
@@ -105,9 +120,39 @@ def make_media(folder: str, args: argparse.Namespace) -> list[str]:
     ]
 
 
-def dataset(paths: list[str], spec: ClipSpec, n: int) -> ClipDataset:
+def dataset(paths: list[str], spec: ClipSpec, n: int, normalize: str = "worker") -> ClipDataset:
     records = [ClipRecord(paths[i % len(paths)], 0, str(i)) for i in range(n)]
-    return ClipDataset(records, mode="train", spec=spec)
+    return ClipDataset(records, mode="train", spec=spec, normalize=normalize)  # type: ignore[arg-type]
+
+
+def batch_bytes(ds: ClipDataset, batch_size: int) -> dict[str, int]:
+    """Bytes of each input of a batch of ``batch_size`` clips (what is collated, pinned and
+    copied to the device)."""
+    sample = ds[0]
+    if not isinstance(sample, tuple):
+        raise RuntimeError(f"benchmark sample skipped: {sample}")
+    return {m: x.nbytes * batch_size for m, x in sample[0].items()}
+
+
+def normalize_cost(spec: ClipSpec, batch_size: int, rounds: int = 3) -> tuple[float, float]:
+    """Milliseconds per clip of normalizing RGB on this CPU, one thread: in a worker (one
+    clip, :func:`normalize`) and as a batch (:class:`FrameNormalizer`, what a CPU-only run's
+    main process does with ``normalize="device"``)."""
+    gen = torch.Generator().manual_seed(0)
+    size = (batch_size, spec.num_frames, spec.crop_size, spec.crop_size, 3)
+    frames = torch.randint(0, 256, size, dtype=torch.uint8, generator=gen)
+    device = FrameNormalizer(spec.mean, spec.std)
+    device(frames)  # warm up
+    t = time.process_time()
+    for _ in range(rounds):
+        for clip in frames:
+            normalize(clip, spec.mean, spec.std)
+    worker = (time.process_time() - t) / (rounds * batch_size)
+    t = time.process_time()
+    for _ in range(rounds):
+        device(frames)
+    batch = (time.process_time() - t) / (rounds * batch_size)
+    return 1000 * worker, 1000 * batch
 
 
 def rate_in_process(ds: ClipDataset) -> tuple[float, float]:
@@ -116,14 +161,29 @@ def rate_in_process(ds: ClipDataset) -> tuple[float, float]:
     The CPU-second rate does not depend on other load on the machine: it is what one worker
     process delivers when it has a core to itself.
     """
-    torch.manual_seed(0)
-    ds[0]  # warm up
-    t, cpu = time.perf_counter(), time.process_time()
-    for i in range(len(ds)):
-        sample = ds[i]
-        if not isinstance(sample, tuple):
-            raise RuntimeError(f"benchmark sample skipped: {sample}")
-    return len(ds) / (time.perf_counter() - t), len(ds) / (time.process_time() - cpu)
+    return rates_in_process({"": ds})[""]
+
+
+def rates_in_process(datasets: dict[str, ClipDataset]) -> dict[str, tuple[float, float]]:
+    """:func:`rate_in_process` of several datasets measured round-robin, item by item (the
+    same item of each in turn, under the same seed, so the same clip), so that a change of
+    load on the machine weighs on each alike: ratios are comparable within one call."""
+    wall = dict.fromkeys(datasets, 0.0)
+    cpu = dict.fromkeys(datasets, 0.0)
+    n = min(len(ds) for ds in datasets.values())
+    for ds in datasets.values():
+        torch.manual_seed(0)
+        ds[0]  # warm up
+    for i in range(n):
+        for key, ds in datasets.items():
+            torch.manual_seed(i)
+            t, c = time.perf_counter(), time.process_time()
+            sample = ds[i]
+            wall[key] += time.perf_counter() - t
+            cpu[key] += time.process_time() - c
+            if not isinstance(sample, tuple):
+                raise RuntimeError(f"benchmark sample skipped: {sample}")
+    return {k: (n / wall[k], n / cpu[k]) for k in datasets}
 
 
 def rate_loader(ds: ClipDataset, workers: int, batch_size: int) -> float:
@@ -154,7 +214,8 @@ def profile(paths: list[str], spec: ClipSpec, n: int) -> tuple[dict[str, float],
         for k in (
             "open+probe",
             "video decode+rgb resize",
-            "crop/flip/normalize",
+            "crop/flip",
+            "normalize (worker only)",
             "audio decode+resample",
             "log-mel",
         )
@@ -173,7 +234,9 @@ def profile(paths: list[str], spec: ClipSpec, n: int) -> tuple[dict[str, float],
             t2 = time.perf_counter()
             frames = decode_video_clip(c, start, spec.num_frames, spec.frame_stride, short_side)
             t3 = time.perf_counter()
-            x = normalize(random_crop(frames, spec.crop_size, gen).flip(2), spec.mean, spec.std)
+            x = random_crop(frames, spec.crop_size, gen).flip(2)
+            t35 = time.perf_counter()
+            x = normalize(x, spec.mean, spec.std)
             t4 = time.perf_counter()
             wave = decode_audio_clip(c, start, spec.log_mel.num_samples)
             t5 = time.perf_counter()
@@ -183,7 +246,8 @@ def profile(paths: list[str], spec: ClipSpec, n: int) -> tuple[dict[str, float],
         del x
         stages["open+probe"].append(t1 - t0)
         stages["video decode+rgb resize"].append(t3 - t2)
-        stages["crop/flip/normalize"].append(t4 - t3)
+        stages["crop/flip"].append(t35 - t3)
+        stages["normalize (worker only)"].append(t4 - t35)
         stages["audio decode+resample"].append(t5 - t4)
         stages["log-mel"].append(t6 - t5)
     ms = {k: 1000 * statistics.mean(v) for k, v in stages.items()}
@@ -231,23 +295,43 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         for name in args.configs:
             spec = CONFIGS[name]()
-            ds = dataset(paths, spec, args.clips)
-            one, one_cpu = rate_in_process(ds)
             print(
                 f"\n{name} (T={spec.num_frames}, stride {spec.frame_stride}, crop "
                 f"{spec.crop_size}, + audio 1×100×40)"
             )
-            print(
-                f"  in-process (1 worker's rate): {one:7.2f} clips/s wall, "
-                f"{one_cpu:7.2f} clips per CPU-second"
-            )
-            base = None
-            for w in args.workers:
-                r = rate_loader(ds, w, args.batch_size)
-                base = base or r
+            sets = {w: dataset(paths, spec, args.clips, w) for w in dict.fromkeys(args.normalize)}
+            rates = rates_in_process(sets)  # side by side, clip by clip
+            per_core = {w: r[1] for w, r in rates.items()}
+            sizes: dict[str, int] = {}
+            side = ", clip by clip with the other setting's" if len(sets) > 1 else ""
+            for where, ds in sets.items():
+                one, one_cpu = rates[where]
+                nbytes = batch_bytes(ds, args.batch_size)
+                sizes[where] = sum(nbytes.values())
                 print(
-                    f"  DataLoader num_workers={w}:     {r:7.2f} clips/s total, "
-                    f"{r / w:6.2f} per worker, x{r / base:.2f} vs {args.workers[0]}"
+                    f"  normalize={where}: in-process (1 worker's rate{side}): {one:7.2f} clips/s "
+                    f"wall, {one_cpu:7.2f} clips per CPU-second; batch of {args.batch_size}: "
+                    f"{sizes[where] / 2**20:.2f} MiB (rgb {nbytes.get('rgb', 0) / 2**20:.2f})"
+                )
+                base = None
+                for w in args.workers:
+                    r = rate_loader(ds, w, args.batch_size)
+                    base = base or r
+                    print(
+                        f"    DataLoader num_workers={w}:     {r:7.2f} clips/s total, "
+                        f"{r / w:6.2f} per worker, x{r / base:.2f} vs {args.workers[0]}"
+                    )
+            if len(per_core) == 2:
+                worker_ms, batch_ms = normalize_cost(spec, args.batch_size)
+                speed = per_core["device"] / per_core["worker"]
+                print(
+                    f"  device / worker normalization: x{speed:.2f} clips per CPU-second of a "
+                    f"worker, x{sizes['device'] / sizes['worker']:.2f} bytes per batch"
+                )
+                print(
+                    f"  normalizing on this CPU (one thread): {worker_ms:.2f} ms per clip in a "
+                    f"worker, {batch_ms:.2f} ms per clip as a batch of {args.batch_size} (the "
+                    "main process of a CPU-only run with normalize=device)"
                 )
             if not args.no_profile:
                 ms, lead, span = profile(paths, spec, max(4, args.clips // 4))

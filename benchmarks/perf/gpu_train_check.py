@@ -22,6 +22,12 @@ DALI-fed forward/backward steps (RGB from DALI, audio inputs synthetic), against
 torchcodec is not measured: its 0.17 PyPI wheel needs the CUDA 13 runtime and does not load
 beside the CPU build of torch 2.13.
 
+RGB clips are normalized where ``data.normalize`` says, by default ``auto``: on the device
+(the loader ships uint8 clips, a quarter of the bytes; ``FrameNormalizer`` after the copy)
+on CUDA. ``--normalize device worker`` measures both side by side at each batch size (the
+first is the main table's; the others add rows and the ratio of their clips/s). The script
+also checks on the device that a device-normalized batch equals the worker-normalized one.
+
 The throughput run uses ``method.name=naive`` so that the number is the training loop's, not
 G-Blend's estimate (the estimate trains copies of the model: its cost is reported by the
 training runs themselves, ``estimate_seconds``). ``--tiny`` runs the same code on a CPU in
@@ -45,10 +51,17 @@ import numpy as np
 import torch
 
 import blendopt
-from benchmarks.data import save_flow, write_test_video
+from benchmarks.data import (
+    KINETICS_MEAN,
+    KINETICS_STD,
+    FrameNormalizer,
+    normalize,
+    save_flow,
+    write_test_video,
+)
 from benchmarks.perf._decode import SHAPES, compare, describe, write_web_video
 from benchmarks.train import build_model, load_config, run_training
-from benchmarks.train._loop import _channels_last, _Runner
+from benchmarks.train._loop import _channels_last, _Runner, normalize_where
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "kinetics_rgb_audio.toml"
 
@@ -166,6 +179,31 @@ def bare_clips_per_second(cfg, num_classes: int, device: torch.device, steps: in
     return steps * b / (time.perf_counter() - t0)
 
 
+def batch_mib(cfg: Any, where: str) -> float:
+    """MiB of a training batch's inputs as the loader ships them (uint8 RGB when normalized
+    on the device, float32 otherwise; flow and log-mel float32)."""
+    d, b = cfg.data, cfg.train.batch_size
+    clip = d.num_frames * d.crop_size * d.crop_size
+    sizes = {"rgb": 3 * clip * (1 if where == "device" else 4), "flow": 2 * clip * 4}
+    sizes["audio"] = 100 * 40 * 4
+    return b * sum(sizes[m] for m in d.modalities) / 2**20
+
+
+def normalization_difference(cfg: Any, device: torch.device) -> float:
+    """Max absolute difference between a batch normalized on ``device`` and the same clips
+    normalized as a loader worker does (0: bit-identical)."""
+    d = cfg.data
+    gen = torch.Generator().manual_seed(0)
+    size = (cfg.train.batch_size, d.num_frames, d.crop_size, d.crop_size, 3)
+    frames = torch.randint(0, 256, size, dtype=torch.uint8, generator=gen)
+    frames.view(-1, 3)[:2] = torch.tensor([[0, 128, 255], [255, 1, 254]], dtype=torch.uint8)
+    worker = torch.stack([normalize(clip, KINETICS_MEAN, KINETICS_STD) for clip in frames])
+    norm = FrameNormalizer(KINETICS_MEAN, KINETICS_STD)
+    runner = _Runner(cfg, device, multi_label=False, frames=norm)
+    moved = runner.to_device({"rgb": frames})["rgb"]
+    return float((moved.cpu() - worker).abs().max())
+
+
 def cpu_decode_per_core(path: str, short_side: int, clips: int) -> dict[str, float]:
     """Clips per CPU-second of the every-frame decoder (``today``) and the default
     (``skip``) on ``path``, for the config's clip (16 frames, stride 2 in the paper)."""
@@ -213,8 +251,8 @@ def dali_clips_per_second(
             crop_pos_x=fn.random.uniform(range=(0.0, 1.0)),
             crop_pos_y=fn.random.uniform(range=(0.0, 1.0)),
             mirror=fn.random.coin_flip(),
-            mean=[255 * m for m in d.mean],
-            std=[255 * s for s in d.std],
+            mean=[255 * m for m in KINETICS_MEAN],  # the training clips' (ClipSpec's)
+            std=[255 * s for s in KINETICS_STD],
             dtype=types.FLOAT,
             output_layout="CFHW",
         )
@@ -280,6 +318,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--decode-clips", type=int, default=8, help="clips per CPU decode timing")
     p.add_argument("--no-dali", action="store_true", help="skip the DALI GPU decoding runs")
+    p.add_argument(
+        "--normalize",
+        nargs="+",
+        default=["auto"],
+        choices=["auto", "worker", "device"],
+        help="where RGB is normalized (data.normalize; auto: device on CUDA); several: "
+        "measured side by side, the first in the main table",
+    )
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--tiny", action="store_true", help="CPU smoke scale")
     p.add_argument("--keep", default=None, help="keep the media and run folder here")
@@ -332,18 +378,33 @@ def main(argv: list[str] | None = None) -> int:
         f"{256 if short >= 256 else 128}): every frame {rate['today']:.1f}, skipping "
         f"unkept frames (default) {rate['skip']:.1f}, x{rate['skip'] / rate['today']:.2f}"
     )
-    ratios = {}
+    wheres = list(dict.fromkeys(normalize_where(
+        load_config(args.config, [*overrides, f"data.normalize={w}"], smoke=args.tiny), device
+    ) for w in args.normalize))  # fmt: skip
+    diff = normalization_difference(cfg, device)
+    print(
+        f"RGB normalized on {device} vs in a loader worker, batch of {cfg.train.batch_size}: "
+        f"max |difference| {diff:.3g}{' (bit-identical)' if diff == 0 else ''}"
+    )
+    ratios: dict[str, dict[int, float]] = {w: {} for w in wheres}
     for b in batch_sizes:
-        cfg = load_config(args.config, [*overrides, f"train.batch_size={b}"], smoke=args.tiny)
-        out = work / f"run_b{b}"
-        shutil.rmtree(out, ignore_errors=True)
-        t0 = time.perf_counter()
-        report = run_training(cfg, work / "kinetics", out, device=args.device, progress=False)
-        wall = time.perf_counter() - t0
-        records = [json.loads(x) for x in (out / "epochs.jsonl").read_text().splitlines()]
-        last = records[-1]
+        runs = {}
+        for where in wheres:
+            cfg = load_config(
+                args.config,
+                [*overrides, f"train.batch_size={b}", f"data.normalize={where}"],
+                smoke=args.tiny,
+            )
+            out = work / f"run_b{b}_{where}"
+            shutil.rmtree(out, ignore_errors=True)
+            t0 = time.perf_counter()
+            report = run_training(cfg, work / "kinetics", out, device=args.device, progress=False)
+            wall = time.perf_counter() - t0
+            records = [json.loads(x) for x in (out / "epochs.jsonl").read_text().splitlines()]
+            runs[where] = (report, records, wall)
         bare = bare_clips_per_second(cfg, 8, device, args.bare_steps)
-        ratio = ratios[b] = last["clips_per_second"] / bare
+        for where, (_, records, _) in runs.items():
+            ratios[where][b] = records[-1]["clips_per_second"] / bare
         dali = "skipped: --no-dali"
         if not args.no_dali:
             videos = sorted(str(v) for v in (work / "kinetics" / "train").rglob("*.mp4"))
@@ -351,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
                 dali = dali_clips_per_second(cfg, videos, 8, device, args.bare_steps)
             except Exception as exc:
                 dali = f"failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        main_where = wheres[0]
+        report, records, wall = runs[main_where]
+        last = records[-1]
         print(f"\n### batch {b}\n")
         print(f"device {name}; config {Path(args.config).name}; run {wall:.0f} s")
         print(
@@ -360,21 +424,37 @@ def main(argv: list[str] | None = None) -> int:
             f"{cfg.model.visual}, audio {cfg.model.audio}, flow {cfg.model.flow if flow else '-'}"
         )
         print("| measure | value |\n|---|---|")
+        print(f"| RGB normalized | {main_where} ({batch_mib(cfg, main_where):.2f} MiB of inputs "
+              "per batch) |")  # fmt: skip
         print(f"| pipeline clips/s (last epoch, {last['step'] // len(records)} steps) | "
               f"{last['clips_per_second']:.1f} |")  # fmt: skip
         print(f"| bare forward/backward clips/s | {bare:.1f} |")
-        print(f"| pipeline / bare | {ratio:.3f} (goal >= 0.90) |")
+        print(f"| pipeline / bare | {ratios[main_where][b]:.3f} (goal >= 0.90) |")
         print(f"| data-wait share of training time | {100 * last['data_wait_share']:.1f}% |")
         print(f"| evaluation seconds ({report['test']['fused']['videos']} videos) | "
               f"{report['timing']['eval_seconds']:.1f} |")  # fmt: skip
+        for where in wheres[1:]:
+            other, other_records, _ = runs[where]
+            o = other_records[-1]
+            print(f"| normalize={where}: pipeline clips/s ({batch_mib(cfg, where):.2f} MiB "
+                  f"per batch) | {o['clips_per_second']:.1f} |")  # fmt: skip
+            print(f"| normalize={where}: pipeline / bare | {ratios[where][b]:.3f} |")
+            print(f"| normalize={where}: data-wait share | {100 * o['data_wait_share']:.1f}% |")
+            print(f"| normalize={where}: evaluation seconds | "
+                  f"{other['timing']['eval_seconds']:.1f} |")  # fmt: skip
+            print(f"| pipeline clips/s, {main_where} / {where} | "
+                  f"x{last['clips_per_second'] / o['clips_per_second']:.2f} |")  # fmt: skip
         if isinstance(dali, str):
             print(f"| DALI GPU decoding | {dali} |")
         else:
             print(f"| DALI GPU decode only, clips/s (RGB) | {dali[0]:.1f} |")
             print(f"| DALI-fed forward/backward clips/s | {dali[1]:.1f} |")
             print(f"| DALI-fed / bare | {dali[1] / bare:.3f} |")
-    summary = ", ".join(f"batch {b} {r:.3f}" for b, r in ratios.items())
+    summary = ", ".join(f"batch {b} {r:.3f}" for b, r in ratios[wheres[0]].items())
     print(f"\npipeline / bare: {summary} (goal >= 0.90 at batch 32)")
+    for where in wheres[1:]:
+        summary = ", ".join(f"batch {b} {r:.3f}" for b, r in ratios[where].items())
+        print(f"pipeline / bare with normalize={where}: {summary}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0

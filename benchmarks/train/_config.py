@@ -91,6 +91,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "test_clips": _k(int, 10, minimum=1),
         "test_crops": _k(int, 1, choices=(1, 3)),
         "workers": _k(int, -1, minimum=-1, doc="-1: from the CPU count"),
+        "normalize": _k(
+            str,
+            "auto",
+            choices=("auto", "worker", "device"),
+            doc="where RGB is normalized; auto: on the device on CUDA, else in the workers",
+        ),
     },
     "model": {
         "visual": _k(str, "r3d_50", doc="registered video model, or 'tiny'"),
@@ -159,8 +165,9 @@ SMOKE: dict[str, Any] = {
     "train.checkpoint_every_steps": 0,
 }
 
-#: Keys that may change between a run and its ``--resume`` (they do not change results).
-RESUMABLE_CHANGES = ("data.workers", "train.tensorboard")
+#: Keys that may change between a run and its ``--resume`` (they do not change results:
+#: ``data.normalize`` moves the same float32 operations from the workers to the device).
+RESUMABLE_CHANGES = ("data.workers", "data.normalize", "train.tensorboard")
 
 
 class ConfigError(ValueError):

@@ -48,7 +48,8 @@ def evaluate_videos(
     Args:
         model: the multi-head model (put in eval mode here).
         dataset: test-mode clips (10 uniform clips × crops per video).
-        forward: ``forward(model, inputs) -> {head: logits}`` on the device, float32 out.
+        forward: ``forward(model, inputs) -> {head: logits}`` on the device, float32 out;
+            it moves the inputs (and normalizes uint8 RGB views, ``normalize="device"``).
         weights: the ensemble's weights per head (the blend weights).
         multi_label: sigmoid + mAP/mAUC instead of softmax + top-k.
         batch_size: videos per batch. workers: DataLoader workers.

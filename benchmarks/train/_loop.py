@@ -1,9 +1,10 @@
 """The training loop of ``python -m benchmarks train``: one config, one run folder.
 
 Per epoch: ``blender.start_epoch()`` (G-Blend estimates per the schedule), one pass over T
-(bf16 autocast and channels-last on CUDA, DDP under torchrun), the holdout metric per head,
-a JSON line in ``epochs.jsonl``, a checkpoint. Checkpoints (``checkpoint.pt``, written
-atomically) also every ``train.checkpoint_every_steps`` steps, holding the model, blender,
+(bf16 autocast, channels-last and uint8 clips normalized on the device on CUDA, DDP under
+torchrun), the holdout metric per head, a JSON line in ``epochs.jsonl``, a checkpoint.
+Checkpoints (``checkpoint.pt``, written atomically) also every
+``train.checkpoint_every_steps`` steps, holding the model, blender,
 LR scheduler, every rank's random state and the position in the epoch; ``--resume`` continues
 from there and ends with the same numbers (bit-identical on CPU: data order and augmentation
 depend only on (seed, epoch, index)). After the last epoch: the test evaluation and the
@@ -36,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import blendopt
-from benchmarks.data import SkipReport
+from benchmarks.data import KINETICS_MEAN, KINETICS_STD, FrameNormalizer, SkipReport
 from benchmarks.train._checkpoint import (
     load_latest,
     previous_path,
@@ -261,11 +262,33 @@ def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]
     return factor
 
 
-class _Runner:
-    """Holds what the loop and the closures passed to blendopt share."""
+def normalize_where(cfg: TrainConfig, device: torch.device) -> str:
+    """Where RGB clips are normalized: ``data.normalize``, with ``"auto"`` resolved to
+    ``"device"`` on CUDA (uint8 clips: a quarter of the bytes to collate, pin and copy, and
+    no float work in the workers) and ``"worker"`` elsewhere (a CPU run's main process
+    trains: the workers normalize in parallel with it)."""
+    where = cfg.data.normalize
+    if where == "auto":
+        return "device" if device.type == "cuda" else "worker"
+    return where
 
-    def __init__(self, cfg: TrainConfig, device: torch.device, multi_label: bool) -> None:
+
+class _Runner:
+    """Holds what the loop and the closures passed to blendopt share.
+
+    ``frames`` normalizes uint8 RGB batches (datasets with ``normalize="device"``) right
+    after they reach the device; float batches pass unchanged.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        device: torch.device,
+        multi_label: bool,
+        frames: FrameNormalizer | None = None,
+    ) -> None:
         self.device = device
+        self.frames = frames or FrameNormalizer(KINETICS_MEAN, KINETICS_STD)
         self.cuda = device.type == "cuda"
         self.bf16 = self.cuda and cfg.train.precision == "bf16"
         self.channels_last = self.cuda and cfg.model.channels_last
@@ -277,6 +300,8 @@ class _Runner:
         out = {}
         for m, x in inputs.items():
             x = x.to(self.device, non_blocking=True)
+            if x.dtype == torch.uint8:  # frames as decoded: normalized here, on the device
+                x = self.frames(x, channels_last=self.channels_last)
             if self.channels_last and x.ndim in (4, 5):
                 fmt = torch.channels_last_3d if x.ndim == 5 else torch.channels_last
                 x = x.contiguous(memory_format=fmt)
@@ -393,7 +418,11 @@ def run_training(
     if info.is_main and not resume:
         out.mkdir(parents=True, exist_ok=True)
         (out / CONFIG).write_text(json.dumps(cfg.to_dict(), indent=1, sort_keys=True) + "\n")
-    runner = _Runner(cfg, dev, data.multi_label)
+    where = normalize_where(cfg, dev)
+    for ds in (data.train, data.holdout, data.probe, data.test):
+        ds.normalize = where
+    spec = data.train.spec
+    runner = _Runner(cfg, dev, data.multi_label, FrameNormalizer(spec.mean, spec.std))
     workers = worker_count(cfg.data.workers, info.local_world)
     seed = cfg.train.seed
 

@@ -7,7 +7,8 @@ video stream once, decoding and converting only the frames some clip needs,
 decodes one audio span covering every clip's window, and reads each optical-flow file
 (Table 4) once, every clip's frames in one read of the memory-mapped array; it returns every
 view stacked, ``inputs[m]: (views, ...)``. Clip starts, frame windows, crops and
-normalization are the same as ``ClipDataset``'s test mode (tested against it).
+normalization are the same as ``ClipDataset``'s test mode (tested against it); with the
+dataset's ``normalize="device"`` the RGB views are uint8 ``(views, T, H, W, 3)``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from benchmarks.data import (
     clip_seconds,
     clip_starts_uniform,
     decode_audio_span,
-    normalize,
     open_flow,
     open_media,
     probe_media,
@@ -173,7 +173,7 @@ class VideoViews(Dataset):
                             frames = center_crop(clip, spec.crop_size)
                         else:
                             frames = three_crop(clip, spec.crop_size, crop)
-                        views.append(normalize(frames, spec.mean, spec.std))
+                        views.append(self.dataset.rgb_output(frames))
                 inputs["rgb"] = torch.stack(views)
         return {m: inputs[m] for m in mods}
 

@@ -17,6 +17,7 @@ from benchmarks.data import (
     ClipRecord,
     ClipSpec,
     EpicKitchens55,
+    FrameNormalizer,
     Kinetics,
     SkippedSample,
     SkipReport,
@@ -56,6 +57,29 @@ def test_kinetics_train_samples_and_skips(media):
     assert reasons[5] == "file not found"
     assert reasons[6].startswith("silent audio")
     assert "Kinetics(videos=7" in repr(ds)
+
+
+@pytest.mark.parametrize("mode", ["train", "test"])
+def test_device_normalization_gives_uint8_frames_equal_after_normalizing(media, mode):
+    # normalize="device": the sample holds the cropped (and flipped) uint8 frames, a quarter
+    # of the bytes; normalized on the device they equal the worker-normalized clip exactly.
+    worker = kinetics(media, mode=mode)
+    device = kinetics(media, mode=mode, normalize="device")
+    assert "normalize='device'" in repr(device)
+    to_float = FrameNormalizer(SPEC.mean, SPEC.std)
+    for i in (0, 1, 2):
+        torch.manual_seed(i)  # the same clip, crop and flip draws in both
+        ref, ref_target = worker[i][:2]
+        torch.manual_seed(i)
+        got, target = device[i][:2]
+        assert target == ref_target
+        assert got["rgb"].dtype == torch.uint8
+        assert got["rgb"].shape == (8, 32, 32, 3)
+        assert got["rgb"].nbytes * 4 == ref["rgb"].nbytes
+        torch.testing.assert_close(to_float(got["rgb"]), ref["rgb"], rtol=0, atol=0)
+        torch.testing.assert_close(got["audio"], ref["audio"], rtol=0, atol=0)
+    batch = collate_clips([device[0], device[1]])  # uint8 batches collate as floats do
+    assert batch[0]["rgb"].shape == (2, 8, 32, 32, 3)
 
 
 def test_kinetics_rgb_only_keeps_silent_and_no_audio_files(media):
@@ -252,6 +276,7 @@ def test_epic_kitchens_unseen_split_and_targets(tmp_path, media):
         ({"modalities": "rgb"}, TypeError),
         ({"modalities": ("depth",)}, ValueError),
         ({"on_error": "ignore"}, ValueError),
+        ({"normalize": "gpu"}, ValueError),
     ],
 )
 def test_clip_dataset_argument_errors(kwargs, error):

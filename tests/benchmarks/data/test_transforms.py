@@ -9,6 +9,7 @@ from benchmarks.data import (
     KINETICS_MEAN,
     KINETICS_STD,
     ClipSpec,
+    FrameNormalizer,
     center_crop,
     horizontal_flip,
     normalize,
@@ -44,6 +45,42 @@ def test_normalize_layout_and_values():
     assert out.dtype == torch.float32
     expected = (1 - KINETICS_MEAN[0]) / KINETICS_STD[0]
     assert float(out[0, 0, 0, 0]) == pytest.approx(expected)
+
+
+def test_frame_normalizer_equals_the_worker_normalization():
+    # A batch of uint8 frames normalized on its device equals the stacked worker-normalized
+    # clips bit for bit (tolerance 0: the same float32 operations in the same order).
+    gen = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (3, 4, 6, 5, 3), dtype=torch.uint8, generator=gen)
+    frames[0, 0, 0, 0] = torch.tensor([0, 255, 128], dtype=torch.uint8)  # both extremes
+    worker = torch.stack([normalize(clip, KINETICS_MEAN, KINETICS_STD) for clip in frames])
+    device = FrameNormalizer(KINETICS_MEAN, KINETICS_STD)
+    out = device(frames)
+    assert out.shape == (3, 3, 4, 6, 5)
+    assert out.dtype == torch.float32
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, worker, rtol=0, atol=0)
+    cl = device(frames, channels_last=True)  # the frames' own layout: no transposing copy
+    assert cl.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(cl, worker, rtol=0, atol=0)
+    one = device(frames[1])  # a single clip T × H × W × 3
+    torch.testing.assert_close(one, worker[1], rtol=0, atol=0)
+    # Several views per video, as the evaluation's (B, V, T, H, W, 3) before flattening.
+    views = device(frames.view(1, 3, 4, 6, 5, 3))
+    torch.testing.assert_close(views[0], worker, rtol=0, atol=0)
+
+
+def test_frame_normalizer_errors():
+    device = FrameNormalizer(KINETICS_MEAN, KINETICS_STD)
+    with pytest.raises(ValueError, match=r"uint8 frames .*torch.float32.*normalize='worker'"):
+        device(torch.zeros(2, 3, 4, 4, 4))
+    with pytest.raises(ValueError, match="uint8 frames"):
+        device(torch.zeros(4, 4, 4, 2, dtype=torch.uint8))  # 2 channels, 3 means
+    with pytest.raises(ValueError, match="std > 0"):
+        FrameNormalizer((0.5, 0.5, 0.5), (0.2, 0.0, 0.2))
+    with pytest.raises(ValueError, match="same length"):
+        FrameNormalizer((0.5,), (0.2, 0.2, 0.2))
+    assert "FrameNormalizer(mean=(0.43216" in repr(device)
 
 
 def test_presets_and_validation():

@@ -21,6 +21,7 @@ from benchmarks.train import (
 )
 from benchmarks.train._config import parse_override
 from benchmarks.train._data import StatefulSampler
+from benchmarks.train._loop import normalize_where
 
 from .conftest import CONFIGS, Roots
 from .test_smoke import run
@@ -54,6 +55,10 @@ def test_defaults_and_repr() -> None:
         ({**MINIMAL, "method": {"name": "gblend"}}, "`method.name` should be one of"),
         ({**MINIMAL, "method": {"name": "single:flow"}}, "`method.name`"),
         ({**MINIMAL, "data": {"dataset": "kinetics", "holdout": 1.5}}, "`data.holdout`"),
+        (
+            {**MINIMAL, "data": {"dataset": "kinetics", "normalize": "gpu"}},
+            "`data.normalize` should be one of",
+        ),
         ({**MINIMAL, "data": {"dataset": "kinetics", "modalities": ["rgb", "depth"]}}, "modal"),
         (
             {**MINIMAL, "data": {"dataset": "epic", "modalities": ["rgb", "flow"]}},
@@ -187,6 +192,22 @@ def test_sampler_skips_for_a_resumed_epoch() -> None:
     assert [i for i, _ in sampler] != [i for i, _ in full]
     shards = [list(StatefulSampler(10, rank=r, world=2, seed=3, seeded=False)) for r in (0, 1)]
     assert sorted(shards[0] + shards[1]) == list(range(10))
+
+
+def test_normalize_where_resolves_auto_by_device() -> None:
+    cuda, cpu = torch.device("cuda", 0), torch.device("cpu")  # no GPU needed: names only
+    auto = TrainConfig(MINIMAL)
+    assert auto.data.normalize == "auto"
+    assert (normalize_where(auto, cuda), normalize_where(auto, cpu)) == ("device", "worker")
+    for where in ("worker", "device"):
+        cfg = TrainConfig({**MINIMAL, "data": {"dataset": "kinetics", "normalize": where}})
+        assert normalize_where(cfg, cuda) == normalize_where(cfg, cpu) == where
+    # Where the clips are normalized does not change the values: a resume may switch it, and
+    # a run folder written before the key existed resumes.
+    old = TrainConfig(MINIMAL).to_dict()
+    del old["data"]["normalize"]
+    moved = TrainConfig({**MINIMAL, "data": {"dataset": "kinetics", "normalize": "device"}})
+    assert config_diff(old, moved.to_dict()) == []
 
 
 def test_worker_count() -> None:

@@ -15,10 +15,11 @@ from benchmarks.data import (
     mean_auc,
     mean_average_precision,
 )
-from benchmarks.train import evaluate_videos
+from benchmarks.train import evaluate_videos, load_config
 from benchmarks.train._distributed import DistInfo
+from benchmarks.train._loop import _Runner
 
-from .conftest import Roots
+from .conftest import CONFIGS, Roots
 
 SPEC = ClipSpec(num_frames=2, crop_size=32, train_short_side=(32, 32), test_short_side=32,
                 test_clips=2)  # fmt: skip
@@ -76,3 +77,36 @@ def test_multi_label_metrics(roots: Roots) -> None:
     assert out["fused"]["mAP"] == pytest.approx(0.5)
     assert out["fused"]["mAUC"] == pytest.approx(0.5)
     assert set(out["ensemble"]) == {"mAP", "mAUC", "videos"}
+
+
+def test_device_normalized_views_score_the_same(roots: Roots) -> None:
+    # normalize="device": the loader yields uint8 (videos, views, T, H, W, 3) frames and the
+    # runner normalizes them after moving them; the model sees the worker path's float
+    # clips exactly (tolerance 0) and the metrics are the same.
+    class ChannelMeans(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[torch.Tensor] = []
+
+        def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            x = inputs["rgb"]
+            self.seen.append(x)
+            z = x.mean(dim=(2, 3, 4))  # 3 channels: 3 classes
+            return {"a": z, "fused": -z}
+
+    cfg = load_config(CONFIGS / "kinetics_rgb_audio.toml", smoke=True)
+    runner = _Runner(cfg, torch.device("cpu"), multi_label=False)
+    records = [ClipRecord(roots.sources[0], 0, "v0"), ClipRecord(roots.sources[1], 2, "v1")]
+    out, seen = {}, {}
+    for where in ("worker", "device"):
+        ds = ClipDataset(records, mode="test", spec=SPEC, modalities=("rgb",), normalize=where)
+        model = ChannelMeans()
+        out[where] = evaluate_videos(
+            model, ds, runner.forward, {"a": 0.5, "fused": 0.5}, multi_label=False,
+            batch_size=2, workers=0, info=DistInfo(), skips=SkipReport(),
+        )  # fmt: skip
+        seen[where] = torch.cat(model.seen)
+    assert seen["device"].shape == (4, 3, 2, 32, 32)  # 2 videos × 2 clips, flattened
+    assert seen["device"].dtype == torch.float32
+    torch.testing.assert_close(seen["device"], seen["worker"], rtol=0, atol=0)
+    assert out["device"] == out["worker"]

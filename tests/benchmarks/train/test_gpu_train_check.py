@@ -83,3 +83,27 @@ def test_gpu_train_check_measures_each_batch_size(
     assert [float(summary[1]), float(summary[2])] == pytest.approx(ratios, abs=1e-3)
     assert out.count("| DALI GPU decoding | skipped: ") == 1
     assert "| DALI GPU decoding | failed: RuntimeError: nvdec unavailable |" in out
+
+
+@pytest.mark.slow
+def test_gpu_train_check_compares_worker_and_device_normalization(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--tiny", "--device", "cpu", "--videos", "12", "--unique", "2", "--workers", "0"]
+    more = ["--bare-steps", "2", "--decode-clips", "1", "--no-dali"]
+    assert gpu_train_check.main([*argv, *more, "--normalize", "device", "worker"]) == 0
+    out = capsys.readouterr().out
+    assert "RGB normalized on cpu vs in a loader worker, batch of 2: max |difference| 0 " in out
+    # smoke clips 3 × 4 × 32 × 32: uint8 RGB 12 KiB, float32 48 KiB; log-mel 15.6 KiB per clip
+    assert "| RGB normalized | device (0.05 MiB of inputs per batch) |" in out
+    assert "| normalize=worker: pipeline clips/s (0.12 MiB per batch) |" in out
+    device = float(re.search(r"pipeline clips/s \(last epoch, \d+ steps\) \| ([\d.]+)", out)[1])
+    worker = float(re.search(r"normalize=worker: pipeline clips/s .*\| ([\d.]+) \|", out)[1])
+    bare = float(re.search(r"bare forward/backward clips/s \| ([\d.]+)", out)[1])
+    ratio = float(re.search(r"\| normalize=worker: pipeline / bare \| ([\d.]+)", out)[1])
+    assert ratio == pytest.approx(worker / bare, abs=2e-3)
+    side = float(re.search(r"\| pipeline clips/s, device / worker \| x([\d.]+)", out)[1])
+    assert side == pytest.approx(device / worker, abs=1e-2)
+    assert re.search(r"^pipeline / bare with normalize=worker: batch 2 [\d.]+$", out, re.M)
+    # the default: data.normalize=auto, on a CPU the workers normalize
+    assert gpu_train_check.parse_args([]).normalize == ["auto"]

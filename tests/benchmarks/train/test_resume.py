@@ -80,3 +80,24 @@ def test_resume_needs_a_run_and_a_run_needs_resume(
     with pytest.raises(SystemExit):
         run(roots, "kinetics_rgb_audio.toml", tmp_path)
     assert "pass --resume" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_device_normalization_trains_the_same_and_resumes(roots: Roots, tmp_path: Path) -> None:
+    # data.normalize=device (uint8 clips, normalized after the copy; the CUDA default) gives
+    # the worker-normalized run's numbers bit for bit on CPU, and a run killed under one
+    # setting resumes under the other to the same report.
+    config, sets = "kinetics_rgb_audio_online.toml", ("--set", "train.checkpoint_every_steps=3")
+    worker, device, moved = tmp_path / "worker", tmp_path / "device", tmp_path / "moved"
+    assert run(roots, config, worker, *sets, "--set", "data.normalize=worker") == 0
+    assert run(roots, config, device, *sets, "--set", "data.normalize=device") == 0
+    assert run(roots, config, moved, *sets, "--stop-after-steps", "5") == 3
+    assert run(roots, config, moved, *sets, "--set", "data.normalize=device", "--resume") == 0
+    numbers = {}
+    for name, out in (("worker", worker), ("device", device), ("moved", moved)):
+        report, records = _numbers(out)
+        report["config"]["data"].pop("normalize")
+        numbers[name] = report, records
+    assert numbers["device"][1] == numbers["worker"][1]  # losses, holdout metrics, weights
+    assert numbers["device"][0] == numbers["worker"][0]
+    assert numbers["moved"] == numbers["worker"]

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.data import ClipDataset, ClipRecord, ClipSpec, MediaError, collate_clips, save_flow
+from benchmarks.data import (
+    ClipDataset,
+    ClipRecord,
+    ClipSpec,
+    FrameNormalizer,
+    MediaError,
+    collate_clips,
+    save_flow,
+)
 from benchmarks.train import VideoViews
 from benchmarks.train._views import read_flow_clips
 
@@ -42,6 +50,27 @@ def test_views_equal_clip_dataset_test_mode(roots: Roots, clips: int, crops: int
             assert same.float().mean() > 0.85
             if k < crops:
                 assert same.all()
+
+
+@pytest.mark.parametrize("crops", [1, 3])
+def test_device_normalized_views_equal_the_worker_views(roots: Roots, crops: int) -> None:
+    # normalize="device": uint8 views (views, T, H, W, 3), a quarter of the bytes; after
+    # FrameNormalizer they equal the worker-normalized views exactly (tolerance 0).
+    spec = ClipSpec(
+        num_frames=4, frame_stride=2, crop_size=32, train_short_side=(36, 40),
+        test_short_side=36, test_clips=3, test_crops=crops,
+    )  # fmt: skip
+    records = [ClipRecord(roots.sources[0], 1, "a"), ClipRecord(roots.sources[2], 0, "b")]
+    worker = VideoViews(ClipDataset(records, mode="test", spec=spec))
+    device = VideoViews(ClipDataset(records, mode="test", spec=spec, normalize="device"))
+    ref, got = collate_clips([worker[0], worker[1]]), collate_clips([device[0], device[1]])
+    assert got[0]["rgb"].dtype == torch.uint8
+    assert got[0]["rgb"].shape == (2, 3 * crops, 4, 32, 32, 3)
+    assert got[0]["rgb"].nbytes * 4 == ref[0]["rgb"].nbytes
+    normalized = FrameNormalizer(spec.mean, spec.std)(got[0]["rgb"])
+    torch.testing.assert_close(normalized, ref[0]["rgb"], rtol=0, atol=0)
+    torch.testing.assert_close(got[0]["audio"], ref[0]["audio"], rtol=0, atol=0)
+    assert torch.equal(got[2], ref[2])
 
 
 def test_views_decode_each_video_once(roots: Roots, monkeypatch: pytest.MonkeyPatch) -> None:
