@@ -1,8 +1,5 @@
-"""Cloning the run for Algorithm 1: optimizers over copies, and the per-head copies themselves.
-
-Both copy-training engines (the lockstep loop and the vmap ensemble) build on this module;
-it imports neither.
-"""
+"""Cloning the run for Algorithm 1: optimizers over copies, and the per-head copies; below both
+engines (it imports neither)."""
 
 from __future__ import annotations
 
@@ -65,11 +62,7 @@ def remap_param_groups(
 
 
 def call_factory(factory: Callable[[list[Any]], Optimizer], params: list[Any]) -> Optimizer:
-    """``factory(params)``, checked to be an optimizer.
-
-    Raises:
-        TypeError: the factory returned something else.
-    """
+    """``factory(params)``, checked to be an optimizer (else ``TypeError``)."""
     made = factory(params)
     if not isinstance(made, Optimizer):
         raise TypeError(
@@ -79,12 +72,7 @@ def call_factory(factory: Callable[[list[Any]], Optimizer], params: list[Any]) -
     return made
 
 
-def make_optimizer(spec: OptimizerSpec, source: nn.Module, target: nn.Module) -> Optimizer:
-    """An optimizer for ``target`` (a copy of ``source``) from ``spec`` (instance or factory).
-
-    Raises:
-        TypeError: ``spec`` is neither, or the factory returned no optimizer.
-    """
+def _make_optimizer(spec: OptimizerSpec, source: nn.Module, target: nn.Module) -> Optimizer:
     if isinstance(spec, Optimizer):
         return clone_optimizer(spec, source, target)
     if callable(spec):
@@ -104,7 +92,8 @@ class HeadCopy:
         model: the copy (starts at the run's checkpoint).
         optimizer: a fresh optimizer over ``model``'s parameters.
         stream: the copy's own random stream (dropout), so grouping copies changes nothing.
-        scheduler: the copy's learning-rate scheduler (see ``scheduler_for_copy``), or None.
+        scheduler: the copy's learning-rate scheduler (the run's, replayed), or ``None``.
+        optimizer_steps: the optimizer steps the copy took.
     """
 
     head: str
@@ -135,7 +124,7 @@ def make_copies(
     out = []
     for h in group:
         net = copy.deepcopy(reference)
-        opt = make_optimizer(training.optimizer, source, net)  # type: ignore[arg-type]
+        opt = _make_optimizer(training.optimizer, source, net)  # type: ignore[arg-type]
         sched = (
             None
             if training.scheduler is None

@@ -1,9 +1,5 @@
-"""The one copy-training driver of Algorithm 1, shared by the loop and the vmap engine.
-
-The driver owns the per-step skeleton (epochs, batches, the per-epoch fraction, empty-batch
-skipping, epoch-aware samplers, progress); an engine supplies the training step of its copies
-(forward, backward, optimizer step, learning-rate replay) and the divergence check.
-"""
+"""The one copy-training driver of Algorithm 1: the per-step skeleton (epochs, batches, fraction,
+empty batches, samplers, progress) around an engine's step and divergence check."""
 
 from __future__ import annotations
 
@@ -31,8 +27,7 @@ class TrainReport:
         empty_batches: empty batches skipped.
         diverged: head -> why its copy stopped (e.g. ``"loss inf at step 3, epoch 0"``);
             weight 0 for those heads.
-        notes: other events worth recording in the estimate's notes (e.g. steps the vmap
-            engine skipped for a copy).
+        notes: other events for the estimate's notes (e.g. steps the vmap engine skipped).
     """
 
     steps: int = 0
@@ -51,22 +46,17 @@ class TrainReport:
 
 
 class CopyEngine(Protocol):
-    """How a group of copies trains; driven by :func:`drive`."""
+    """A group of copies :func:`drive` trains: ``step`` trains every copy still training on a
+    batch, ``end_epoch`` steps per-epoch schedulers and checks divergence (one sync at most),
+    ``finish`` reports the diverged copies (also on errors)."""
 
     name: str
     heads: list[str]
 
-    def training(self) -> bool:
-        """Whether any copy still trains (read on the host; no device sync)."""
-
-    def step(self, batch: Any, *, step: int, epoch: int) -> None:
-        """Train every copy still training on ``batch`` (and step per-step schedulers)."""
-
-    def end_epoch(self, epoch: int) -> None:
-        """After a pass: step per-epoch schedulers, check divergence (one sync at most)."""
-
-    def finish(self) -> TrainReport:
-        """After training (also on errors): the diverged copies and notes."""
+    def training(self) -> bool: ...
+    def step(self, batch: Any, *, step: int, epoch: int) -> None: ...
+    def end_epoch(self, epoch: int) -> None: ...
+    def finish(self) -> TrainReport: ...
 
 
 def host_reads_free(device: torch.device) -> bool:
@@ -75,39 +65,33 @@ def host_reads_free(device: torch.device) -> bool:
 
 
 def _skip(batch: Any) -> bool:
-    # Under torch.distributed every rank must take the same steps (gradient averaging is a
-    # collective), so a batch empty on any rank is skipped on all of them.
+    # Every rank must take the same steps: a batch empty on any rank is skipped on all.
     empty = is_empty_batch(batch)
-    if world_size() == 1:
-        return empty
-    return reduced_floats([float(empty)])[0] > 0
+    return empty if world_size() == 1 else reduced_floats([float(empty)])[0] > 0
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional; logging still reports progress
-        return None
-    return tqdm(total=total or None, desc=desc, leave=False)
+    if enabled:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # tqdm is optional; logging still reports progress
+            return None
+        return tqdm(total=total or None, desc=desc, leave=False)
+    return None
 
 
-def _one_pass(
-    engine: CopyEngine, training: CopyTraining, report: TrainReport, epoch: int, bar: Any
-) -> int:
-    """One pass over ``training.train`` (at most ``plan.per_epoch`` non-empty batches, until
-    ``plan.steps``); returns the batches trained on."""
+def _one_pass(engine: CopyEngine, training: CopyTraining, report: TrainReport, bar: Any) -> int:
+    """One pass over the loader (at most ``per_epoch`` batches, until ``steps``): batches done."""
     plan, seen = training.plan, 0
     for batch in training.train:
-        if plan.per_epoch is not None and seen >= plan.per_epoch:
-            break
-        if plan.steps is not None and report.steps >= plan.steps:
+        if (plan.per_epoch is not None and seen >= plan.per_epoch) or (
+            plan.steps is not None and report.steps >= plan.steps
+        ):
             break
         if _skip(batch):
             report.empty_batches += 1
             continue
-        engine.step(batch, step=report.steps, epoch=epoch)
+        engine.step(batch, step=report.steps, epoch=report.epochs - 1)
         seen += 1
         report.steps += 1
         if bar is not None:
@@ -120,42 +104,31 @@ def _one_pass(
 def drive(engine: CopyEngine, training: CopyTraining) -> TrainReport:
     """Train ``engine``'s copies for ``training.plan``, fed in lockstep from ``training.train``.
 
-    Empty batches are skipped and counted. Epoch-aware samplers get
-    ``set_epoch(plan.sampler_epoch(e))`` at each pass (the caller restores them). Training
-    stops early once no copy trains any more (every copy diverged).
-
-    Returns:
-        A :class:`TrainReport` (with the engine's diverged copies and notes).
+    Empty batches are skipped and counted; epoch-aware samplers get
+    ``set_epoch(plan.sampler_epoch(e))`` at each pass; training stops once no copy trains.
 
     Raises:
         ValueError: a pass over ``train`` yielded no non-empty batch.
     """
-    plan = training.plan
-    report = TrainReport()
+    plan, report = training.plan, TrainReport()
     desc = f"G-Blend estimate ({engine.name}) {engine.heads}"
     bar = _progress(plan.total(), desc, training.progress)
     start = time.perf_counter()
-    epoch = 0
     try:
-        while engine.training() and (plan.epochs is None or epoch < plan.epochs):
+        while engine.training() and (plan.epochs is None or report.epochs < plan.epochs):
             if training.samplers is not None:
-                training.samplers.set_epoch(plan.sampler_epoch(epoch))
+                training.samplers.set_epoch(plan.sampler_epoch(report.epochs))
             report.epochs += 1
-            if _one_pass(engine, training, report, epoch, bar) == 0 and engine.training():
+            if _one_pass(engine, training, report, bar) == 0 and engine.training():
                 raise ValueError(
                     f"Parameter `train` yielded no non-empty batch in a pass "
                     f"({report.empty_batches} empty batches skipped). Pass a non-empty loader."
                 )
-            engine.end_epoch(epoch)
-            epoch += 1
+            engine.end_epoch(report.epochs - 1)
             logger.info(
-                "%s: epoch %d done (%d steps, %d empty batches skipped, %.1f s)",
-                desc,
-                epoch,
-                report.steps,
-                report.empty_batches,
-                time.perf_counter() - start,
-            )
+                "%s: epoch %d done (%d steps, %d empty batches skipped, %.1f s)", desc,
+                report.epochs, report.steps, report.empty_batches, time.perf_counter() - start,
+            )  # fmt: skip
             if plan.steps is not None and report.steps >= plan.steps:
                 break
     finally:

@@ -1,17 +1,16 @@
-"""Exact G-Blend weight estimation by retraining copies of the model (Algorithm 1, GB-Estimate).
+"""Exact G-Blend weights by retraining copies of the model (Algorithm 1, GB-Estimate).
 
-For each head k (every uni-modal head and the fused "naive" head), a copy of the model at the
-checkpoint is trained on L_k alone for n epochs on T; the per-head loss (or error) is measured
-on the train probe T' and the holdout V before and after; the weights follow from
-:func:`blendopt.blend_estimate`. Training a full copy on L_k alone updates exactly the
-parameters of the uni-modal sub-network of head k (encoder k and classifier k), which is the
-"uni-modal network initialized from the checkpoint" of Algorithm 1.
+Per head k, a copy of the model at the checkpoint trains on L_k alone for n epochs on T (which
+updates exactly head k's sub-network, the "uni-modal network initialized from the checkpoint");
+the metric is measured on T' and V before and after; :func:`blendopt.blend_estimate` gives the
+weights.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -34,7 +33,14 @@ from blendopt._noise import noise_aware_estimate
 from blendopt._rng import SamplerEpochs, derive_seed, isolated_rng, loader_generators
 from blendopt._warnings import DivergedCopyWarning, estimate_warnings_deferred, warn
 from blendopt.retrain._clone import make_copies
-from blendopt.retrain._config import CopyTraining, Engine, OptimizerSpec, RetrainConfig, TrainPlan
+from blendopt.retrain._config import (
+    CopyTraining,
+    Engine,
+    OptimizerSpec,
+    RetrainConfig,
+    TrainPlan,
+    check_model,
+)
 from blendopt.retrain._driver import TrainReport
 from blendopt.retrain._loop import train_copies
 from blendopt.retrain._vmap import supports_vmap, train_copies_vmap
@@ -43,6 +49,7 @@ logger = logging.getLogger("blendopt")
 
 #: ``measure(model) -> (on_probe, on_holdout, empty batches skipped)``.
 Measure = Callable[[nn.Module], tuple[dict[str, Any], dict[str, Any], int]]
+_MEASUREMENTS = ("train_before", "holdout_before", "train_after", "holdout_after")
 
 
 def _batches_per_epoch(train: Iterable[Any], fraction: float) -> int | None:
@@ -61,21 +68,11 @@ def _batches_per_epoch(train: Iterable[Any], fraction: float) -> int | None:
 
 
 def discover_heads(
-    model: nn.Module,
-    loss_fn: LossFn,
-    train: Iterable[Any],
-    *,
-    seed: int,
+    model: nn.Module, loss_fn: LossFn, train: Iterable[Any], *, seed: int,
     generators: Sequence[torch.Generator] = (),
-) -> list[str]:
-    """The keys ``loss_fn`` returns on the first non-empty batch of ``train``.
-
-    Side-effect free: ``model`` runs in eval mode without gradients (no BatchNorm statistics
-    move) and the loader is read under its own seeded random state, restored afterwards.
-
-    Raises:
-        ValueError: ``train`` yields no non-empty batch, or ``loss_fn`` returns no head.
-    """
+) -> list[str]:  # fmt: skip
+    """The keys ``loss_fn`` returns on the first non-empty batch of ``train``, side-effect free
+    (eval mode, no gradients, the loader read under its own seeded random state)."""
     was_training = model.training
     model.eval()
     try:
@@ -86,35 +83,23 @@ def discover_heads(
                     "Parameter `train` is an empty loader (no non-empty batch). Pass a "
                     "non-empty loader."
                 )
-            heads = list(loss_fn(model, first))
+            return list(loss_fn(model, first))
     finally:
         model.train(was_training)
-    if not heads:
-        raise ValueError("Parameter `heads` should name at least one head. Found none.")
-    return heads
 
 
 def resolve_engine(engine: Engine, model: nn.Module, training: CopyTraining) -> str:
-    """The engine that trains the copies: ``"loop"`` for ``"loop"`` and ``"auto"``, or
-    ``"vmap"`` once :func:`~blendopt.retrain.supports_vmap` accepts the model and options
-    (with a trial forward on the first batch, read under its own random state).
-
-    Raises:
-        ValueError: ``engine="vmap"`` with an option or model the vmap engine does not
-            support (the message names it).
-    """
+    """``"loop"`` for ``"loop"`` and ``"auto"``; ``"vmap"`` once :func:`supports_vmap` accepts
+    the model and options (trial forward on the first batch), else ``ValueError`` naming why."""
     if engine in ("loop", "auto"):
         return "loop"
     with isolated_rng(derive_seed(training.plan.seed, 0), training.generators):
         batch = next((b for b in training.train if not is_empty_batch(b)), None)
     ok, why = supports_vmap(
         training.optimizer,  # type: ignore[arg-type]
-        model,
-        loss_fn=training.loss_fn,
-        batch=batch,
-        heads=training.heads,
+        model, loss_fn=training.loss_fn, batch=batch, heads=training.heads,
         train_step=training.train_step,
-    )
+    )  # fmt: skip
     if not ok:
         raise ValueError(
             f"Parameter `engine` is 'vmap' but {why}. Pass engine='loop' (or 'auto', the loop)."
@@ -123,25 +108,13 @@ def resolve_engine(engine: Engine, model: nn.Module, training: CopyTraining) -> 
 
 
 def measure_pair(
-    model: nn.Module,
-    metric: MetricFn,
-    probe: Iterable[Any],
-    holdout: Iterable[Any],
-    heads: Sequence[str],
-    *,
-    seed: int,
-    generators: Sequence[torch.Generator] = (),
+    model: nn.Module, metric: MetricFn, probe: Iterable[Any], holdout: Iterable[Any],
+    heads: Sequence[str], *, seed: int, generators: Sequence[torch.Generator] = (),
     per_sample: bool = False,
-) -> tuple[dict[str, Any], dict[str, Any], int]:
-    """Measure ``metric`` per head on the train probe T' and the holdout V (eval mode).
-
-    Both loaders are read with the same seed every time, so they yield the same batches (and
-    augmentations) before and after training: with ``per_sample=True`` the values pair sample
-    by sample (head -> 1-D tensor, for the noise-aware estimate), else they are averages.
-
-    Returns:
-        ``(on_probe, on_holdout, empty_batches_skipped)``.
-    """
+) -> tuple[dict[str, Any], dict[str, Any], int]:  # fmt: skip
+    """``(on_probe, on_holdout, empty batches skipped)``: ``metric`` per head on T' and V (eval
+    mode), each read under ``seed`` so the batches pair before and after training (per sample
+    with ``per_sample``: head -> 1-D tensor, else averages)."""
     measure_fn = measure_per_sample_counted if per_sample else measure_counted
     with isolated_rng(seed, generators):
         on_probe, empty_probe = measure_fn(model, metric, probe, heads, name="metric")
@@ -153,22 +126,15 @@ def measure_pair(
 def train_and_measure(
     reference: nn.Module, training: CopyTraining, measure: Measure, engine: str, group_size: int
 ) -> tuple[dict[str, Any], dict[str, Any], TrainReport, int]:
-    """Train the copies of ``reference`` in groups of ``group_size``, then measure each one.
-
-    Every group reads ``training.train`` under the same seed, so grouping does not change the
-    data a copy sees. A diverged copy is not measured. ``engine="vmap"`` trains each group as
-    one vmapped ensemble: same data, schedule replay, empty-batch skipping and divergence
-    report, with one dropout stream for the group instead of one per copy.
+    """Train the copies of ``reference`` in groups of ``group_size`` (each group reads the data
+    under the same seed), then measure each copy that did not diverge.
 
     Returns:
-        ``(on_probe, on_holdout, report, empty_batches_measuring)``, the measurements per head
-        after training (diverged heads absent) and the merged :class:`TrainReport`.
+        ``(on_probe, on_holdout, merged report, empty batches while measuring)``.
     """
-    heads = list(training.heads)
+    heads, report, empty = list(training.heads), TrainReport(), 0
     on_probe: dict[str, Any] = {}
     on_holdout: dict[str, Any] = {}
-    report = TrainReport()
-    empty = 0
     with SamplerEpochs([training.train]) as samplers:
         training = dataclasses.replace(training, samplers=samplers)
         for first in range(0, len(heads), group_size):
@@ -177,14 +143,10 @@ def train_and_measure(
             with isolated_rng(derive_seed(training.plan.seed, 2), training.generators):
                 if copies is None:
                     result = train_copies_vmap(reference, group, training)
-                    models = result.models
-                    done = TrainReport(
-                        result.steps,
-                        result.epochs,
-                        result.empty_batches,
-                        result.diverged(),
+                    models, done = result.models, TrainReport(
+                        result.steps, result.epochs, result.empty_batches, result.diverged(),
                         result.skip_notes(),
-                    )
+                    )  # fmt: skip
                 else:
                     done = train_copies(copies, training)
                     models = {c.head: c.model for c in copies}
@@ -199,40 +161,29 @@ def train_and_measure(
 
 
 def _blend_healthy(
-    healthy: Sequence[str],
-    before: tuple[Mapping[str, Any], Mapping[str, Any]],
-    after: tuple[Mapping[str, Any], Mapping[str, Any]],
-    config: RetrainConfig,
+    healthy: Sequence[str], measured: Sequence[Mapping[str, Any]], config: RetrainConfig,
     fallback: Mapping[str, float],
-) -> BlendEstimate:
+) -> BlendEstimate:  # fmt: skip
     """The estimate over the heads whose copy did not diverge (rejected if there are none)."""
     if not healthy:
         return BlendEstimate(
-            weights={},
-            generalization={},
-            overfitting_change={},
-            accepted=False,
+            weights={}, generalization={}, overfitting_change={}, accepted=False,
             notes=(
                 "estimate rejected: every head's copy diverged; using the fallback weights "
                 + ", ".join(f"{h}={w:.4g}" for h, w in fallback.items()),
             ),
             higher_is_better=config.higher_is_better,
-        )
+        )  # fmt: skip
     sub_fallback = {h: fallback[h] for h in healthy}
-    measured = (
-        {h: before[0][h] for h in healthy},
-        {h: before[1][h] for h in healthy},
-        {h: after[0][h] for h in healthy},
-        {h: after[1][h] for h in healthy},
-    )
     kwargs: dict[str, Any] = {
         "higher_is_better": config.higher_is_better,
         "eps": config.eps,
         "fallback": sub_fallback if sum(sub_fallback.values()) > 0 else None,
     }
+    values = [{h: m[h] for h in healthy} for m in measured]
     if config.noise_aware:
-        return noise_aware_estimate(*measured, warn=not estimate_warnings_deferred(), **kwargs)
-    return blend_estimate(*measured, **kwargs)
+        return noise_aware_estimate(*values, warn=not estimate_warnings_deferred(), **kwargs)
+    return blend_estimate(*values, **kwargs)
 
 
 def blend_measured(
@@ -252,11 +203,11 @@ def blend_measured(
     dO); a :class:`blendopt.DivergedCopyWarning` names them. If every copy diverged the
     estimate is rejected and ``config.fallback`` (uniform by default) is returned.
     """
-    config = config or RetrainConfig()
-    diverged = report.diverged
-    full_fallback = dict(config.fallback) if config.fallback is not None else uniform_weights(heads)
+    config, diverged = config or RetrainConfig(), report.diverged
+    fallback = dict(config.fallback) if config.fallback is not None else uniform_weights(heads)
+    measured = (*before, *after)
     healthy = [h for h in heads if h not in diverged]
-    estimate = _blend_healthy(healthy, before, after, config, full_fallback)
+    estimate = _blend_healthy(healthy, measured, config, fallback)
     stopped = [
         f"head {h!r}: its copy diverged ({why}) and stopped training; weight 0"
         for h, why in diverged.items()
@@ -276,24 +227,18 @@ def blend_measured(
             "clip gradients (`train_step=`), or check those heads' inputs.",
             DivergedCopyWarning,
         )
-    weights = (
-        {h: estimate.weights.get(h, 0.0) for h in heads} if estimate.accepted else full_fallback
-    )
-    nan, higher_is_better = math.nan, config.higher_is_better
-    measured = {
-        "train_before": {h: _mean(before[0][h]) for h in heads},
-        "holdout_before": {h: _mean(before[1][h]) for h in heads},
-        "train_after": {h: _mean(after[0].get(h, nan)) for h in heads},
-        "holdout_after": {h: _mean(after[1].get(h, nan)) for h in heads},
-    }
+    nan = math.nan
     return BlendEstimate(
-        weights=weights,
+        weights={h: estimate.weights.get(h, 0.0) for h in heads} if estimate.accepted else fallback,
         generalization={h: estimate.generalization.get(h, nan) for h in heads},
         overfitting_change={h: estimate.overfitting_change.get(h, nan) for h in heads},
         accepted=estimate.accepted,
         notes=tuple(notes),
-        measurements=measured,
-        higher_is_better=higher_is_better,
+        measurements={
+            name: {h: _mean(m.get(h, nan)) for h in heads}
+            for name, m in zip(_MEASUREMENTS, measured, strict=True)
+        },
+        higher_is_better=config.higher_is_better,
         floored=estimate.floored,
         zeroed=estimate.zeroed,
         diverged=dict(diverged),
@@ -327,14 +272,12 @@ def estimate_weights(
     in eval mode on the train probe T' (``probe``) and on the holdout V (``holdout``) before and
     after, and the weights are ``w_k ∝ dG_k / dO_k²``.
 
-    ``model``, its buffers and train/eval mode, and ``optimizer``'s state are left untouched.
-    The caller's random state is restored afterwards, including the loaders' own generators
-    (``DataLoader(generator=...)``, a sampler's) and epoch-aware samplers' epochs, so the run's
-    next batches are the same as without the estimate. The estimate draws from its own seeded
-    generators, so the same checkpoint and ``seed`` give the same weights. Empty batches are
-    skipped and counted in ``notes``. A copy whose loss becomes non-finite stops training; its
-    head gets weight 0, ``notes`` says why and a :class:`blendopt.DivergedCopyWarning` is
-    emitted (no per-step host-device sync: on accelerators the check is read once per epoch).
+    ``model`` (buffers, mode), ``optimizer``'s state and the caller's random state (including
+    the loaders' generators and epoch-aware samplers) are left untouched, so the run's next
+    batches are as without the estimate; the same checkpoint and ``seed`` give the same
+    weights. Empty batches are skipped and counted. A copy whose loss becomes non-finite stops
+    training; its head gets weight 0 and a :class:`blendopt.DivergedCopyWarning` (on
+    accelerators the check is read once per epoch, no per-step sync).
 
     Args:
         model: the multi-head model (``DistributedDataParallel`` is unwrapped).
@@ -355,40 +298,24 @@ def estimate_weights(
         ``holdout_after``), ``.generalization``, ``.overfitting_change``, ``.notes``.
 
     Raises:
-        ValueError: bad settings (see :class:`~blendopt.retrain.RetrainConfig`), neither or
-            both of ``epochs``/``steps``, empty loaders, ``loss_fn`` returning the wrong heads,
-            or ``engine="vmap"`` with an option it does not support.
+        ValueError: bad settings, neither or both of ``epochs``/``steps``, empty loaders,
+            ``loss_fn`` returning the wrong heads, or ``engine="vmap"`` where it cannot run.
         TypeError: bad ``model``/``optimizer``/settings.
     """
     cfg = RetrainConfig.build(config, settings)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"Parameter `model` should be an nn.Module. Found {type(model).__name__}.")
-    if (cfg.epochs is None) == (cfg.steps is None):
-        raise ValueError(
-            f"Pass exactly one of `epochs` and `steps`. Found epochs={cfg.epochs!r}, "
-            f"steps={cfg.steps!r}."
-        )
-    metric: MetricFn = loss_fn if cfg.metric == "loss" else cfg.metric  # type: ignore[assignment]
-    plan = TrainPlan(
-        cfg.epochs, cfg.steps, _batches_per_epoch(train, cfg.fraction), cfg.scheduler_interval,
-        seed=cfg.seed,
-    )  # fmt: skip
+    check_model(model)
+    plan = TrainPlan(cfg.epochs, cfg.steps, interval=cfg.scheduler_interval, seed=cfg.seed)
+    plan = dataclasses.replace(plan, per_epoch=_batches_per_epoch(train, cfg.fraction))
     probe = train if probe is None else probe
-    base = unwrap_model(model)
-    generators = loader_generators([train, probe, holdout])
-
+    base, generators = unwrap_model(model), loader_generators([train, probe, holdout])
     start = time.perf_counter()
     reference = copy.deepcopy(base)
     for p in reference.parameters():
         p.grad = None  # the copies start without the user's gradients
-    heads = (
-        list(cfg.heads)
-        if cfg.heads is not None
-        else discover_heads(
-            reference, loss_fn, train, seed=derive_seed(cfg.seed, 0), generators=generators
-        )
-    )
-    if len(heads) == 0:
+    heads = list(cfg.heads) if cfg.heads is not None else discover_heads(
+        reference, loss_fn, train, seed=derive_seed(cfg.seed, 0), generators=generators
+    )  # fmt: skip
+    if not heads:
         raise ValueError("Parameter `heads` should name at least one head. Found none.")
     training = CopyTraining(
         loss_fn, train, heads, plan, optimizer=optimizer, source=base, scheduler=cfg.scheduler,
@@ -396,30 +323,22 @@ def estimate_weights(
         generators=generators, progress=cfg.progress,
     )  # fmt: skip
     engine = resolve_engine(cfg.engine, base, training)
-
-    def measure(net: nn.Module) -> tuple[dict[str, Any], dict[str, Any], int]:
-        # The same seed at every checkpoint: T' and V yield the same batches before and after.
-        return measure_pair(
-            net, metric, probe, holdout, heads, seed=derive_seed(cfg.seed, 1),
-            generators=generators, per_sample=cfg.noise_aware,
-        )  # fmt: skip
-
-    train_before, holdout_before, empty_measuring = measure(reference)
-    train_after, holdout_after, report, empty_after = train_and_measure(
+    metric: MetricFn = loss_fn if cfg.metric == "loss" else cfg.metric  # type: ignore[assignment]
+    # The same seed at every checkpoint: T' and V yield the same batches before and after.
+    measure = functools.partial(
+        measure_pair, metric=metric, probe=probe, holdout=holdout, heads=heads,
+        seed=derive_seed(cfg.seed, 1), generators=generators, per_sample=cfg.noise_aware,
+    )  # fmt: skip
+    *before, empty_before = measure(reference)
+    *after, report, empty_after = train_and_measure(
         reference, training, measure, engine, cfg.copies_at_once or len(heads)
     )
     estimate = blend_measured(
-        heads,
-        (train_before, holdout_before),
-        (train_after, holdout_after),
-        report,
-        cfg,
-        empty_measuring=empty_measuring + empty_after,
-    )
+        heads, tuple(before), tuple(after), report, cfg,  # type: ignore[arg-type]
+        empty_measuring=empty_before + empty_after,
+    )  # fmt: skip
     logger.info(
-        "G-Blend estimate (%s engine) done in %.1f s: %s",
-        engine,
-        time.perf_counter() - start,
+        "G-Blend estimate (%s engine) done in %.1f s: %s", engine, time.perf_counter() - start,
         ", ".join(f"{h}={w:.3f}" for h, w in estimate.weights.items()),
-    )
+    )  # fmt: skip
     return estimate

@@ -1,8 +1,5 @@
-"""The loop engine: each head's copy trains on its own loss, one after another per batch.
-
-A copy whose loss becomes non-finite stops training and is reported, not raised: its head
-gets weight 0 in the estimate.
-"""
+"""The loop engine: each head's copy trains on its own loss, one after another per batch; a copy
+whose loss becomes non-finite stops (weight 0 in the estimate), it does not raise."""
 
 from __future__ import annotations
 
@@ -10,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch.optim import Optimizer
 
 from blendopt._distributed import average_gradients_, world_size
 from blendopt._finite import NonFiniteRecord
@@ -21,14 +17,9 @@ from blendopt.retrain._driver import TrainReport, drive, host_reads_free
 
 
 class _Divergence:
-    """Non-finite losses of the copies, without a host-device sync per step.
-
-    With ``eager``, where the host reads a loss for free (the CPU, one process), a copy stops
-    at its first non-finite loss, before its backward. Elsewhere each copy's non-finite losses
-    are counted on the device (a :class:`NonFiniteRecord`, one slot per copy); :meth:`read`
-    syncs once (one reduction over all ranks, so all agree) and stops the copies that
-    diverged. Until then a diverged copy keeps stepping; its result is discarded either way.
-    """
+    """The copies' non-finite losses. With ``eager`` where the host reads a loss for free (the
+    CPU, one process) a copy stops before its backward; elsewhere they are counted on the device
+    and :meth:`read` syncs once per epoch (one reduce over the ranks)."""
 
     def __init__(self, heads: Sequence[str], eager: bool = True) -> None:
         self.heads, self.eager = list(heads), eager
@@ -37,7 +28,7 @@ class _Divergence:
         self.found: dict[str, str] = {}  # head -> why its copy diverged
 
     def check(self, head: str, loss: torch.Tensor, *, step: int, epoch: int) -> bool:
-        """Record ``loss``; False when it is known now to be non-finite (CPU, one process)."""
+        """Record ``loss``; False when it is known now to be non-finite."""
         detached = loss.detach()
         self.steps[head] += 1
         if self.eager and host_reads_free(detached.device) and world_size() == 1:
@@ -54,54 +45,40 @@ class _Divergence:
         if not self.record.pending or all(h in self.found for h in self.heads):
             return []
         counts = self.record.read(across_ranks=world_size() > 1)  # the one host-device sync
-        new = []
-        for i, h in enumerate(self.heads):
-            if counts.count[i] > 0 and h not in self.found:
-                first = (
-                    f", the first at step {counts.first[i]}"
-                    if world_size() == 1
-                    else " over all ranks"
-                )
-                self.found[h] = (
-                    f"{counts.count[i]} non-finite losses in {self.steps[h]} steps{first}; "
-                    f"found at the end of epoch {epoch}"
-                )
-                new.append(h)
+        new = [h for i, h in enumerate(self.heads) if counts.count[i] > 0 and h not in self.found]
+        for h in new:
+            i = self.heads.index(h)
+            first = (
+                f", the first at step {counts.first[i]}" if world_size() == 1 else " over all ranks"
+            )
+            self.found[h] = (
+                f"{counts.count[i]} non-finite losses in {self.steps[h]} steps{first}; "
+                f"found at the end of epoch {epoch}"
+            )
         return new
 
 
-def prepare_copy(copy_: HeadCopy) -> HeadCopy:
-    """Put ``copy_`` in train mode and hook its optimizer.
-
-    The hooks count the copy's optimizer steps (a per-step scheduler steps once per optimizer
-    step, also when ``train_step`` accumulates gradients) and, under ``torch.distributed``,
-    average the gradients over the ranks before each step, as DDP would.
-    """
-    copy_.model.train()
-    params = [p for p in copy_.model.parameters() if p.requires_grad]
-
-    def count(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
-        copy_.optimizer_steps += 1
-
-    def average(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
-        average_gradients_(params)
-
-    copy_.optimizer.register_step_post_hook(count)
-    if world_size() > 1:
-        copy_.optimizer.register_step_pre_hook(average)
-    return copy_
-
-
 class LoopEngine:
-    """One :class:`HeadCopy` per head, each stepped on its own head's loss (see :func:`drive`)."""
+    """One :class:`HeadCopy` per head, each stepped on its own head's loss (see :func:`drive`).
+
+    Optimizer hooks count each copy's steps (a per-step scheduler steps once per optimizer
+    step, also when ``train_step`` accumulates) and average gradients over ranks, as DDP would.
+    """
 
     name = "loop"
 
     def __init__(self, copies: Sequence[HeadCopy], training: CopyTraining) -> None:
-        self.copies = list(copies)
+        self.copies, self.training_ = list(copies), training
         self.heads = [c.head for c in self.copies]
-        self.active = [prepare_copy(c) for c in self.copies]
-        self.training_ = training
+        for c in self.copies:
+            c.model.train()
+            params = [p for p in c.model.parameters() if p.requires_grad]
+            c.optimizer.register_step_post_hook(
+                lambda *_, c=c: setattr(c, "optimizer_steps", c.optimizer_steps + 1)
+            )
+            if world_size() > 1:
+                c.optimizer.register_step_pre_hook(lambda *_, p=params: average_gradients_(p))
+        self.active = list(self.copies)
         self.monitor = _Divergence(self.heads, training.eager_checks)
 
     def training(self) -> bool:
@@ -122,11 +99,10 @@ class LoopEngine:
                 return monitor.check(c.head, loss, step=step, epoch=epoch)
             losses = self.training_.loss_fn(c.model, batch)
             check_heads("loss_fn", losses, self.training_.heads)
-            loss = losses[c.head]
-            if not monitor.check(c.head, loss, step=step, epoch=epoch):
+            if not monitor.check(c.head, losses[c.head], step=step, epoch=epoch):
                 return False
             c.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            losses[c.head].backward()
             c.optimizer.step()
         return True
 
@@ -135,8 +111,7 @@ class LoopEngine:
             before = c.optimizer_steps
             if not self._step_copy(c, batch, step=step, epoch=epoch):
                 self.active.remove(c)
-                continue
-            if c.scheduler is not None and self.training_.plan.interval == "step":
+            elif c.scheduler is not None and self.training_.plan.interval == "step":
                 for _ in range(c.optimizer_steps - before):
                     c.scheduler.step()
 

@@ -1,10 +1,5 @@
-"""Learning-rate schedules for the copies of Algorithm 1: the run's own schedule, replayed.
-
-Algorithm 1 trains each head's copy "from the checkpoint" for the horizon n. A run under a
-learning-rate schedule (warm-up, OneCycleLR, step decay) trains those n epochs along the
-schedule, not at the current rate held constant, so the copies must follow the same rates for
-their measurement of dG and dO to describe the run (issue 7 item 3).
-"""
+"""The run's learning-rate schedule replayed on Algorithm 1's copies (issue 7 item 3): the copies
+train the horizon along the run's rates, not at the current rate held constant."""
 
 from __future__ import annotations
 
@@ -23,13 +18,7 @@ Interval = Literal["step", "epoch"]
 
 
 def check_scheduler(spec: SchedulerSpec | None, interval: Interval | None) -> None:
-    """Validate ``scheduler``/``scheduler_interval`` (both or neither).
-
-    Raises:
-        TypeError: ``spec`` is neither an ``LRScheduler`` nor callable.
-        ValueError: a ``ReduceLROnPlateau`` (it needs the run's metric), a missing or unknown
-            ``interval``, or an ``interval`` without a scheduler.
-    """
+    """Validate ``scheduler``/``scheduler_interval`` (both or neither)."""
     if spec is None:
         if interval is not None:
             raise ValueError(
@@ -57,7 +46,7 @@ def check_scheduler(spec: SchedulerSpec | None, interval: Interval | None) -> No
 
 
 def optimizer_chain(optimizer: Optimizer) -> list[Optimizer]:
-    # A GradientBlender (or any wrapper exposing `.optimizer`) and everything it wraps.
+    """``optimizer`` and every optimizer it wraps (``.optimizer``, as a ``GradientBlender``)."""
     chain = [optimizer]
     while isinstance(getattr(chain[-1], "optimizer", None), Optimizer):
         chain.append(chain[-1].optimizer)
@@ -65,9 +54,8 @@ def optimizer_chain(optimizer: Optimizer) -> list[Optimizer]:
 
 
 def _allow_scheduler_steps(optimizer: Optimizer) -> None:
-    # LRScheduler warns on its first step() unless the optimizer's step was patched by a
-    # scheduler and already called; the copy's optimizer is stepped before its scheduler, as
-    # in the run, but a replayed or fast-forwarded scheduler may step first.
+    # LRScheduler warns on a step() before the optimizer's; a replayed or fast-forwarded
+    # scheduler may step first, so mark the step as patched and called.
     step = optimizer.step
     if not hasattr(step, "_wrapped_by_lr_sched"):
 
@@ -82,30 +70,11 @@ def _allow_scheduler_steps(optimizer: Optimizer) -> None:
 def scheduler_for_copy(
     spec: SchedulerSpec, optimizer: Optimizer, *, position: int | None = None
 ) -> LRScheduler:
-    """A scheduler driving ``optimizer`` (a copy's) along the run's learning-rate schedule.
+    """A scheduler driving a copy's ``optimizer`` along the run's schedule.
 
-    - An ``LRScheduler`` is deep-copied with its optimizer (a ``GradientBlender`` or the
-      optimizer it wraps) re-bound to ``optimizer``: the copy continues from the run's current
-      point. ``optimizer``'s groups must hold the run's current rates
-      (:func:`blendopt.clone_optimizer` copies them).
-    - A factory is called on ``optimizer`` after each group's ``lr`` is reset to its
-      ``initial_lr`` (the rate the run's own scheduler started from), so the new scheduler
-      starts where the run's did.
-
-    Then, if ``position`` (the number of ``scheduler.step()`` calls the run has made, or will
-    have made before its next optimizer step) is ahead of the scheduler, the scheduler is
-    stepped until it is there: the same computation the run made, so the rates are equal.
-
-    Args:
-        spec: the run's scheduler, or a factory ``optimizer -> LRScheduler``.
-        optimizer: the copy's optimizer.
-        position: scheduler steps the run has made; ``None`` replays as is.
-
-    Returns:
-        The copy's scheduler (the caller steps it like the run does).
-
-    Raises:
-        TypeError: the factory does not return an ``LRScheduler`` on ``optimizer``.
+    An ``LRScheduler`` is deep-copied onto ``optimizer`` (which holds the run's current rates);
+    a factory is called on ``optimizer`` with each ``lr`` reset to its ``initial_lr``. Then the
+    scheduler is stepped up to ``position`` (the run's ``scheduler.step()`` calls so far).
     """
     if isinstance(spec, LRScheduler):
         memo = {id(o): optimizer for o in optimizer_chain(spec.optimizer)}
