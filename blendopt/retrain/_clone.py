@@ -1,5 +1,5 @@
-"""Cloning the run for Algorithm 1: optimizers over copies, and the per-head copies; below both
-engines (it imports neither)."""
+"""Cloning the run for Algorithm 1: optimizers and learning-rate schedules (the run's, replayed:
+issue 7 item 3) over the copies, and the per-head copies; below both engines."""
 
 from __future__ import annotations
 
@@ -13,10 +13,61 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from blendopt._rng import RngStream, derive_seed
-from blendopt.retrain._config import CopyTraining, OptimizerSpec
-from blendopt.retrain._replay import optimizer_chain, scheduler_for_copy
+from blendopt.retrain._config import CopyTraining, OptimizerSpec, SchedulerSpec
 
 T = TypeVar("T")
+
+
+def optimizer_chain(optimizer: Optimizer) -> list[Optimizer]:
+    """``optimizer`` and every optimizer it wraps (``.optimizer``, as a ``GradientBlender``)."""
+    chain = [optimizer]
+    while isinstance(getattr(chain[-1], "optimizer", None), Optimizer):
+        chain.append(chain[-1].optimizer)
+    return chain
+
+
+def _allow_scheduler_steps(optimizer: Optimizer) -> None:
+    # LRScheduler warns on a step() before the optimizer's; a replayed or fast-forwarded
+    # scheduler may step first, so mark the step as patched and called.
+    step = optimizer.step
+    if not hasattr(step, "_wrapped_by_lr_sched"):
+
+        def wrapper(*args: object, **kwargs: object) -> object:
+            return step(*args, **kwargs)
+
+        wrapper._wrapped_by_lr_sched = True  # type: ignore[attr-defined]
+        optimizer.step = wrapper  # type: ignore[method-assign]
+    optimizer._opt_called = True  # type: ignore[attr-defined]
+
+
+def scheduler_for_copy(
+    spec: SchedulerSpec, optimizer: Optimizer, *, position: int | None = None
+) -> LRScheduler:
+    """A scheduler driving a copy's ``optimizer`` along the run's schedule.
+
+    An ``LRScheduler`` is deep-copied onto ``optimizer`` (which holds the run's current rates);
+    a factory is called on ``optimizer`` with each ``lr`` reset to its ``initial_lr``. Then the
+    scheduler is stepped up to ``position`` (the run's ``scheduler.step()`` calls so far).
+    """
+    if isinstance(spec, LRScheduler):
+        memo = {id(o): optimizer for o in optimizer_chain(spec.optimizer)}
+        scheduler = copy.deepcopy(spec, memo)
+    else:
+        for group in optimizer.param_groups:
+            if "initial_lr" in group:
+                group["lr"] = group["initial_lr"]
+        _allow_scheduler_steps(optimizer)
+        scheduler = spec(optimizer)
+        if not isinstance(scheduler, LRScheduler) or scheduler.optimizer is not optimizer:
+            raise TypeError(
+                "The `scheduler` factory should return an LRScheduler built on the optimizer it "
+                f"is given. Found {type(scheduler).__name__}."
+            )
+    _allow_scheduler_steps(optimizer)
+    if position is not None:
+        for _ in range(position - scheduler.last_epoch):
+            scheduler.step()
+    return scheduler
 
 
 def clone_optimizer(optimizer: Optimizer, source: nn.Module, target: nn.Module) -> Optimizer:

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from blendopt._math import DEFAULT_EPS
 from blendopt._measure import LossFn, MetricFn
 from blendopt._rng import derive_seed
-from blendopt.retrain._replay import Interval, SchedulerSpec, check_scheduler
 
 if TYPE_CHECKING:
     from blendopt._rng import SamplerEpochs
@@ -30,6 +30,39 @@ OptimizerSpec = Optimizer | Callable[[list[nn.Parameter]], Optimizer]
 #: ``"auto"`` (the loop).
 Engine = Literal["auto", "loop", "vmap"]
 ENGINES = ("auto", "loop", "vmap")
+#: A scheduler to replay (its state is copied onto each copy's optimizer) or a factory
+#: ``optimizer -> LRScheduler`` (built on each copy's optimizer and fast-forwarded).
+SchedulerSpec = LRScheduler | Callable[[Optimizer], LRScheduler]
+#: How often the run steps its scheduler: after every optimizer step, or once per epoch.
+Interval = Literal["step", "epoch"]
+
+
+def check_scheduler(spec: SchedulerSpec | None, interval: Interval | None) -> None:
+    """Validate ``scheduler``/``scheduler_interval`` (both or neither)."""
+    if spec is None:
+        if interval is not None:
+            raise ValueError(
+                f"Parameter `scheduler_interval` is {interval!r} but no `scheduler` was given. "
+                "Pass the run's scheduler (or a factory `optimizer -> LRScheduler`), or drop "
+                "`scheduler_interval`."
+            )
+        return
+    if isinstance(spec, ReduceLROnPlateau):
+        raise ValueError(
+            "Parameter `scheduler` is a ReduceLROnPlateau: it steps on the run's validation "
+            "metric, which the copies do not have. Pass a factory `optimizer -> LRScheduler` "
+            "giving the rates the copies should follow, or no scheduler (constant rate)."
+        )
+    if not isinstance(spec, LRScheduler) and not callable(spec):
+        raise TypeError(
+            "Parameter `scheduler` should be an LRScheduler (replayed on each copy) or a factory "
+            f"`optimizer -> LRScheduler`. Found {type(spec).__name__}."
+        )
+    if interval not in ("step", "epoch"):
+        raise ValueError(
+            f"Parameter `scheduler_interval` should be 'step' (the run calls scheduler.step() "
+            f"after every optimizer step) or 'epoch' (once per epoch). Found {interval!r}."
+        )
 
 
 def check_model(model: object) -> None:

@@ -28,10 +28,15 @@ from blendopt._distributed import average_gradients_, unwrap_model, world_size
 from blendopt._finite import NonFiniteRecord
 from blendopt._measure import LossFn, check_heads
 from blendopt._rng import RngStream
-from blendopt.retrain._clone import call_factory, copy_seed, remap_param_groups
+from blendopt.retrain._clone import (
+    call_factory,
+    copy_seed,
+    optimizer_chain,
+    remap_param_groups,
+    scheduler_for_copy,
+)
 from blendopt.retrain._config import CopyTraining, OptimizerSpec, TrainStep
 from blendopt.retrain._driver import TrainReport, drive, host_reads_free
-from blendopt.retrain._replay import optimizer_chain, scheduler_for_copy
 
 #: Optimizers whose update is element-wise, so one optimizer over K stacked copies equals K
 #: optimizers (exact classes only: a subclass may override ``step``).
