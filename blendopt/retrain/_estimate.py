@@ -43,8 +43,7 @@ from blendopt.retrain._config import (
     TrainPlan,
     check_model,
 )
-from blendopt.retrain._driver import TrainReport
-from blendopt.retrain._loop import train_copies
+from blendopt.retrain._loop import TrainReport, train_copies
 from blendopt.retrain._vmap import supports_vmap, train_copies_vmap
 
 logger = logging.getLogger("blendopt")
@@ -198,12 +197,9 @@ def blend_measured(
     empty_measuring: int = 0,
 ) -> BlendEstimate:
     """The estimate from the measurements (:func:`blendopt.blend_estimate`, or with
-    ``config.noise_aware`` :func:`blendopt.noise_aware_estimate` on paired per-sample values),
-    with the copies' divergences and the skipped empty batches recorded.
-
-    Heads whose copy diverged get weight 0 and ``nan`` for what was not measured (after, dG,
-    dO); a :class:`blendopt.DivergedCopyWarning` names them. If every copy diverged the
-    estimate is rejected and ``config.fallback`` (uniform by default) is returned.
+    ``config.noise_aware`` :func:`blendopt.noise_aware_estimate`), with the diverged copies
+    (weight 0, ``nan`` where not measured, a :class:`blendopt.DivergedCopyWarning`; all diverged:
+    rejected, ``config.fallback`` or uniform weights) and skipped empty batches recorded.
     """
     config, diverged = config or RetrainConfig(), report.diverged
     fallback = dict(config.fallback) if config.fallback is not None else uniform_weights(heads)
@@ -267,19 +263,16 @@ def estimate_weights(
 ) -> BlendEstimate:
     """Estimate G-Blend weights from the current checkpoint (Algorithm 1, GB-Estimate).
 
-    For each head, a deep copy of ``model`` is trained on that head's loss alone for ``epochs``
-    epochs (or ``steps`` batches) on ``train`` with a fresh optimizer of ``optimizer``'s class
-    and hyper-parameters, along the run's learning-rate schedule if ``scheduler`` is given; the
-    copies are fed in lockstep from one pass over the data. Each head's ``metric`` is measured
-    in eval mode on the train probe T' (``probe``) and on the holdout V (``holdout``) before and
-    after, and the weights are ``w_k ∝ dG_k / dO_k²``.
+    Per head, a deep copy of ``model`` trains on that head's loss alone for ``epochs`` epochs
+    (or ``steps`` batches) on ``train``, with a fresh optimizer of ``optimizer``'s class and
+    hyper-parameters (along the run's schedule if ``scheduler`` is given); the copies are fed in
+    lockstep from one pass over the data. ``metric`` is measured in eval mode on the train probe
+    T' and the holdout V before and after; the weights are ``w_k ∝ dG_k / dO_k²``.
 
-    ``model`` (buffers, mode), ``optimizer``'s state and the caller's random state (including
-    the loaders' generators and epoch-aware samplers) are left untouched, so the run's next
-    batches are as without the estimate; the same checkpoint and ``seed`` give the same
-    weights. Empty batches are skipped and counted. A copy whose loss becomes non-finite stops
-    training; its head gets weight 0 and a :class:`blendopt.DivergedCopyWarning` (on
-    accelerators the check is read once per epoch, no per-step sync).
+    ``model``, ``optimizer``'s state and the caller's random state (the loaders' generators and
+    samplers included) are left untouched; the same checkpoint and ``seed`` give the same
+    weights. Empty batches are skipped and counted. A copy whose loss becomes non-finite stops;
+    its head gets weight 0 and a :class:`blendopt.DivergedCopyWarning` (no per-step sync).
 
     Args:
         model: the multi-head model (``DistributedDataParallel`` is unwrapped).
@@ -367,11 +360,9 @@ class RetrainEstimator(Estimator):
         config: the settings (:class:`blendopt.retrain.RetrainConfig`).
         **settings: fields of ``RetrainConfig`` replacing ``config``'s, e.g. ``epochs=n`` (a
             fixed look-ahead overriding the schedule's horizon), ``seed`` (estimate i uses a
-            seed derived from (seed, i), so a resumed run re-estimates exactly), ``scheduler``
-            (a factory, or the run's ``LRScheduler``, replayed from its current state; it can
-            be set later: ``estimator.scheduler = scheduler``) with ``scheduler_interval``
-            ``"step"`` (position: the blender's steps done) or ``"epoch"`` (epochs done).
-            ``engine="auto"`` is resolved once, at the first estimate (``engine_chosen``).
+            seed derived from (seed, i)), ``scheduler`` (settable later:
+            ``estimator.scheduler = scheduler``) with ``scheduler_interval`` ``"step"`` or
+            ``"epoch"``. ``engine="auto"`` is resolved at the first estimate (``engine_chosen``).
 
     Raises:
         TypeError: bad ``model``/``loss_fn``/settings.

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import nn
+from torch import nn, optim
 from torch.optim import Optimizer
 
 from blendopt._distributed import average_gradients_, unwrap_model, world_size
@@ -36,23 +36,14 @@ from blendopt.retrain._clone import (
     scheduler_for_copy,
 )
 from blendopt.retrain._config import CopyTraining, OptimizerSpec, TrainStep
-from blendopt.retrain._driver import TrainReport, drive, host_reads_free
+from blendopt.retrain._loop import TrainReport, drive, host_reads_free
 
 #: Optimizers whose update is element-wise, so one optimizer over K stacked copies equals K
 #: optimizers (exact classes only: a subclass may override ``step``).
 ELEMENTWISE_OPTIMIZERS: tuple[type[Optimizer], ...] = (
-    torch.optim.SGD,
-    torch.optim.Adam,
-    torch.optim.AdamW,
-    torch.optim.Adagrad,
-    torch.optim.RMSprop,
-    torch.optim.Adadelta,
-    torch.optim.Adamax,
-    torch.optim.NAdam,
-    torch.optim.RAdam,
-    torch.optim.ASGD,
-    torch.optim.Rprop,
-)
+    optim.SGD, optim.Adam, optim.AdamW, optim.Adagrad, optim.RMSprop, optim.Adadelta,
+    optim.Adamax, optim.NAdam, optim.RAdam, optim.ASGD, optim.Rprop,
+)  # fmt: skip
 
 #: Flags that change how an optimizer computes, not what (dropped for the zero-gradient probe).
 _IMPLEMENTATION_FLAGS = ("foreach", "fused", "capturable", "differentiable")
@@ -192,8 +183,7 @@ def supports_vmap(
     Args:
         optimizer: the optimizer (a ``GradientBlender`` is unwrapped) or a factory.
         model: the model whose copies are trained.
-        loss_fn: optional ``loss_fn(model, batch) -> {head: loss}`` for the trial forward.
-        batch: optional batch for the trial forward.
+        loss_fn, batch: optional, for the trial forward.
         heads: the heads (defaults to the keys ``loss_fn`` returns).
         train_step: the copies' custom step, if any (refused: it runs per copy).
 
@@ -417,22 +407,21 @@ class VmapEngine:
             m.training = mode
         read = self.nonfinite.read()  # the host syncs, at the end
         first = dict(zip(self.heads, read.first, strict=True))
-        starts = self.epoch_starts
         self.summary = VmapCopies(
             models={},
             nonfinite=first,
             skipped=dict(zip(self.heads, self.skipped.tolist(), strict=True)),
-            nonfinite_epoch={
-                h: None if s is None else max(e for e, b in enumerate(starts) if b <= s)
-                for h, s in first.items()
-            },
+            nonfinite_epoch={h: None if s is None else self._epoch_of(s) for h, s in first.items()},
             nonfinite_loss={
                 h: v
-                for h, s, v in zip(self.heads, read.first, read.first_value, strict=True)
-                if s is not None
+                for h, v in zip(self.heads, read.first_value, strict=True)
+                if first[h] is not None
             },
         )
         return TrainReport(diverged=self.summary.diverged(), notes=self.summary.skip_notes())
+
+    def _epoch_of(self, step: int) -> int:
+        return max(e for e, start in enumerate(self.epoch_starts) if start <= step)
 
     def models(self) -> dict[str, nn.Module]:
         """head -> its trained copy as an ordinary module."""
