@@ -70,6 +70,13 @@ def scheduler_for_copy(
     return scheduler
 
 
+def replay_schedule(training: CopyTraining, optimizer: Optimizer) -> LRScheduler | None:
+    """The run's schedule replayed on a copy's ``optimizer`` (``None`` without a schedule)."""
+    if training.scheduler is None:
+        return None
+    return scheduler_for_copy(training.scheduler, optimizer, position=training.scheduler_position)
+
+
 def clone_optimizer(optimizer: Optimizer, source: nn.Module, target: nn.Module) -> Optimizer:
     """A fresh optimizer of ``optimizer``'s class and hyper-parameters over ``target``'s parameters.
 
@@ -176,11 +183,6 @@ def make_copies(
     for h in group:
         net = copy.deepcopy(reference)
         opt = _make_optimizer(training.optimizer, source, net)  # type: ignore[arg-type]
-        sched = (
-            None
-            if training.scheduler is None
-            else scheduler_for_copy(training.scheduler, opt, position=training.scheduler_position)
-        )
         seed = copy_seed(training.plan.seed, training.heads, h)
-        out.append(HeadCopy(h, net, opt, RngStream(seed), sched))
+        out.append(HeadCopy(h, net, opt, RngStream(seed), replay_schedule(training, opt)))
     return out

@@ -33,7 +33,7 @@ from blendopt.retrain._clone import (
     copy_seed,
     optimizer_chain,
     remap_param_groups,
-    scheduler_for_copy,
+    replay_schedule,
 )
 from blendopt.retrain._config import CopyTraining, OptimizerSpec, TrainStep
 from blendopt.retrain._loop import TrainReport, drive, host_reads_free
@@ -321,11 +321,7 @@ class VmapEngine:
             n: _stack(b.detach(), k, transpose=False) for n, b in self.wrapper.named_buffers()
         }
         self.opt, self.moving = _stacked_optimizer(training.optimizer, source, named, self.stacked)  # type: ignore[arg-type]
-        self.sched = None
-        if training.scheduler is not None:
-            self.sched = scheduler_for_copy(
-                training.scheduler, self.opt, position=training.scheduler_position
-            )
+        self.sched = replay_schedule(training, self.opt)
         self.trainable_names = [n for n, p in named if p.requires_grad]
         self.trainable = [self.stacked[n] for n in self.trainable_names]
         self.grad_shapes = [(k, *([1] * (p.dim() - 1))) for p in self.trainable]
