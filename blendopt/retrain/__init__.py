@@ -8,10 +8,8 @@ both. The copies train in lockstep with the loop engine (default) or as one vmap
 
 from blendopt.retrain._clone import HeadCopy, clone_optimizer, make_copies, remap_param_groups
 from blendopt.retrain._config import CopyTraining, RetrainConfig, TrainPlan
-from blendopt.retrain._driver import TrainReport
-from blendopt.retrain._estimate import blend_measured, estimate_weights
-from blendopt.retrain._estimator import RetrainEstimator
-from blendopt.retrain._loop import train_copies
+from blendopt.retrain._estimate import RetrainEstimator, blend_measured, estimate_weights
+from blendopt.retrain._loop import TrainReport, train_copies
 from blendopt.retrain._vmap import VmapCopies, supports_vmap, train_copies_vmap
 
 __all__ = [

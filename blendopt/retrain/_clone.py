@@ -1,8 +1,5 @@
-"""Cloning the run for Algorithm 1: optimizers over copies, and the per-head copies themselves.
-
-Both copy-training engines (the lockstep loop and the vmap ensemble) build on this module;
-it imports neither.
-"""
+"""Cloning the run for Algorithm 1: optimizers and learning-rate schedules (the run's, replayed:
+issue 7 item 3) over the copies, and the per-head copies; below both engines."""
 
 from __future__ import annotations
 
@@ -16,10 +13,68 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from blendopt._rng import RngStream, derive_seed
-from blendopt.retrain._config import CopyTraining, OptimizerSpec
-from blendopt.retrain._replay import optimizer_chain, scheduler_for_copy
+from blendopt.retrain._config import CopyTraining, OptimizerSpec, SchedulerSpec
 
 T = TypeVar("T")
+
+
+def optimizer_chain(optimizer: Optimizer) -> list[Optimizer]:
+    """``optimizer`` and every optimizer it wraps (``.optimizer``, as a ``GradientBlender``)."""
+    chain = [optimizer]
+    while isinstance(getattr(chain[-1], "optimizer", None), Optimizer):
+        chain.append(chain[-1].optimizer)
+    return chain
+
+
+def _allow_scheduler_steps(optimizer: Optimizer) -> None:
+    # LRScheduler warns on a step() before the optimizer's; a replayed or fast-forwarded
+    # scheduler may step first, so mark the step as patched and called.
+    step = optimizer.step
+    if not hasattr(step, "_wrapped_by_lr_sched"):
+
+        def wrapper(*args: object, **kwargs: object) -> object:
+            return step(*args, **kwargs)
+
+        wrapper._wrapped_by_lr_sched = True  # type: ignore[attr-defined]
+        optimizer.step = wrapper  # type: ignore[method-assign]
+    optimizer._opt_called = True  # type: ignore[attr-defined]
+
+
+def scheduler_for_copy(
+    spec: SchedulerSpec, optimizer: Optimizer, *, position: int | None = None
+) -> LRScheduler:
+    """A scheduler driving a copy's ``optimizer`` along the run's schedule.
+
+    An ``LRScheduler`` is deep-copied onto ``optimizer`` (which holds the run's current rates);
+    a factory is called on ``optimizer`` with each ``lr`` reset to its ``initial_lr``. Then the
+    scheduler is stepped up to ``position`` (the run's ``scheduler.step()`` calls so far).
+    """
+    if isinstance(spec, LRScheduler):
+        memo = {id(o): optimizer for o in optimizer_chain(spec.optimizer)}
+        scheduler = copy.deepcopy(spec, memo)
+    else:
+        for group in optimizer.param_groups:
+            if "initial_lr" in group:
+                group["lr"] = group["initial_lr"]
+        _allow_scheduler_steps(optimizer)
+        scheduler = spec(optimizer)
+        if not isinstance(scheduler, LRScheduler) or scheduler.optimizer is not optimizer:
+            raise TypeError(
+                "The `scheduler` factory should return an LRScheduler built on the optimizer it "
+                f"is given. Found {type(scheduler).__name__}."
+            )
+    _allow_scheduler_steps(optimizer)
+    if position is not None:
+        for _ in range(position - scheduler.last_epoch):
+            scheduler.step()
+    return scheduler
+
+
+def replay_schedule(training: CopyTraining, optimizer: Optimizer) -> LRScheduler | None:
+    """The run's schedule replayed on a copy's ``optimizer`` (``None`` without a schedule)."""
+    if training.scheduler is None:
+        return None
+    return scheduler_for_copy(training.scheduler, optimizer, position=training.scheduler_position)
 
 
 def clone_optimizer(optimizer: Optimizer, source: nn.Module, target: nn.Module) -> Optimizer:
@@ -65,11 +120,7 @@ def remap_param_groups(
 
 
 def call_factory(factory: Callable[[list[Any]], Optimizer], params: list[Any]) -> Optimizer:
-    """``factory(params)``, checked to be an optimizer.
-
-    Raises:
-        TypeError: the factory returned something else.
-    """
+    """``factory(params)``, checked to be an optimizer (else ``TypeError``)."""
     made = factory(params)
     if not isinstance(made, Optimizer):
         raise TypeError(
@@ -79,12 +130,7 @@ def call_factory(factory: Callable[[list[Any]], Optimizer], params: list[Any]) -
     return made
 
 
-def make_optimizer(spec: OptimizerSpec, source: nn.Module, target: nn.Module) -> Optimizer:
-    """An optimizer for ``target`` (a copy of ``source``) from ``spec`` (instance or factory).
-
-    Raises:
-        TypeError: ``spec`` is neither, or the factory returned no optimizer.
-    """
+def _make_optimizer(spec: OptimizerSpec, source: nn.Module, target: nn.Module) -> Optimizer:
     if isinstance(spec, Optimizer):
         return clone_optimizer(spec, source, target)
     if callable(spec):
@@ -104,7 +150,8 @@ class HeadCopy:
         model: the copy (starts at the run's checkpoint).
         optimizer: a fresh optimizer over ``model``'s parameters.
         stream: the copy's own random stream (dropout), so grouping copies changes nothing.
-        scheduler: the copy's learning-rate scheduler (see ``scheduler_for_copy``), or None.
+        scheduler: the copy's learning-rate scheduler (the run's, replayed), or ``None``.
+        optimizer_steps: the optimizer steps the copy took.
     """
 
     head: str
@@ -135,12 +182,7 @@ def make_copies(
     out = []
     for h in group:
         net = copy.deepcopy(reference)
-        opt = make_optimizer(training.optimizer, source, net)  # type: ignore[arg-type]
-        sched = (
-            None
-            if training.scheduler is None
-            else scheduler_for_copy(training.scheduler, opt, position=training.scheduler_position)
-        )
+        opt = _make_optimizer(training.optimizer, source, net)  # type: ignore[arg-type]
         seed = copy_seed(training.plan.seed, training.heads, h)
-        out.append(HeadCopy(h, net, opt, RngStream(seed), sched))
+        out.append(HeadCopy(h, net, opt, RngStream(seed), replay_schedule(training, opt)))
     return out

@@ -1,8 +1,5 @@
-"""What an Algorithm-1 estimate is asked to do: the user's settings and the training plan.
-
-:class:`RetrainConfig` holds the settings (one frozen object instead of long argument lists);
-:class:`CopyTraining` carries what every copy-training function needs through the engines.
-"""
+"""Algorithm 1's settings (:class:`RetrainConfig`) and what the engines train by
+(:class:`TrainPlan`, :class:`CopyTraining`)."""
 
 from __future__ import annotations
 
@@ -14,11 +11,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from blendopt._math import DEFAULT_EPS
 from blendopt._measure import LossFn, MetricFn
 from blendopt._rng import derive_seed
-from blendopt.retrain._replay import Interval, SchedulerSpec, check_scheduler
 
 if TYPE_CHECKING:
     from blendopt._rng import SamplerEpochs
@@ -26,28 +23,52 @@ if TYPE_CHECKING:
 #: ``train_step(model, optimizer, batch, head) -> loss``: one training step of a copy (forward,
 #: backward, optional clipping, ``optimizer.step()`` when due); returns the head's loss.
 TrainStep = Callable[[nn.Module, Optimizer, Any, str], torch.Tensor]
-#: ``optimizer`` for the copies: an optimizer instance whose class and hyper-parameters are
-#: reused, or a factory ``params -> Optimizer``.
+#: An optimizer whose class and hyper-parameters the copies reuse, or a factory
+#: ``params -> Optimizer``.
 OptimizerSpec = Optimizer | Callable[[list[nn.Parameter]], Optimizer]
-#: How the copies are trained: ``"loop"`` (one after another per batch, in lockstep),
-#: ``"vmap"`` (one vmapped ensemble) or ``"auto"`` (the loop).
+#: ``"loop"`` (copies one after another per batch), ``"vmap"`` (one vmapped ensemble) or
+#: ``"auto"`` (the loop).
 Engine = Literal["auto", "loop", "vmap"]
 ENGINES = ("auto", "loop", "vmap")
+#: A scheduler to replay (its state is copied onto each copy's optimizer) or a factory
+#: ``optimizer -> LRScheduler`` (built on each copy's optimizer and fast-forwarded).
+SchedulerSpec = LRScheduler | Callable[[Optimizer], LRScheduler]
+#: How often the run steps its scheduler: after every optimizer step, or once per epoch.
+Interval = Literal["step", "epoch"]
 
 
-def check_engine(engine: object) -> None:
-    """Validate ``engine`` (one of :data:`ENGINES`).
-
-    Raises:
-        TypeError: ``engine`` is not a string.
-        ValueError: an unknown engine.
-    """
-    if not isinstance(engine, str):
-        raise TypeError(
-            f"Parameter `engine` should be one of {list(ENGINES)}. Found {type(engine).__name__}."
+def check_scheduler(spec: SchedulerSpec | None, interval: Interval | None) -> None:
+    """Validate ``scheduler``/``scheduler_interval`` (both or neither)."""
+    if spec is None:
+        if interval is not None:
+            raise ValueError(
+                f"Parameter `scheduler_interval` is {interval!r} but no `scheduler` was given. "
+                "Pass the run's scheduler (or a factory `optimizer -> LRScheduler`), or drop "
+                "`scheduler_interval`."
+            )
+        return
+    if isinstance(spec, ReduceLROnPlateau):
+        raise ValueError(
+            "Parameter `scheduler` is a ReduceLROnPlateau: it steps on the run's validation "
+            "metric, which the copies do not have. Pass a factory `optimizer -> LRScheduler` "
+            "giving the rates the copies should follow, or no scheduler (constant rate)."
         )
-    if engine not in ENGINES:
-        raise ValueError(f"Parameter `engine` should be one of {list(ENGINES)}. Found {engine!r}.")
+    if not isinstance(spec, LRScheduler) and not callable(spec):
+        raise TypeError(
+            "Parameter `scheduler` should be an LRScheduler (replayed on each copy) or a factory "
+            f"`optimizer -> LRScheduler`. Found {type(spec).__name__}."
+        )
+    if interval not in ("step", "epoch"):
+        raise ValueError(
+            f"Parameter `scheduler_interval` should be 'step' (the run calls scheduler.step() "
+            f"after every optimizer step) or 'epoch' (once per epoch). Found {interval!r}."
+        )
+
+
+def check_model(model: object) -> None:
+    """Raise ``TypeError`` unless ``model`` is an ``nn.Module``."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"Parameter `model` should be an nn.Module. Found {type(model).__name__}.")
 
 
 def _check_count(name: str, value: object) -> None:
@@ -83,9 +104,8 @@ class RetrainConfig:
         fallback: the weights returned if the estimate is rejected; ``None``: uniform.
 
     Raises:
-        ValueError: bad ``epochs``/``steps``/``copies_at_once``/``fraction``/``metric``/
-            ``engine``/``scheduler_interval``, or a ``ReduceLROnPlateau`` scheduler.
-        TypeError: bad ``engine``/``scheduler``/``train_step``/``metric``.
+        ValueError: a bad value of a field, or a ``ReduceLROnPlateau`` scheduler.
+        TypeError: a bad type of ``engine``/``scheduler``/``train_step``/``metric``.
     """
 
     epochs: int | None = None
@@ -107,10 +127,12 @@ class RetrainConfig:
     fallback: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
-        _check_count("epochs", self.epochs)
-        _check_count("steps", self.steps)
-        _check_count("copies_at_once", self.copies_at_once)
-        check_engine(self.engine)
+        for name in ("epochs", "steps", "copies_at_once"):
+            _check_count(name, getattr(self, name))
+        if self.engine not in ENGINES:
+            error = ValueError if isinstance(self.engine, str) else TypeError
+            found = repr(self.engine) if error is ValueError else type(self.engine).__name__
+            raise error(f"Parameter `engine` should be one of {list(ENGINES)}. Found {found}.")
         check_scheduler(self.scheduler, self.scheduler_interval)
         if self.train_step is not None and not callable(self.train_step):
             raise TypeError(
@@ -138,7 +160,7 @@ class RetrainConfig:
         """``config`` (default: the defaults) with the keyword ``settings`` replaced.
 
         Raises:
-            TypeError: a setting that is not a field of :class:`RetrainConfig`.
+            TypeError: ``config`` is no ``RetrainConfig``, or a setting is not a field of it.
         """
         if config is not None and not isinstance(config, RetrainConfig):
             raise TypeError(
@@ -163,9 +185,11 @@ class TrainPlan:
         epochs: passes over the loader (or ``None`` with ``steps``).
         steps: batches in total, running on past epoch ends (or ``None`` with ``epochs``).
         per_epoch: at most this many non-empty batches per pass (``fraction``), or ``None``.
-        interval: when the copies' schedulers step: ``"step"`` after every optimizer step,
-            ``"epoch"`` after every pass; ``None`` without schedulers.
+        interval: when the copies' schedulers step (``"step"`` or ``"epoch"``), or ``None``.
         seed: the estimate's seed (sampler epochs, the copies' random streams).
+
+    Raises:
+        ValueError: neither or both of ``epochs`` and ``steps``.
     """
 
     epochs: int | None
@@ -174,20 +198,22 @@ class TrainPlan:
     interval: Interval | None = None
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if (self.epochs is None) == (self.steps is None):
+            raise ValueError(
+                f"Pass exactly one of `epochs` and `steps`. Found epochs={self.epochs!r}, "
+                f"steps={self.steps!r}."
+            )
+
     def total(self) -> int:
         """Planned batches, 0 when unknown (a loader without a length)."""
         if self.steps is not None:
             return self.steps
-        if self.per_epoch is not None and self.epochs is not None:
-            return self.epochs * self.per_epoch
-        return 0
+        return 0 if self.per_epoch is None else self.epochs * self.per_epoch  # type: ignore[operator]
 
     def sampler_epoch(self, epoch: int) -> int:
-        """The epoch number passed to ``set_epoch`` for the copies' pass ``epoch``.
-
-        Derived from the estimate's seed, so each estimate draws its own orders, every rank
-        the same ones, and a resumed run the same ones as the uninterrupted run.
-        """
+        """The ``set_epoch`` number of the copies' pass ``epoch``: drawn from the seed, so each
+        estimate (and every rank, and a resumed run) draws its own, reproducible orders."""
         return derive_seed(self.seed, 4, epoch) % 2**31
 
 
@@ -209,10 +235,8 @@ class CopyTraining:
         generators: the loaders' own generators (seeded with the estimate, then restored).
         samplers: the loader's epoch-aware samplers, or ``None``.
         progress: show a tqdm bar.
-        eager_checks: where the host reads a loss for free (the CPU, one process), check it at
-            once: a loop copy stops before its backward, the vmap engine masks only once a
-            loss is non-finite. ``False``: the accelerator path everywhere (device-side flags,
-            read once per epoch).
+        eager_checks: check a loss at once where the host reads it for free (the CPU, one
+            process); ``False``: device-side flags everywhere, read once per epoch.
     """
 
     loss_fn: LossFn

@@ -1,17 +1,17 @@
-"""Exact G-Blend weight estimation by retraining copies of the model (Algorithm 1, GB-Estimate).
+"""Exact G-Blend weights by retraining copies of the model (Algorithm 1, GB-Estimate):
+:func:`estimate_weights` once, :class:`RetrainEstimator` on the blender's schedule.
 
-For each head k (every uni-modal head and the fused "naive" head), a copy of the model at the
-checkpoint is trained on L_k alone for n epochs on T; the per-head loss (or error) is measured
-on the train probe T' and the holdout V before and after; the weights follow from
-:func:`blendopt.blend_estimate`. Training a full copy on L_k alone updates exactly the
-parameters of the uni-modal sub-network of head k (encoder k and classifier k), which is the
-"uni-modal network initialized from the checkpoint" of Algorithm 1.
+Per head k, a copy of the model at the checkpoint trains on L_k alone for n epochs on T (which
+updates exactly head k's sub-network, the "uni-modal network initialized from the checkpoint");
+the metric is measured on T' and V before and after; :func:`blendopt.blend_estimate` gives the
+weights.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from blendopt._distributed import unwrap_model
+from blendopt._estimators import EstimateRequest, Estimator
 from blendopt._math import BlendEstimate, blend_estimate, uniform_weights
 from blendopt._measure import (
     LossFn,
@@ -34,15 +35,22 @@ from blendopt._noise import noise_aware_estimate
 from blendopt._rng import SamplerEpochs, derive_seed, isolated_rng, loader_generators
 from blendopt._warnings import DivergedCopyWarning, estimate_warnings_deferred, warn
 from blendopt.retrain._clone import make_copies
-from blendopt.retrain._config import CopyTraining, Engine, OptimizerSpec, RetrainConfig, TrainPlan
-from blendopt.retrain._driver import TrainReport
-from blendopt.retrain._loop import train_copies
+from blendopt.retrain._config import (
+    CopyTraining,
+    Engine,
+    OptimizerSpec,
+    RetrainConfig,
+    TrainPlan,
+    check_model,
+)
+from blendopt.retrain._loop import TrainReport, train_copies
 from blendopt.retrain._vmap import supports_vmap, train_copies_vmap
 
 logger = logging.getLogger("blendopt")
 
 #: ``measure(model) -> (on_probe, on_holdout, empty batches skipped)``.
 Measure = Callable[[nn.Module], tuple[dict[str, Any], dict[str, Any], int]]
+_MEASUREMENTS = ("train_before", "holdout_before", "train_after", "holdout_after")
 
 
 def _batches_per_epoch(train: Iterable[Any], fraction: float) -> int | None:
@@ -61,21 +69,11 @@ def _batches_per_epoch(train: Iterable[Any], fraction: float) -> int | None:
 
 
 def discover_heads(
-    model: nn.Module,
-    loss_fn: LossFn,
-    train: Iterable[Any],
-    *,
-    seed: int,
+    model: nn.Module, loss_fn: LossFn, train: Iterable[Any], *, seed: int,
     generators: Sequence[torch.Generator] = (),
-) -> list[str]:
-    """The keys ``loss_fn`` returns on the first non-empty batch of ``train``.
-
-    Side-effect free: ``model`` runs in eval mode without gradients (no BatchNorm statistics
-    move) and the loader is read under its own seeded random state, restored afterwards.
-
-    Raises:
-        ValueError: ``train`` yields no non-empty batch, or ``loss_fn`` returns no head.
-    """
+) -> list[str]:  # fmt: skip
+    """The keys ``loss_fn`` returns on the first non-empty batch of ``train``, side-effect free
+    (eval mode, no gradients, the loader read under its own seeded random state)."""
     was_training = model.training
     model.eval()
     try:
@@ -86,35 +84,23 @@ def discover_heads(
                     "Parameter `train` is an empty loader (no non-empty batch). Pass a "
                     "non-empty loader."
                 )
-            heads = list(loss_fn(model, first))
+            return list(loss_fn(model, first))
     finally:
         model.train(was_training)
-    if not heads:
-        raise ValueError("Parameter `heads` should name at least one head. Found none.")
-    return heads
 
 
 def resolve_engine(engine: Engine, model: nn.Module, training: CopyTraining) -> str:
-    """The engine that trains the copies: ``"loop"`` for ``"loop"`` and ``"auto"``, or
-    ``"vmap"`` once :func:`~blendopt.retrain.supports_vmap` accepts the model and options
-    (with a trial forward on the first batch, read under its own random state).
-
-    Raises:
-        ValueError: ``engine="vmap"`` with an option or model the vmap engine does not
-            support (the message names it).
-    """
+    """``"loop"`` for ``"loop"`` and ``"auto"``; ``"vmap"`` once :func:`supports_vmap` accepts
+    the model and options (trial forward on the first batch), else ``ValueError`` naming why."""
     if engine in ("loop", "auto"):
         return "loop"
     with isolated_rng(derive_seed(training.plan.seed, 0), training.generators):
         batch = next((b for b in training.train if not is_empty_batch(b)), None)
     ok, why = supports_vmap(
         training.optimizer,  # type: ignore[arg-type]
-        model,
-        loss_fn=training.loss_fn,
-        batch=batch,
-        heads=training.heads,
+        model, loss_fn=training.loss_fn, batch=batch, heads=training.heads,
         train_step=training.train_step,
-    )
+    )  # fmt: skip
     if not ok:
         raise ValueError(
             f"Parameter `engine` is 'vmap' but {why}. Pass engine='loop' (or 'auto', the loop)."
@@ -123,25 +109,13 @@ def resolve_engine(engine: Engine, model: nn.Module, training: CopyTraining) -> 
 
 
 def measure_pair(
-    model: nn.Module,
-    metric: MetricFn,
-    probe: Iterable[Any],
-    holdout: Iterable[Any],
-    heads: Sequence[str],
-    *,
-    seed: int,
-    generators: Sequence[torch.Generator] = (),
+    model: nn.Module, metric: MetricFn, probe: Iterable[Any], holdout: Iterable[Any],
+    heads: Sequence[str], *, seed: int, generators: Sequence[torch.Generator] = (),
     per_sample: bool = False,
-) -> tuple[dict[str, Any], dict[str, Any], int]:
-    """Measure ``metric`` per head on the train probe T' and the holdout V (eval mode).
-
-    Both loaders are read with the same seed every time, so they yield the same batches (and
-    augmentations) before and after training: with ``per_sample=True`` the values pair sample
-    by sample (head -> 1-D tensor, for the noise-aware estimate), else they are averages.
-
-    Returns:
-        ``(on_probe, on_holdout, empty_batches_skipped)``.
-    """
+) -> tuple[dict[str, Any], dict[str, Any], int]:  # fmt: skip
+    """``(on_probe, on_holdout, empty batches skipped)``: ``metric`` per head on T' and V (eval
+    mode), each read under ``seed`` so the batches pair before and after training (per sample
+    with ``per_sample``: head -> 1-D tensor, else averages)."""
     measure_fn = measure_per_sample_counted if per_sample else measure_counted
     with isolated_rng(seed, generators):
         on_probe, empty_probe = measure_fn(model, metric, probe, heads, name="metric")
@@ -153,22 +127,15 @@ def measure_pair(
 def train_and_measure(
     reference: nn.Module, training: CopyTraining, measure: Measure, engine: str, group_size: int
 ) -> tuple[dict[str, Any], dict[str, Any], TrainReport, int]:
-    """Train the copies of ``reference`` in groups of ``group_size``, then measure each one.
-
-    Every group reads ``training.train`` under the same seed, so grouping does not change the
-    data a copy sees. A diverged copy is not measured. ``engine="vmap"`` trains each group as
-    one vmapped ensemble: same data, schedule replay, empty-batch skipping and divergence
-    report, with one dropout stream for the group instead of one per copy.
+    """Train the copies of ``reference`` in groups of ``group_size`` (each group reads the data
+    under the same seed), then measure each copy that did not diverge.
 
     Returns:
-        ``(on_probe, on_holdout, report, empty_batches_measuring)``, the measurements per head
-        after training (diverged heads absent) and the merged :class:`TrainReport`.
+        ``(on_probe, on_holdout, merged report, empty batches while measuring)``.
     """
-    heads = list(training.heads)
+    heads, report, empty = list(training.heads), TrainReport(), 0
     on_probe: dict[str, Any] = {}
     on_holdout: dict[str, Any] = {}
-    report = TrainReport()
-    empty = 0
     with SamplerEpochs([training.train]) as samplers:
         training = dataclasses.replace(training, samplers=samplers)
         for first in range(0, len(heads), group_size):
@@ -177,14 +144,10 @@ def train_and_measure(
             with isolated_rng(derive_seed(training.plan.seed, 2), training.generators):
                 if copies is None:
                     result = train_copies_vmap(reference, group, training)
-                    models = result.models
-                    done = TrainReport(
-                        result.steps,
-                        result.epochs,
-                        result.empty_batches,
-                        result.diverged(),
+                    models, done = result.models, TrainReport(
+                        result.steps, result.epochs, result.empty_batches, result.diverged(),
                         result.skip_notes(),
-                    )
+                    )  # fmt: skip
                 else:
                     done = train_copies(copies, training)
                     models = {c.head: c.model for c in copies}
@@ -199,40 +162,29 @@ def train_and_measure(
 
 
 def _blend_healthy(
-    healthy: Sequence[str],
-    before: tuple[Mapping[str, Any], Mapping[str, Any]],
-    after: tuple[Mapping[str, Any], Mapping[str, Any]],
-    config: RetrainConfig,
+    healthy: Sequence[str], measured: Sequence[Mapping[str, Any]], config: RetrainConfig,
     fallback: Mapping[str, float],
-) -> BlendEstimate:
+) -> BlendEstimate:  # fmt: skip
     """The estimate over the heads whose copy did not diverge (rejected if there are none)."""
     if not healthy:
         return BlendEstimate(
-            weights={},
-            generalization={},
-            overfitting_change={},
-            accepted=False,
+            weights={}, generalization={}, overfitting_change={}, accepted=False,
             notes=(
                 "estimate rejected: every head's copy diverged; using the fallback weights "
                 + ", ".join(f"{h}={w:.4g}" for h, w in fallback.items()),
             ),
             higher_is_better=config.higher_is_better,
-        )
+        )  # fmt: skip
     sub_fallback = {h: fallback[h] for h in healthy}
-    measured = (
-        {h: before[0][h] for h in healthy},
-        {h: before[1][h] for h in healthy},
-        {h: after[0][h] for h in healthy},
-        {h: after[1][h] for h in healthy},
-    )
     kwargs: dict[str, Any] = {
         "higher_is_better": config.higher_is_better,
         "eps": config.eps,
         "fallback": sub_fallback if sum(sub_fallback.values()) > 0 else None,
     }
+    values = [{h: m[h] for h in healthy} for m in measured]
     if config.noise_aware:
-        return noise_aware_estimate(*measured, warn=not estimate_warnings_deferred(), **kwargs)
-    return blend_estimate(*measured, **kwargs)
+        return noise_aware_estimate(*values, warn=not estimate_warnings_deferred(), **kwargs)
+    return blend_estimate(*values, **kwargs)
 
 
 def blend_measured(
@@ -245,18 +197,15 @@ def blend_measured(
     empty_measuring: int = 0,
 ) -> BlendEstimate:
     """The estimate from the measurements (:func:`blendopt.blend_estimate`, or with
-    ``config.noise_aware`` :func:`blendopt.noise_aware_estimate` on paired per-sample values),
-    with the copies' divergences and the skipped empty batches recorded.
-
-    Heads whose copy diverged get weight 0 and ``nan`` for what was not measured (after, dG,
-    dO); a :class:`blendopt.DivergedCopyWarning` names them. If every copy diverged the
-    estimate is rejected and ``config.fallback`` (uniform by default) is returned.
+    ``config.noise_aware`` :func:`blendopt.noise_aware_estimate`), with the diverged copies
+    (weight 0, ``nan`` where not measured, a :class:`blendopt.DivergedCopyWarning`; all diverged:
+    rejected, ``config.fallback`` or uniform weights) and skipped empty batches recorded.
     """
-    config = config or RetrainConfig()
-    diverged = report.diverged
-    full_fallback = dict(config.fallback) if config.fallback is not None else uniform_weights(heads)
+    config, diverged = config or RetrainConfig(), report.diverged
+    fallback = dict(config.fallback) if config.fallback is not None else uniform_weights(heads)
+    measured = (*before, *after)
     healthy = [h for h in heads if h not in diverged]
-    estimate = _blend_healthy(healthy, before, after, config, full_fallback)
+    estimate = _blend_healthy(healthy, measured, config, fallback)
     stopped = [
         f"head {h!r}: its copy diverged ({why}) and stopped training; weight 0"
         for h, why in diverged.items()
@@ -276,24 +225,18 @@ def blend_measured(
             "clip gradients (`train_step=`), or check those heads' inputs.",
             DivergedCopyWarning,
         )
-    weights = (
-        {h: estimate.weights.get(h, 0.0) for h in heads} if estimate.accepted else full_fallback
-    )
-    nan, higher_is_better = math.nan, config.higher_is_better
-    measured = {
-        "train_before": {h: _mean(before[0][h]) for h in heads},
-        "holdout_before": {h: _mean(before[1][h]) for h in heads},
-        "train_after": {h: _mean(after[0].get(h, nan)) for h in heads},
-        "holdout_after": {h: _mean(after[1].get(h, nan)) for h in heads},
-    }
+    nan = math.nan
     return BlendEstimate(
-        weights=weights,
+        weights={h: estimate.weights.get(h, 0.0) for h in heads} if estimate.accepted else fallback,
         generalization={h: estimate.generalization.get(h, nan) for h in heads},
         overfitting_change={h: estimate.overfitting_change.get(h, nan) for h in heads},
         accepted=estimate.accepted,
         notes=tuple(notes),
-        measurements=measured,
-        higher_is_better=higher_is_better,
+        measurements={
+            name: {h: _mean(m.get(h, nan)) for h in heads}
+            for name, m in zip(_MEASUREMENTS, measured, strict=True)
+        },
+        higher_is_better=config.higher_is_better,
         floored=estimate.floored,
         zeroed=estimate.zeroed,
         diverged=dict(diverged),
@@ -320,21 +263,16 @@ def estimate_weights(
 ) -> BlendEstimate:
     """Estimate G-Blend weights from the current checkpoint (Algorithm 1, GB-Estimate).
 
-    For each head, a deep copy of ``model`` is trained on that head's loss alone for ``epochs``
-    epochs (or ``steps`` batches) on ``train`` with a fresh optimizer of ``optimizer``'s class
-    and hyper-parameters, along the run's learning-rate schedule if ``scheduler`` is given; the
-    copies are fed in lockstep from one pass over the data. Each head's ``metric`` is measured
-    in eval mode on the train probe T' (``probe``) and on the holdout V (``holdout``) before and
-    after, and the weights are ``w_k ∝ dG_k / dO_k²``.
+    Per head, a deep copy of ``model`` trains on that head's loss alone for ``epochs`` epochs
+    (or ``steps`` batches) on ``train``, with a fresh optimizer of ``optimizer``'s class and
+    hyper-parameters (along the run's schedule if ``scheduler`` is given); the copies are fed in
+    lockstep from one pass over the data. ``metric`` is measured in eval mode on the train probe
+    T' and the holdout V before and after; the weights are ``w_k ∝ dG_k / dO_k²``.
 
-    ``model``, its buffers and train/eval mode, and ``optimizer``'s state are left untouched.
-    The caller's random state is restored afterwards, including the loaders' own generators
-    (``DataLoader(generator=...)``, a sampler's) and epoch-aware samplers' epochs, so the run's
-    next batches are the same as without the estimate. The estimate draws from its own seeded
-    generators, so the same checkpoint and ``seed`` give the same weights. Empty batches are
-    skipped and counted in ``notes``. A copy whose loss becomes non-finite stops training; its
-    head gets weight 0, ``notes`` says why and a :class:`blendopt.DivergedCopyWarning` is
-    emitted (no per-step host-device sync: on accelerators the check is read once per epoch).
+    ``model``, ``optimizer``'s state and the caller's random state (the loaders' generators and
+    samplers included) are left untouched; the same checkpoint and ``seed`` give the same
+    weights. Empty batches are skipped and counted. A copy whose loss becomes non-finite stops;
+    its head gets weight 0 and a :class:`blendopt.DivergedCopyWarning` (no per-step sync).
 
     Args:
         model: the multi-head model (``DistributedDataParallel`` is unwrapped).
@@ -355,40 +293,24 @@ def estimate_weights(
         ``holdout_after``), ``.generalization``, ``.overfitting_change``, ``.notes``.
 
     Raises:
-        ValueError: bad settings (see :class:`~blendopt.retrain.RetrainConfig`), neither or
-            both of ``epochs``/``steps``, empty loaders, ``loss_fn`` returning the wrong heads,
-            or ``engine="vmap"`` with an option it does not support.
+        ValueError: bad settings, neither or both of ``epochs``/``steps``, empty loaders,
+            ``loss_fn`` returning the wrong heads, or ``engine="vmap"`` where it cannot run.
         TypeError: bad ``model``/``optimizer``/settings.
     """
     cfg = RetrainConfig.build(config, settings)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"Parameter `model` should be an nn.Module. Found {type(model).__name__}.")
-    if (cfg.epochs is None) == (cfg.steps is None):
-        raise ValueError(
-            f"Pass exactly one of `epochs` and `steps`. Found epochs={cfg.epochs!r}, "
-            f"steps={cfg.steps!r}."
-        )
-    metric: MetricFn = loss_fn if cfg.metric == "loss" else cfg.metric  # type: ignore[assignment]
-    plan = TrainPlan(
-        cfg.epochs, cfg.steps, _batches_per_epoch(train, cfg.fraction), cfg.scheduler_interval,
-        seed=cfg.seed,
-    )  # fmt: skip
+    check_model(model)
+    plan = TrainPlan(cfg.epochs, cfg.steps, interval=cfg.scheduler_interval, seed=cfg.seed)
+    plan = dataclasses.replace(plan, per_epoch=_batches_per_epoch(train, cfg.fraction))
     probe = train if probe is None else probe
-    base = unwrap_model(model)
-    generators = loader_generators([train, probe, holdout])
-
+    base, generators = unwrap_model(model), loader_generators([train, probe, holdout])
     start = time.perf_counter()
     reference = copy.deepcopy(base)
     for p in reference.parameters():
         p.grad = None  # the copies start without the user's gradients
-    heads = (
-        list(cfg.heads)
-        if cfg.heads is not None
-        else discover_heads(
-            reference, loss_fn, train, seed=derive_seed(cfg.seed, 0), generators=generators
-        )
-    )
-    if len(heads) == 0:
+    heads = list(cfg.heads) if cfg.heads is not None else discover_heads(
+        reference, loss_fn, train, seed=derive_seed(cfg.seed, 0), generators=generators
+    )  # fmt: skip
+    if not heads:
         raise ValueError("Parameter `heads` should name at least one head. Found none.")
     training = CopyTraining(
         loss_fn, train, heads, plan, optimizer=optimizer, source=base, scheduler=cfg.scheduler,
@@ -396,30 +318,156 @@ def estimate_weights(
         generators=generators, progress=cfg.progress,
     )  # fmt: skip
     engine = resolve_engine(cfg.engine, base, training)
-
-    def measure(net: nn.Module) -> tuple[dict[str, Any], dict[str, Any], int]:
-        # The same seed at every checkpoint: T' and V yield the same batches before and after.
-        return measure_pair(
-            net, metric, probe, holdout, heads, seed=derive_seed(cfg.seed, 1),
-            generators=generators, per_sample=cfg.noise_aware,
-        )  # fmt: skip
-
-    train_before, holdout_before, empty_measuring = measure(reference)
-    train_after, holdout_after, report, empty_after = train_and_measure(
+    metric: MetricFn = loss_fn if cfg.metric == "loss" else cfg.metric  # type: ignore[assignment]
+    # The same seed at every checkpoint: T' and V yield the same batches before and after.
+    measure = functools.partial(
+        measure_pair, metric=metric, probe=probe, holdout=holdout, heads=heads,
+        seed=derive_seed(cfg.seed, 1), generators=generators, per_sample=cfg.noise_aware,
+    )  # fmt: skip
+    *before, empty_before = measure(reference)
+    *after, report, empty_after = train_and_measure(
         reference, training, measure, engine, cfg.copies_at_once or len(heads)
     )
     estimate = blend_measured(
-        heads,
-        (train_before, holdout_before),
-        (train_after, holdout_after),
-        report,
-        cfg,
-        empty_measuring=empty_measuring + empty_after,
-    )
+        heads, tuple(before), tuple(after), report, cfg,  # type: ignore[arg-type]
+        empty_measuring=empty_before + empty_after,
+    )  # fmt: skip
     logger.info(
-        "G-Blend estimate (%s engine) done in %.1f s: %s",
-        engine,
-        time.perf_counter() - start,
+        "G-Blend estimate (%s engine) done in %.1f s: %s", engine, time.perf_counter() - start,
         ", ".join(f"{h}={w:.3f}" for h, w in estimate.weights.items()),
-    )
+    )  # fmt: skip
     return estimate
+
+
+#: Settings the blender supplies at each estimate, not the user.
+_PER_ESTIMATE = ("steps", "heads", "fallback", "scheduler_position")
+
+
+class RetrainEstimator(Estimator):
+    """Exact estimation by retraining a copy of the model per head (Algorithm 1).
+
+    Each estimate calls :func:`blendopt.estimate_weights` on ``model`` at its current
+    checkpoint, looking ahead the schedule's horizon (or ``epochs`` if given), with a fresh
+    optimizer of the blender's wrapped optimizer's class and hyper-parameters.
+
+    Args:
+        model: the model being trained (held by reference; copies are made per estimate).
+        loss_fn: ``loss_fn(model, batch) -> {head: scalar loss}``.
+        train: training loader T.
+        holdout: holdout loader V.
+        probe: train probe T' (defaults to ``train``).
+        optimizer: optimizer (or factory) for the copies; defaults to the blender's.
+        config: the settings (:class:`blendopt.retrain.RetrainConfig`).
+        **settings: fields of ``RetrainConfig`` replacing ``config``'s, e.g. ``epochs=n`` (a
+            fixed look-ahead overriding the schedule's horizon), ``seed`` (estimate i uses a
+            seed derived from (seed, i)), ``scheduler`` (settable later:
+            ``estimator.scheduler = scheduler``) with ``scheduler_interval`` ``"step"`` or
+            ``"epoch"``. ``engine="auto"`` is resolved at the first estimate (``engine_chosen``).
+
+    Raises:
+        TypeError: bad ``model``/``loss_fn``/settings.
+        ValueError: bad settings, or one the blender sets per estimate (``steps``, ``heads``,
+            ``fallback``, ``scheduler_position``).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        train: Iterable[Any],
+        holdout: Iterable[Any],
+        *,
+        probe: Iterable[Any] | None = None,
+        optimizer: OptimizerSpec | None = None,
+        config: RetrainConfig | None = None,
+        **settings: Any,
+    ) -> None:
+        config = RetrainConfig.build(config, settings)
+        check_model(model)
+        if not callable(loss_fn):
+            raise TypeError(
+                "Parameter `loss_fn` should be callable `(model, batch) -> {head: loss}`. "
+                f"Found {loss_fn!r}."
+            )
+        given = [name for name in _PER_ESTIMATE if getattr(config, name) is not None]
+        if given:
+            raise ValueError(
+                f"Parameter `{given[0]}` is set by the blender at each estimate. Drop it; use "
+                "`epochs=` for a fixed look-ahead."
+            )
+        self.model, self.loss_fn, self.probe = model, loss_fn, probe
+        self.train, self.holdout, self.optimizer = train, holdout, optimizer
+        self._config = config
+        #: the run's scheduler and how it steps; may be set after the blender is built.
+        self.scheduler, self.scheduler_interval = config.scheduler, config.scheduler_interval
+        #: the engine ``"auto"`` resolved to at the first estimate (``None`` before).
+        self.engine_chosen: str | None = None
+
+    @property
+    def config(self) -> RetrainConfig:
+        """The settings, with the current ``scheduler`` and ``scheduler_interval``."""
+        return dataclasses.replace(
+            self._config, scheduler=self.scheduler, scheduler_interval=self.scheduler_interval
+        )
+
+    @property
+    def engine(self) -> Engine:
+        """The engine asked for (see ``engine_chosen`` for what ``"auto"`` became)."""
+        return self._config.engine
+
+    def state_dict(self) -> dict[str, Any]:
+        """The engine ``"auto"`` chose, so a resumed run keeps it (its dropout draws)."""
+        return {} if self.engine_chosen is None else {"engine_chosen": self.engine_chosen}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` (an empty one from older checkpoints resets the choice)."""
+        chosen = state_dict.get("engine_chosen")
+        if chosen not in (None, "loop", "vmap"):
+            raise ValueError(
+                f"The RetrainEstimator state has engine_chosen={chosen!r}; expected 'loop', "
+                "'vmap' or none. Pass the state_dict this estimator saved."
+            )
+        self.engine_chosen = chosen
+
+    def estimate(self, request: EstimateRequest) -> BlendEstimate:
+        config = self.config
+        length, unit = (
+            (config.epochs, "epoch")
+            if config.epochs is not None
+            else (request.horizon, request.unit)
+        )
+        if length is None:
+            raise ValueError(
+                "The G-Blend estimate needs a look-ahead n: give the schedule a horizon "
+                "(`Offline(horizon=N)`) or the estimator `epochs=n`."
+            )
+        if self.engine == "auto":  # "auto" is the loop; a saved "vmap" choice is kept
+            self.engine_chosen = self.engine_chosen or "loop"
+        config = dataclasses.replace(
+            config,
+            epochs=length if unit == "epoch" else None,
+            steps=length if unit == "step" else None,
+            heads=request.heads,
+            seed=derive_seed(config.seed, request.index),
+            fallback=request.weights,
+            scheduler_position=request.steps_done
+            if config.scheduler_interval == "step"
+            else request.epochs_done,
+            engine=self.engine_chosen if self.engine == "auto" else self.engine,
+        )
+        return estimate_weights(
+            self.model, self.loss_fn, self.train, self.holdout, probe=self.probe, config=config,
+            optimizer=self.optimizer if self.optimizer is not None else request.optimizer,
+        )  # fmt: skip
+
+    def __repr__(self) -> str:
+        c, scheduler = self._config, self.scheduler
+        metric = (
+            c.metric if isinstance(c.metric, str) else getattr(c.metric, "__qualname__", "custom")
+        )
+        sched = "" if scheduler is None else f", scheduler={type(scheduler).__name__}, "
+        sched += "" if scheduler is None else f"scheduler_interval={self.scheduler_interval!r}"
+        return (
+            f"RetrainEstimator(epochs={c.epochs}, metric={metric!r}, fraction={c.fraction}, "
+            f"seed={c.seed}, engine={c.engine!r}, noise_aware={c.noise_aware}{sched})"
+        )

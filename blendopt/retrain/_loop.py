@@ -1,34 +1,153 @@
-"""The loop engine: each head's copy trains on its own loss, one after another per batch.
-
-A copy whose loss becomes non-finite stops training and is reported, not raised: its head
-gets weight 0 in the estimate.
-"""
+"""Training the copies of Algorithm 1: the one driver both engines share (epochs, batches,
+fraction, empty batches, samplers, progress around an engine's step) and the loop engine, where
+each head's copy trains on its own loss in turn per batch and a copy whose loss becomes
+non-finite stops (weight 0 in the estimate) instead of raising."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
-from torch.optim import Optimizer
 
-from blendopt._distributed import average_gradients_, world_size
+from blendopt._distributed import average_gradients_, reduced_floats, world_size
 from blendopt._finite import NonFiniteRecord
-from blendopt._measure import check_heads
+from blendopt._measure import check_heads, is_empty_batch
 from blendopt.retrain._clone import HeadCopy
 from blendopt.retrain._config import CopyTraining
-from blendopt.retrain._driver import TrainReport, drive, host_reads_free
+
+logger = logging.getLogger("blendopt")
+
+
+@dataclass
+class TrainReport:
+    """What happened while training the copies.
+
+    Attributes:
+        steps: batches trained on (empty batches excluded).
+        epochs: passes over the loader started.
+        empty_batches: empty batches skipped.
+        diverged: head -> why its copy stopped (e.g. ``"loss inf at step 3, epoch 0"``);
+            weight 0 for those heads.
+        notes: other events for the estimate's notes (e.g. steps the vmap engine skipped).
+    """
+
+    steps: int = 0
+    epochs: int = 0
+    empty_batches: int = 0
+    diverged: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def merge(self, other: TrainReport) -> None:
+        """Add ``other`` (another group of copies, trained on the same data) to this report."""
+        self.steps = max(self.steps, other.steps)
+        self.epochs = max(self.epochs, other.epochs)
+        self.empty_batches += other.empty_batches
+        self.diverged.update(other.diverged)
+        self.notes.extend(other.notes)
+
+
+class CopyEngine(Protocol):
+    """A group of copies :func:`drive` trains: ``step`` trains every copy still training on a
+    batch, ``end_epoch`` steps per-epoch schedulers and checks divergence (one sync at most),
+    ``finish`` reports the diverged copies (also on errors)."""
+
+    name: str
+    heads: list[str]
+
+    def training(self) -> bool: ...
+    def step(self, batch: Any, *, step: int, epoch: int) -> None: ...
+    def end_epoch(self, epoch: int) -> None: ...
+    def finish(self) -> TrainReport: ...
+
+
+def host_reads_free(device: torch.device) -> bool:
+    """Whether reading a device flag on the host costs no synchronization (the CPU)."""
+    return device.type == "cpu"
+
+
+def _skip(batch: Any) -> bool:
+    # Every rank must take the same steps: a batch empty on any rank is skipped on all.
+    empty = is_empty_batch(batch)
+    return empty if world_size() == 1 else reduced_floats([float(empty)])[0] > 0
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    if enabled:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # tqdm is optional; logging still reports progress
+            return None
+        return tqdm(total=total or None, desc=desc, leave=False)
+    return None
+
+
+def _one_pass(engine: CopyEngine, training: CopyTraining, report: TrainReport, bar: Any) -> int:
+    """One pass over the loader (at most ``per_epoch`` batches, until ``steps``): batches done."""
+    plan, seen = training.plan, 0
+    for batch in training.train:
+        if (plan.per_epoch is not None and seen >= plan.per_epoch) or (
+            plan.steps is not None and report.steps >= plan.steps
+        ):
+            break
+        if _skip(batch):
+            report.empty_batches += 1
+            continue
+        engine.step(batch, step=report.steps, epoch=report.epochs - 1)
+        seen += 1
+        report.steps += 1
+        if bar is not None:
+            bar.update(1)
+        if not engine.training():
+            break
+    return seen
+
+
+def drive(engine: CopyEngine, training: CopyTraining) -> TrainReport:
+    """Train ``engine``'s copies for ``training.plan``, fed in lockstep from ``training.train``.
+
+    Empty batches are skipped and counted; epoch-aware samplers get
+    ``set_epoch(plan.sampler_epoch(e))`` at each pass; training stops once no copy trains.
+
+    Raises:
+        ValueError: a pass over ``train`` yielded no non-empty batch.
+    """
+    plan, report = training.plan, TrainReport()
+    desc = f"G-Blend estimate ({engine.name}) {engine.heads}"
+    bar = _progress(plan.total(), desc, training.progress)
+    start = time.perf_counter()
+    try:
+        while engine.training() and (plan.epochs is None or report.epochs < plan.epochs):
+            if training.samplers is not None:
+                training.samplers.set_epoch(plan.sampler_epoch(report.epochs))
+            report.epochs += 1
+            if _one_pass(engine, training, report, bar) == 0 and engine.training():
+                raise ValueError(
+                    f"Parameter `train` yielded no non-empty batch in a pass "
+                    f"({report.empty_batches} empty batches skipped). Pass a non-empty loader."
+                )
+            engine.end_epoch(report.epochs - 1)
+            logger.info(
+                "%s: epoch %d done (%d steps, %d empty batches skipped, %.1f s)", desc,
+                report.epochs, report.steps, report.empty_batches, time.perf_counter() - start,
+            )  # fmt: skip
+            if plan.steps is not None and report.steps >= plan.steps:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+        done = engine.finish()
+    report.diverged, report.notes = done.diverged, done.notes
+    return report
 
 
 class _Divergence:
-    """Non-finite losses of the copies, without a host-device sync per step.
-
-    With ``eager``, where the host reads a loss for free (the CPU, one process), a copy stops
-    at its first non-finite loss, before its backward. Elsewhere each copy's non-finite losses
-    are counted on the device (a :class:`NonFiniteRecord`, one slot per copy); :meth:`read`
-    syncs once (one reduction over all ranks, so all agree) and stops the copies that
-    diverged. Until then a diverged copy keeps stepping; its result is discarded either way.
-    """
+    """The copies' non-finite losses. With ``eager`` where the host reads a loss for free (the
+    CPU, one process) a copy stops before its backward; elsewhere they are counted on the device
+    and :meth:`read` syncs once per epoch (one reduce over the ranks)."""
 
     def __init__(self, heads: Sequence[str], eager: bool = True) -> None:
         self.heads, self.eager = list(heads), eager
@@ -37,7 +156,7 @@ class _Divergence:
         self.found: dict[str, str] = {}  # head -> why its copy diverged
 
     def check(self, head: str, loss: torch.Tensor, *, step: int, epoch: int) -> bool:
-        """Record ``loss``; False when it is known now to be non-finite (CPU, one process)."""
+        """Record ``loss``; False when it is known now to be non-finite."""
         detached = loss.detach()
         self.steps[head] += 1
         if self.eager and host_reads_free(detached.device) and world_size() == 1:
@@ -54,54 +173,40 @@ class _Divergence:
         if not self.record.pending or all(h in self.found for h in self.heads):
             return []
         counts = self.record.read(across_ranks=world_size() > 1)  # the one host-device sync
-        new = []
-        for i, h in enumerate(self.heads):
-            if counts.count[i] > 0 and h not in self.found:
-                first = (
-                    f", the first at step {counts.first[i]}"
-                    if world_size() == 1
-                    else " over all ranks"
-                )
-                self.found[h] = (
-                    f"{counts.count[i]} non-finite losses in {self.steps[h]} steps{first}; "
-                    f"found at the end of epoch {epoch}"
-                )
-                new.append(h)
+        new = [h for i, h in enumerate(self.heads) if counts.count[i] > 0 and h not in self.found]
+        for h in new:
+            i = self.heads.index(h)
+            first = (
+                f", the first at step {counts.first[i]}" if world_size() == 1 else " over all ranks"
+            )
+            self.found[h] = (
+                f"{counts.count[i]} non-finite losses in {self.steps[h]} steps{first}; "
+                f"found at the end of epoch {epoch}"
+            )
         return new
 
 
-def prepare_copy(copy_: HeadCopy) -> HeadCopy:
-    """Put ``copy_`` in train mode and hook its optimizer.
-
-    The hooks count the copy's optimizer steps (a per-step scheduler steps once per optimizer
-    step, also when ``train_step`` accumulates gradients) and, under ``torch.distributed``,
-    average the gradients over the ranks before each step, as DDP would.
-    """
-    copy_.model.train()
-    params = [p for p in copy_.model.parameters() if p.requires_grad]
-
-    def count(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
-        copy_.optimizer_steps += 1
-
-    def average(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
-        average_gradients_(params)
-
-    copy_.optimizer.register_step_post_hook(count)
-    if world_size() > 1:
-        copy_.optimizer.register_step_pre_hook(average)
-    return copy_
-
-
 class LoopEngine:
-    """One :class:`HeadCopy` per head, each stepped on its own head's loss (see :func:`drive`)."""
+    """One :class:`HeadCopy` per head, each stepped on its own head's loss (see :func:`drive`).
+
+    Optimizer hooks count each copy's steps (a per-step scheduler steps once per optimizer
+    step, also when ``train_step`` accumulates) and average gradients over ranks, as DDP would.
+    """
 
     name = "loop"
 
     def __init__(self, copies: Sequence[HeadCopy], training: CopyTraining) -> None:
-        self.copies = list(copies)
+        self.copies, self.training_ = list(copies), training
         self.heads = [c.head for c in self.copies]
-        self.active = [prepare_copy(c) for c in self.copies]
-        self.training_ = training
+        for c in self.copies:
+            c.model.train()
+            params = [p for p in c.model.parameters() if p.requires_grad]
+            c.optimizer.register_step_post_hook(
+                lambda *_, c=c: setattr(c, "optimizer_steps", c.optimizer_steps + 1)
+            )
+            if world_size() > 1:
+                c.optimizer.register_step_pre_hook(lambda *_, p=params: average_gradients_(p))
+        self.active = list(self.copies)
         self.monitor = _Divergence(self.heads, training.eager_checks)
 
     def training(self) -> bool:
@@ -122,11 +227,10 @@ class LoopEngine:
                 return monitor.check(c.head, loss, step=step, epoch=epoch)
             losses = self.training_.loss_fn(c.model, batch)
             check_heads("loss_fn", losses, self.training_.heads)
-            loss = losses[c.head]
-            if not monitor.check(c.head, loss, step=step, epoch=epoch):
+            if not monitor.check(c.head, losses[c.head], step=step, epoch=epoch):
                 return False
             c.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            losses[c.head].backward()
             c.optimizer.step()
         return True
 
@@ -135,8 +239,7 @@ class LoopEngine:
             before = c.optimizer_steps
             if not self._step_copy(c, batch, step=step, epoch=epoch):
                 self.active.remove(c)
-                continue
-            if c.scheduler is not None and self.training_.plan.interval == "step":
+            elif c.scheduler is not None and self.training_.plan.interval == "step":
                 for _ in range(c.optimizer_steps - before):
                     c.scheduler.step()
 

@@ -1,27 +1,15 @@
-"""The vmap engine: Algorithm 1's K copies stacked and trained as ONE vmapped ensemble.
+"""The vmap engine: Algorithm 1's K copies stacked and trained as ONE vmapped ensemble
+(docs/algorithm.md): one batched forward, one backward of ``Σ_k L_k(θ_k)`` and one optimizer of
+the run's element-wise class over the stack, which equals K optimizers. Unlike the loop:
 
-The copies' parameters are stacked along a new dim 0 and one ``torch.func.vmap`` over
-``functional_call`` runs all K at once: one batched forward, one backward of ``Σ_k L_k(θ_k)``
-(slice θ_k receives exactly ∇L_k) and ONE optimizer of the wrapped optimizer's class and
-per-group hyper-parameters over the stack, which equals K optimizers for element-wise
-optimizers (others are refused by :func:`supports_vmap`). Where the stack would differ from
-the loop engine:
+- parameters a head's loss does not reach get a zero gradient; where the optimizer moves such
+  a parameter (weight decay; a probe tells) their slices are reset to the checkpoint each step;
+- copy k's non-finite loss zeroes its gradient and flags k on the device (read once at the
+  end); a step where another head's loss is non-finite on copy k is skipped for k (its
+  0 * nan gradient would reach k through the shared graph);
+- dropout draws come from one stream for all copies (``randomness="different"``).
 
-- **Parameters a head's loss does not reach** get a zero gradient instead of none; for
-  optimizers that move such a parameter (weight decay; found by a probe) their slices are reset
-  to the checkpoint after every step.
-- **Non-finite losses**: copy k's gradient is zeroed and k flagged on the device (no per-step
-  sync; on the CPU the mask runs only once a flag is set), read once at the end. A step where
-  another head's loss is non-finite on copy k is skipped for k (:attr:`VmapCopies.skipped`):
-  its 0 * nan gradient would reach k through the shared batched graph.
-- **Dropout** draws come from one stream for all copies (``randomness="different"``), so they
-  differ from the loop's in the draws, not in distribution. Without randomness the copies
-  match the loop's to float tolerance (tested), BatchNorm statistics included.
-
-Cost: one pass instead of K saves Python and launch overhead, but every copy's backward runs
-every head's graph. Hence opt-in (``engine="vmap"``): ``benchmarks/perf/exact_engines.py``
-times both; on the CPU (1 thread) the loop won on all three embedded models. 2-D weights are
-stored transposed (``_stack``), which took vmap from 1.75x to 1.2x the loop's step there.
+Opt-in: on the CPU the loop won on all embedded models (``benchmarks/perf/exact_engines.py``).
 """
 
 from __future__ import annotations
@@ -33,33 +21,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import nn
+from torch import nn, optim
 from torch.optim import Optimizer
 
 from blendopt._distributed import average_gradients_, unwrap_model, world_size
 from blendopt._finite import NonFiniteRecord
 from blendopt._measure import LossFn, check_heads
 from blendopt._rng import RngStream
-from blendopt.retrain._clone import call_factory, copy_seed, remap_param_groups
+from blendopt.retrain._clone import (
+    call_factory,
+    copy_seed,
+    optimizer_chain,
+    remap_param_groups,
+    replay_schedule,
+)
 from blendopt.retrain._config import CopyTraining, OptimizerSpec, TrainStep
-from blendopt.retrain._driver import TrainReport, drive, host_reads_free
-from blendopt.retrain._replay import optimizer_chain, scheduler_for_copy
+from blendopt.retrain._loop import TrainReport, drive, host_reads_free
 
 #: Optimizers whose update is element-wise, so one optimizer over K stacked copies equals K
 #: optimizers (exact classes only: a subclass may override ``step``).
 ELEMENTWISE_OPTIMIZERS: tuple[type[Optimizer], ...] = (
-    torch.optim.SGD,
-    torch.optim.Adam,
-    torch.optim.AdamW,
-    torch.optim.Adagrad,
-    torch.optim.RMSprop,
-    torch.optim.Adadelta,
-    torch.optim.Adamax,
-    torch.optim.NAdam,
-    torch.optim.RAdam,
-    torch.optim.ASGD,
-    torch.optim.Rprop,
-)
+    optim.SGD, optim.Adam, optim.AdamW, optim.Adagrad, optim.RMSprop, optim.Adadelta,
+    optim.Adamax, optim.NAdam, optim.RAdam, optim.ASGD, optim.Rprop,
+)  # fmt: skip
 
 #: Flags that change how an optimizer computes, not what (dropped for the zero-gradient probe).
 _IMPLEMENTATION_FLAGS = ("foreach", "fused", "capturable", "differentiable")
@@ -68,12 +52,8 @@ _PREFIX = "model."
 
 
 class _LossModule(nn.Module):
-    """``forward(batch) = loss_fn(model, batch)`` with ``model`` a submodule.
-
-    ``functional_call`` on this wrapper swaps the model's own parameters and buffers for the
-    vmapped ones for the duration of the call, so ``loss_fn`` gets the user's module (any
-    attribute or method it uses sees copy k's tensors), not a stand-in.
-    """
+    """``forward(batch) = loss_fn(model, batch)``: ``functional_call`` on it hands ``loss_fn`` the
+    user's module holding copy k's tensors."""
 
     def __init__(self, model: nn.Module, loss_fn: LossFn) -> None:
         super().__init__()
@@ -94,8 +74,7 @@ class VmapCopies:
             or ``None``; that copy's gradients were zeroed from then on.
         steps: the optimizer steps taken.
         skipped: head -> steps at which its copy's gradient was zeroed because ANOTHER head's
-            loss was non-finite on that copy (under vmap its 0 * nan gradient would reach the
-            copy through the shared graph; the loop engine would have stepped it).
+            loss was non-finite on that copy (its 0 * nan gradient would reach the copy).
         epochs: passes over the loader started.
         empty_batches: empty batches skipped (never passed to the model).
         nonfinite_epoch: head -> the pass (0-based) of its first non-finite loss, or ``None``.
@@ -112,12 +91,7 @@ class VmapCopies:
     nonfinite_loss: dict[str, float] = field(default_factory=dict)
 
     def diverged(self) -> dict[str, str]:
-        """head -> why its copy is discarded, in the loop engine's words
-        (``TrainReport.diverged``): its loss became non-finite; weight 0 in the estimate.
-
-        The vmap engine zeroes such a copy's gradient from that step on (the loop stops
-        training it); either way the copy is not measured.
-        """
+        """head -> why its copy is discarded, in the loop's words (``TrainReport.diverged``)."""
         return {
             head: f"loss {self.nonfinite_loss.get(head)} at step {step}, epoch "
             f"{self.nonfinite_epoch.get(head)}"
@@ -154,9 +128,8 @@ def _optimizer_problem(optimizer: OptimizerSpec, model: nn.Module) -> str:
     if isinstance(optimizer, Optimizer):
         cls: type = type(optimizer_chain(optimizer)[-1])
     elif callable(optimizer):
-        params = [
-            nn.Parameter(torch.empty_like(p, device="meta")) for p in model.parameters()
-        ]  # the factory only needs shapes to build its groups
+        # the factory only needs shapes to build its groups
+        params = [nn.Parameter(torch.empty_like(p, device="meta")) for p in model.parameters()]
         try:
             cls = type(optimizer(params))
         except Exception as error:  # any failure means: use the loop
@@ -202,18 +175,15 @@ def supports_vmap(
 ) -> tuple[bool, str]:
     """Whether :func:`train_copies_vmap` can train ``model``'s copies exactly, and why not.
 
-    Checks the options the engine lacks (a ``train_step`` hook, a ``torch.distributed`` run),
-    the optimizer (an exact element-wise ``torch.optim`` class), the model (no sparse
-    gradients, lazy or uninitialized parameters, ``SyncBatchNorm``, or parameters on several
-    devices) and, given ``loss_fn`` and ``batch``, that one vmapped forward of two copies runs
-    (data-dependent Python control flow, ``.item()`` or in-place writes to unbatched tensors
-    fail there).
+    Refused: a ``train_step`` hook, a ``torch.distributed`` run, an optimizer that is not an
+    exact element-wise ``torch.optim`` class, sparse gradients, lazy parameters,
+    ``SyncBatchNorm``, parameters on several devices, and (given ``loss_fn`` and ``batch``) a
+    forward that fails vmapped over two copies (``.item()``, data-dependent control flow).
 
     Args:
         optimizer: the optimizer (a ``GradientBlender`` is unwrapped) or a factory.
         model: the model whose copies are trained.
-        loss_fn: optional ``loss_fn(model, batch) -> {head: loss}`` for the trial forward.
-        batch: optional batch for the trial forward.
+        loss_fn, batch: optional, for the trial forward.
         heads: the heads (defaults to the keys ``loss_fn`` returns).
         train_step: the copies' custom step, if any (refused: it runs per copy).
 
@@ -253,8 +223,7 @@ def _trial_forward(
 
     def one(p: dict, b: dict) -> torch.Tensor:
         losses = torch.func.functional_call(wrapper, {**p, **b}, (batch,))
-        names = list(losses) if heads is None else list(heads)
-        return torch.stack([losses[h] for h in names])
+        return torch.stack([losses[h] for h in (list(losses) if heads is None else heads)])
 
     with torch.no_grad(), torch.random.fork_rng(devices=_cuda_devices()):
         torch.func.vmap(one, randomness="different")(params, buffers)
@@ -266,7 +235,7 @@ def _cuda_devices() -> list[int]:
 
 def _moves_without_gradient(cls: type[Optimizer], hyper: Mapping[str, Any]) -> bool:
     """Whether ``cls`` with ``hyper`` changes a parameter whose gradient is zero (probe)."""
-    clean = {k: v for k, v in hyper.items() if k not in _IMPLEMENTATION_FLAGS}
+    clean = {k: v for k, v in hyper.items() if k not in _IMPLEMENTATION_FLAGS and k != "params"}
     probe = torch.ones(3, requires_grad=True)
     try:
         opt = cls([{"params": [probe], **clean}])
@@ -279,9 +248,7 @@ def _moves_without_gradient(cls: type[Optimizer], hyper: Mapping[str, Any]) -> b
 
 
 def _reached_parameters(
-    wrapper: _LossModule,
-    batch: Any,
-    heads: Sequence[str],
+    wrapper: _LossModule, batch: Any, heads: Sequence[str]
 ) -> dict[str, set[str]]:
     """head -> names of the parameters its loss reaches (autograd graph walk, one forward)."""
     params = dict(wrapper.named_parameters())
@@ -308,85 +275,57 @@ def _reached_parameters(
 
 
 def _stacked_optimizer(
-    optimizer: OptimizerSpec,
-    source: nn.Module,
-    names: Sequence[str],
-    reference_params: Sequence[nn.Parameter],
+    optimizer: OptimizerSpec, source: nn.Module, named: Sequence[tuple[str, nn.Parameter]],
     stacked: Mapping[str, torch.Tensor],
-) -> tuple[Optimizer, list[tuple[list[str], bool]]]:
-    """One optimizer over the stacked parameters; per group: (names, moves with zero grad)."""
+) -> tuple[Optimizer, list[str]]:  # fmt: skip
+    """One optimizer over the stacked parameters, and the names of those in groups that move
+    parameters with a zero gradient."""
+    names = [n for n, _ in named]
     if isinstance(optimizer, Optimizer):
-        inner, named = remap_param_groups(optimizer, source, names)  # by position
-        groups = [
-            {"params": [stacked[n] for n in group_names], **hyper} for group_names, hyper in named
-        ]
-        info = [
-            (group_names, _moves_without_gradient(type(inner), hyper))
-            for group_names, hyper in named
-        ]
-        return type(inner)(groups), info
-    pairs = zip(names, reference_params, strict=True)
-    made = call_factory(optimizer, [stacked[n] for n, p in pairs if p.requires_grad])
+        inner, groups = remap_param_groups(optimizer, source, names)  # by position
+        made = type(inner)([{"params": [stacked[n] for n in ns], **hyper} for ns, hyper in groups])
+    else:
+        made = call_factory(optimizer, [stacked[n] for n, p in named if p.requires_grad])
     name_of = {id(stacked[n]): n for n in names}
-    info = []
-    for group in made.param_groups:
-        hyper = {k: v for k, v in group.items() if k != "params"}
-        info.append(
-            ([name_of[id(p)] for p in group["params"]], _moves_without_gradient(type(made), hyper))
-        )
-    return made, info
+    return made, [
+        name_of[id(p)]
+        for group in made.param_groups
+        if _moves_without_gradient(type(made), group)
+        for p in group["params"]
+    ]
 
 
 class VmapEngine:
-    """K copies of ``reference`` stacked and trained as one vmapped ensemble (see :func:`drive`).
-
-    Copy k trains on ``heads[k]``'s loss. Non-finite losses are flagged on the device (see the
-    module docstring); :meth:`finish` reads the flags once.
-    """
+    """K copies of ``reference`` stacked and trained as one vmapped ensemble (see :func:`drive`);
+    copy k trains on ``heads[k]``'s loss."""
 
     name = "vmap"
 
     def __init__(self, reference: nn.Module, heads: Sequence[str], training: CopyTraining) -> None:
-        self.heads = list(heads)
+        self.heads, self.expected, self.training_ = list(heads), list(training.heads), training
         if not self.heads or len(set(self.heads)) != len(self.heads):
             raise ValueError(f"Parameter `heads` should name distinct heads. Found {self.heads!r}.")
-        reference = unwrap_model(reference)
-        source = reference if training.source is None else unwrap_model(training.source)
-        self.expected = list(training.heads)
         missing = [h for h in self.heads if h not in self.expected]
         if missing:
             raise ValueError(
                 f"The training's `heads` should include every trained head. Found {missing[0]!r} "
                 f"missing from {self.expected!r}."
             )
-        self.training_ = training
+        reference = unwrap_model(reference)
+        source = reference if training.source is None else unwrap_model(training.source)
         k = len(self.heads)
         self.wrapper = _LossModule(reference, training.loss_fn)
         named = list(self.wrapper.named_parameters())
         self.stacked = {n: _stack(p.detach(), k).requires_grad_(p.requires_grad) for n, p in named}
         self.buffers = {
-            n: b.detach().unsqueeze(0).repeat(k, *([1] * b.dim()))
-            for n, b in self.wrapper.named_buffers()
+            n: _stack(b.detach(), k, transpose=False) for n, b in self.wrapper.named_buffers()
         }
-        names, ref_params = [n for n, _ in named], [p for _, p in named]
-        self.opt, group_info = _stacked_optimizer(
-            training.optimizer,  # type: ignore[arg-type]
-            source,
-            names,
-            ref_params,
-            self.stacked,
-        )
-        self.sched = (
-            None
-            if training.scheduler is None
-            else scheduler_for_copy(
-                training.scheduler, self.opt, position=training.scheduler_position
-            )
-        )
+        self.opt, self.moving = _stacked_optimizer(training.optimizer, source, named, self.stacked)  # type: ignore[arg-type]
+        self.sched = replay_schedule(training, self.opt)
         self.trainable_names = [n for n, p in named if p.requires_grad]
         self.trainable = [self.stacked[n] for n in self.trainable_names]
         self.grad_shapes = [(k, *([1] * (p.dim() - 1))) for p in self.trainable]
-        device = ref_params[0].device if ref_params else None
+        device = named[0][1].device if named else None
         self.index = torch.tensor([self.expected.index(h) for h in self.heads], device=device)
         self.device = self.index.device
         self.nonfinite = NonFiniteRecord(k)  # copy k's own loss, on the device
@@ -397,7 +336,6 @@ class VmapEngine:
         self.stream = RngStream(copy_seed(training.plan.seed, self.expected, self.heads[0]))
         self.resets: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.unreached: torch.Tensor | None = None  # (trainable params, K): copy k's loss misses
-        self.moving = [n for group_names, moves in group_info if moves for n in group_names]
         self.vmapped = torch.func.vmap(
             self._one_copy, in_dims=(0, 0, 0, None), randomness="different"
         )
@@ -406,12 +344,9 @@ class VmapEngine:
         self.summary = VmapCopies(models={})
 
     def _one_copy(
-        self,
-        params: dict[str, torch.Tensor],
-        bufs: dict[str, torch.Tensor],
-        which: torch.Tensor,
-        batch: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, params: dict[str, torch.Tensor], bufs: dict[str, torch.Tensor],
+        which: torch.Tensor, batch: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         losses = torch.func.functional_call(self.wrapper, {**params, **bufs}, (batch,))
         check_heads("loss_fn", losses, self.expected)
         every = torch.stack([losses[h] for h in self.expected])
@@ -441,14 +376,10 @@ class VmapEngine:
             self.epoch_starts.append(step)
         self.nonfinite.record(torch.isfinite(losses.detach()), step, values=losses.detach())
         bad = self.nonfinite.flagged
-        # Another head's non-finite loss reaches copy k's gradient as 0 * nan through the
-        # shared batched graph (the loop never backpropagates it): skip that step.
-        spoiled = ~clean & ~bad
+        spoiled = ~clean & ~bad  # another head's non-finite loss: 0 * nan reaches copy k
         self.skipped += spoiled
-        # Zero the gradient of flagged and spoiled copies and of the slices a copy's loss does
-        # not reach, on the device: no host synchronization. On the CPU reading a flag costs
-        # none, and masking is only needed once a loss is non-finite (unreached slices get
-        # exact zeros otherwise).
+        # Zero the gradients of flagged, spoiled and unreached slices on the device (no sync);
+        # on the CPU only once a loss is non-finite (unreached slices get exact zeros).
         if not self.eager or bool((bad | spoiled).any()):
             drop = self.unreached | (bad | spoiled)
             for i, p in enumerate(self.trainable):
@@ -476,17 +407,17 @@ class VmapEngine:
             models={},
             nonfinite=first,
             skipped=dict(zip(self.heads, self.skipped.tolist(), strict=True)),
-            nonfinite_epoch={
-                h: None if s is None else max(e for e, b in enumerate(self.epoch_starts) if b <= s)
-                for h, s in first.items()
-            },
+            nonfinite_epoch={h: None if s is None else self._epoch_of(s) for h, s in first.items()},
             nonfinite_loss={
                 h: v
-                for h, s, v in zip(self.heads, read.first, read.first_value, strict=True)
-                if s is not None
+                for h, v in zip(self.heads, read.first_value, strict=True)
+                if first[h] is not None
             },
         )
         return TrainReport(diverged=self.summary.diverged(), notes=self.summary.skip_notes())
+
+    def _epoch_of(self, step: int) -> int:
+        return max(e for e, start in enumerate(self.epoch_starts) if start <= step)
 
     def models(self) -> dict[str, nn.Module]:
         """head -> its trained copy as an ordinary module."""
@@ -509,31 +440,21 @@ def train_copies_vmap(
 ) -> VmapCopies:
     """Train one copy of ``reference`` per head on that head's loss, as one vmapped ensemble.
 
-    The vmap counterpart of the loop engine of Algorithm 1 (GB-Estimate): copy k starts from
-    ``reference``'s parameters and buffers, is trained in train mode on
-    ``training.loss_fn(...)[heads[k]]`` alone with a fresh optimizer (no state) of
-    ``training.optimizer``'s class and per-group hyper-parameters (a factory receives the
-    stacked parameters), for ``training.plan``. ``reference`` itself (parameters, buffers,
-    mode) is left untouched. Empty batches are skipped and counted, as in the loop; the run's
-    schedule is replayed on the stacked optimizer (every copy follows the same rates). The
-    dropout stream is seeded like the loop's copy of ``heads[0]``. Check :func:`supports_vmap`
-    first. ``training.heads`` lists every head ``loss_fn`` returns (train a subset of them to
-    bound memory: the copies hold K sets of activations at once).
+    The vmap counterpart of :func:`train_copies`: copy k starts from ``reference``'s parameters
+    and buffers (``reference`` is left untouched) and trains in train mode on
+    ``training.loss_fn(...)[heads[k]]`` with a fresh optimizer of ``training.optimizer``'s
+    class and per-group hyper-parameters (a factory receives the stacked parameters), for
+    ``training.plan``, along the replayed schedule. The dropout stream is seeded like the
+    loop's copy of ``heads[0]``. Check :func:`supports_vmap` first. ``training.heads`` lists
+    every head ``loss_fn`` returns (train a subset to bound memory).
 
     Returns:
         :class:`VmapCopies`: the K trained modules and per-head non-finite flags.
 
     Raises:
-        ValueError: no or duplicate heads, both or neither of ``epochs``/``steps``, an empty
-            ``train``, ``loss_fn`` returning the wrong heads, or an optimizer over other
-            parameters.
+        ValueError: no or duplicate heads, an empty ``train``, ``loss_fn`` returning the wrong
+            heads, or an optimizer over other parameters.
     """
-    plan = training.plan
-    if (plan.epochs is None) == (plan.steps is None):
-        raise ValueError(
-            f"Pass exactly one of `epochs` and `steps`. Found epochs={plan.epochs!r}, "
-            f"steps={plan.steps!r}."
-        )
     engine = VmapEngine(reference, heads, training)
     report = drive(engine, training)
     return dataclasses.replace(
@@ -545,37 +466,27 @@ def train_copies_vmap(
     )
 
 
-def _stack(tensor: torch.Tensor, k: int) -> torch.Tensor:
-    """K copies of ``tensor`` along a new dim 0.
-
-    A 2-D weight is stored as ``(K, in, out)`` and returned as its ``(K, out, in)`` transposed
-    view: vmapped ``linear`` runs ``bmm(x, W^T)``, whose weight gradient then lands in the
-    parameter's own layout (autograd keeps a gradient's strides equal to its parameter's)
-    instead of being copied into a transposed one every step (measured: the largest cost of
-    a vmapped MLP step on the CPU).
-    """
-    if tensor.dim() == 2:
+def _stack(tensor: torch.Tensor, k: int, transpose: bool = True) -> torch.Tensor:
+    """K copies of ``tensor`` along a new dim 0. With ``transpose`` a 2-D weight is stored as
+    ``(K, in, out)`` and returned transposed: vmapped ``linear``'s weight gradient then lands in
+    the parameter's own layout, not copied into a transposed one every step (measured: the
+    largest cost of a vmapped MLP step on the CPU)."""
+    if transpose and tensor.dim() == 2:
         return tensor.t().unsqueeze(0).repeat(k, 1, 1).transpose(1, 2)
     return tensor.unsqueeze(0).repeat(k, *([1] * tensor.dim()))
 
 
 def _frozen_slices(
-    heads: Sequence[str],
-    reached: Mapping[str, set[str]],
-    stacked: Mapping[str, torch.Tensor],
+    heads: Sequence[str], reached: Mapping[str, set[str]], stacked: Mapping[str, torch.Tensor],
     moving: Sequence[str],
-) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """(stacked param, copy rows, checkpoint rows) to reset after each step.
-
-    Only for parameters in groups whose optimizer moves zero-gradient entries, and only the
-    copies whose head's loss does not reach them (in the loop those get no gradient at all).
-    """
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:  # fmt: skip
+    """(stacked param, copy rows, checkpoint rows) to reset after each step: parameters in
+    ``moving`` groups a copy's head's loss does not reach (the loop gives them no gradient)."""
     out = []
     for n in moving:
         rows = [i for i, h in enumerate(heads) if n not in reached[h]]
         if rows:
             target = stacked[n]
             index = torch.tensor(rows, device=target.device)
-            checkpoint = target.detach()[index].clone()
-            out.append((target.detach(), index, checkpoint))
+            out.append((target.detach(), index, target.detach()[index].clone()))
     return out
