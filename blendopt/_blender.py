@@ -26,7 +26,7 @@ from blendopt._finite import NonFiniteMonitor
 from blendopt._schedule import Schedule
 from blendopt._statistics import TrainStatistics
 from blendopt._warnings import UnblendedStepWarning, warn
-from blendopt._weighting import BlendWeights, check_losses, check_user_weights
+from blendopt._weighting import BlendWeights, check_heads, check_losses, check_weights
 
 # The wrapped optimizer's {"state", "param_groups"} plus "blender", one entry per piece (weighting,
 # controller, statistics, finite monitor); 2 after a development layout that no release wrote.
@@ -113,7 +113,7 @@ class GradientBlender(Optimizer):
                 "Parameter `optimizer` should be a torch.optim.Optimizer instance. Found "
                 f"{type(optimizer).__name__}."
             )
-        heads = self._check_heads(heads)
+        heads = check_heads(heads)
         estimator, schedule, initial = resolve_weighting(heads, estimator, schedule, weights)
         if not isinstance(mask_zero_weights, bool):
             raise TypeError(
@@ -192,28 +192,6 @@ class GradientBlender(Optimizer):
 
     # -- weights ---------------------------------------------------------------------------------
 
-    @staticmethod
-    def _check_heads(heads: Sequence[str]) -> list[str]:
-        if isinstance(heads, str) or not isinstance(heads, Sequence):
-            raise TypeError(
-                f"Parameter `heads` should be a list of head names, e.g. ['rgb', 'audio', "
-                f"'fused']. Found {heads!r}."
-            )
-        heads = list(heads)
-        if not heads:
-            raise ValueError(
-                "Parameter `heads` should name at least one head. Found an empty list."
-            )
-        for h in heads:
-            if not isinstance(h, str):
-                raise TypeError(f"Parameter `heads` should hold strings. Found {h!r}.")
-        duplicates = sorted({h for h in heads if heads.count(h) > 1})
-        if duplicates:
-            raise ValueError(
-                f"Parameter `heads` names {duplicates[0]!r} twice; name each head once."
-            )
-        return heads
-
     @property
     def estimator(self) -> Estimator | None:
         """The estimator (``None``: weights change only through :meth:`set_weights`)."""
@@ -255,7 +233,7 @@ class GradientBlender(Optimizer):
         Raises:
             TypeError, ValueError: as for ``weights=`` in the constructor.
         """
-        self._controller.set_weights(check_user_weights(weights, self.heads, "weights"))
+        self._controller.set_weights(check_weights(weights, self.heads, "weights", warn_sum=True))
 
     # -- the per-step path -------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from blendopt._distributed import accumulator_dtype, reduced_floats
+from blendopt._weighting import check_keys
 
 #: ``metric(model, batch) -> {head: value}``. A value is a scalar tensor or float (the batch
 #: mean, weighted by the batch size) or a 1-D tensor of per-sample values (averaged exactly).
@@ -46,26 +47,6 @@ def is_empty_batch(batch: Any) -> bool:
     """
     tensor = _first_tensor(batch)
     return tensor is not None and tensor.ndim > 0 and tensor.shape[0] == 0
-
-
-def check_heads(name: str, values: Mapping[str, Any], heads: Sequence[str]) -> None:
-    """Raise a clear error unless ``values`` has exactly the keys ``heads``."""
-    if not isinstance(values, Mapping):
-        raise TypeError(
-            f"`{name}` should return a mapping head -> value. Found {type(values).__name__}."
-        )
-    missing = [h for h in heads if h not in values]
-    extra = [h for h in values if h not in heads]
-    if missing:
-        raise ValueError(
-            f"`{name}` returned no value for head {missing[0]!r} (heads: {list(heads)}). "
-            "Return a value for every head."
-        )
-    if extra:
-        raise ValueError(
-            f"`{name}` returned the unknown head {extra[0]!r} (heads: {list(heads)}); add it to "
-            "`heads` or drop it from the returned mapping."
-        )
 
 
 def measure(
@@ -240,7 +221,7 @@ def _metric_values(
                 continue
             with torch.no_grad():
                 values = metric(model, batch)
-            check_heads(name, values, heads)
+            check_keys(values, heads, name, returned=True)
             for h in heads:
                 v = values[h]
                 if isinstance(v, torch.Tensor) and v.ndim > 1:

@@ -121,13 +121,6 @@ def check_weights(
     return out
 
 
-def check_user_weights(
-    weights: Mapping[str, float], heads: Sequence[str], name: str = "weights"
-) -> dict[str, float]:
-    """``check_weights(..., warn_sum=True)``, for the callers not yet switched to it."""
-    return check_weights(weights, heads, name, warn_sum=True)
-
-
 class BlendWeights:
     """The weights in use and the blend they define.
 

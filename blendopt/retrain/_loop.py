@@ -14,7 +14,7 @@ from torch.optim import Optimizer
 
 from blendopt._distributed import average_gradients_, world_size
 from blendopt._finite import NonFiniteRecord
-from blendopt._measure import check_heads
+from blendopt._weighting import check_keys
 from blendopt.retrain._clone import HeadCopy
 from blendopt.retrain._config import CopyTraining
 from blendopt.retrain._driver import TrainReport, drive, host_reads_free
@@ -121,7 +121,7 @@ class LoopEngine:
                     )
                 return monitor.check(c.head, loss, step=step, epoch=epoch)
             losses = self.training_.loss_fn(c.model, batch)
-            check_heads("loss_fn", losses, self.training_.heads)
+            check_keys(losses, self.training_.heads, "loss_fn", returned=True)
             loss = losses[c.head]
             if not monitor.check(c.head, loss, step=step, epoch=epoch):
                 return False

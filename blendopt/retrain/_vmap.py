@@ -38,8 +38,9 @@ from torch.optim import Optimizer
 
 from blendopt._distributed import average_gradients_, unwrap_model, world_size
 from blendopt._finite import NonFiniteRecord
-from blendopt._measure import LossFn, check_heads
+from blendopt._measure import LossFn
 from blendopt._rng import RngStream
+from blendopt._weighting import check_keys
 from blendopt.retrain._clone import call_factory, copy_seed, remap_param_groups
 from blendopt.retrain._config import CopyTraining, OptimizerSpec, TrainStep
 from blendopt.retrain._driver import TrainReport, drive, host_reads_free
@@ -413,7 +414,7 @@ class VmapEngine:
         batch: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         losses = torch.func.functional_call(self.wrapper, {**params, **bufs}, (batch,))
-        check_heads("loss_fn", losses, self.expected)
+        check_keys(losses, self.expected, "loss_fn", returned=True)
         every = torch.stack([losses[h] for h in self.expected])
         return every[which], torch.isfinite(every.detach()).all()
 
