@@ -40,11 +40,8 @@ def batch_size_of(batch: Any) -> int:
 
 
 def is_empty_batch(batch: Any) -> bool:
-    """Whether ``batch`` holds no sample (its first tensor has a first dimension of 0).
-
-    Data sets that skip unreadable media yield such batches (``batch.size == 0``); the library
-    skips and counts them wherever it iterates a loader, and never passes them to the model.
-    """
+    """Whether ``batch``'s first tensor has a first dimension of 0 (data sets that skip
+    unreadable media yield such batches): skipped and counted wherever blendopt iterates."""
     tensor = _first_tensor(batch)
     return tensor is not None and tensor.ndim > 0 and tensor.shape[0] == 0
 
@@ -61,8 +58,7 @@ def measure(
 
     The model's train/eval mode is restored afterwards. Under ``torch.distributed`` the sums
     and counts are reduced over all ranks, so every rank gets the same values. Empty batches
-    (no sample, see :func:`blendopt.batch_size_of`) are skipped: they carry no sample, so the
-    average is the same; :func:`blendopt.estimate_weights` records how many it skipped.
+    (no sample) are skipped.
 
     Args:
         model: the model, called only through ``metric``.
@@ -153,11 +149,9 @@ def measure_per_sample(
 ) -> dict[str, torch.Tensor]:
     """Per-sample values of ``metric`` per head over ``loader``, with ``model`` in eval mode.
 
-    For the standard errors of paired measurements (:func:`blendopt.paired_standard_errors`):
-    measured twice with the same loader order, the values pair sample by sample. A metric that
-    returns a batch mean (a scalar, e.g. a mean loss) gives one value per batch instead, the
-    unit of pairing then being the batch. Values stay on this rank (not reduced across ranks:
-    the standard-error helpers reduce their sums).
+    For paired standard errors (:func:`blendopt.functional.paired_standard_errors`): measured
+    twice in the same loader order, the values pair sample by sample (a metric returning a batch
+    mean gives one value per batch). Values stay on this rank (not reduced).
 
     Args:
         model: the model (its train/eval mode is restored afterwards).
@@ -207,11 +201,8 @@ def _metric_values(
     name: str,
     skipped: list[int],
 ) -> Iterator[tuple[Any, Mapping[str, Any]]]:
-    """``(batch, metric values)`` per non-empty batch, in eval mode without gradients.
-
-    Counts the empty batches in ``skipped[0]``, checks the heads and that each value is a
-    scalar or 1-D, and restores the model's train/eval mode afterwards.
-    """
+    """``(batch, checked metric values)`` per non-empty batch, in eval mode without gradients;
+    counts the empty batches in ``skipped[0]``."""
     was_training = model.training
     model.eval()
     try:
