@@ -401,7 +401,7 @@ class GradientBlender(Optimizer):
 
     def estimate_due(self) -> bool:
         """Whether the next :meth:`start_epoch` (epoch schedules) or :meth:`step` (step
-        schedules) will run an estimate, which trains model copies (minutes to hours)."""
+        schedules) will run an estimate."""
         controller = self._controller
         if controller.schedule is None:
             return False
@@ -527,7 +527,7 @@ class GradientBlender(Optimizer):
         return ours
 
     def _check_constructed(self, method: str) -> None:
-        """Refuse a wrapper that subclasses the blender's class (``LightningOptimizer``)."""
+        # Refuse a wrapper that subclasses the blender's class (LightningOptimizer).
         if "_controller" not in self.__dict__:
             raise TypeError(
                 f"GradientBlender.{method}() was called on a {type(self).__name__}, which wraps "

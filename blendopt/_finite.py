@@ -56,18 +56,18 @@ class NonFiniteRecord:
 
     @property
     def pending(self) -> bool:
-        """Whether steps were recorded since the last reset (known on the host, no sync)."""
+        """Whether steps were recorded since the last reset (no sync)."""
         return self.steps > 0
-
-    @property
-    def flagged(self) -> torch.Tensor | None:
-        """Bool ``(size,)`` on the device: slots with a non-finite value so far (no sync)."""
-        return None if self._table is None else self._table[0] > 0
 
     @property
     def counts(self) -> torch.Tensor | None:
         """The per-slot non-finite counts on the device (``None`` before the first record)."""
         return None if self._table is None else self._table[0]
+
+    @property
+    def flagged(self) -> torch.Tensor | None:
+        """Bool ``(size,)`` on the device: slots with a non-finite value so far (no sync)."""
+        return None if self.counts is None else self.counts > 0
 
     def record(
         self,

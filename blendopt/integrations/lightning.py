@@ -34,16 +34,8 @@ except ImportError:  # the unified `lightning` package ships the same API as lig
 __all__ = ["GradientBlendCallback"]
 
 #: The blender methods a ``LightningOptimizer`` around a blender passes on to it.
-FORWARDED = (
-    "blend",
-    "backward",
-    "set_weights",
-    "start_epoch",
-    "estimate_now",
-    "estimate_due",
-    "state_dict",
-    "load_state_dict",
-)
+FORWARDED = ("blend", "backward", "set_weights", "start_epoch", "estimate_now", "estimate_due")
+FORWARDED += ("state_dict", "load_state_dict")
 
 
 def _forwarding(name: str) -> Callable[..., Any]:
