@@ -36,7 +36,8 @@ TIGHT = {"rtol": 1e-6, "atol": 1e-7}
 pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning:pytorch_lightning"),
     pytest.mark.filterwarnings("ignore::UserWarning:lightning_fabric"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:pytorch_lightning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:lightning_fabric"),
     pytest.mark.filterwarnings("ignore::FutureWarning"),
 ]
 
