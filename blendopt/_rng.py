@@ -36,6 +36,10 @@ def loader_generators(loaders: Iterable[Any]) -> list[torch.Generator]:
     return found
 
 
+def _cuda_devices() -> list[int]:
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+
+
 @contextlib.contextmanager
 def isolated_rng(seed: int | None, generators: Sequence[torch.Generator] = ()) -> Iterator[None]:
     """Run a block with its own random state, the caller's restored afterwards: torch (CPU and
@@ -44,9 +48,8 @@ def isolated_rng(seed: int | None, generators: Sequence[torch.Generator] = ()) -
     py_state = random.getstate()
     np_state = np.random.get_state()
     saved = [g.get_state() for g in generators]
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     try:
-        with torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=_cuda_devices()):
             if seed is not None:
                 torch.manual_seed(seed)
                 random.seed(seed)
@@ -108,13 +111,9 @@ class RngStream:
 
     def __init__(self, seed: int) -> None:
         self._cuda = torch.cuda.is_initialized()
-        with torch.random.fork_rng(devices=self._devices()):
+        with torch.random.fork_rng(devices=_cuda_devices()):
             torch.manual_seed(seed)
             self._state = self._capture()
-        self._outer: tuple[torch.Tensor, list[torch.Tensor]] | None = None
-
-    def _devices(self) -> list[int]:
-        return list(range(torch.cuda.device_count())) if self._cuda else []
 
     def _capture(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
         return torch.get_rng_state(), torch.cuda.get_rng_state_all() if self._cuda else []
