@@ -1,13 +1,9 @@
 """``GradientBlender``: any torch.optim optimizer, trained on the G-Blend loss Σ_k w_k L_k.
 
-Loss re-weighting is gradient blending (§2.4, Eq. 7): one backward pass of the blended loss
-gives the blended gradient Σ_k w_k ∇L_k, so the per-step cost is that of the naive summed loss.
-
-The blender is the Optimizer facade; each of its jobs lives in a piece of its own:
-:class:`~blendopt._weighting.BlendWeights` (the weights, the masked blend, their time-average),
-:class:`~blendopt._controller.EstimationController` (when to estimate, applying results, the
-history), :class:`~blendopt._finite.NonFiniteMonitor` (non-finite losses without a per-step
-sync) and :class:`~blendopt._statistics.TrainStatistics` (per-epoch loss means).
+One backward pass of the blended loss gives the blended gradient Σ_k w_k ∇L_k (§2.4, Eq. 7).
+The blender is the Optimizer facade over its pieces: ``BlendWeights`` (weights, masked blend,
+time-average), ``EstimationController`` (when to estimate, history), ``NonFiniteMonitor`` and
+``TrainStatistics``.
 """
 
 from __future__ import annotations
@@ -25,11 +21,11 @@ from blendopt._estimators import Estimator
 from blendopt._finite import NonFiniteMonitor
 from blendopt._schedule import Schedule
 from blendopt._statistics import TrainStatistics
-from blendopt._warnings import UnblendedStepWarning, warn
-from blendopt._weighting import BlendWeights, check_losses, check_user_weights
+from blendopt._warnings import warn
+from blendopt._weighting import BlendWeights, check_heads, check_losses, check_weights
+from blendopt.warnings import UnblendedStepWarning
 
-# The wrapped optimizer's {"state", "param_groups"} plus "blender", one entry per piece (weighting,
-# controller, statistics, finite monitor); 2 after a development layout that no release wrote.
+# {"state", "param_groups"} plus "blender" (one entry per piece); 1 was a development layout.
 _STATE_VERSION = 2
 
 
@@ -65,24 +61,20 @@ class GradientBlender(Optimizer):
         schedule: when to estimate (:class:`Offline` or :class:`Online`); required by
             estimators that measure (not by fixed weights).
         weights: initial weights (default: the estimator's, else uniform 1/k).
-        check_finite: how non-finite losses are caught, each time naming the head and step.
-            ``True``: check every step and raise before the backward pass (on an accelerator
-            this synchronizes with the device every step). ``False``: count them on the device
-            and report them every ``check_finite_every`` steps, before each estimate, at
-            :meth:`start_epoch` and at :meth:`state_dict` (one sync each). ``None`` (default):
-            ``True`` for losses on the CPU, where the check is free, ``False`` elsewhere.
-            A non-finite loss of a head at weight > 0 raises; one of a head at weight 0 (left
-            out of the blend) warns with :class:`NonFiniteLossWarning`.
+        check_finite: how non-finite losses are caught (naming the head and step). ``True``:
+            check every step, raise before the backward pass (a device sync per step).
+            ``False``: count them on the device, report every ``check_finite_every`` steps,
+            before each estimate, at :meth:`start_epoch` and :meth:`state_dict`. ``None``
+            (default): ``True`` for losses on the CPU, else ``False``. A head at weight > 0
+            raises; one at weight 0 (left out of the blend) warns (``NonFiniteLossWarning``).
         check_finite_every: with ``check_finite=False``, read the device-side counts every
             this many optimizer steps.
-        mask_zero_weights: leave heads at weight 0 out of the blend (default), so their
-            non-finite losses cannot make the blend or its gradient nan; parameters only they
-            use get no gradient. ``False`` keeps them in as ``0 · L_k`` (every parameter gets
-            a gradient, 0 for those: what DDP without ``find_unused_parameters=True`` needs);
-            a non-finite loss there is then an error as for any head.
+        mask_zero_weights: leave heads at weight 0 out of the blend (default): their
+            non-finite losses cannot make it nan; parameters only they use get no gradient.
+            ``False`` keeps them as ``0 · L_k`` (a zero gradient everywhere, as DDP without
+            ``find_unused_parameters=True`` needs); a non-finite loss there then raises.
 
-    Weights are used as given (a :class:`WeightSumWarning` says when user-given weights do not
-    sum to 1, which scales the learning rate).
+    Weights are used as given (``WeightSumWarning`` when user-given ones do not sum to 1).
 
     Attributes:
         optimizer: the wrapped optimizer.
@@ -113,7 +105,7 @@ class GradientBlender(Optimizer):
                 "Parameter `optimizer` should be a torch.optim.Optimizer instance. Found "
                 f"{type(optimizer).__name__}."
             )
-        heads = self._check_heads(heads)
+        heads = check_heads(heads)
         estimator, schedule, initial = resolve_weighting(heads, estimator, schedule, weights)
         if not isinstance(mask_zero_weights, bool):
             raise TypeError(
@@ -133,8 +125,7 @@ class GradientBlender(Optimizer):
                 f"{check_finite_every!r}."
             )
         self.optimizer = optimizer
-        # Optimizer.__init__ resets `state` and `param_groups` through the forwarding setters
-        # below; hand the wrapped optimizer its own objects back afterwards.
+        # Optimizer.__init__ resets `state` and `param_groups` through the forwarding setters.
         own_state, own_groups = optimizer.state, optimizer.param_groups
         super().__init__(optimizer.param_groups, optimizer.defaults)
         optimizer.state, optimizer.param_groups = own_state, own_groups
@@ -154,31 +145,18 @@ class GradientBlender(Optimizer):
 
     # -- the wrapped optimizer's state, by reference -------------------------------------------
 
-    param_groups = _contract.forwarded(  # type: ignore[assignment]
-        "param_groups", "The wrapped optimizer's ``param_groups`` (the same list object)."
-    )
-    state = _contract.forwarded(  # type: ignore[assignment]
-        "state", "The wrapped optimizer's ``state`` (the same mapping)."
-    )
-    defaults = _contract.forwarded(  # type: ignore[assignment]
-        "defaults", "The wrapped optimizer's ``defaults``."
-    )
-    # torch.amp.GradScaler's path for fused optimizers: it sets `grad_scale` and `found_inf` on
-    # the optimizer it steps and lets the fused kernel unscale and skip; the wrapped optimizer's
-    # kernel reads them from the wrapped optimizer, so they are forwarded there.
-    grad_scale = _contract.forwarded(
-        "grad_scale", "The wrapped optimizer's ``grad_scale`` (set by ``GradScaler``, fused)."
-    )
-    found_inf = _contract.forwarded(
-        "found_inf", "The wrapped optimizer's ``found_inf`` (set by ``GradScaler``, fused)."
-    )
+    param_groups = _contract.forwarded("param_groups")  # type: ignore[assignment]
+    state = _contract.forwarded("state")  # type: ignore[assignment]
+    defaults = _contract.forwarded("defaults")  # type: ignore[assignment]
+    # GradScaler sets these on the optimizer it steps; a fused kernel reads the wrapped one's.
+    grad_scale = _contract.forwarded("grad_scale")
+    found_inf = _contract.forwarded("found_inf")
 
     @property
     def _step_supports_amp_scaling(self) -> bool:
         return bool(getattr(self.optimizer, "_step_supports_amp_scaling", False))
 
-    # While an LBFGS-style closure is evaluated again within one step, `blend` does not record
-    # statistics or feed the estimator: one record per step (see `step`).
+    # True while a closure runs again within one step (LBFGS): one record per step.
     _mute_statistics = False
 
     def __getstate__(self) -> dict[str, Any]:
@@ -191,28 +169,6 @@ class GradientBlender(Optimizer):
         self._patch_step_function()
 
     # -- weights ---------------------------------------------------------------------------------
-
-    @staticmethod
-    def _check_heads(heads: Sequence[str]) -> list[str]:
-        if isinstance(heads, str) or not isinstance(heads, Sequence):
-            raise TypeError(
-                f"Parameter `heads` should be a list of head names, e.g. ['rgb', 'audio', "
-                f"'fused']. Found {heads!r}."
-            )
-        heads = list(heads)
-        if not heads:
-            raise ValueError(
-                "Parameter `heads` should name at least one head. Found an empty list."
-            )
-        for h in heads:
-            if not isinstance(h, str):
-                raise TypeError(f"Parameter `heads` should hold strings. Found {h!r}.")
-        duplicates = sorted({h for h in heads if heads.count(h) > 1})
-        if duplicates:
-            raise ValueError(
-                f"Parameter `heads` names {duplicates[0]!r} twice; name each head once."
-            )
-        return heads
 
     @property
     def estimator(self) -> Estimator | None:
@@ -240,12 +196,10 @@ class GradientBlender(Optimizer):
 
     @property
     def average_weights(self) -> dict[str, float]:
-        """Time-average of the weights over the optimizer steps made so far (a copy).
+        """Time-average of the weights over the steps so far, ``Σ_i w^(i) s_i / Σ_i s_i`` (a copy).
 
-        Each set of weights counts in proportion to the number of ``step()`` calls it was in
-        use: ``Σ_i w^(i) s_i / Σ_i s_i``. It says how much each head was trained, which makes
-        it the default ensemble weights (:class:`BlendEnsemble`); before the first step it is
-        :attr:`weights`. Saved in :meth:`state_dict`.
+        How much each head was trained: the default ensemble weights (:class:`BlendEnsemble`);
+        :attr:`weights` before the first step.
         """
         return self._weighting.average(step=self._controller.steps)
 
@@ -255,7 +209,7 @@ class GradientBlender(Optimizer):
         Raises:
             TypeError, ValueError: as for ``weights=`` in the constructor.
         """
-        self._controller.set_weights(check_user_weights(weights, self.heads, "weights"))
+        self._controller.set_weights(check_weights(weights, self.heads, "weights", warn_sum=True))
 
     # -- the per-step path -------------------------------------------------------------------
 
@@ -281,11 +235,9 @@ class GradientBlender(Optimizer):
     def blend(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The blended loss ``Σ_k w_k L_k`` (Eq. 7) with its graph, for loops that call backward.
 
-        Validates ``losses`` and records the per-head statistics exactly as :meth:`backward`
-        does; the caller backpropagates the result (PyTorch Lightning's automatic optimization,
-        ``accelerator.backward``, ``scaler.scale(loss).backward()``). Heads at weight 0 are left
-        out (masked, so a non-finite loss there cannot make the blend nan); their losses are
-        still recorded.
+        Validates and records ``losses`` as :meth:`backward` does; the caller backpropagates
+        (Lightning, ``accelerator.backward``, ``scaler.scale(loss).backward()``). Heads at weight
+        0 are left out (masked) but still recorded.
 
         Args:
             losses: head -> scalar loss, one entry per head.
@@ -365,21 +317,15 @@ class GradientBlender(Optimizer):
         """Step the wrapped optimizer; with a step-based schedule, estimate when due.
 
         Warns once (:class:`UnblendedStepWarning`) when no :meth:`blend`/:meth:`backward` ran
-        since the previous step (also counting those inside ``closure``) while an estimator or
-        unequal weights are set: the gradient then did not come from the G-Blend loss.
-
-        Hooks fire as for a plain optimizer: the global step hooks
-        (``torch.optim.optimizer.register_optimizer_step_pre_hook``/``post_hook``) and the hooks
-        registered on the blender fire once, with the blender as the optimizer argument; hooks
-        registered on the wrapped optimizer itself fire with it. The profiler shows one
-        ``Optimizer.step#GradientBlender.step`` range.
+        since the previous step while an estimator or unequal weights are set. Global and
+        blender step hooks fire once, with the blender; the wrapped optimizer's own hooks with
+        it; the profiler shows one ``Optimizer.step#GradientBlender.step`` range.
 
         Args:
-            closure: re-evaluates the model and returns the loss (LBFGS). When the optimizer
-                calls it several times in one step, only the first call records statistics.
-            **kwargs: passed on to the wrapped optimizer's ``step`` as given, ``closure=``
-                included (PyTorch Lightning calls ``optimizer.step(closure=closure, **kwargs)``),
-                as torch's own step wrappers pass them on.
+            closure: re-evaluates the model and returns the loss (LBFGS); only its first call
+                in a step records statistics.
+            **kwargs: passed on to the wrapped optimizer's ``step``, ``closure=`` included
+                (Lightning calls ``optimizer.step(closure=closure, **kwargs)``).
 
         Returns:
             What the wrapped optimizer's step returns.
@@ -439,10 +385,8 @@ class GradientBlender(Optimizer):
     def start_epoch(self) -> dict[str, Any] | None:
         """Mark the start of an epoch; run the G-Blend estimate if the schedule says so.
 
-        Closes the previous epoch's statistics (a collective under ``torch.distributed``:
-        call it on every rank). Call it once per epoch, before the epoch's first ``backward``.
-        An estimate may take as long as training the copies for its horizon; ``history[-1]``
-        records it.
+        Closes the previous epoch's statistics (a collective under ``torch.distributed``: call
+        it on every rank), once per epoch, before its first ``backward``.
 
         Returns:
             The history record of the estimate made now, or ``None``.
@@ -457,7 +401,7 @@ class GradientBlender(Optimizer):
 
     def estimate_due(self) -> bool:
         """Whether the next :meth:`start_epoch` (epoch schedules) or :meth:`step` (step
-        schedules) will run an estimate, which trains model copies (minutes to hours)."""
+        schedules) will run an estimate."""
         controller = self._controller
         if controller.schedule is None:
             return False
@@ -486,25 +430,18 @@ class GradientBlender(Optimizer):
     def state_dict(self) -> dict[str, Any]:
         """The wrapped optimizer's state dict plus the blender's own state under ``"blender"``.
 
-        The layout is the standard one, ``{"state": ..., "param_groups": ..., "blender": {...}}``:
-        code that reads ``sd["state"]``/``sd["param_groups"]`` works, and the plain wrapped
-        optimizer loads it (``torch.optim.Optimizer.load_state_dict`` ignores the extra key).
-        It holds only tensors and plain Python values, so it loads with
-        ``torch.load(weights_only=True)``. The blender part holds the weights and their
-        time-average, the statistics, the history, the schedule position (epochs started,
-        steps, estimates made) and the estimator's state. Non-finite losses counted on the
-        device are reported first (as at :meth:`start_epoch`).
-
-        Hooks registered with ``register_state_dict_pre_hook``/``post_hook`` on the blender run
-        with the blender as their optimizer argument (the post-hooks see the whole dict); hooks
-        registered on the wrapped optimizer run inside, with it.
+        ``{"state", "param_groups", "blender"}``: the plain wrapped optimizer loads it too (it
+        ignores the extra key), and ``torch.load(weights_only=True)`` reads it. The blender part
+        holds the weights and their average, statistics, history, schedule position and the
+        estimator's state. Non-finite losses counted on the device are reported first. Hooks
+        registered on the blender run with it (post-hooks see the whole dict).
 
         Returns:
             The state dict (version 2 layout).
         """
         self._check_constructed("state_dict")
         self._report_nonfinite("at state_dict()")
-        _contract.run_state_dict_pre_hooks(self)
+        _contract.run_hooks(self._optimizer_state_dict_pre_hooks, self)
         state_dict = dict(self.optimizer.state_dict())
         state_dict["blender"] = {
             "version": _STATE_VERSION,
@@ -514,19 +451,14 @@ class GradientBlender(Optimizer):
             "statistics": self.statistics.state_dict(),
             "finite": self._finite.state_dict(),
         }
-        return _contract.run_state_dict_post_hooks(self, state_dict)
+        return _contract.run_hooks(self._optimizer_state_dict_post_hooks, self, state_dict)
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Load a state dict of this blender or of the plain optimizer.
 
-        Two layouts are read: :meth:`state_dict`'s ``{"state", "param_groups", "blender"}``,
-        and a plain optimizer's ``{"state", "param_groups"}``, which the wrapped optimizer
-        loads while the blender's own state (weights, statistics, history, schedule position,
-        estimator) keeps its current values.
-
-        Hooks registered with ``register_load_state_dict_pre_hook``/``post_hook`` on the blender
-        run with the blender (pre-hooks get the whole dict, may return a replacement); hooks
-        on the wrapped optimizer run inside, with it.
+        A plain optimizer's ``{"state", "param_groups"}`` loads into the wrapped optimizer and
+        leaves the blender's own state as it is. Hooks registered on the blender run with it
+        (pre-hooks get the whole dict and may return a replacement).
 
         Args:
             state_dict: the state dict to load (not modified).
@@ -543,7 +475,9 @@ class GradientBlender(Optimizer):
                 "Parameter `state_dict` should be a mapping (from `optimizer.state_dict()`). "
                 f"Found {type(state_dict).__name__}."
             )
-        state_dict = _contract.run_load_state_dict_pre_hooks(self, dict(state_dict))
+        state_dict = _contract.run_hooks(
+            self._optimizer_load_state_dict_pre_hooks, self, dict(state_dict)
+        )
         if "state" not in state_dict or "param_groups" not in state_dict:
             raise ValueError(
                 "`load_state_dict` expects an optimizer state dict with keys 'state' and "
@@ -572,7 +506,7 @@ class GradientBlender(Optimizer):
             self.statistics.load_state_dict(ours["statistics"])
             self._finite.load_state_dict(ours["finite"])
         self._blends_since_step = 0
-        _contract.run_load_state_dict_post_hooks(self)
+        _contract.run_hooks(self._optimizer_load_state_dict_post_hooks, self)
 
     def _check_blender_state(self, ours: Any) -> Mapping[str, Any]:
         if not isinstance(ours, Mapping):
@@ -593,7 +527,7 @@ class GradientBlender(Optimizer):
         return ours
 
     def _check_constructed(self, method: str) -> None:
-        """Refuse a wrapper that subclasses the blender's class (``LightningOptimizer``)."""
+        # Refuse a wrapper that subclasses the blender's class (LightningOptimizer).
         if "_controller" not in self.__dict__:
             raise TypeError(
                 f"GradientBlender.{method}() was called on a {type(self).__name__}, which wraps "
@@ -603,8 +537,8 @@ class GradientBlender(Optimizer):
             )
 
     def __repr__(self) -> str:
-        # `self.__class__`, as `Optimizer.__repr__`, so a wrapper that subclasses the blender's
-        # class shows its own name; on one, `self.optimizer` is the blender: read the controller's.
+        # The class's own name, as `Optimizer.__repr__`; on a LightningOptimizer, which subclasses
+        # the blender's class, `self.optimizer` is the blender: name the controller's optimizer.
         weights = ", ".join(f"{h!r}: {w:.4g}" for h, w in self.weights.items())
         controller = self._controller
         return (

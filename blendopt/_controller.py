@@ -10,12 +10,12 @@ from typing import Any
 
 from torch.optim import Optimizer
 
-from blendopt._estimators import EstimateRequest, Estimator, FixedWeights, check_weights
+from blendopt._estimators import EstimateRequest, Estimator, FixedWeights
 from blendopt._finite import NonFiniteMonitor
 from blendopt._math import BlendEstimate, uniform_weights
 from blendopt._schedule import Schedule
 from blendopt._warnings import deferred_estimate_warnings, warn_estimate
-from blendopt._weighting import BlendWeights, check_user_weights
+from blendopt._weighting import BlendWeights, check_weights
 
 
 class EstimationController:
@@ -262,10 +262,10 @@ def resolve_weighting(
             "`schedule=blendopt.Online(every=n)` (Algorithm 3)."
         )
     if weights is not None:
-        initial = check_user_weights(weights, heads, "weights")
+        initial = check_weights(weights, heads, "weights", warn_sum=True)
     elif fixed:
         assert isinstance(estimator, FixedWeights)
-        initial = check_user_weights(estimator.weights, heads, "estimator")
+        initial = check_weights(estimator.weights, heads, "estimator", warn_sum=True)
     else:
         given = estimator.initial_weights(heads) if estimator is not None else None
         initial = check_weights(given, heads) if given is not None else uniform_weights(heads)

@@ -53,17 +53,13 @@ class Estimator(ABC):
         return True
 
     def default_schedule(self) -> Schedule | None:
-        """The schedule used when ``GradientBlender`` gets none (``None``: the user must pass one
-        if :attr:`needs_schedule`)."""
+        """The schedule used when ``GradientBlender`` gets none (``None``: pass one)."""
         return None
 
     def observe(self, losses: Mapping[str, torch.Tensor], *, step: int) -> None:  # noqa: B027
         """Called by ``GradientBlender.blend`` every step, before the blend, with the per-head
-        losses still attached to their graphs (``step``: optimizer steps done so far).
-
-        Estimators that learn from the run itself (per-head gradients, rolling statistics)
-        override it; it must not call backward on the losses without ``retain_graph=True``.
-        """
+        losses still attached to their graphs (``step``: optimizer steps done so far); an
+        override must not backpropagate them without ``retain_graph=True``."""
 
     @abstractmethod
     def estimate(self, request: EstimateRequest) -> BlendEstimate:

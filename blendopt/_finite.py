@@ -1,10 +1,5 @@
-"""Non-finite per-head losses, counted on the losses' device without a per-step sync, and
-reported (with the step range) when the blender reaches a reporting point.
-
-:class:`NonFiniteRecord` is the one record of non-finite values (the blender's monitor, the
-training statistics, the Algorithm-1 copies); :class:`NonFiniteMonitor` is the blender's
-reporting on top of it.
-"""
+"""Non-finite values counted on their device without a per-step sync: :class:`NonFiniteRecord`
+(the one record: blender, statistics, Algorithm-1 copies) and the blender's reporting on it."""
 
 from __future__ import annotations
 
@@ -15,23 +10,15 @@ from typing import Any
 import torch
 
 from blendopt._distributed import accumulator_dtype, collective_device, reduce_sum
-from blendopt._warnings import NonFiniteLossWarning, warn
+from blendopt._warnings import warn
+from blendopt.warnings import NonFiniteLossWarning
 
 
 @dataclass(frozen=True)
 class NonFiniteCounts:
-    """What a :class:`NonFiniteRecord` held when read (plain Python values).
-
-    Attributes:
-        count: per slot, the recorded steps whose value was not finite.
-        weighted: per slot, of those, the steps where the slot was ``active``.
-        first: per slot, the first such step (``None``: none).
-        last: per slot, the last such step (``None``: none).
-        first_value: per slot, the value at the first such step (``None`` when values were
-            not recorded or the slot stayed finite).
-        steps: steps recorded since the last reset (on this rank).
-        from_step: the first step recorded since the last reset.
-    """
+    """A :class:`NonFiniteRecord` read as plain values, per slot: non-finite steps (``count``),
+    those while active (``weighted``), the ``first``/``last`` such step and the ``first_value``
+    (``None``: none or not recorded); ``steps`` recorded since the reset, from ``from_step``."""
 
     count: list[int]
     weighted: list[int]
@@ -48,19 +35,11 @@ class NonFiniteCounts:
 
 
 class NonFiniteRecord:
-    """Per-slot (head or model copy) record of non-finite values, kept on the values' device.
+    """Per-slot (head or model copy) record of non-finite values, on the values' device.
 
-    Per slot: how many recorded steps had a non-finite value, how many of those while the
-    slot was active (e.g. a head at weight > 0), the first and last such step, and optionally
-    the first non-finite value itself. :meth:`record` costs a few device ops and no host
-    synchronization; :attr:`flagged` is a device tensor too (for masking without a sync);
-    :meth:`read` synchronizes once (and, ``across_ranks``, sums the counts with one
-    collective). Serves the blender's :class:`NonFiniteMonitor`, ``TrainStatistics``, the
-    Algorithm-1 copy loop (one slot at a time, ``slot=``) and the vmap engine (all copies at
-    once).
-
-    Args:
-        size: the number of slots.
+    Per slot: the non-finite steps, those while active (e.g. a head at weight > 0), the first
+    and last such step and optionally the first such value. :meth:`record` and :attr:`flagged`
+    need no host sync; :meth:`read` syncs once (``across_ranks``: one collective too).
     """
 
     def __init__(self, size: int) -> None:
@@ -69,8 +48,7 @@ class NonFiniteRecord:
 
     def reset(self) -> None:
         """Forget everything recorded."""
-        # Rows, per slot: non-finite steps, of those while active, first and last such step
-        # (-1: none). Allocated on the first record, on the values' device.
+        # Rows: non-finite steps, those while active, first and last such step (-1: none).
         self._table: torch.Tensor | None = None
         self._first_value: torch.Tensor | None = None
         self.steps = 0  # record() calls since the last reset (known on the host)
@@ -78,18 +56,18 @@ class NonFiniteRecord:
 
     @property
     def pending(self) -> bool:
-        """Whether steps were recorded since the last reset (known on the host, no sync)."""
+        """Whether steps were recorded since the last reset (no sync)."""
         return self.steps > 0
-
-    @property
-    def flagged(self) -> torch.Tensor | None:
-        """Bool ``(size,)`` on the device: slots with a non-finite value so far (no sync)."""
-        return None if self._table is None else self._table[0] > 0
 
     @property
     def counts(self) -> torch.Tensor | None:
         """The per-slot non-finite counts on the device (``None`` before the first record)."""
         return None if self._table is None else self._table[0]
+
+    @property
+    def flagged(self) -> torch.Tensor | None:
+        """Bool ``(size,)`` on the device: slots with a non-finite value so far (no sync)."""
+        return None if self.counts is None else self.counts > 0
 
     def record(
         self,
@@ -100,17 +78,8 @@ class NonFiniteRecord:
         values: torch.Tensor | None = None,
         slot: int | None = None,
     ) -> None:
-        """Add one step.
-
-        Args:
-            finite: bool ``(size,)`` (or a 0-d bool with ``slot``): which values are finite.
-            step: the step the values belong to.
-            active: bool, shaped like ``finite``, on its device: which slots are active
-                (default: all).
-            values: the values themselves, shaped like ``finite``, to keep the first
-                non-finite one.
-            slot: record one slot only.
-        """
+        """Add step ``step``: bool ``finite`` ``(size,)`` (0-d with ``slot``, one slot only);
+        ``active`` (default all) and ``values`` (to keep the first non-finite one) shaped alike."""
         table = self._table
         if table is None or table.device != finite.device:
             table = self._allocate(finite.device)
@@ -142,13 +111,8 @@ class NonFiniteRecord:
         return table
 
     def read(self, *, across_ranks: bool = False) -> NonFiniteCounts:
-        """The record as plain values: one host synchronization.
-
-        Args:
-            across_ranks: sum ``count`` and ``weighted`` over the ranks of
-                ``torch.distributed`` (one collective; every rank must call it). ``first``,
-                ``last`` and ``first_value`` stay this rank's.
-        """
+        """The record as plain values (one sync); ``across_ranks``: ``count`` and ``weighted``
+        summed over the ranks (a collective), the rest this rank's."""
         k = self.size
         if self._table is None:
             return NonFiniteCounts([0] * k, [0] * k, [None] * k, [None] * k, [None] * k, 0, None)
@@ -205,17 +169,14 @@ class NonFiniteRecord:
 
 
 class NonFiniteMonitor:
-    """Counts non-finite losses per head on their device; :meth:`report` reads the counts.
-
-    Per head it keeps, on the device (a :class:`NonFiniteRecord`): how many steps had a
-    non-finite loss, how many of those while the head had a weight > 0 (those poisoned the
-    blend), and the first and last such step. Recording costs a few device ops and no host
-    synchronization; :meth:`report` synchronizes once.
+    """The blender's non-finite losses: a :class:`NonFiniteRecord` over the heads, reported at
+    each reporting point (a head at weight > 0 raises, one at weight 0 warns).
 
     Attributes:
         heads: the heads, in order.
-        events: one record per report that found non-finite losses: ``{"first_step",
-            "last_step", "steps", "where", "heads": {head: {"count", "weighted"}}}``.
+        events: one per report that found non-finite losses: ``{"where", "steps", "from_step",
+            "to_step", "first_step", "last_step", "heads": {head: {"count", "weighted",
+            "first_step", "last_step"}}}``.
     """
 
     def __init__(self, heads: Sequence[str]) -> None:
@@ -225,83 +186,58 @@ class NonFiniteMonitor:
 
     @property
     def pending(self) -> bool:
-        """Whether steps were recorded since the last report (known on the host, no sync)."""
+        """Whether steps were recorded since the last report (no sync)."""
         return self._record.pending
 
     def record(self, finite: torch.Tensor, active: torch.Tensor, step: int) -> None:
-        """Add one step.
-
-        Args:
-            finite: bool ``(k,)``: which losses are finite.
-            active: bool ``(k,)`` on the same device: which heads have a weight > 0.
-            step: the optimizer step the losses belong to.
-        """
+        """Add step ``step``: bool ``(k,)`` finite losses and heads at weight > 0 (``active``)."""
         self._record.record(finite, step, active=active)
 
     def report(self, where: str, *, to_step: int) -> dict[str, Any] | None:
-        """Read the counts (one sync), reset them, and report what was found.
-
-        Args:
-            where: the reporting point, for the message (e.g. ``"at start_epoch()"``).
-            to_step: steps done so far (the end of the range checked).
-
-        Returns:
-            The event recorded in :attr:`events`, or ``None`` if every loss was finite.
+        """Read (one sync) and reset the record; the event added to :attr:`events`, if any.
 
         Raises:
-            FloatingPointError: a head at weight > 0 had a non-finite loss (the blend and the
-                gradient of those steps were not finite).
+            FloatingPointError: a head at weight > 0 had a non-finite loss.
         """
-        if not self._record.pending:
-            self._record.reset()
-            return None
-        read = self._record.read()
+        read = self._record.read() if self._record.pending else None
         self._record.reset()
-        bad = read.bad
-        if not bad:
+        if read is None or not read.bad:
             return None
-        first = {i: int(read.first[i] or 0) for i in bad}
-        last = {i: int(read.last[i] or 0) for i in bad}
-        event = {
-            "where": where,
-            "steps": read.steps,
-            "from_step": read.from_step,
-            "to_step": to_step,
-            "first_step": min(first.values()),
-            "last_step": max(last.values()),
-            "heads": {
-                self.heads[i]: {
-                    "count": read.count[i],
-                    "weighted": read.weighted[i],
-                    "first_step": first[i],
-                    "last_step": last[i],
-                }
-                for i in bad
-            },
+        heads = {
+            self.heads[i]: {
+                "count": read.count[i],
+                "weighted": read.weighted[i],
+                "first_step": read.first[i] or 0,
+                "last_step": read.last[i] or 0,
+            }
+            for i in read.bad
         }
+        first = min(h["first_step"] for h in heads.values())
+        last = max(h["last_step"] for h in heads.values())
+        event = {"where": where, "steps": read.steps, "from_step": read.from_step}
+        event |= {"to_step": to_step, "first_step": first, "last_step": last, "heads": heads}
         self.events.append(event)
         detail = ", ".join(
-            f"head {self.heads[i]!r} {read.count[i]} of {read.steps} steps "
-            f"(steps {first[i]}-{last[i]}"
-            + (", at weight 0: left out of the blend)" if read.weighted[i] == 0 else ")")
-            for i in bad
+            f"head {h!r} {c['count']} of {read.steps} steps "
+            f"(steps {c['first_step']}-{c['last_step']}"
+            + (", at weight 0: left out of the blend)" if c["weighted"] == 0 else ")")
+            for h, c in heads.items()
         )
-        span = f"steps {event['first_step']}-{event['last_step']}"
-        if any(read.weighted[i] > 0 for i in bad):
+        span = f"steps {first}-{last} (checked {where}): {detail}"
+        if any(c["weighted"] > 0 for c in heads.values()):
             raise FloatingPointError(
-                f"Non-finite losses in {span} (checked {where}): {detail}. Lower the learning "
-                "rate, clip gradients, or check those heads' inputs; pass check_finite=True to "
-                "stop at the first one."
+                f"Non-finite losses in {span}. Lower the learning rate, clip gradients, or check "
+                "those heads' inputs; pass check_finite=True to stop at the first one."
             )
         warn(
-            f"Non-finite losses of heads at weight 0 in {span} (checked {where}): {detail}. "
-            "They did not affect training; the statistics skip them.",
+            f"Non-finite losses of heads at weight 0 in {span}. They did not affect training; "
+            "the statistics skip them.",
             NonFiniteLossWarning,
         )
         return event
 
     def state_dict(self) -> dict[str, Any]:
-        """Plain values and a CPU tensor (loadable with ``torch.load(weights_only=True)``)."""
+        """Plain values and CPU tensors (loadable with ``torch.load(weights_only=True)``)."""
         return {"events": [dict(e) for e in self.events], **self._record.state_dict()}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:

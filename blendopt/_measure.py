@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from blendopt._distributed import accumulator_dtype, reduced_floats
+from blendopt._weighting import check_keys
 
 #: ``metric(model, batch) -> {head: value}``. A value is a scalar tensor or float (the batch
 #: mean, weighted by the batch size) or a 1-D tensor of per-sample values (averaged exactly).
@@ -39,33 +40,10 @@ def batch_size_of(batch: Any) -> int:
 
 
 def is_empty_batch(batch: Any) -> bool:
-    """Whether ``batch`` holds no sample (its first tensor has a first dimension of 0).
-
-    Data sets that skip unreadable media yield such batches (``batch.size == 0``); the library
-    skips and counts them wherever it iterates a loader, and never passes them to the model.
-    """
+    """Whether ``batch``'s first tensor has a first dimension of 0 (data sets that skip
+    unreadable media yield such batches): skipped and counted wherever blendopt iterates."""
     tensor = _first_tensor(batch)
     return tensor is not None and tensor.ndim > 0 and tensor.shape[0] == 0
-
-
-def check_heads(name: str, values: Mapping[str, Any], heads: Sequence[str]) -> None:
-    """Raise a clear error unless ``values`` has exactly the keys ``heads``."""
-    if not isinstance(values, Mapping):
-        raise TypeError(
-            f"`{name}` should return a mapping head -> value. Found {type(values).__name__}."
-        )
-    missing = [h for h in heads if h not in values]
-    extra = [h for h in values if h not in heads]
-    if missing:
-        raise ValueError(
-            f"`{name}` returned no value for head {missing[0]!r} (heads: {list(heads)}). "
-            "Return a value for every head."
-        )
-    if extra:
-        raise ValueError(
-            f"`{name}` returned the unknown head {extra[0]!r} (heads: {list(heads)}); add it to "
-            "`heads` or drop it from the returned mapping."
-        )
 
 
 def measure(
@@ -80,8 +58,7 @@ def measure(
 
     The model's train/eval mode is restored afterwards. Under ``torch.distributed`` the sums
     and counts are reduced over all ranks, so every rank gets the same values. Empty batches
-    (no sample, see :func:`blendopt.batch_size_of`) are skipped: they carry no sample, so the
-    average is the same; :func:`blendopt.estimate_weights` records how many it skipped.
+    (no sample) are skipped.
 
     Args:
         model: the model, called only through ``metric``.
@@ -172,11 +149,9 @@ def measure_per_sample(
 ) -> dict[str, torch.Tensor]:
     """Per-sample values of ``metric`` per head over ``loader``, with ``model`` in eval mode.
 
-    For the standard errors of paired measurements (:func:`blendopt.paired_standard_errors`):
-    measured twice with the same loader order, the values pair sample by sample. A metric that
-    returns a batch mean (a scalar, e.g. a mean loss) gives one value per batch instead, the
-    unit of pairing then being the batch. Values stay on this rank (not reduced across ranks:
-    the standard-error helpers reduce their sums).
+    For paired standard errors (:func:`blendopt.functional.paired_standard_errors`): measured
+    twice in the same loader order, the values pair sample by sample (a metric returning a batch
+    mean gives one value per batch). Values stay on this rank (not reduced).
 
     Args:
         model: the model (its train/eval mode is restored afterwards).
@@ -226,11 +201,8 @@ def _metric_values(
     name: str,
     skipped: list[int],
 ) -> Iterator[tuple[Any, Mapping[str, Any]]]:
-    """``(batch, metric values)`` per non-empty batch, in eval mode without gradients.
-
-    Counts the empty batches in ``skipped[0]``, checks the heads and that each value is a
-    scalar or 1-D, and restores the model's train/eval mode afterwards.
-    """
+    """``(batch, checked metric values)`` per non-empty batch, in eval mode without gradients;
+    counts the empty batches in ``skipped[0]``."""
     was_training = model.training
     model.eval()
     try:
@@ -240,7 +212,7 @@ def _metric_values(
                 continue
             with torch.no_grad():
                 values = metric(model, batch)
-            check_heads(name, values, heads)
+            check_keys(values, heads, name, returned=True)
             for h in heads:
                 v = values[h]
                 if isinstance(v, torch.Tensor) and v.ndim > 1:

@@ -12,8 +12,7 @@ import torch
 
 
 def _loader_parts(loader: Any) -> list[Any]:
-    # A DataLoader and the samplers inside it: its sampler and batch sampler, and the samplers
-    # they wrap (`.sampler`, e.g. a BatchSampler's), a few levels deep.
+    # A DataLoader, its sampler and batch sampler and the samplers they wrap, a few levels deep.
     out: list[Any] = []
     todo = [loader]
     while todo and len(out) < 16:
@@ -26,12 +25,8 @@ def _loader_parts(loader: Any) -> list[Any]:
 
 
 def loader_generators(loaders: Iterable[Any]) -> list[torch.Generator]:
-    """The ``torch.Generator`` objects that iterating ``loaders`` advances.
-
-    A ``DataLoader(generator=g)`` draws its workers' base seed from ``g`` and hands ``g`` to its
-    ``RandomSampler``; a sampler or batch sampler may hold a generator of its own. Each is
-    listed once, in a fixed order (so seeding them by position is deterministic).
-    """
+    """The ``torch.Generator`` objects that iterating ``loaders`` advances (the loaders' and
+    their samplers'), each once, in a fixed order (seeding them by position is deterministic)."""
     found: list[torch.Generator] = []
     for loader in loaders:
         for part in _loader_parts(loader):
@@ -41,23 +36,20 @@ def loader_generators(loaders: Iterable[Any]) -> list[torch.Generator]:
     return found
 
 
+def _cuda_devices() -> list[int]:
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+
+
 @contextlib.contextmanager
 def isolated_rng(seed: int | None, generators: Sequence[torch.Generator] = ()) -> Iterator[None]:
-    """Run a block with its own random state and restore the caller's afterwards.
-
-    Forks the torch generators (CPU and every visible CUDA device), Python's ``random``,
-    NumPy's global generator and the given ``generators`` (a data loader's own, see
-    :func:`loader_generators`). With ``seed`` set, all of them are seeded inside the block, so
-    the block's randomness (data-loader shuffling, worker seeds, augmentation, dropout) is the
-    same every time it runs with that seed, and iterating a loader inside the block does not
-    change the batches the caller's next pass over it yields.
-    """
+    """Run a block with its own random state, the caller's restored afterwards: torch (CPU and
+    CUDA), ``random``, NumPy's global generator and ``generators`` (:func:`loader_generators`),
+    all seeded from ``seed`` if given, so the block's randomness repeats with the seed."""
     py_state = random.getstate()
     np_state = np.random.get_state()
     saved = [g.get_state() for g in generators]
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     try:
-        with torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=_cuda_devices()):
             if seed is not None:
                 torch.manual_seed(seed)
                 random.seed(seed)
@@ -73,14 +65,8 @@ def isolated_rng(seed: int | None, generators: Sequence[torch.Generator] = ()) -
 
 
 class SamplerEpochs:
-    """Set the epoch of the loaders' epoch-aware samplers, then put the caller's back.
-
-    A ``DistributedSampler`` (or any sampler or batch sampler with ``set_epoch`` and an integer
-    ``epoch`` attribute) shuffles by its epoch number. The copies of Algorithm 1 call
-    :meth:`set_epoch` at each of their epochs; on exit every sampler gets back the epoch it had,
-    so the main run's order is unchanged. Samplers with ``set_epoch`` but no readable ``epoch``
-    are left alone (their epoch could not be restored).
-    """
+    """Set the epoch of the loaders' samplers with ``set_epoch`` and an int ``epoch`` (e.g.
+    ``DistributedSampler``) for Algorithm 1's copies; on exit each gets its epoch back."""
 
     def __init__(self, loaders: Iterable[Any]) -> None:
         self.samplers: list[Any] = []
@@ -120,21 +106,14 @@ def derive_seed(base: int, *parts: int) -> int:
 
 
 class RngStream:
-    """A private torch random stream that can be swapped in and out of the global generators.
-
-    Algorithm 1's copies are trained in lockstep; each copy draws its dropout masks from its
-    own stream, so a copy's training does not depend on which other copies share its pass.
-    """
+    """A private torch random stream swapped in and out of the global generators: each of
+    Algorithm 1's copies draws its dropout from its own, whichever copies share its pass."""
 
     def __init__(self, seed: int) -> None:
         self._cuda = torch.cuda.is_initialized()
-        with torch.random.fork_rng(devices=self._devices()):
+        with torch.random.fork_rng(devices=_cuda_devices()):
             torch.manual_seed(seed)
             self._state = self._capture()
-        self._outer: tuple[torch.Tensor, list[torch.Tensor]] | None = None
-
-    def _devices(self) -> list[int]:
-        return list(range(torch.cuda.device_count())) if self._cuda else []
 
     def _capture(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
         return torch.get_rng_state(), torch.cuda.get_rng_state_all() if self._cuda else []

@@ -550,7 +550,7 @@ class RollingEstimator(Estimator):
             ``min_measurements > window``, ``smoothing``/``floor``/``eps`` out of range.
     """
 
-    def __init__(  # noqa: PLR0913, RUF100  12 parameters as torch.optim.Adam; mode options in `mode`
+    def __init__(  # noqa: PLR0913  12 parameters as torch.optim.Adam; mode options in `mode`
         self,
         model: nn.Module,
         loss_fn: LossFn,

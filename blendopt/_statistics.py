@@ -1,9 +1,5 @@
-"""Per-head training statistics recorded by ``GradientBlender.backward``, per epoch.
-
-The per-step path only adds the detached loss vector into a running sum on the losses' device
-(no device synchronization); the sums are read, reduced across ranks and turned into per-epoch
-means when an epoch is closed.
-"""
+"""Per-head training-loss means per epoch: summed on the losses' device each step (no sync),
+reduced across ranks when an epoch is closed."""
 
 from __future__ import annotations
 
@@ -39,21 +35,20 @@ class TrainStatistics:
         finite_checked: bool,
         finite: torch.Tensor | None = None,
     ) -> None:
-        """Add one step's detached per-head losses (1-D, in ``heads`` order).
+        """Add one step's detached per-head losses.
 
         Args:
-            values: the losses.
-            finite_checked: the caller has verified that every value is finite; otherwise
-                non-finite values are counted (on the device, without synchronizing) and left
-                out of the means.
-            finite: ``torch.isfinite(values)`` if the caller computed it already.
+            values: the losses, 1-D, in ``heads`` order.
+            finite_checked: every value is known to be finite; else non-finite ones are counted
+                on the device (no sync) and left out of the means.
+            finite: ``torch.isfinite(values)``, if computed already.
         """
         if self._sum is None:
             self._sum = torch.zeros(
                 len(self.heads), dtype=accumulator_dtype(values.device), device=values.device
             )
         elif self._sum.device != values.device:
-            # The running sums follow the losses (e.g. after a checkpoint was loaded to the CPU).
+            # The sums follow the losses (e.g. after a checkpoint was loaded to the CPU).
             self._sum = self._sum.to(values.device, accumulator_dtype(values.device))
         if finite_checked:
             self._sum.add_(values)  # in place, promoted to the accumulator's dtype
@@ -70,11 +65,8 @@ class TrainStatistics:
         return self._steps
 
     def running_mean(self) -> dict[str, float]:
-        """Mean loss per head over the open epoch so far.
-
-        Synchronizes with the device; a collective under ``torch.distributed`` (every rank
-        must call it).
-        """
+        """Mean loss per head over the open epoch so far (a sync; a collective under
+        ``torch.distributed``: call it on every rank)."""
         if self._sum is None:
             return {}
         sums, counts, _ = self._reduced()

@@ -1,8 +1,5 @@
-"""How blendopt's warnings are emitted (the categories are public in :mod:`blendopt.warnings`).
-
-Every warning points at the user's own call (the first frame outside the ``blendopt`` package),
-not at a library line, and is emitted once per event.
-"""
+"""How blendopt's warnings are emitted (categories: :mod:`blendopt.warnings`): once per event,
+pointing at the user's own call (the first frame outside ``blendopt`` and ``torch.optim``)."""
 
 from __future__ import annotations
 
@@ -13,25 +10,20 @@ import warnings
 from collections.abc import Iterator
 
 from blendopt._estimate import BlendEstimate
-from blendopt.warnings import (  # the `X as X` ones are re-exported for older imports
+from blendopt.warnings import (  # RejectedEstimateWarning, DivergedCopyWarning: also read here
     BlendWarning,
     DivergedCopyWarning,
     FlooredOverfittingWarning,
     RejectedEstimateWarning,
     ZeroedHeadWarning,
 )
-from blendopt.warnings import NonFiniteLossWarning as NonFiniteLossWarning
-from blendopt.warnings import UnblendedStepWarning as UnblendedStepWarning
-from blendopt.warnings import WeightSumWarning as WeightSumWarning
 
-# Frames skipped to find the user's call: blendopt's own, and torch.optim's step wrappers
-# (``Optimizer.step`` is wrapped by a profiling hook).
+# Frames skipped to find the user's call (torch.optim: the step's profiling wrapper).
 _LIBRARY_MODULES = ("blendopt.", "torch.optim.")
 
 
 def user_stacklevel() -> int:
-    """The ``stacklevel`` that makes ``warnings.warn``, called by the caller of this function,
-    point at the first frame outside blendopt and torch.optim (the user's call)."""
+    """The ``stacklevel`` for a ``warnings.warn`` in the caller that points at the user's call."""
     frame = sys._getframe(1)  # the function that will call warnings.warn: stacklevel 1
     level = 1
     while frame is not None and str(frame.f_globals.get("__name__", "")).startswith(
@@ -54,8 +46,7 @@ _DEFERRED: contextvars.ContextVar[bool] = contextvars.ContextVar(
 
 @contextlib.contextmanager
 def deferred_estimate_warnings() -> Iterator[None]:
-    """Within this block :func:`blendopt.functional.blend_estimate` leaves warning to its
-    caller (the blender warns once per estimate, naming its index and epoch)."""
+    """In this block estimates leave warning to the blender (once, naming index and epoch)."""
     token = _DEFERRED.set(True)
     try:
         yield

@@ -1,5 +1,4 @@
-"""The weights in use: validation, the per-step masked blend Σ_{w_k>0} w_k L_k, and their
-time-average over training steps."""
+"""The one validator of heads and weights, the masked blend Σ_{w_k>0} w_k L_k and its average."""
 
 from __future__ import annotations
 
@@ -9,10 +8,10 @@ from typing import Any
 
 import torch
 
-from blendopt._warnings import WeightSumWarning, warn
+from blendopt._warnings import warn
+from blendopt.warnings import WeightSumWarning
 
-# The messages of check_keys: for a parameter the user passes, and for what a callable of
-# theirs returned (loss_fn, metric).
+# check_keys' messages: for a parameter, and for what the user's callable returned (loss_fn).
 _KEY_MESSAGES = {
     False: (
         "Parameter `{name}` should be a mapping head -> float. Found {found}.",
@@ -56,14 +55,8 @@ def check_heads(heads: Sequence[str]) -> list[str]:
 def check_keys(
     values: Mapping[str, Any], heads: Sequence[str], name: str, *, returned: bool = False
 ) -> None:
-    """Raise a clear error unless ``values`` is a mapping with exactly the keys ``heads``.
-
-    Args:
-        values: the mapping head -> value.
-        heads: the heads expected.
-        name: what ``values`` is, for the message (a parameter, or a callable that returned it).
-        returned: ``values`` was returned by the user's callable ``name`` (e.g. ``loss_fn``).
-    """
+    """Raise a clear error unless ``values`` is a mapping with exactly the keys ``heads``;
+    ``name``: the parameter, or with ``returned`` the user's callable that returned it."""
     wrong_type, no_value, unknown = _KEY_MESSAGES[returned]
     if not isinstance(values, Mapping):
         raise TypeError(wrong_type.format(name=name, found=type(values).__name__))
@@ -82,13 +75,8 @@ def check_weights(
     *,
     warn_sum: bool = False,
 ) -> dict[str, float]:
-    """Validate weights: one finite, non-negative number per head, not all zero.
-
-    With ``warn_sum`` (weights the user gives), a :class:`WeightSumWarning` when they do not
-    sum to 1. The weights are used as given: with SGD, weights summing to s scale the step by s
-    (the blended loss is s times larger), so ``{a: 2, b: 1, fused: 1}`` trains at 4× the
-    learning rate. The warning names the normalized weights that keep the learning rate.
-    """
+    """One finite weight >= 0 per head, not all 0. ``warn_sum`` (user-given weights): a
+    ``WeightSumWarning`` unless they sum to 1, as a sum s scales an SGD step by s."""
     check_keys(weights, heads, name)
     out = {}
     for h in heads:
@@ -121,30 +109,10 @@ def check_weights(
     return out
 
 
-def check_user_weights(
-    weights: Mapping[str, float], heads: Sequence[str], name: str = "weights"
-) -> dict[str, float]:
-    """``check_weights(..., warn_sum=True)``, for the callers not yet switched to it."""
-    return check_weights(weights, heads, name, warn_sum=True)
-
-
 class BlendWeights:
-    """The weights in use and the blend they define.
-
-    Heads at weight 0 are left out of the blend (masked, not multiplied by 0), so a non-finite
-    loss of such a head cannot make the blend or its gradient nan; parameters that only such a
-    head uses get no gradient. With ``mask=False`` they stay in it as ``0 · L_k`` (every
-    parameter gets a gradient, 0 for those, as DDP without ``find_unused_parameters`` needs;
-    a non-finite loss there then makes the blend nan).
-
-    The time-average ``Σ_i w^(i) s_i / Σ_i s_i`` weights each set of weights ``w^(i)`` by the
-    number of optimizer steps ``s_i`` it was in use.
-
-    Args:
-        heads: the heads, in order.
-        weights: the initial weights (validated by the caller).
-        mask: leave heads at weight 0 out of the blend.
-    """
+    """The weights in use, their blend and their time-average ``Σ_i w^(i) s_i / Σ_i s_i`` over
+    the ``s_i`` steps each was in use. ``mask``: heads at weight 0 are left out of the blend
+    (not multiplied by 0), else kept as ``0 · L_k`` (see ``GradientBlender``)."""
 
     def __init__(
         self, heads: Sequence[str], weights: Mapping[str, float], *, mask: bool = True
@@ -187,14 +155,7 @@ class BlendWeights:
         self._replace(weights)
 
     def average(self, *, step: int) -> dict[str, float]:
-        """Time-average of the weights over optimizer steps ``[0, step)``.
-
-        Args:
-            step: optimizer steps done so far.
-
-        Returns:
-            head -> average weight; the weights in use if no step was made yet.
-        """
+        """Time-average of the weights over steps ``[0, step)`` (the weights before a step)."""
         if step <= 0:
             return self.values
         span = max(step - self._since, 0)
@@ -222,17 +183,8 @@ class BlendWeights:
         return cached
 
     def blend(self, values: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``Σ_{k: w_k > 0} w_k L_k`` (Eq. 7) with its graph, and every loss stacked, detached.
-
-        (``Σ_k w_k L_k`` over every head with ``mask=False``.)
-
-        Args:
-            values: the scalar losses in ``heads`` order, on one device.
-
-        Returns:
-            ``(blended, detached)``: the blend, attached to the graph of the heads in it, and
-            the 1-D detached vector of all the losses (for statistics).
-        """
+        """``(Σ_{k in blend} w_k L_k with its graph, every loss stacked and detached)`` from the
+        scalar losses in ``heads`` order, on one device."""
         if self.all_active:
             stacked = _at_least_float32(torch.stack(list(values)))
             blended = _weighted_sum(stacked, self._active_tensor(stacked.device, stacked.dtype))
@@ -316,12 +268,8 @@ def _at_least_float32(values: torch.Tensor) -> torch.Tensor:
 
 
 def _weighted_sum(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``values @ weights`` in their own dtype, also inside ``torch.autocast``.
-
-    Autocast runs matmul in bf16/fp16, which would round the weights and the blended loss
-    (w = 0.630 became 0.6289 under CPU bf16 autocast); a multiply-and-sum avoids it but costs
-    ~5x the single matmul kernel on the CPU, so autocast is switched off around it instead.
-    """
+    """``values @ weights`` in their dtype, autocast off (bf16 matmul rounded w = 0.630 to
+    0.6289; a multiply-and-sum costs ~5x the matmul on the CPU)."""
     device_type = values.device.type
     try:
         autocast = torch.is_autocast_enabled(device_type)

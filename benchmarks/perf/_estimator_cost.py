@@ -10,7 +10,7 @@ The rolling modes (``RollingEstimator``, no copies) keep one blender across the 
 so their per-step measurements (every ``interval`` steps) and estimates (every ``every`` steps)
 are amortized over the rounds. Adding a mode is one entry in :data:`MODES`::
 
-    MODES["rolling-correlated"] = _rolling(correlated=True)
+    MODES["rolling-correlated"] = _rolling(mode=blendopt.GradientMode(correlated=True))
 """
 
 from __future__ import annotations

@@ -47,13 +47,13 @@ def _rolling_variant(probe: bool = True, **kwargs: Any) -> EstimatorFactory:
             model,
             loss_fn,
             TensorBatches(holdout, 64, shuffle=True)
-            if kwargs.get("mode", "gradient") == "gradient"
+            if not isinstance(kwargs.get("mode"), blendopt.LossMode)
             else TensorBatches(holdout, 512, shuffle=False),
             probe=None
             if not probe
             else (
                 TensorBatches(probe_data, 64, shuffle=True)
-                if kwargs.get("mode", "gradient") == "gradient"
+                if not isinstance(kwargs.get("mode"), blendopt.LossMode)
                 else TensorBatches(probe_data, 512, shuffle=False)
             ),
             seed=seed,
@@ -95,12 +95,16 @@ def _exact(kind: str, noise_aware: bool = False) -> EstimatorFactory:
 VARIANTS: dict[str, Any] = {
     "rolling": _rolling_variant(probe=False),  # the default: gradient mode, private params
     "rolling_probe": _rolling_variant(),
-    "rolling_all_params": _rolling_variant(probe=False, params="all"),
-    "rolling_correlated": _rolling_variant(probe=False, correlated=True),
+    "rolling_all_params": _rolling_variant(probe=False, mode=blendopt.GradientMode(params="all")),
+    "rolling_correlated": _rolling_variant(
+        probe=False, mode=blendopt.GradientMode(correlated=True)
+    ),
     "rolling_raw": _rolling_variant(probe=False, shrink=False, floor=0.0, smoothing=0.0),
-    "rolling_loss": _rolling_variant(mode="loss", metric=per_sample_loss),
+    "rolling_loss": _rolling_variant(mode=blendopt.LossMode(metric=per_sample_loss)),
     # short runs: measure every 2 steps, estimate every 20 (the default needs >= 80 steps)
-    "rolling_short": _rolling_variant(probe=False, interval=2, every=20),
+    "rolling_short": _rolling_variant(
+        probe=False, mode=blendopt.GradientMode(interval=2), every=20
+    ),
     "gblend_offline": _exact("offline"),
     "gblend_online": _exact("online"),
     "gblend_online_noise": _exact("online", noise_aware=True),
@@ -131,7 +135,7 @@ def run(
     if method == "naive":
         blender = blendopt.GradientBlender(inner, heads, {h: float(h == fused) for h in heads})
     elif method == "auxiliary":
-        blender = blendopt.GradientBlender(inner, heads, blendopt.uniform_weights(heads))
+        blender = blendopt.GradientBlender(inner, heads, blendopt.functional.uniform_weights(heads))
     elif method.startswith("single:"):
         m = method.split(":", 1)[1]
         blender = blendopt.GradientBlender(inner, heads, {h: float(h == m) for h in heads})

@@ -113,7 +113,11 @@ def make_variants(
             # RollingEstimator measuring at every step (interval=1, never estimating): the cost
             # of one measurement step; the default measures every ROLLING_INTERVAL steps.
             rolling = blendopt.RollingEstimator(
-                net, loss_fn, [(inputs, target)], interval=1, every=10**9
+                net,
+                loss_fn,
+                [(inputs, target)],
+                mode=blendopt.GradientMode(interval=1),
+                every=10**9,
             )
             opt = blendopt.GradientBlender(opt, list(WEIGHTS), rolling)
         variants[name] = factory(net, opt)

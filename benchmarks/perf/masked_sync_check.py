@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         step(7)  # the 8th step reads the counts
-    reported = [w for w in caught if issubclass(w.category, blendopt.NonFiniteLossWarning)]
+    reported = [w for w in caught if issubclass(w.category, blendopt.warnings.NonFiniteLossWarning)]
     print("at step 8:", [str(w.message)[:120] for w in reported])
     ok &= len(reported) == 1 and "steps 2-3" in str(reported[0].message)
     step(8, bad="b", value=math.nan)

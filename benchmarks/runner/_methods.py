@@ -90,7 +90,7 @@ def retrain_estimator(ctx: EstimatorContext) -> blendopt.RetrainEstimator:
         ctx.holdout,
         probe=ctx.probe,
         metric=blendopt.top1_error(ctx.predict) if error else "loss",
-        eps=(1.0 / ctx.holdout_size) ** 2 if error else blendopt.DEFAULT_EPS,
+        eps=(1.0 / ctx.holdout_size) ** 2 if error else blendopt.functional.DEFAULT_EPS,
         seed=ctx.seed,
     )
 

@@ -168,7 +168,7 @@ def _fixed_weights(method: Method, heads: list[str], fused: str) -> dict[str, fl
         return {h: float(h != fused) for h in heads}
     if method.kind in ("auxiliary", "uncertainty"):
         if method.kind == "auxiliary" and method.head_weight == "mean":
-            return blendopt.uniform_weights(heads)
+            return blendopt.functional.uniform_weights(heads)
         return dict.fromkeys(heads, 1.0)
     return None  # gblend: estimated
 
@@ -215,7 +215,7 @@ def train_method(
         with warnings.catch_warnings():
             # auxiliary_1 (every head at 1, the paper's baseline) and uncertainty weighting
             # (which scales the losses itself) sum to k on purpose.
-            warnings.simplefilter("ignore", blendopt.WeightSumWarning)
+            warnings.simplefilter("ignore", blendopt.warnings.WeightSumWarning)
             blender = blendopt.GradientBlender(inner, heads, fixed)
     else:
         if holdout is None or probe is None:
@@ -247,10 +247,10 @@ def train_method(
     diverged = None
     with warnings.catch_warnings():
         # Zeroed heads are expected (a modality that only overfits); the history records them.
-        warnings.simplefilter("ignore", blendopt.ZeroedHeadWarning)
-        warnings.simplefilter("ignore", blendopt.FlooredOverfittingWarning)
+        warnings.simplefilter("ignore", blendopt.warnings.ZeroedHeadWarning)
+        warnings.simplefilter("ignore", blendopt.warnings.FlooredOverfittingWarning)
         # Rejected estimates are outcomes too: `weight_history` records them (kind "rejected").
-        warnings.simplefilter("ignore", blendopt.RejectedEstimateWarning)
+        warnings.simplefilter("ignore", blendopt.warnings.RejectedEstimateWarning)
         for epoch in range(epochs):
             start = time.perf_counter()
             if method.kind == "pretrain" and epoch == epochs // 2:
@@ -354,7 +354,9 @@ def evaluate(
     """Test top-1 of every head, and of the ensemble of heads weighted by ``weights``."""
     logits = _logits(model, data)
     heads = {h: _accuracy(z, data.targets) for h, z in logits.items()}
-    return heads, _accuracy(blendopt.ensemble_probabilities(logits, dict(weights)), data.targets)
+    return heads, _accuracy(
+        blendopt.functional.ensemble_probabilities(logits, dict(weights)), data.targets
+    )
 
 
 def _predictors(
@@ -363,7 +365,7 @@ def _predictors(
     """Accuracy on ``data`` of every head and predictor of the trained method."""
     if method.kind == "ensemble":
         per_model = {m: _logits(model, data)[m] for m, model in trained.models.items()}
-        probs = blendopt.ensemble_probabilities(per_model, trained.weights)
+        probs = blendopt.functional.ensemble_probabilities(per_model, trained.weights)
         out = {m: _accuracy(z, data.targets) for m, z in per_model.items()}
         out["own"] = _accuracy(probs, data.targets)
         return out
@@ -372,7 +374,9 @@ def _predictors(
     out["own"] = out[method.evaluated_head or fused]
     if method.is_multihead:
         for name, w in (("ensemble", trained.weights), ("ensemble_avg", trained.average_weights)):
-            out[name] = _accuracy(blendopt.ensemble_probabilities(logits, w), data.targets)
+            out[name] = _accuracy(
+                blendopt.functional.ensemble_probabilities(logits, w), data.targets
+            )
     return out
 
 

@@ -507,7 +507,7 @@ def run_training(
             epochs=cfg.method.estimate_epochs or None,
             metric=blendopt.top1_error(runner.predict) if error else "loss",
             # An error on n samples moves in steps of 1/n: floor dO² there (as the main job).
-            eps=(1.0 / len(data.holdout)) ** 2 if error else blendopt.DEFAULT_EPS,
+            eps=(1.0 / len(data.holdout)) ** 2 if error else blendopt.functional.DEFAULT_EPS,
             fraction=cfg.method.fraction,
             seed=seed,
             progress=show,

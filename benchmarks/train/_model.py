@@ -145,7 +145,7 @@ def blend_setup(cfg: TrainConfig, heads: list[str]) -> BlendSetup:
         drop = 0.5 if name == "dropout" else 0.0
         return BlendSetup({h: float(h == FUSED) for h in heads}, None, drop, FUSED, False)
     if name == "auxiliary":
-        return BlendSetup(blendopt.uniform_weights(heads), None, 0.0, FUSED, True)
+        return BlendSetup(blendopt.functional.uniform_weights(heads), None, 0.0, FUSED, True)
     fixed: Mapping[str, float] | None = None
     if cfg.method.weights:
         fixed = {h: float(cfg.method.weights[h]) for h in heads}

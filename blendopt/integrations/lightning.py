@@ -1,16 +1,11 @@
 """PyTorch Lightning: the blender as Lightning's optimizer, and its due G-Blend estimates.
 
-``training_step`` returns ``blender.blend(losses)`` (Lightning calls backward),
-``configure_optimizers`` returns the blender, and :class:`GradientBlendCallback` calls
-``blender.start_epoch()`` at each epoch start. Importing this module imports Lightning
-(``pytorch_lightning``, else ``lightning.pytorch``; ``import blendopt`` does not) and, to be done
-before ``trainer.fit`` also without the callback, fits the blender to two Lightning habits:
-
-- ``self.optimizers()`` is a ``LightningOptimizer`` whose class derives from the blender's:
-  ``GradientBlender.__init_subclass__`` gives such classes methods that call the blender's.
-- ``LearningRateMonitor`` names a scheduler after its optimizer (the blender), then unwraps
-  ``.optimizer`` (meant for DeepSpeed) and logged the blender twice: a blender's scheduler is
-  named after the wrapped optimizer instead, one key, the plain optimizer's (``lr-SGD``).
+``training_step`` returns ``blender.blend(losses)``, ``configure_optimizers`` the blender, and
+:class:`GradientBlendCallback` calls ``blender.start_epoch()`` at each epoch start. Importing
+this module (before ``trainer.fit``) imports Lightning and fits the blender to two of its habits:
+``self.optimizers()`` is a ``LightningOptimizer`` subclassing the blender's class (given methods
+that call the blender), and ``LearningRateMonitor`` names a blender's scheduler after the
+wrapped optimizer (one key, the plain optimizer's ``lr-SGD``, not two).
 """
 
 from __future__ import annotations
@@ -39,16 +34,8 @@ except ImportError:  # the unified `lightning` package ships the same API as lig
 __all__ = ["GradientBlendCallback"]
 
 #: The blender methods a ``LightningOptimizer`` around a blender passes on to it.
-FORWARDED = (
-    "blend",
-    "backward",
-    "set_weights",
-    "start_epoch",
-    "estimate_now",
-    "estimate_due",
-    "state_dict",
-    "load_state_dict",
-)
+FORWARDED = ("blend", "backward", "set_weights", "start_epoch", "estimate_now", "estimate_due")
+FORWARDED += ("state_dict", "load_state_dict")
 
 
 def _forwarding(name: str) -> Callable[..., Any]:
@@ -60,9 +47,8 @@ def _forwarding(name: str) -> Callable[..., Any]:
 
 
 def _forward_from_lightning_optimizers(cls: type, **kwargs: Any) -> None:
-    """``GradientBlender.__init_subclass__``: ``LightningOptimizer(blender)`` builds the class
-    ``type("Lightning" + name, (LightningOptimizer, type(blender)), {})``; give it methods that
-    run on the blender (its ``_optimizer``)."""
+    """``GradientBlender.__init_subclass__``: the class ``LightningOptimizer(blender)`` builds
+    from ``(LightningOptimizer, type(blender))`` gets methods that run on the blender."""
     super(GradientBlender, cls).__init_subclass__(**kwargs)
     if issubclass(cls, LightningOptimizer):
         for name in FORWARDED:
@@ -70,9 +56,8 @@ def _forward_from_lightning_optimizers(cls: type, **kwargs: Any) -> None:
 
 
 def _name_blender_schedulers_after_the_wrapped_optimizer() -> None:
-    """``LearningRateMonitor``'s scheduler pass marks ``scheduler.optimizer`` (the blender) as
-    seen, its optimizer pass unwraps the blender to ``blender.optimizer`` (not seen) and logs it
-    again: give the scheduler pass the wrapped optimizer, so both passes agree."""
+    """``LearningRateMonitor``'s optimizer pass unwraps ``.optimizer`` (for DeepSpeed), which
+    its scheduler pass never saw: show the scheduler pass the wrapped optimizer too."""
     monitor = _pl.callbacks.LearningRateMonitor
     original = monitor._find_names_from_schedulers
 
@@ -110,10 +95,8 @@ def _unwrap(optimizer: Any) -> Any:
 class GradientBlendCallback(_pl.Callback):
     """Call ``start_epoch()`` on the G-Blend blender when each training epoch starts.
 
-    ``start_epoch`` closes the previous epoch's statistics and runs the G-Blend estimate when the
-    blender's schedule says so (Algorithm 2 at epoch 0, Algorithm 3 at every super-epoch). The
-    estimate runs on every rank under DDP, as ``start_epoch`` requires. After a resume from a
-    mid-epoch checkpoint, the interrupted epoch is not started a second time.
+    It runs on every rank under DDP, as ``start_epoch`` requires; after a resume from a
+    mid-epoch checkpoint the interrupted epoch is not started a second time.
 
     Args:
         blender: the blender to drive; default: every ``GradientBlender`` returned by

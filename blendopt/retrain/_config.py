@@ -88,7 +88,7 @@ class RetrainConfig:
             :func:`blendopt.top1_error`).
         higher_is_better: ``metric`` is a score (accuracy, mAP); it is negated.
         fraction: train each epoch on this fraction of the training loader's batches.
-        eps: floor of dO² (see :func:`blendopt.blend_estimate`).
+        eps: floor of dO² (see :func:`blendopt.functional.blend_estimate`).
         seed: seed of the estimate's own random state (shuffling, dropout, augmentation).
         copies_at_once: train at most this many copies at a time (memory); default all.
         progress: show a tqdm progress bar (if tqdm is installed).

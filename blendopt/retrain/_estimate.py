@@ -3,8 +3,8 @@
 
 Per head k, a copy of the model at the checkpoint trains on L_k alone for n epochs on T (which
 updates exactly head k's sub-network, the "uni-modal network initialized from the checkpoint");
-the metric is measured on T' and V before and after; :func:`blendopt.blend_estimate` gives the
-weights.
+the metric is measured on T' and V before and after; :func:`blendopt.functional.blend_estimate`
+gives the weights.
 """
 
 from __future__ import annotations
@@ -196,10 +196,11 @@ def blend_measured(
     *,
     empty_measuring: int = 0,
 ) -> BlendEstimate:
-    """The estimate from the measurements (:func:`blendopt.blend_estimate`, or with
-    ``config.noise_aware`` :func:`blendopt.noise_aware_estimate`), with the diverged copies
-    (weight 0, ``nan`` where not measured, a :class:`blendopt.DivergedCopyWarning`; all diverged:
-    rejected, ``config.fallback`` or uniform weights) and skipped empty batches recorded.
+    """The estimate from the measurements (:func:`blendopt.functional.blend_estimate`, or
+    with ``config.noise_aware`` :func:`blendopt.functional.noise_aware_estimate`), with the
+    diverged copies (weight 0, ``nan`` where not measured, a
+    :class:`blendopt.warnings.DivergedCopyWarning`; all diverged: rejected, ``config.fallback``
+    or uniform weights) and skipped empty batches recorded.
     """
     config, diverged = config or RetrainConfig(), report.diverged
     fallback = dict(config.fallback) if config.fallback is not None else uniform_weights(heads)
@@ -272,7 +273,7 @@ def estimate_weights(
     ``model``, ``optimizer``'s state and the caller's random state (the loaders' generators and
     samplers included) are left untouched; the same checkpoint and ``seed`` give the same
     weights. Empty batches are skipped and counted. A copy whose loss becomes non-finite stops;
-    its head gets weight 0 and a :class:`blendopt.DivergedCopyWarning` (no per-step sync).
+    its head gets weight 0 and a :class:`blendopt.warnings.DivergedCopyWarning` (no per-step sync).
 
     Args:
         model: the multi-head model (``DistributedDataParallel`` is unwrapped).

@@ -15,7 +15,8 @@ import torch
 
 from blendopt._distributed import average_gradients_, reduced_floats, world_size
 from blendopt._finite import NonFiniteRecord
-from blendopt._measure import check_heads, is_empty_batch
+from blendopt._measure import is_empty_batch
+from blendopt._weighting import check_keys
 from blendopt.retrain._clone import HeadCopy
 from blendopt.retrain._config import CopyTraining
 
@@ -226,7 +227,7 @@ class LoopEngine:
                     )
                 return monitor.check(c.head, loss, step=step, epoch=epoch)
             losses = self.training_.loss_fn(c.model, batch)
-            check_heads("loss_fn", losses, self.training_.heads)
+            check_keys(losses, self.training_.heads, "loss_fn", returned=True)
             if not monitor.check(c.head, losses[c.head], step=step, epoch=epoch):
                 return False
             c.optimizer.zero_grad(set_to_none=True)

@@ -26,8 +26,9 @@ from torch.optim import Optimizer
 
 from blendopt._distributed import average_gradients_, unwrap_model, world_size
 from blendopt._finite import NonFiniteRecord
-from blendopt._measure import LossFn, check_heads
+from blendopt._measure import LossFn
 from blendopt._rng import RngStream
+from blendopt._weighting import check_keys
 from blendopt.retrain._clone import (
     call_factory,
     copy_seed,
@@ -348,7 +349,7 @@ class VmapEngine:
         which: torch.Tensor, batch: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         losses = torch.func.functional_call(self.wrapper, {**params, **bufs}, (batch,))
-        check_heads("loss_fn", losses, self.expected)
+        check_keys(losses, self.expected, "loss_fn", returned=True)
         every = torch.stack([losses[h] for h in self.expected])
         return every[which], torch.isfinite(every.detach()).all()
 

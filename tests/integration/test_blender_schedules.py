@@ -86,7 +86,7 @@ def test_step_schedule_estimates_before_the_first_step_and_every_n_steps():
     assert all(r.unit == "step" and r.horizon == 3 for r in est.requests)
 
 
-@pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.ZeroedHeadWarning")
 def test_offline_retrain_estimator_end_to_end():
     model = make_model()
     train, holdout = make_batches(4), make_batches(2, seed=1)
@@ -116,8 +116,8 @@ def test_offline_retrain_estimator_end_to_end():
     assert opt.start_epoch() is None  # offline: never again
 
 
-@pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
-@pytest.mark.filterwarnings("ignore::blendopt.FlooredOverfittingWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.FlooredOverfittingWarning")
 def test_estimate_now_and_missing_horizon():
     model = make_model()
     est = RetrainEstimator(model, loss_fn, make_batches(2), make_batches(1, seed=1))

@@ -122,7 +122,7 @@ def test_pure_noise_modality_gets_weight_near_zero():
     model = blendopt_two_modal(dim_b=60)
     train, holdout = _noise_task(320, seed=1), _noise_task(160, seed=2)
     sgd = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    with pytest.warns(blendopt.ZeroedHeadWarning, match="'b'"):
+    with pytest.warns(blendopt.warnings.ZeroedHeadWarning, match="'b'"):
         est = estimate_weights(
             model, loss_fn, train, holdout, optimizer=sgd, epochs=8, probe=train[:5]
         )
@@ -138,7 +138,7 @@ def blendopt_two_modal(**kwargs):
     return TwoModalNet(**kwargs)
 
 
-@pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.ZeroedHeadWarning")
 def test_error_metric_fraction_and_steps():
     model = make_model()
     train, holdout = make_batches(8), make_batches(2, seed=1)
@@ -238,8 +238,8 @@ def test_optimizer_param_not_in_model_is_reported():
         estimate_weights(model, loss_fn, make_batches(2), make_batches(1), optimizer=sgd, epochs=1)
 
 
-@pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
-@pytest.mark.filterwarnings("ignore::blendopt.FlooredOverfittingWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.FlooredOverfittingWarning")
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compiled_and_data_parallel_models_are_unwrapped():
     model = make_model()

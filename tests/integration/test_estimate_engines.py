@@ -153,7 +153,9 @@ def test_vmap_reports_a_diverged_copy_like_the_loop():
     opt = torch.optim.SGD(groups, lr=0.05, momentum=0.9)  # copies b and fused blow up
     got = {}
     for engine in ("loop", "vmap"):
-        with pytest.warns(blendopt.DivergedCopyWarning, match="head 'b': its copy diverged"):
+        with pytest.warns(
+            blendopt.warnings.DivergedCopyWarning, match="head 'b': its copy diverged"
+        ):
             got[engine] = estimate_weights(
                 model,
                 loss_fn,
@@ -175,7 +177,7 @@ def test_vmap_notes_the_steps_it_skipped_for_a_copy():
     batches = make_batches(4)
     xa, xb, y = batches[2]
     batches[2] = (xa, torch.full_like(xb, float("nan")), y)  # heads b and fused non-finite
-    with pytest.warns(blendopt.DivergedCopyWarning):
+    with pytest.warns(blendopt.warnings.DivergedCopyWarning):
         est = estimate_weights(
             model,
             loss_fn,

@@ -11,8 +11,8 @@ from blendopt import GradientBlender, Online, RetrainEstimator, estimate_weights
 from tests.helpers import HEADS, loss_fn, make_batches, make_model
 
 pytestmark = [
-    pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning"),
-    pytest.mark.filterwarnings("ignore::blendopt.FlooredOverfittingWarning"),
+    pytest.mark.filterwarnings("ignore::blendopt.warnings.ZeroedHeadWarning"),
+    pytest.mark.filterwarnings("ignore::blendopt.warnings.FlooredOverfittingWarning"),
 ]
 
 

@@ -39,8 +39,8 @@ def _main_run_batches(make_loader, estimate, epochs=3):
     return seen
 
 
-@pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
-@pytest.mark.filterwarnings("ignore::blendopt.FlooredOverfittingWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.FlooredOverfittingWarning")
 @pytest.mark.parametrize("heads", [None, HEADS])
 @pytest.mark.parametrize("where", ["loader", "sampler", "batch-sampler"])
 def test_estimate_leaves_the_main_runs_batches_unchanged(heads, where):
@@ -61,8 +61,8 @@ def test_estimate_leaves_the_main_runs_batches_unchanged(heads, where):
     assert without[1] != without[2]  # the loader does shuffle
 
 
-@pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
-@pytest.mark.filterwarnings("ignore::blendopt.FlooredOverfittingWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.FlooredOverfittingWarning")
 def test_discovering_heads_changes_nothing():
     # BatchNorm in train mode: a discovery forward pass would move the copies' statistics; a
     # shuffling loader: a discovery batch would advance the generator.
@@ -92,8 +92,8 @@ class _RecordingSampler(DistributedSampler):
         super().set_epoch(epoch)
 
 
-@pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
-@pytest.mark.filterwarnings("ignore::blendopt.FlooredOverfittingWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.FlooredOverfittingWarning")
 def test_copies_epochs_call_set_epoch_and_the_epoch_is_restored():
     data = _dataset()
     sampler = _RecordingSampler(data, num_replicas=1, rank=0, shuffle=True, seed=3)
@@ -122,8 +122,8 @@ def _strict_loss(model, batch):
     return loss_fn(model, batch)
 
 
-@pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
-@pytest.mark.filterwarnings("ignore::blendopt.FlooredOverfittingWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.FlooredOverfittingWarning")
 def test_empty_batches_are_skipped_and_counted():
     model = make_model()
     train, holdout, probe = make_batches(4), make_batches(2, seed=1), make_batches(2, seed=2)
@@ -169,8 +169,8 @@ def _diverging_loss(head, after):
     return fn, calls
 
 
-@pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
-@pytest.mark.filterwarnings("ignore::blendopt.FlooredOverfittingWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.FlooredOverfittingWarning")
 @pytest.mark.parametrize("eager", [True, False])
 def test_a_diverging_copy_gets_weight_zero_and_the_estimate_goes_on(monkeypatch, eager):
     # eager=False runs the accelerator path (device-side counters, read once per epoch) on CPU:
@@ -181,7 +181,9 @@ def test_a_diverging_copy_gets_weight_zero_and_the_estimate_goes_on(monkeypatch,
     train, holdout = make_batches(4), make_batches(3, seed=1)
     fn, _ = _diverging_loss("b", after=0)
     sgd = torch.optim.SGD(model.parameters(), lr=0.05)
-    with pytest.warns(blendopt.DivergedCopyWarning, match="head 'b': its copy diverged") as rec:
+    with pytest.warns(
+        blendopt.warnings.DivergedCopyWarning, match="head 'b': its copy diverged"
+    ) as rec:
         est = estimate_weights(
             model, fn, train, holdout, optimizer=sgd, epochs=3, heads=HEADS, copies_at_once=1
         )
@@ -192,7 +194,7 @@ def test_a_diverging_copy_gets_weight_zero_and_the_estimate_goes_on(monkeypatch,
     note = next(n for n in est.notes if "'b'" in n and "diverged" in n)
     expected = "loss inf at step 0, epoch 0" if eager else "4 non-finite losses in 4 steps"
     assert expected in note
-    assert sum(issubclass(w.category, blendopt.DivergedCopyWarning) for w in rec) == 1
+    assert sum(issubclass(w.category, blendopt.warnings.DivergedCopyWarning) for w in rec) == 1
     # The healthy heads are measured as in an estimate where b never diverged.
     clean = estimate_weights(
         model, loss_fn, train, holdout, optimizer=sgd, epochs=3, heads=HEADS, copies_at_once=1
@@ -211,7 +213,7 @@ def test_a_diverged_copy_stops_training():
         return {"a": loss * float("inf") if calls["n"] > 1 and m.training else loss}
 
     sgd = torch.optim.SGD(model.parameters(), lr=0.05)
-    with pytest.warns(blendopt.DivergedCopyWarning):
+    with pytest.warns(blendopt.warnings.DivergedCopyWarning):
         estimate_weights(
             model, fn, make_batches(4), make_batches(1), optimizer=sgd, epochs=3, heads=["a"]
         )
@@ -221,7 +223,7 @@ def test_a_diverged_copy_stops_training():
 def test_every_copy_diverging_rejects_the_estimate():
     model = make_model()
     sgd = torch.optim.SGD(model.parameters(), lr=1e6)
-    with pytest.warns(blendopt.DivergedCopyWarning):
+    with pytest.warns(blendopt.warnings.DivergedCopyWarning):
         est = estimate_weights(
             model,
             loss_fn,
@@ -237,8 +239,8 @@ def test_every_copy_diverging_rejects_the_estimate():
     assert "every head's copy diverged" in est.notes[-1]
 
 
-@pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
-@pytest.mark.filterwarnings("ignore::blendopt.FlooredOverfittingWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.FlooredOverfittingWarning")
 def test_a_diverging_copy_does_not_abort_the_users_run():
     model = make_model()
     fn, _ = _diverging_loss("fused", after=2)
@@ -247,11 +249,11 @@ def test_a_diverging_copy_does_not_abort_the_users_run():
     opt = GradientBlender(
         torch.optim.SGD(model.parameters(), lr=0.05), HEADS, est, schedule=Offline(horizon=2)
     )
-    with pytest.warns(blendopt.DivergedCopyWarning) as caught:
+    with pytest.warns(blendopt.warnings.DivergedCopyWarning) as caught:
         record = opt.start_epoch()
     # One warning for the event, from the blender, at this file's call (not two).
     about_fused = [w for w in caught if "'fused'" in str(w.message)]
-    assert [w.category for w in about_fused] == [blendopt.DivergedCopyWarning]
+    assert [w.category for w in about_fused] == [blendopt.warnings.DivergedCopyWarning]
     assert about_fused[0].filename == __file__
     assert "estimate 0" in str(about_fused[0].message)
     assert record["weights"]["fused"] == 0.0

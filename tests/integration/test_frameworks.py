@@ -36,7 +36,8 @@ TIGHT = {"rtol": 1e-6, "atol": 1e-7}
 pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning:pytorch_lightning"),
     pytest.mark.filterwarnings("ignore::UserWarning:lightning_fabric"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:pytorch_lightning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:lightning_fabric"),
     pytest.mark.filterwarnings("ignore::FutureWarning"),
 ]
 
@@ -164,7 +165,7 @@ def test_lightning_automatic_optimization_matches_plain_loop(scheduler):
     _assert_same_statistics(module.blender, ref)
 
 
-@pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.ZeroedHeadWarning")
 def test_lightning_online_estimates_at_scheduled_epochs():
     module = BlendModule(estimator="online")
     _fit(module, epochs=5)
@@ -173,11 +174,11 @@ def test_lightning_online_estimates_at_scheduled_epochs():
     assert got == [(r["kind"], r["epoch"]) for r in ref.history]
     assert [epoch for _, epoch in got] == [0, 1, 3]  # Online(every=2, warmup=1)
     assert module.blender.weights == pytest.approx(ref.weights, rel=1e-6)
-    assert module.blender.weights != pytest.approx(blendopt.uniform_weights(HEADS))
+    assert module.blender.weights != pytest.approx(blendopt.functional.uniform_weights(HEADS))
     _assert_same_parameters(module.net, ref_model)
 
 
-@pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.ZeroedHeadWarning")
 def test_lightning_optimizer_wrapper_forwards_to_the_blender():
     # `self.optimizers()` is a LightningOptimizer that imitates the blender's class: its
     # `start_epoch` and `blend` must update the blender itself (weights, counters, history),
@@ -335,7 +336,7 @@ def test_lightning_callback_starts_each_epoch_once_after_a_mid_epoch_resume():
     assert blender._controller.epochs_started == 2
 
 
-@pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.ZeroedHeadWarning")
 def test_lightning_step_schedule_estimates_inside_lightning_step():
     # unit="step": the blender estimates in step(), which Lightning calls with its closure.
     def blender_for(model):
@@ -417,7 +418,7 @@ def test_blender_with_lr_scheduler_pickles_and_copies_after_lightning_fit():
         assert (clone._controller.steps, blender._controller.steps) == (5, 4)
 
 
-@pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.ZeroedHeadWarning")
 def test_lightning_checkpoint_resume_matches_uninterrupted_run(tmp_path):
     # Lightning saves blender.state_dict() in its checkpoint and loads it on `ckpt_path=`; the
     # callback then starts epoch 2 as the uninterrupted run does (estimates at 0, 1, 3).
@@ -470,7 +471,9 @@ def test_lightning_ddp_two_processes_estimate_identically(tmp_path):
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert r0["epochs"] == r1["epochs"] == [0, 1, 3]
     assert r0["kinds"] == ["estimate"] * 3
-    assert r0["weights"] == r1["weights"] != pytest.approx(blendopt.uniform_weights(HEADS))
+    assert (
+        r0["weights"] == r1["weights"] != pytest.approx(blendopt.functional.uniform_weights(HEADS))
+    )
     for p, q in zip(r0["parameters"], r1["parameters"], strict=True):
         assert torch.equal(p, q)
 
@@ -615,7 +618,9 @@ def test_accelerate_two_processes_estimate_identically(tmp_path):
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert r0["world"] == 2
     assert r0["epochs"] == r1["epochs"] == [0, 1, 3]
-    assert r0["weights"] == r1["weights"] != pytest.approx(blendopt.uniform_weights(HEADS))
+    assert (
+        r0["weights"] == r1["weights"] != pytest.approx(blendopt.functional.uniform_weights(HEADS))
+    )
     for p, q in zip(r0["parameters"], r1["parameters"], strict=True):
         assert torch.equal(p, q)
 

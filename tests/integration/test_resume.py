@@ -36,7 +36,7 @@ def _train(model, opt, sched, epochs):
             sched.step()
 
 
-@pytest.mark.filterwarnings("ignore::blendopt.ZeroedHeadWarning")
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.ZeroedHeadWarning")
 def test_resume_across_an_online_reestimation_is_exact(tmp_path):
     model, opt, sched = _build(seed=0)
     _train(model, opt, sched, range(EPOCHS))

@@ -210,7 +210,8 @@ def test_fused_wrapped_optimizer_does_not_step_if_found_inf(cls: type) -> None:
     assert not hasattr(opt, "found_inf")
 
 
-@pytest.mark.filterwarnings("ignore::blendopt.WeightSumWarning")  # 0.5: visibly not the default
+# 0.5: visibly not the default
+@pytest.mark.filterwarnings("ignore::blendopt.warnings.WeightSumWarning")
 def test_distributed_checkpoint_helpers_round_trip_the_wrapped_optimizer_state() -> None:
     from torch.distributed.checkpoint.state_dict import (
         get_optimizer_state_dict,

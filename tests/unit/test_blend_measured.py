@@ -17,7 +17,7 @@ def test_a_diverged_head_gets_weight_zero_and_the_others_are_blended_by_hand():
     # c: dG = 1.2 - 1.1 = 0.1, dO = (1.1 - 0.8) - 0.2 = 0.1 -> 0.1 / 0.01 = 10
     after = ({"a": 0.6, "c": 0.8}, {"a": 1.0, "c": 1.1})
     report = TrainReport(diverged={"b": "loss nan at step 3, epoch 0"}, empty_batches=2)
-    with pytest.warns(blendopt.DivergedCopyWarning, match="head 'b'"):
+    with pytest.warns(blendopt.warnings.DivergedCopyWarning, match="head 'b'"):
         est = blend_measured(
             HEADS, BEFORE, after, report, RetrainConfig(eps=1e-6), empty_measuring=1
         )
@@ -36,16 +36,16 @@ def test_a_diverged_head_gets_weight_zero_and_the_others_are_blended_by_hand():
 
 def test_without_divergence_it_is_blend_estimate():
     after = ({"a": 0.5, "b": 0.9, "c": 0.8}, {"a": 1.0, "b": 1.5, "c": 1.1})
-    with pytest.warns(blendopt.ZeroedHeadWarning):
+    with pytest.warns(blendopt.warnings.ZeroedHeadWarning):
         est = blend_measured(HEADS, BEFORE, after, TrainReport(), RetrainConfig(eps=1e-6))
-    with pytest.warns(blendopt.ZeroedHeadWarning):
-        ref = blendopt.blend_estimate(*BEFORE, *after, eps=1e-6)
+    with pytest.warns(blendopt.warnings.ZeroedHeadWarning):
+        ref = blendopt.functional.blend_estimate(*BEFORE, *after, eps=1e-6)
     assert est == ref
 
 
 def test_every_head_diverged_rejects_with_the_fallback():
     report = TrainReport(diverged=dict.fromkeys(HEADS, "loss inf at step 0, epoch 0"))
-    with pytest.warns(blendopt.DivergedCopyWarning):
+    with pytest.warns(blendopt.warnings.DivergedCopyWarning):
         est = blend_measured(
             HEADS, BEFORE, ({}, {}), report, RetrainConfig(fallback={"a": 1, "b": 0, "c": 0})
         )

@@ -86,7 +86,7 @@ def test_default_weights_are_uniform_and_fixed_weights_are_not_normalized():
         torch.optim.SGD(model.parameters(), lr=0.1), HEADS
     ).weights == dict.fromkeys(HEADS, 1 / 3)
     ones = dict.fromkeys(HEADS, 1.0)
-    with pytest.warns(blendopt.WeightSumWarning, match="sums to 3"):
+    with pytest.warns(blendopt.warnings.WeightSumWarning, match="sums to 3"):
         blender = GradientBlender(torch.optim.SGD(model.parameters(), lr=0.1), HEADS, ones)
     assert blender.weights == ones
     est = FixedWeights(WEIGHTS)

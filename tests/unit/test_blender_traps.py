@@ -14,8 +14,8 @@ from blendopt import (
     GradientBlender,
     Offline,
     Online,
-    blend_estimate,
 )
+from blendopt.functional import blend_estimate
 from tests.helpers import HEADS, loss_fn, make_batches, make_model
 
 WEIGHTS = {"a": 0.6, "b": 0.1, "fused": 0.3}
@@ -49,7 +49,7 @@ def test_step_without_blend_warns_once_at_the_users_line():
             opt.step()
 
     _, caught = _caught(old_habit)
-    assert [w.category for w in caught] == [blendopt.UnblendedStepWarning]
+    assert [w.category for w in caught] == [blendopt.warnings.UnblendedStepWarning]
     message = str(caught[0].message)
     assert "optimizer.backward(losses)" in message
     assert "step 0" in message
@@ -119,13 +119,13 @@ def test_weights_not_summing_to_one_warn_with_the_normalized_weights_and_are_use
                 torch.optim.SGD(model.parameters(), lr=0.1), HEADS, **kwargs
             )
         )
-        assert [w.category for w in caught] == [blendopt.WeightSumWarning]
+        assert [w.category for w in caught] == [blendopt.warnings.WeightSumWarning]
         assert "sums to 4" in str(caught[0].message)
         assert "{'a': 0.5, 'b': 0.25, 'fused': 0.25}" in str(caught[0].message)
         assert caught[0].filename == __file__
         assert opt.weights == heavy
     _, opt = _blender(WEIGHTS)
-    with pytest.warns(blendopt.WeightSumWarning, match="sums to 2"):
+    with pytest.warns(blendopt.warnings.WeightSumWarning, match="sums to 2"):
         opt.set_weights({"a": 1.0, "b": 0.5, "fused": 0.5})
 
 
@@ -168,7 +168,7 @@ def test_zero_weight_head_with_non_finite_loss_does_not_poison_the_blend(bad, ch
     )
     losses["a"] = losses["a"] * bad  # still attached to the graph of head a
     context = (
-        pytest.warns(blendopt.NonFiniteLossWarning, match="head 'a'")
+        pytest.warns(blendopt.warnings.NonFiniteLossWarning, match="head 'a'")
         if check_finite
         else (warnings.catch_warnings())
     )
@@ -185,7 +185,7 @@ def test_zero_weight_head_with_non_finite_loss_does_not_poison_the_blend(bad, ch
             torch.testing.assert_close(p.grad, g, msg=name)
     # The bad value is still recorded: the epoch statistics count it.
     if not check_finite:
-        with pytest.warns(blendopt.NonFiniteLossWarning, match="head 'a' 1 of 1 steps"):
+        with pytest.warns(blendopt.warnings.NonFiniteLossWarning, match="head 'a' 1 of 1 steps"):
             opt.start_epoch()
     else:
         opt.start_epoch()
@@ -256,7 +256,7 @@ def test_deferred_non_finite_losses_are_reported_before_a_step_scheduled_estimat
 
 
 class _MathEstimator(Estimator):
-    """A user estimator computing its weights with blendopt.blend_estimate."""
+    """A user estimator computing its weights with blendopt.functional.blend_estimate."""
 
     def __init__(self, after):
         self.after = after
@@ -280,10 +280,10 @@ def _epoch_blender(after):
 
 def test_rejected_estimate_warns_once_naming_index_and_epoch_at_start_epoch():
     opt = _epoch_blender({"a": 2.5, "b": 2.1, "fused": 3.0})  # every dG < 0
-    with pytest.warns(blendopt.RejectedEstimateWarning, match="estimate 0 at epoch 0"):
+    with pytest.warns(blendopt.warnings.RejectedEstimateWarning, match="estimate 0 at epoch 0"):
         opt.start_epoch()
     _, caught = _caught(opt.start_epoch)
-    assert [w.category for w in caught] == [blendopt.RejectedEstimateWarning]
+    assert [w.category for w in caught] == [blendopt.warnings.RejectedEstimateWarning]
     assert "G-Blend estimate 1 at epoch 1 rejected" in str(caught[0].message)
     assert caught[0].filename == __file__
     assert opt.history[-1]["kind"] == "rejected"
@@ -299,9 +299,9 @@ def test_zeroed_head_and_floor_are_separate_single_warnings():
         "ZeroedHeadWarning",
     ]
     by_kind = {w.category: str(w.message) for w in caught}
-    assert "'b'" in by_kind[blendopt.ZeroedHeadWarning]
-    assert "floored" not in by_kind[blendopt.ZeroedHeadWarning]
-    assert "'fused'" in by_kind[blendopt.FlooredOverfittingWarning]
+    assert "'b'" in by_kind[blendopt.warnings.ZeroedHeadWarning]
+    assert "floored" not in by_kind[blendopt.warnings.ZeroedHeadWarning]
+    assert "'fused'" in by_kind[blendopt.warnings.FlooredOverfittingWarning]
     assert all("G-Blend estimate 0 at epoch 0" in m for m in by_kind.values())
     assert all(w.filename == __file__ for w in caught)
 
@@ -309,7 +309,7 @@ def test_zeroed_head_and_floor_are_separate_single_warnings():
 def test_a_floor_alone_is_not_a_zeroed_head():
     opt = _epoch_blender({"a": 1.5, "b": 1.5, "fused": 1.0})
     _, caught = _caught(opt.start_epoch)
-    assert [w.category for w in caught] == [blendopt.FlooredOverfittingWarning]
+    assert [w.category for w in caught] == [blendopt.warnings.FlooredOverfittingWarning]
 
 
 # -- the time-average of the weights ---------------------------------------------------------
@@ -408,7 +408,7 @@ def test_direct_blend_estimate_caller_is_warned_once_per_event_at_its_line():
     _, caught = _caught(
         lambda: blend_estimate(before, before, after_train, {"a": 2.5, "b": 2.1, "fused": 3.0})
     )
-    assert [w.category for w in caught] == [blendopt.RejectedEstimateWarning]
+    assert [w.category for w in caught] == [blendopt.warnings.RejectedEstimateWarning]
     assert caught[0].filename == __file__
     _, caught = _caught(
         lambda: blend_estimate(before, before, after_train, dict.fromkeys(HEADS, 2.5), warn=False)
@@ -438,13 +438,13 @@ def test_estimate_warning_in_a_step_schedule_points_at_the_users_step_call():
         schedule=Online(every=2, warmup=2, unit="step"),
     )
     batches = make_batches(2)
-    with pytest.warns(blendopt.RejectedEstimateWarning, match="estimate 0 at step 0"):
+    with pytest.warns(blendopt.warnings.RejectedEstimateWarning, match="estimate 0 at step 0"):
         opt.backward(loss_fn(model, batches[0]))  # the step-0 estimate runs in the first blend
     opt.step()
     opt.zero_grad()
     opt.backward(loss_fn(model, batches[1]))
     _, caught = _caught(opt.step)  # the estimate at step 2 runs inside step()
-    assert [w.category for w in caught] == [blendopt.RejectedEstimateWarning]
+    assert [w.category for w in caught] == [blendopt.warnings.RejectedEstimateWarning]
     assert "G-Blend estimate 1 at step 2 rejected" in str(caught[0].message)
     assert caught[0].filename == __file__  # past torch.optim's step wrapper too
 

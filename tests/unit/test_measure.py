@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from blendopt import batch_size_of, measure, top1_error
+from blendopt import measure, top1_error
 from blendopt._measure import is_empty_batch, measure_counted
+from blendopt.functional import batch_size_of
 from tests.helpers import HEADS, loss_fn, make_batches, make_model, predict
 
 

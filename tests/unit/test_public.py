@@ -2,6 +2,7 @@
 old top-level paths kept for one release with a DeprecationWarning."""
 
 import pytest
+import torch
 
 import blendopt
 from blendopt import functional
@@ -44,3 +45,14 @@ def test_clone_optimizer_points_at_the_retrain_wing():
 def test_an_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         _ = blendopt.nonsense
+
+
+def test_the_suite_fails_on_a_deprecated_path_used_without_pytest_warns():
+    # pyproject's filterwarnings turns our own deprecations into errors, so code and tests that
+    # still use an old path fail instead of warning.
+    with pytest.raises(DeprecationWarning, match=r"blendopt\.optimal_blend moved to"):
+        _ = blendopt.optimal_blend
+    with pytest.raises(DeprecationWarning, match=r"mode=LossMode\(metric=...\)"):
+        blendopt.RollingEstimator(
+            torch.nn.Linear(1, 1), lambda m, b: {}, [], mode="loss", metric=lambda m, b: {}
+        )

@@ -29,7 +29,7 @@ def train_copies_vmap(
 def loop_copies(model, optimizer, batches, heads=HEADS, steps=None):
     """Reference: one deep copy per head, each trained on its own head's loss (Algorithm 1)."""
     copies = {h: copy.deepcopy(model) for h in heads}
-    opts = {h: blendopt.clone_optimizer(optimizer, model, net) for h, net in copies.items()}
+    opts = {h: blendopt.retrain.clone_optimizer(optimizer, model, net) for h, net in copies.items()}
     for net in copies.values():
         net.train()
     for i, batch in enumerate(batches):

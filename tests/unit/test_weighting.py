@@ -12,7 +12,6 @@ from blendopt._weighting import (
     BlendWeights,
     check_heads,
     check_keys,
-    check_user_weights,
     check_weights,
 )
 
@@ -59,13 +58,13 @@ def test_average_by_hand_over_two_weight_changes():
 
 
 def test_check_user_weights_warns_only_when_the_sum_is_not_one():
-    assert check_user_weights({"a": 0.2, "b": 0.3, "c": 0.5}, HEADS) == {
+    assert check_weights({"a": 0.2, "b": 0.3, "c": 0.5}, HEADS, warn_sum=True) == {
         "a": 0.2,
         "b": 0.3,
         "c": 0.5,
     }
     with pytest.warns(blendopt.warnings.WeightSumWarning, match="sums to 0.5"):
-        check_user_weights({"a": 0.1, "b": 0.1, "c": 0.3}, HEADS)
+        check_weights({"a": 0.1, "b": 0.1, "c": 0.3}, HEADS, warn_sum=True)
 
 
 def test_monitor_counts_without_sync_and_reports_the_step_range():

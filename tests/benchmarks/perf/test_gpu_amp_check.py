@@ -7,7 +7,9 @@ from benchmarks.perf.gpu_amp_check import main
 
 @pytest.mark.filterwarnings("ignore::UserWarning:pytorch_lightning")
 @pytest.mark.filterwarnings("ignore::UserWarning:lightning_fabric")
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:pytorch_lightning")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:lightning_fabric")
+@pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated")
 def test_cpu_smoke_run_passes_every_check(capsys):
     assert main(["--device", "cpu"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -161,7 +161,8 @@ def test_uncertainty_through_the_blender_equals_the_module():
     with torch.no_grad():
         module.log_vars.copy_(torch.tensor([0.3, 0.1]))
     p = nn.Parameter(torch.tensor(1.5))
-    with pytest.warns(blendopt.WeightSumWarning):  # weight 1 per head: the losses are scaled
+    # weight 1 per head: the losses are scaled
+    with pytest.warns(blendopt.warnings.WeightSumWarning):
         blender = blendopt.GradientBlender(
             torch.optim.SGD([p], lr=0.1), ["a", "b"], {"a": 1, "b": 1}
         )
