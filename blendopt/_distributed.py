@@ -90,23 +90,26 @@ def collective_device() -> torch.device:
     return torch.device("cpu")
 
 
+def rank_means(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each tensor's mean over all ranks, in one collective (the tensors themselves with one
+    rank). The results are new tensors (views of one flat buffer) on the tensors' device."""
+    n = world_size()
+    if n == 1 or not tensors:
+        return list(tensors)
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat.div_(n)
+    chunks = flat.split([t.numel() for t in tensors])
+    return [c.view_as(t) for c, t in zip(chunks, tensors, strict=True)]
+
+
 def average_gradients_(parameters: list[torch.Tensor]) -> None:
-    """Average the ``.grad`` of ``parameters`` over all ranks, as DDP would (no-op with one rank).
+    """Average the ``.grad`` of ``parameters`` over all ranks in place, as DDP would.
 
     Used for the model copies of Algorithm 1, which are not wrapped in DDP. Parameters without
     a gradient are skipped: the same head's loss reaches the same parameters on every rank.
-    The gradients are flattened into one buffer so a step costs one collective.
     """
-    n = world_size()
-    if n == 1:
-        return
     grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    flat.div_(n)
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
+    for g, mean in zip(grads, rank_means(grads), strict=True):
+        if mean is not g:
+            g.copy_(mean)

@@ -15,7 +15,6 @@ rule from rolling loss statistics). Both then apply, in this order (recorded in 
 from __future__ import annotations
 
 import copy
-import itertools
 import math
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from blendopt._distributed import reduced_floats, unwrap_model
+from blendopt._distributed import rank_means, unwrap_model, world_size
 from blendopt._estimators import EstimateRequest, Estimator
 from blendopt._math import BlendEstimate, correlated_blend
 from blendopt._measure import LossFn, MetricFn, measure_per_sample
@@ -151,6 +150,7 @@ class GradientMode:
 
     def _reset(self) -> None:
         self._scopes: dict[str, list[int]] | None = None  # head -> parameter indices
+        self._shortcut: list[str] = []  # heads whose scope no other head's loss reaches
         self._params: list[nn.Parameter] | None = None
         self._rows: list[list[float]] = []  # one per measurement: [g_1..g_K, o_1..o_K]
         self.measurements = 0
@@ -165,65 +165,45 @@ class GradientMode:
             self._params = [p for p in unwrap_model(model).parameters() if p.requires_grad]
         return self._params
 
-    def _find_scopes(
-        self, losses: Mapping[str, torch.Tensor], params: list[nn.Parameter]
-    ) -> dict[str, list[int]]:
+    def _find_scopes(self, losses: Mapping[str, torch.Tensor], params: list[nn.Parameter]) -> None:
+        """Each head's scope, and the heads whose scope no other head's loss reaches (those
+        share the one-backward shortcut: there ``∂(Σ_j L_j)/∂θ = ∂L_k/∂θ``)."""
         heads = list(losses)
         reached = {}
         for h in heads:
             grads = torch.autograd.grad(losses[h], params, retain_graph=True, allow_unused=True)
             reached[h] = {i for i, g in enumerate(grads) if g is not None}
-        scopes = {}
+        scopes, self._shortcut = {}, []
         for h in heads:
-            if self.params == "all":
-                scopes[h] = sorted(reached[h])
-                continue
             others = set().union(*(reached[o] for o in heads if o != h))
             private = sorted(reached[h] - others)
-            scopes[h] = private if private else sorted(reached[h])
-        for h, scope in scopes.items():
-            if not scope:
+            scopes[h] = private if private and self.params == "private" else sorted(reached[h])
+            if not scopes[h]:
                 raise ValueError(
                     f"The loss of head {h!r} reaches no trainable parameter of the model; "
                     "pass the model whose outputs `loss_fn` uses."
                 )
-        return scopes
+            if not others.intersection(scopes[h]):
+                self._shortcut.append(h)
+        self._scopes = scopes
 
     def _measure(self, est: RollingEstimator, losses: Mapping[str, torch.Tensor]) -> None:
         heads = list(est._heads or losses)
         params = self._parameters(est.model)
         if self._scopes is None:
-            self._scopes = self._find_scopes(losses, params)
+            self._find_scopes(losses, params)
         net = unwrap_model(est.model)
         holdout = est._eval_losses(net, est._holdout_batches, heads)
         probe = (
             None if est._probe_batches is None else est._eval_losses(net, est._probe_batches, heads)
         )
-        scopes = [self._scopes[h] for h in heads]
-        if len(set().union(*map(set, scopes))) == sum(map(len, scopes)):
-            per_head = _disjoint_gradients(heads, scopes, params, losses, holdout, probe)
-        else:
-            per_head = None
-        gains, overs = [], []
-        for j, h in enumerate(heads):
-            if per_head is not None:
-                v, gv, gt = per_head[j]
-            else:
-                # One head at a time: its gradients are reduced to two numbers and freed, so at
-                # most three gradients of one head's scope are alive (never K full copies).
-                scope = [params[i] for i in self._scopes[h]]
-                keep = j < len(heads) - 1  # the holdout/probe graphs are shared by the heads
-                v = torch.autograd.grad(losses[h], scope, retain_graph=True, allow_unused=True)
-                gv = torch.autograd.grad(holdout[h], scope, retain_graph=keep, allow_unused=True)
-                gt = (
-                    v
-                    if probe is None
-                    else torch.autograd.grad(probe[h], scope, retain_graph=keep, allow_unused=True)
-                )
-            gain, over = _inner_products(v, gv, gt, losses[h].device)
-            gains.append(gain)
-            overs.append(over)
-        values = reduced_floats([torch.stack(gains + overs)], mean=True)
+        per_head = self._gradients(heads, params, losses, holdout, probe)
+        if world_size() > 1:  # the global batch's gradients, so the noise term is the 1-rank one
+            scoped = [[params[i] for i in self._scopes[h]] for h in heads]
+            per_head = _rank_means(list(per_head), scoped, probe is not None)
+        device = losses[heads[0]].device
+        pairs = [_inner_products(v, gv, gt, device) for v, gv, gt in per_head]
+        values = torch.stack([g for g, _ in pairs] + [o for _, o in pairs]).tolist()
         if not all(math.isfinite(x) for x in values):
             raise FloatingPointError(
                 f"A per-head gradient inner product is not finite ({values}); lower the "
@@ -232,6 +212,35 @@ class GradientMode:
         self._rows.append(values)
         del self._rows[: -self.window]
         self.measurements += 1
+
+    def _gradients(
+        self,
+        heads: list[str],
+        params: list[nn.Parameter],
+        losses: Mapping[str, torch.Tensor],
+        holdout: Mapping[str, torch.Tensor],
+        probe: Mapping[str, torch.Tensor] | None,
+    ) -> Iterator[tuple[_Grads, _Grads, _Grads]]:
+        """Per head, in order, ``(v, ∇L^V, ∇L^T)`` over its scope: one summed backward per loss
+        for the heads with truly private scopes, one backward per loss for each other head
+        (reduced by the caller before the next, so never K full gradient copies at once)."""
+        scope = {h: [params[i] for i in self._scopes[h]] for h in heads}  # type: ignore[index]
+        fast = [h for h in heads if h in self._shortcut]
+        shared = [h for h in heads if h not in fast]
+        done = _summed_gradients(fast, scope, losses, holdout, probe, keep=bool(shared))
+        for h in heads:
+            if h in done:
+                yield done[h]
+                continue
+            keep = h != shared[-1]  # the holdout/probe graphs are shared by the heads
+            v = torch.autograd.grad(losses[h], scope[h], retain_graph=True, allow_unused=True)
+            gv = torch.autograd.grad(holdout[h], scope[h], retain_graph=keep, allow_unused=True)
+            gt = (
+                v
+                if probe is None
+                else torch.autograd.grad(probe[h], scope[h], retain_graph=keep, allow_unused=True)
+            )
+            yield v, gv, gt
 
     def estimate(
         self, est: RollingEstimator, heads: list[str], current: dict[str, float]
@@ -295,33 +304,63 @@ class GradientMode:
         return f"GradientMode({self.describe()}, min_measurements={self.min_measurements})"
 
 
-def _disjoint_gradients(
+_Grads = Sequence[torch.Tensor | None]
+
+
+def _summed_gradients(
     heads: list[str],
-    scopes: list[list[int]],
-    params: list[nn.Parameter],
+    scope: Mapping[str, list[nn.Parameter]],
     losses: Mapping[str, torch.Tensor],
     holdout: Mapping[str, torch.Tensor],
     probe: Mapping[str, torch.Tensor] | None,
-) -> list[tuple[Any, Any, Any]]:
-    """Per head ``(v, ∇L^V, ∇L^T)`` over its scope when the scopes are disjoint.
-
-    Then ``∂(Σ_j L_j)/∂θ_k = ∂L_k/∂θ_k`` on head k's scope: one short backward per loss gives
-    every head's gradient (2-3 calls instead of 2K-3K).
-    """
-    flat = [params[i] for scope in scopes for i in scope]
-    v_all = torch.autograd.grad(
-        sum(losses[h] for h in heads), flat, retain_graph=True, allow_unused=True
-    )
-    gv_all = torch.autograd.grad(sum(holdout[h] for h in heads), flat, allow_unused=True)
+    *,
+    keep: bool,
+) -> dict[str, tuple[_Grads, _Grads, _Grads]]:
+    """Per head ``(v, ∇L^V, ∇L^T)`` from one backward of ``Σ_k L_k`` per loss (2-3 calls, not
+    2K-3K); right only for scopes that no other head's loss reaches. ``keep``: retain the
+    holdout/probe graphs for further heads."""
+    if not heads:
+        return {}
+    flat = [p for h in heads for p in scope[h]]
+    grad = torch.autograd.grad
+    v_all = grad(sum(losses[h] for h in heads), flat, retain_graph=True, allow_unused=True)
+    gv_all = grad(sum(holdout[h] for h in heads), flat, retain_graph=keep, allow_unused=True)
     gt_all = (
         v_all
         if probe is None
-        else torch.autograd.grad(sum(probe[h] for h in heads), flat, allow_unused=True)
+        else grad(sum(probe[h] for h in heads), flat, retain_graph=keep, allow_unused=True)
     )
-    offsets = [0]
-    for scope in scopes:
-        offsets.append(offsets[-1] + len(scope))
-    return [(v_all[a:b], gv_all[a:b], gt_all[a:b]) for a, b in itertools.pairwise(offsets)]
+    out, a = {}, 0
+    for h in heads:
+        b = a + len(scope[h])
+        out[h] = (v_all[a:b], gv_all[a:b], gt_all[a:b])
+        a = b
+    return out
+
+
+def _rank_means(
+    per_head: list[tuple[_Grads, _Grads, _Grads]],
+    scopes: list[list[nn.Parameter]],
+    probe: bool,
+) -> list[tuple[_Grads, _Grads, _Grads]]:
+    """The per-head gradients averaged over the ranks in one collective: the gradients of the
+    global training/holdout/probe batches (a head's missing gradient counts as zeros)."""
+    dense = [
+        [
+            [torch.zeros_like(p) if g is None else g for g, p in zip(grads, ps, strict=True)]
+            for grads in (triple if probe else triple[:2])
+        ]
+        for triple, ps in zip(per_head, scopes, strict=True)
+    ]
+    flat = rank_means([t for head in dense for grads in head for t in grads])
+    out, a = [], 0
+    for head in dense:
+        parts = []
+        for grads in head:
+            parts.append(flat[a : a + len(grads)])
+            a += len(grads)
+        out.append((parts[0], parts[1], parts[2] if probe else parts[0]))
+    return out
 
 
 def _inner_products(
