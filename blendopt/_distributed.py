@@ -22,17 +22,6 @@ def accumulator_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum ``tensor`` in place over all ranks (no-op with one rank) and return it.
-
-    CPU tensors go through the default group's backend only if it supports them (gloo does;
-    NCCL does not), so callers put tensors on the device the backend expects.
-    """
-    if world_size() > 1:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
-
-
 def reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """``tensor`` as float64 on :func:`collective_device`, summed over all ranks.
 
@@ -40,7 +29,10 @@ def reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     move from an accelerator to the CPU for a CPU backend. Returns a new tensor (or ``tensor``
     itself when it is already float64 on that device).
     """
-    return all_reduce_sum_(tensor.detach().to(collective_device(), torch.float64))
+    tensor = tensor.detach().to(collective_device(), torch.float64)
+    if world_size() > 1:  # CPU tensors only where the backend takes them (gloo; NCCL does not)
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
 
 
 def reduced_floats(parts: Iterable[torch.Tensor | float], *, mean: bool = False) -> list[float]:

@@ -15,6 +15,7 @@ rule from rolling loss statistics). Both then apply, in this order (recorded in 
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -149,9 +150,8 @@ class GradientMode:
         return {"rows": [], "measurements": 0}
 
     def _reset(self) -> None:
-        self._scopes: dict[str, list[int]] | None = None  # head -> parameter indices
+        self._scopes: dict[str, list[nn.Parameter]] | None = None  # head -> its parameters
         self._shortcut: list[str] = []  # heads whose scope no other head's loss reaches
-        self._params: list[nn.Parameter] | None = None
         self._rows: list[list[float]] = []  # one per measurement: [g_1..g_K, o_1..o_K]
         self.measurements = 0
 
@@ -160,49 +160,40 @@ class GradientMode:
         if step % self.interval == 0:
             self._measure(est, losses)
 
-    def _parameters(self, model: nn.Module) -> list[nn.Parameter]:
-        if self._params is None:
-            self._params = [p for p in unwrap_model(model).parameters() if p.requires_grad]
-        return self._params
-
-    def _find_scopes(self, losses: Mapping[str, torch.Tensor], params: list[nn.Parameter]) -> None:
-        """Each head's scope, and the heads whose scope no other head's loss reaches (those
-        share the one-backward shortcut: there ``∂(Σ_j L_j)/∂θ = ∂L_k/∂θ``)."""
-        heads = list(losses)
+    def _find_scopes(self, losses: Mapping[str, torch.Tensor], model: nn.Module) -> None:
+        """Each head's scope, and the heads whose scope no other head's loss reaches: those take
+        the one-backward shortcut (``∂(Σ_j L_j)/∂θ = ∂L_k/∂θ`` there)."""
+        params = [p for p in unwrap_model(model).parameters() if p.requires_grad]
         reached = {}
-        for h in heads:
-            grads = torch.autograd.grad(losses[h], params, retain_graph=True, allow_unused=True)
+        for h, loss in losses.items():
+            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
             reached[h] = {i for i, g in enumerate(grads) if g is not None}
-        scopes, self._shortcut = {}, []
-        for h in heads:
-            others = set().union(*(reached[o] for o in heads if o != h))
-            private = sorted(reached[h] - others)
-            scopes[h] = private if private and self.params == "private" else sorted(reached[h])
-            if not scopes[h]:
+        self._scopes, self._shortcut = {}, []
+        for h in losses:
+            others = set().union(*(reached[o] for o in losses if o != h))
+            private = reached[h] - others if self.params == "private" else set()
+            if not reached[h]:
                 raise ValueError(
                     f"The loss of head {h!r} reaches no trainable parameter of the model; "
                     "pass the model whose outputs `loss_fn` uses."
                 )
-            if not others.intersection(scopes[h]):
+            self._scopes[h] = [params[i] for i in sorted(private or reached[h])]
+            if not others.intersection(private or reached[h]):
                 self._shortcut.append(h)
-        self._scopes = scopes
 
     def _measure(self, est: RollingEstimator, losses: Mapping[str, torch.Tensor]) -> None:
         heads = list(est._heads or losses)
-        params = self._parameters(est.model)
         if self._scopes is None:
-            self._find_scopes(losses, params)
+            self._find_scopes(losses, est.model)
         net = unwrap_model(est.model)
         holdout = est._eval_losses(net, est._holdout_batches, heads)
         probe = (
             None if est._probe_batches is None else est._eval_losses(net, est._probe_batches, heads)
         )
-        per_head = self._gradients(heads, params, losses, holdout, probe)
-        if world_size() > 1:  # the global batch's gradients, so the noise term is the 1-rank one
-            scoped = [[params[i] for i in self._scopes[h]] for h in heads]
-            per_head = _rank_means(list(per_head), scoped, probe is not None)
-        device = losses[heads[0]].device
-        pairs = [_inner_products(v, gv, gt, device) for v, gv, gt in per_head]
+        per_head = self._gradients(heads, losses, holdout, probe)
+        if world_size() > 1:  # the global batch's gradients: the noise term of one rank
+            per_head = _rank_means(list(per_head), [self._scopes[h] for h in heads], probe)
+        pairs = [_inner_products(*grads, losses[heads[0]].device) for grads in per_head]
         values = torch.stack([g for g, _ in pairs] + [o for _, o in pairs]).tolist()
         if not all(math.isfinite(x) for x in values):
             raise FloatingPointError(
@@ -216,31 +207,23 @@ class GradientMode:
     def _gradients(
         self,
         heads: list[str],
-        params: list[nn.Parameter],
         losses: Mapping[str, torch.Tensor],
         holdout: Mapping[str, torch.Tensor],
         probe: Mapping[str, torch.Tensor] | None,
     ) -> Iterator[tuple[_Grads, _Grads, _Grads]]:
         """Per head, in order, ``(v, ∇L^V, ∇L^T)`` over its scope: one summed backward per loss
-        for the heads with truly private scopes, one backward per loss for each other head
-        (reduced by the caller before the next, so never K full gradient copies at once)."""
-        scope = {h: [params[i] for i in self._scopes[h]] for h in heads}  # type: ignore[index]
-        fast = [h for h in heads if h in self._shortcut]
-        shared = [h for h in heads if h not in fast]
+        for the shortcut heads, then one per loss and head (consumed before the next head's, so
+        never K full gradient copies at once)."""
+        scope = self._scopes or {}
+        shared = [h for h in heads if h not in self._shortcut]
+        fast = [h for h in heads if h not in shared]
         done = _summed_gradients(fast, scope, losses, holdout, probe, keep=bool(shared))
-        for h in heads:
-            if h in done:
-                yield done[h]
-                continue
-            keep = h != shared[-1]  # the holdout/probe graphs are shared by the heads
-            v = torch.autograd.grad(losses[h], scope[h], retain_graph=True, allow_unused=True)
-            gv = torch.autograd.grad(holdout[h], scope[h], retain_graph=keep, allow_unused=True)
-            gt = (
-                v
-                if probe is None
-                else torch.autograd.grad(probe[h], scope[h], retain_graph=keep, allow_unused=True)
+        for h in heads:  # the holdout/probe graphs are kept for the next heads
+            yield (
+                done[h]
+                if h in done
+                else _summed_gradients([h], scope, losses, holdout, probe, keep=h != shared[-1])[h]
             )
-            yield v, gv, gt
 
     def estimate(
         self, est: RollingEstimator, heads: list[str], current: dict[str, float]
@@ -317,8 +300,8 @@ def _summed_gradients(
     keep: bool,
 ) -> dict[str, tuple[_Grads, _Grads, _Grads]]:
     """Per head ``(v, ∇L^V, ∇L^T)`` from one backward of ``Σ_k L_k`` per loss (2-3 calls, not
-    2K-3K); right only for scopes that no other head's loss reaches. ``keep``: retain the
-    holdout/probe graphs for further heads."""
+    2K-3K); right only for scopes that no other head's loss reaches (or one head). ``keep``:
+    retain the holdout/probe graphs for further heads."""
     if not heads:
         return {}
     flat = [p for h in heads for p in scope[h]]
@@ -330,56 +313,41 @@ def _summed_gradients(
         if probe is None
         else grad(sum(probe[h] for h in heads), flat, retain_graph=keep, allow_unused=True)
     )
-    out, a = {}, 0
-    for h in heads:
-        b = a + len(scope[h])
-        out[h] = (v_all[a:b], gv_all[a:b], gt_all[a:b])
-        a = b
-    return out
+    ends = itertools.accumulate(len(scope[h]) for h in heads)
+    return {
+        h: tuple(g[e - len(scope[h]) : e] for g in (v_all, gv_all, gt_all))
+        for h, e in zip(heads, ends, strict=True)
+    }
 
 
 def _rank_means(
-    per_head: list[tuple[_Grads, _Grads, _Grads]],
-    scopes: list[list[nn.Parameter]],
-    probe: bool,
+    per_head: list[tuple[_Grads, _Grads, _Grads]], scopes: list[list[nn.Parameter]], probe: Any
 ) -> list[tuple[_Grads, _Grads, _Grads]]:
     """The per-head gradients averaged over the ranks in one collective: the gradients of the
-    global training/holdout/probe batches (a head's missing gradient counts as zeros)."""
-    dense = [
-        [
-            [torch.zeros_like(p) if g is None else g for g, p in zip(grads, ps, strict=True)]
-            for grads in (triple if probe else triple[:2])
-        ]
-        for triple, ps in zip(per_head, scopes, strict=True)
-    ]
-    flat = rank_means([t for head in dense for grads in head for t in grads])
-    out, a = [], 0
-    for head in dense:
-        parts = []
-        for grads in head:
-            parts.append(flat[a : a + len(grads)])
-            a += len(grads)
-        out.append((parts[0], parts[1], parts[2] if probe else parts[0]))
-    return out
+    global training/holdout/probe batches, each head's flattened into one vector."""
+    kinds = 2 if probe is None else 3  # without a probe ∇L^T is v itself
+    flat = rank_means(
+        [_flat(g, ps) for t, ps in zip(per_head, scopes, strict=True) for g in t[:kinds]]
+    )
+    heads = [flat[i : i + kinds] for i in range(0, len(flat), kinds)]
+    return [([h[0]], [h[1]], [h[-1] if probe is not None else h[0]]) for h in heads]
+
+
+def _flat(grads: _Grads, params: list[nn.Parameter]) -> torch.Tensor:
+    """One vector of a head's gradients over its scope (a missing one as zeros)."""
+    pairs = zip(grads, params, strict=True)
+    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in pairs])
 
 
 def _inner_products(
-    v: Sequence[torch.Tensor | None],
-    gv: Sequence[torch.Tensor | None],
-    gt: Sequence[torch.Tensor | None],
-    device: torch.device,
+    v: _Grads, gv: _Grads, gt: _Grads, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(⟨∇L^V, v⟩, ⟨∇L^T - ∇L^V, v⟩)`` in float64 on the device (no sync)."""
-    gain = torch.zeros((), dtype=torch.float64, device=device)
-    over = torch.zeros_like(gain)
+    gain = over = torch.zeros((), dtype=torch.float64, device=device)
     for a, b, t in zip(gv, v, gt, strict=True):
-        if b is None:
-            continue
-        b = b.double()
-        a = torch.zeros_like(b) if a is None else a.double()
-        t = torch.zeros_like(b) if t is None else t.double()
-        gain = gain + (a * b).sum()
-        over = over + ((t - a) * b).sum()
+        if b is not None:
+            b, a, t = b.double(), 0.0 if a is None else a.double(), 0.0 if t is None else t.double()
+            gain, over = gain + (a * b).sum(), over + ((t - a) * b).sum()
     return gain, over
 
 
