@@ -23,12 +23,8 @@ def accumulator_dtype(device: torch.device) -> torch.dtype:
 
 
 def reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """``tensor`` as float64 on :func:`collective_device`, summed over all ranks.
-
-    One collective (none in one process); no host synchronization unless the tensor has to
-    move from an accelerator to the CPU for a CPU backend. Returns a new tensor (or ``tensor``
-    itself when it is already float64 on that device).
-    """
+    """``tensor`` as float64 on :func:`collective_device`, summed over all ranks: one collective
+    (none in one process), no host synchronization unless a CPU backend needs the tensor moved."""
     tensor = tensor.detach().to(collective_device(), torch.float64)
     if world_size() > 1:  # CPU tensors only where the backend takes them (gloo; NCCL does not)
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
@@ -36,15 +32,9 @@ def reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def reduced_floats(parts: Iterable[torch.Tensor | float], *, mean: bool = False) -> list[float]:
-    """Pack ``parts`` into one float64 vector, sum it over all ranks and read it as floats.
-
-    The one replacement for "pack -> all_reduce -> tolist": tensors are flattened and
-    concatenated with the numbers in order; one collective, one host synchronization.
-
-    Args:
-        parts: tensors (any shape, any device) and Python numbers.
-        mean: divide by the number of ranks (the mean over ranks instead of the sum).
-    """
+    """``parts`` (tensors of any shape and device, numbers) packed in order into one float64
+    vector, summed over all ranks (``mean``: divided by their number) and read as floats: one
+    collective, one host synchronization."""
     device = collective_device()
     pieces = [
         p.detach().reshape(-1).to(device, torch.float64)
