@@ -321,7 +321,9 @@ def _summed_gradients(
 
 
 def _rank_means(
-    per_head: list[tuple[_Grads, _Grads, _Grads]], scopes: list[list[nn.Parameter]], probe: Any
+    per_head: list[tuple[_Grads, _Grads, _Grads]],
+    scopes: list[list[nn.Parameter]],
+    probe: Mapping[str, torch.Tensor] | None,
 ) -> list[tuple[_Grads, _Grads, _Grads]]:
     """The per-head gradients averaged over the ranks in one collective: the gradients of the
     global training/holdout/probe batches, each head's flattened into one vector."""
