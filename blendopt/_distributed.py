@@ -22,37 +22,19 @@ def accumulator_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum ``tensor`` in place over all ranks (no-op with one rank) and return it.
-
-    CPU tensors go through the default group's backend only if it supports them (gloo does;
-    NCCL does not), so callers put tensors on the device the backend expects.
-    """
-    if world_size() > 1:
+def reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` as float64 on :func:`collective_device`, summed over all ranks: one collective
+    (none in one process), no host synchronization unless a CPU backend needs the tensor moved."""
+    tensor = tensor.detach().to(collective_device(), torch.float64)
+    if world_size() > 1:  # CPU tensors only where the backend takes them (gloo; NCCL does not)
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 
-def reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """``tensor`` as float64 on :func:`collective_device`, summed over all ranks.
-
-    One collective (none in one process); no host synchronization unless the tensor has to
-    move from an accelerator to the CPU for a CPU backend. Returns a new tensor (or ``tensor``
-    itself when it is already float64 on that device).
-    """
-    return all_reduce_sum_(tensor.detach().to(collective_device(), torch.float64))
-
-
 def reduced_floats(parts: Iterable[torch.Tensor | float], *, mean: bool = False) -> list[float]:
-    """Pack ``parts`` into one float64 vector, sum it over all ranks and read it as floats.
-
-    The one replacement for "pack -> all_reduce -> tolist": tensors are flattened and
-    concatenated with the numbers in order; one collective, one host synchronization.
-
-    Args:
-        parts: tensors (any shape, any device) and Python numbers.
-        mean: divide by the number of ranks (the mean over ranks instead of the sum).
-    """
+    """``parts`` (tensors of any shape and device, numbers) packed in order into one float64
+    vector, summed over all ranks (``mean``: divided by their number) and read as floats: one
+    collective, one host synchronization."""
     device = collective_device()
     pieces = [
         p.detach().reshape(-1).to(device, torch.float64)
@@ -90,23 +72,26 @@ def collective_device() -> torch.device:
     return torch.device("cpu")
 
 
+def rank_means(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each tensor's mean over all ranks, in one collective (the tensors themselves with one
+    rank). The results are new tensors (views of one flat buffer) on the tensors' device."""
+    n = world_size()
+    if n == 1 or not tensors:
+        return list(tensors)
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat.div_(n)
+    chunks = flat.split([t.numel() for t in tensors])
+    return [c.view_as(t) for c, t in zip(chunks, tensors, strict=True)]
+
+
 def average_gradients_(parameters: list[torch.Tensor]) -> None:
-    """Average the ``.grad`` of ``parameters`` over all ranks, as DDP would (no-op with one rank).
+    """Average the ``.grad`` of ``parameters`` over all ranks in place, as DDP would.
 
     Used for the model copies of Algorithm 1, which are not wrapped in DDP. Parameters without
     a gradient are skipped: the same head's loss reaches the same parameters on every rank.
-    The gradients are flattened into one buffer so a step costs one collective.
     """
-    n = world_size()
-    if n == 1:
-        return
     grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    flat.div_(n)
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
+    for g, mean in zip(grads, rank_means(grads), strict=True):
+        if mean is not g:
+            g.copy_(mean)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from blendopt._distributed import reduced_floats, unwrap_model
+from blendopt._distributed import rank_means, unwrap_model, world_size
 from blendopt._estimators import EstimateRequest, Estimator
 from blendopt._math import BlendEstimate, correlated_blend
 from blendopt._measure import LossFn, MetricFn, measure_per_sample
@@ -150,8 +150,8 @@ class GradientMode:
         return {"rows": [], "measurements": 0}
 
     def _reset(self) -> None:
-        self._scopes: dict[str, list[int]] | None = None  # head -> parameter indices
-        self._params: list[nn.Parameter] | None = None
+        self._scopes: dict[str, list[nn.Parameter]] | None = None  # head -> its parameters
+        self._shortcut: list[str] = []  # heads whose scope no other head's loss reaches
         self._rows: list[list[float]] = []  # one per measurement: [g_1..g_K, o_1..o_K]
         self.measurements = 0
 
@@ -160,70 +160,41 @@ class GradientMode:
         if step % self.interval == 0:
             self._measure(est, losses)
 
-    def _parameters(self, model: nn.Module) -> list[nn.Parameter]:
-        if self._params is None:
-            self._params = [p for p in unwrap_model(model).parameters() if p.requires_grad]
-        return self._params
-
-    def _find_scopes(
-        self, losses: Mapping[str, torch.Tensor], params: list[nn.Parameter]
-    ) -> dict[str, list[int]]:
-        heads = list(losses)
+    def _find_scopes(self, losses: Mapping[str, torch.Tensor], model: nn.Module) -> None:
+        """Each head's scope, and the heads whose scope no other head's loss reaches: those take
+        the one-backward shortcut (``∂(Σ_j L_j)/∂θ = ∂L_k/∂θ`` there)."""
+        params = [p for p in unwrap_model(model).parameters() if p.requires_grad]
         reached = {}
-        for h in heads:
-            grads = torch.autograd.grad(losses[h], params, retain_graph=True, allow_unused=True)
+        for h, loss in losses.items():
+            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
             reached[h] = {i for i, g in enumerate(grads) if g is not None}
-        scopes = {}
-        for h in heads:
-            if self.params == "all":
-                scopes[h] = sorted(reached[h])
-                continue
-            others = set().union(*(reached[o] for o in heads if o != h))
-            private = sorted(reached[h] - others)
-            scopes[h] = private if private else sorted(reached[h])
-        for h, scope in scopes.items():
-            if not scope:
+        self._scopes, self._shortcut = {}, []
+        for h in losses:
+            others = set().union(*(reached[o] for o in losses if o != h))
+            private = reached[h] - others if self.params == "private" else set()
+            if not reached[h]:
                 raise ValueError(
                     f"The loss of head {h!r} reaches no trainable parameter of the model; "
                     "pass the model whose outputs `loss_fn` uses."
                 )
-        return scopes
+            self._scopes[h] = [params[i] for i in sorted(private or reached[h])]
+            if not others.intersection(private or reached[h]):
+                self._shortcut.append(h)
 
     def _measure(self, est: RollingEstimator, losses: Mapping[str, torch.Tensor]) -> None:
         heads = list(est._heads or losses)
-        params = self._parameters(est.model)
         if self._scopes is None:
-            self._scopes = self._find_scopes(losses, params)
+            self._find_scopes(losses, est.model)
         net = unwrap_model(est.model)
         holdout = est._eval_losses(net, est._holdout_batches, heads)
         probe = (
             None if est._probe_batches is None else est._eval_losses(net, est._probe_batches, heads)
         )
-        scopes = [self._scopes[h] for h in heads]
-        if len(set().union(*map(set, scopes))) == sum(map(len, scopes)):
-            per_head = _disjoint_gradients(heads, scopes, params, losses, holdout, probe)
-        else:
-            per_head = None
-        gains, overs = [], []
-        for j, h in enumerate(heads):
-            if per_head is not None:
-                v, gv, gt = per_head[j]
-            else:
-                # One head at a time: its gradients are reduced to two numbers and freed, so at
-                # most three gradients of one head's scope are alive (never K full copies).
-                scope = [params[i] for i in self._scopes[h]]
-                keep = j < len(heads) - 1  # the holdout/probe graphs are shared by the heads
-                v = torch.autograd.grad(losses[h], scope, retain_graph=True, allow_unused=True)
-                gv = torch.autograd.grad(holdout[h], scope, retain_graph=keep, allow_unused=True)
-                gt = (
-                    v
-                    if probe is None
-                    else torch.autograd.grad(probe[h], scope, retain_graph=keep, allow_unused=True)
-                )
-            gain, over = _inner_products(v, gv, gt, losses[h].device)
-            gains.append(gain)
-            overs.append(over)
-        values = reduced_floats([torch.stack(gains + overs)], mean=True)
+        per_head = self._gradients(heads, losses, holdout, probe)
+        if world_size() > 1:  # the global batch's gradients: the noise term of one rank
+            per_head = _rank_means(list(per_head), [self._scopes[h] for h in heads], probe)
+        pairs = [_inner_products(*grads, losses[heads[0]].device) for grads in per_head]
+        values = torch.stack([g for g, _ in pairs] + [o for _, o in pairs]).tolist()
         if not all(math.isfinite(x) for x in values):
             raise FloatingPointError(
                 f"A per-head gradient inner product is not finite ({values}); lower the "
@@ -232,6 +203,27 @@ class GradientMode:
         self._rows.append(values)
         del self._rows[: -self.window]
         self.measurements += 1
+
+    def _gradients(
+        self,
+        heads: list[str],
+        losses: Mapping[str, torch.Tensor],
+        holdout: Mapping[str, torch.Tensor],
+        probe: Mapping[str, torch.Tensor] | None,
+    ) -> Iterator[tuple[_Grads, _Grads, _Grads]]:
+        """Per head, in order, ``(v, ∇L^V, ∇L^T)`` over its scope: one summed backward per loss
+        for the shortcut heads, then one per loss and head (consumed before the next head's, so
+        never K full gradient copies at once)."""
+        scope = self._scopes or {}
+        shared = [h for h in heads if h not in self._shortcut]
+        fast = [h for h in heads if h not in shared]
+        done = _summed_gradients(fast, scope, losses, holdout, probe, keep=bool(shared))
+        for h in heads:  # the holdout/probe graphs are kept for the next heads
+            yield (
+                done[h]
+                if h in done
+                else _summed_gradients([h], scope, losses, holdout, probe, keep=h != shared[-1])[h]
+            )
 
     def estimate(
         self, est: RollingEstimator, heads: list[str], current: dict[str, float]
@@ -295,52 +287,69 @@ class GradientMode:
         return f"GradientMode({self.describe()}, min_measurements={self.min_measurements})"
 
 
-def _disjoint_gradients(
+_Grads = Sequence[torch.Tensor | None]
+
+
+def _summed_gradients(
     heads: list[str],
-    scopes: list[list[int]],
-    params: list[nn.Parameter],
+    scope: Mapping[str, list[nn.Parameter]],
     losses: Mapping[str, torch.Tensor],
     holdout: Mapping[str, torch.Tensor],
     probe: Mapping[str, torch.Tensor] | None,
-) -> list[tuple[Any, Any, Any]]:
-    """Per head ``(v, ∇L^V, ∇L^T)`` over its scope when the scopes are disjoint.
-
-    Then ``∂(Σ_j L_j)/∂θ_k = ∂L_k/∂θ_k`` on head k's scope: one short backward per loss gives
-    every head's gradient (2-3 calls instead of 2K-3K).
-    """
-    flat = [params[i] for scope in scopes for i in scope]
-    v_all = torch.autograd.grad(
-        sum(losses[h] for h in heads), flat, retain_graph=True, allow_unused=True
-    )
-    gv_all = torch.autograd.grad(sum(holdout[h] for h in heads), flat, allow_unused=True)
+    *,
+    keep: bool,
+) -> dict[str, tuple[_Grads, _Grads, _Grads]]:
+    """Per head ``(v, ∇L^V, ∇L^T)`` from one backward of ``Σ_k L_k`` per loss (2-3 calls, not
+    2K-3K); right only for scopes that no other head's loss reaches (or one head). ``keep``:
+    retain the holdout/probe graphs for further heads."""
+    if not heads:
+        return {}
+    flat = [p for h in heads for p in scope[h]]
+    grad = torch.autograd.grad
+    v_all = grad(sum(losses[h] for h in heads), flat, retain_graph=True, allow_unused=True)
+    gv_all = grad(sum(holdout[h] for h in heads), flat, retain_graph=keep, allow_unused=True)
     gt_all = (
         v_all
         if probe is None
-        else torch.autograd.grad(sum(probe[h] for h in heads), flat, allow_unused=True)
+        else grad(sum(probe[h] for h in heads), flat, retain_graph=keep, allow_unused=True)
     )
-    offsets = [0]
-    for scope in scopes:
-        offsets.append(offsets[-1] + len(scope))
-    return [(v_all[a:b], gv_all[a:b], gt_all[a:b]) for a, b in itertools.pairwise(offsets)]
+    ends = itertools.accumulate(len(scope[h]) for h in heads)
+    return {
+        h: tuple(g[e - len(scope[h]) : e] for g in (v_all, gv_all, gt_all))
+        for h, e in zip(heads, ends, strict=True)
+    }
+
+
+def _rank_means(
+    per_head: list[tuple[_Grads, _Grads, _Grads]],
+    scopes: list[list[nn.Parameter]],
+    probe: Mapping[str, torch.Tensor] | None,
+) -> list[tuple[_Grads, _Grads, _Grads]]:
+    """The per-head gradients averaged over the ranks in one collective: the gradients of the
+    global training/holdout/probe batches, each head's flattened into one vector."""
+    kinds = 2 if probe is None else 3  # without a probe ∇L^T is v itself
+    flat = rank_means(
+        [_flat(g, ps) for t, ps in zip(per_head, scopes, strict=True) for g in t[:kinds]]
+    )
+    heads = [flat[i : i + kinds] for i in range(0, len(flat), kinds)]
+    return [([h[0]], [h[1]], [h[-1] if probe is not None else h[0]]) for h in heads]
+
+
+def _flat(grads: _Grads, params: list[nn.Parameter]) -> torch.Tensor:
+    """One vector of a head's gradients over its scope (a missing one as zeros)."""
+    pairs = zip(grads, params, strict=True)
+    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in pairs])
 
 
 def _inner_products(
-    v: Sequence[torch.Tensor | None],
-    gv: Sequence[torch.Tensor | None],
-    gt: Sequence[torch.Tensor | None],
-    device: torch.device,
+    v: _Grads, gv: _Grads, gt: _Grads, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(⟨∇L^V, v⟩, ⟨∇L^T - ∇L^V, v⟩)`` in float64 on the device (no sync)."""
-    gain = torch.zeros((), dtype=torch.float64, device=device)
-    over = torch.zeros_like(gain)
+    gain = over = torch.zeros((), dtype=torch.float64, device=device)
     for a, b, t in zip(gv, v, gt, strict=True):
-        if b is None:
-            continue
-        b = b.double()
-        a = torch.zeros_like(b) if a is None else a.double()
-        t = torch.zeros_like(b) if t is None else t.double()
-        gain = gain + (a * b).sum()
-        over = over + ((t - a) * b).sum()
+        if b is not None:
+            b, a, t = b.double(), 0.0 if a is None else a.double(), 0.0 if t is None else t.double()
+            gain, over = gain + (a * b).sum(), over + ((t - a) * b).sum()
     return gain, over
 
 

@@ -89,6 +89,57 @@ def test_inner_products_match_plain_autograd(scope):
     assert scopes == {h: len(params[h]) for h in HEADS}
 
 
+class _LogitFusion(torch.nn.Module):
+    """The fused head reads the two modality heads' logits: neither modality head has a
+    private parameter, so their scopes (the fallback) are reached by the fused loss too."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(5)
+        self.rgb = torch.nn.Sequential(
+            torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)
+        )
+        self.audio = torch.nn.Sequential(
+            torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)
+        )
+        self.fused = torch.nn.Linear(6, 3)
+
+    def forward(self, xa, xb):
+        za, zb = self.rgb(xa), self.audio(xb)
+        return {"a": za, "b": zb, "fused": self.fused(torch.cat([za, zb], 1))}
+
+
+@pytest.mark.parametrize("with_probe", [False, True])
+def test_shared_fallback_scopes_take_each_heads_own_gradient(with_probe):
+    model = _LogitFusion()
+    train, holdout, probe = (
+        make_batches(1, seed=2)[0],
+        make_batches(1, seed=3),
+        make_batches(1, seed=4),
+    )
+    est = RollingEstimator(
+        model, loss_fn, holdout, probe=probe if with_probe else None, mode=GradientMode(interval=1)
+    )
+    est.observe(loss_fn(model, train), step=0)
+
+    scopes = {"a": model.rgb, "b": model.audio, "fused": model.fused}
+    model.eval()
+    hl, pl = loss_fn(model, holdout[0]), loss_fn(model, probe[0])
+    model.train()
+    losses = loss_fn(model, train)
+    expected = []
+    for h in HEADS:
+        p = list(scopes[h].parameters())
+        v = _flat(torch.autograd.grad(losses[h], p, retain_graph=True))
+        gv = _flat(torch.autograd.grad(hl[h], p, retain_graph=True))
+        gt = _flat(torch.autograd.grad(pl[h], p, retain_graph=True)) if with_probe else v
+        expected.append((float(gv @ v), float((gt - gv) @ v)))
+    row = est.strategy._rows[0]
+    assert row[:3] == pytest.approx([e[0] for e in expected], rel=1e-5)
+    assert row[3:] == pytest.approx([e[1] for e in expected], rel=1e-5)
+    assert est.strategy._shortcut == ["fused"]  # "a" and "b" are reached by the fused loss
+
+
 def test_without_probe_the_training_gradient_stands_for_grad_lt():
     model = make_model(seed=1)
     train, holdout = make_batches(1, seed=2)[0], make_batches(1, seed=3)
