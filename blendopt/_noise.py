@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -37,17 +37,29 @@ from blendopt._warnings import RejectedEstimateWarning
 Values = Mapping[str, float]
 
 
-def mean_and_standard_error(samples: Sequence[float] | torch.Tensor) -> tuple[float, float]:
-    """Mean and standard error of the mean, ``std(ddof=1) / sqrt(n)``, of 1-D ``samples``.
+def mean_and_standard_error(
+    samples: Sequence[float] | torch.Tensor,
+    *,
+    block: int | Literal["auto"] = 1,
+    weights: Sequence[float] | torch.Tensor | None = None,
+) -> tuple[float, float]:
+    """Mean of 1-D ``samples`` and its standard error from non-overlapping block means.
 
-    Args:
-        samples: the measurements (one per sample, step or window).
+    ``block=1`` is the plain ``std(ddof=1) / sqrt(n)`` of independent samples. Measurements
+    along one run (one per interval of a rolling window) are autocorrelated, and the plain SE
+    then counts the same evidence several times: ``block=m`` cuts them into ``b = n // m``
+    consecutive blocks (the first also takes the ``n mod m`` oldest) and uses the spread of
+    the block means (batch means: consistent for the long-run SE as ``m, b → ∞``);
+    ``"auto"``: ``m = ⌊√n⌋``. ``weights`` (>= 0, e.g. an exponential decay by age) give the
+    weighted mean ``Σ a_i x_i / Σ a_i`` and its linearized SE
+    ``sqrt(b/(b-1) Σ_B (S_B - A_B mean)²) / Σ a`` over blocks (``A_B = Σ_B a_i``,
+    ``S_B = Σ_B a_i x_i``), which equals the plain formulas for equal weights.
 
     Returns:
-        ``(mean, se)``; ``se`` is ``inf`` with fewer than 2 samples (no evidence of precision).
+        ``(mean, se)``; ``se`` is ``inf`` with fewer than 2 blocks (no evidence of precision).
 
     Raises:
-        ValueError: ``samples`` is empty, not 1-D, or not finite.
+        ValueError: ``samples`` empty, not 1-D or not finite; bad ``block`` or ``weights``.
     """
     x = torch.as_tensor(samples, dtype=torch.float64).detach().cpu()
     if x.ndim != 1 or x.numel() == 0:
@@ -56,7 +68,24 @@ def mean_and_standard_error(samples: Sequence[float] | torch.Tensor) -> tuple[fl
         )
     if not bool(torch.isfinite(x).all()):
         raise ValueError("Parameter `samples` holds non-finite values; measure finite values.")
-    return _moments_to_mean_se(float(x.numel()), float(x.sum()), float((x * x).sum()))
+    n = x.numel()
+    a = torch.ones_like(x) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+    if a.shape != x.shape or not bool(torch.isfinite(a).all() and (a >= 0).all() and a.sum() > 0):
+        raise ValueError(
+            f"Parameter `weights` should hold {n} finite values >= 0 with a positive sum."
+        )
+    m = max(1, math.isqrt(n)) if block == "auto" else block
+    if not isinstance(m, int) or isinstance(m, bool) or m < 1:
+        raise ValueError(f"Parameter `block` should be an int >= 1 or 'auto'. Found {block!r}.")
+    ids = (torch.arange(n) - n % m).clamp(min=0) // m
+    big_a = torch.zeros(n // m or 1, dtype=torch.float64).index_add_(0, ids, a)
+    big_s = torch.zeros_like(big_a).index_add_(0, ids, a * x)
+    mean = float(big_s.sum() / big_a.sum())
+    b = n // m
+    if b < 2:
+        return mean, math.inf
+    var = float(((big_s - big_a * mean) ** 2).sum()) * b / (b - 1) / float(big_a.sum()) ** 2
+    return mean, math.sqrt(var)
 
 
 def _moments_to_mean_se(n: float, total: float, total_sq: float) -> tuple[float, float]:
