@@ -176,7 +176,6 @@ def test_gblend_weights_is_proposition_1_with_first_order_estimates():
 def _numerical_minimizer(g, cov):
     """argmin wᵀ Σ w s.t. <w, g> = 1 and w >= 0, w = 0 where g <= 0 (appendix C, Eq. 12-14,
     with loss weights kept >= 0), by SLSQP."""
-    k = len(g)
     bounds = [(0.0, None) if gk > 0 else (0.0, 0.0) for gk in g]
     result = minimize(
         lambda w: w @ cov @ w,
