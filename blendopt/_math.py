@@ -1,20 +1,11 @@
 """The G-Blend math: overfitting, generalization, OGR and the optimal blend weights.
 
-Pure functions over per-head measurements (mappings head -> float). No modules, no data.
-
-Conventions (Wang, Tran, Feiszli, CVPR 2020, §2.2 Eq. 3, Algorithm 1, Proposition 1):
-
-- values are *lower is better* (a loss, or an error such as 1 - top-1); a higher-is-better
-  metric is negated first (``higher_is_better=True``). Only differences of values enter the
-  formulas, so negation is exact for any score (accuracy, mAP, ...), not only for ones in [0, 1];
-- overfitting at a checkpoint ``O = L^V - L^T`` (holdout minus train probe);
-- between checkpoints N and N+n: generalization ``dG = L^V(N) - L^V(N+n)`` and overfitting
-  change ``dO = O(N+n) - O(N)``; ``OGR = dO / dG`` (Eq. 3);
-- weights ``w_k ∝ dG_k / dO_k²`` normalized to sum to 1 (Algorithm 1's last line; Eq. 6,
-  Proposition 1 in the uncorrelated case);
-- a head with ``dG_k <= 0`` did not generalize and gets ``w_k = 0``; ``dO_k²`` is floored at
-  ``eps`` times the largest dO² (:func:`relative_floor`, unit-free); if every weight is 0 the
-  estimate is *rejected*.
+Pure functions over per-head measurements (head -> float), after Wang, Tran, Feiszli (CVPR
+2020): values are lower-is-better (``higher_is_better=True`` negates scores; only differences
+enter, so this is exact for any score); ``O = L^V - L^T``; ``dG = L^V(N) - L^V(N+n)``,
+``dO = O(N+n) - O(N)``, ``OGR = dO / dG`` (Eq. 3); ``w_k ∝ dG_k / dO_k²``, sum 1 (Algorithm
+1; Eq. 6). A head with ``dG_k <= 0`` gets 0; ``dO_k²`` is floored relative to the largest
+(:func:`relative_floor`); if every weight is 0 the estimate is *rejected*.
 """
 
 from __future__ import annotations
@@ -180,26 +171,20 @@ def blend_estimate(
     """
     if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
         raise ValueError(f"Parameter `eps` should be a finite number > 0. Found {eps!r}.")
-    raw = {
-        "train_before": _check_values("train_before", train_before),
-    }
+    raw: dict[str, dict[str, float]] = {}
+    for name, values in zip(
+        ("train_before", "holdout_before", "train_after", "holdout_after"),
+        (train_before, holdout_before, train_after, holdout_after),
+        strict=True,
+    ):
+        raw[name] = _check_values(name, values, list(raw["train_before"]) if raw else None)
     heads = list(raw["train_before"])
     if not heads:
         raise ValueError("The measurements should name at least one head. Found none.")
-    raw["holdout_before"] = _check_values("holdout_before", holdout_before, heads)
-    raw["train_after"] = _check_values("train_after", train_after, heads)
-    raw["holdout_after"] = _check_values("holdout_after", holdout_after, heads)
-
     d_g = generalization(
         raw["holdout_before"], raw["holdout_after"], higher_is_better=higher_is_better
     )
-    d_o = overfitting_change(
-        raw["train_before"],
-        raw["holdout_before"],
-        raw["train_after"],
-        raw["holdout_after"],
-        higher_is_better=higher_is_better,
-    )
+    d_o = overfitting_change(*raw.values(), higher_is_better=higher_is_better)
     rule = weight_rule(d_g, {h: d_o[h] ** 2 for h in heads}, eps=eps, fallback=fallback)
     estimate = BlendEstimate(
         weights=rule.weights,
@@ -475,20 +460,17 @@ def gblend_weights(
 def optimal_blend(alignment: Sequence[float], variance: Sequence[float]) -> np.ndarray:
     """Proposition 1, uncorrelated case (Eq. 6), sign-safe: ``w_k ∝ max(g_k, 0) / σ_k²``, sum 1.
 
-    Eq. 17 gives ``w_k = λ g_k / (2σ_k²)`` with the multiplier ``λ = 2 / Σ_k g_k²/σ_k²`` of
-    Eq. 19, which is > 0: the blend's gain ``Σ w_k g_k`` is positive. Rescaling to ``Σ w_k = 1``
-    by a negative sum would flip every sign (a blend whose holdout loss rises), so the loss
-    weights are kept >= 0: with ``w >= 0`` the KKT conditions of Eq. 13 give weight 0 to every
-    head with ``g_k <= 0`` and Eq. 17 to the rest. Equal to :func:`correlated_blend` with a
-    diagonal Σ.
+    Eq. 17's ``w_k = λ g_k / (2σ_k²)`` has ``λ = 2 / Σ_k g_k²/σ_k² > 0`` (Eq. 19): the blend's
+    gain ``Σ w_k g_k`` is positive. Rescaling to sum 1 by a negative ``Σ_k g_k/σ_k²`` would flip
+    every sign, so loss weights are kept >= 0; then the KKT conditions of Eq. 13 give 0 to every
+    head with ``g_k <= 0`` and Eq. 17 to the rest (:func:`correlated_blend` with a diagonal Σ).
 
     Args:
-        alignment: ``g_k = <∇L*, v_k>`` per estimate (the first-order generalization dG_k).
+        alignment: ``g_k = <∇L*, v_k>`` per estimate (the first-order dG_k).
         variance: ``σ_k² = E[<∇L^T - ∇L*, v_k>²]`` per estimate (> 0).
 
     Raises:
-        ValueError: shapes differ, a non-finite value, ``σ_k² <= 0``, or every ``g_k <= 0``
-            (rejected: no blend with weights >= 0 lowers the holdout loss).
+        ValueError: bad shapes or values, or every ``g_k <= 0`` (rejected).
     """
     g, s = _blend_inputs(alignment, variance, "variance")
     if s.shape != g.shape or not np.all(s > 0):
@@ -502,21 +484,20 @@ def optimal_blend(alignment: Sequence[float], variance: Sequence[float]) -> np.n
 def correlated_blend(alignment: Sequence[float], covariance: Any) -> np.ndarray:
     """Proposition 1, correlated case (appendix C), sign-safe: ``w ∝ Σ_SS⁻¹ g_S`` on a support S.
 
-    ``Σ_kj = E[<∇L^T - ∇L*, v_k><∇L^T - ∇L*, v_j>]``. Appendix C's ``w ∝ Σ⁻¹ g`` has the
-    multiplier ``1 / (gᵀΣ⁻¹g) > 0``, but its entries may be negative, and rescaling to sum 1 by
-    a negative sum flips them all. Loss weights are kept >= 0: ``w`` minimizes Eq. 13's
-    ``wᵀΣw`` subject to ``gᵀw = 1`` and ``w >= 0`` over the heads with ``g_k > 0`` (a head whose
-    holdout loss rises gets 0, as in the diagonal form; under an exact Σ it could only help by
-    cancelling others' overfitting through Σ's off-diagonal, the noisiest part of an estimate).
-    By the KKT conditions the minimizer is ``Σ_SS⁻¹ g_S > 0`` on its support S, found by an
-    active-set (Lawson-Hanson) solve. A diagonal Σ gives :func:`optimal_blend`.
+    ``Σ_kj = E[<∇L^T - ∇L*, v_k><∇L^T - ∇L*, v_j>]``. Appendix C's ``w ∝ Σ⁻¹g`` (multiplier
+    ``1/(gᵀΣ⁻¹g) > 0``) may have negative entries, and a negative sum flips them all. Here ``w``
+    minimizes Eq. 13's ``wᵀΣw`` s.t. ``gᵀw = 1``, ``w >= 0``, over the heads with ``g_k > 0``:
+    a head whose holdout loss rises gets 0, as in the diagonal form (with an exact Σ it could
+    only help by cancelling others' overfitting through Σ's off-diagonal, the noisiest part of
+    an estimate). By the KKT conditions ``w_S ∝ Σ_SS⁻¹ g_S > 0`` on its support S (an
+    active-set solve). A diagonal Σ gives :func:`optimal_blend`.
 
     Args:
         alignment: ``g_k = <∇L*, v_k>`` per estimate.
         covariance: the k × k matrix Σ, symmetric positive definite.
 
     Raises:
-        ValueError: a bad Σ, or every ``g_k <= 0`` (rejected, as in :func:`optimal_blend`).
+        ValueError: a bad Σ, or every ``g_k <= 0`` (rejected).
     """
     g, cov = _blend_inputs(alignment, covariance, "covariance")
     if cov.shape != (g.size, g.size):
@@ -553,12 +534,8 @@ def _blend_inputs(alignment: Any, second: Any, name: str) -> tuple[np.ndarray, n
 
 
 def _nonnegative_solve(cov: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """``argmin_{u >= 0} ½uᵀΣu - gᵀu`` (Lawson-Hanson active set in the QP form; Σ is PD).
-
-    Its minimizer is Eq. 13's ``argmin wᵀΣw`` s.t. ``gᵀw = 1, w >= 0`` scaled by a positive
-    factor (the two share their KKT conditions), so a unit-free problem: ``g → a g``,
-    ``Σ → b Σ`` scale u by ``a / b``.
-    """
+    """``argmin_{u >= 0} ½uᵀΣu - gᵀu`` by Lawson-Hanson's active set (Σ positive definite):
+    Eq. 13's minimizer times a positive factor (same KKT conditions); ``a g, b Σ`` give u·a/b."""
     u = np.zeros_like(g)
     free = np.zeros(g.size, dtype=bool)
     tol = 1e-12 * float(np.abs(g).max())
@@ -574,10 +551,11 @@ def _nonnegative_solve(cov: np.ndarray, g: np.ndarray) -> np.ndarray:
             if np.all(s[free] > 0):
                 u = s
                 break
-            bad = free & (s <= 0)
-            step = float(np.min(u[bad] / np.maximum(u[bad] - s[bad], np.finfo(float).tiny)))
-            u = u + step * (s - u)
-            free &= u > 1e-15 * float(u.max(initial=0.0))
+            bad = np.flatnonzero(free & (s <= 0))
+            ratio = u[bad] / np.maximum(u[bad] - s[bad], np.finfo(float).tiny)
+            u = u + ratio.min() * (s - u)
+            u[bad[ratio == ratio.min()]] = 0.0  # the blocking heads leave the support
+            free &= u > 0
             u[~free] = 0.0
     return u
 
