@@ -38,24 +38,22 @@ def _check_values(
     out: dict[str, float] = {}
     for head, value in values.items():
         try:
-            number = float(value)
+            out[head] = float(value)
         except (TypeError, ValueError):
             raise TypeError(
                 f"Parameter `{name}` should map each head to a number. Found {value!r} for head "
                 f"{head!r}."
             ) from None
-        if not math.isfinite(number):
+        if not math.isfinite(out[head]):
             raise ValueError(
-                f"Parameter `{name}` has the non-finite value {number} for head {head!r}. Measure "
-                "a finite loss or error for every head (a diverged head cannot be blended)."
+                f"Parameter `{name}` has the non-finite value {out[head]} for head {head!r}. "
+                "Measure a finite loss or error for every head (a diverged head cannot be blended)."
             )
-        out[head] = number
     if heads is not None and set(out) != set(heads):
-        missing = [h for h in heads if h not in out]
-        extra = [h for h in out if h not in heads]
         raise ValueError(
             f"Parameter `{name}` should hold the same heads as the other measurements "
-            f"{list(heads)}. Missing {missing}, extra {extra}."
+            f"{list(heads)}. Missing {[h for h in heads if h not in out]}, extra "
+            f"{[h for h in out if h not in heads]}."
         )
     return out
 
@@ -230,8 +228,7 @@ class NoiseAwareWeights:
     rejected: str | None = None
 
 
-# How the notes name things: the plain rule speaks of dG and dO², the noise-aware one of the
-# gain and its variance (the notes are kept word for word as before the two were merged).
+# The notes: the plain rule speaks of dG and dO², the noise-aware one of gain and variance.
 _PLAIN_WORDS = {
     "zeroed": "head {h!r}: dG = {g:.6g} <= 0 (did not generalize), weight 0",
     "floored": "head {h!r}: dO² = {v:.3g} floored to {eps:.3g} (eps × the largest dO²)",
@@ -307,14 +304,12 @@ def weight_rule(
     rel = {h: 1.0 if plain else reliability(gain[h], gain_se[h]) for h in heads}  # type: ignore[index]
     total = sum(unnormalized.values())
     if total <= 0.0 or not math.isfinite(total):
-        if plain:
-            weights = (
-                _check_values("fallback", fallback, heads)
-                if fallback is not None
-                else uniform_weights(heads)
-            )
+        if fallback is None:
+            weights = uniform_weights(heads) if plain else p
+        elif plain:
+            weights = _check_values("fallback", fallback, heads)
         else:
-            weights = _normalized(dict(fallback), heads) if fallback is not None else p
+            weights = _normalized(dict(fallback), heads)
         notes.append(
             f"estimate rejected: {words['rejected']}; using the fallback weights "
             + ", ".join(f"{h}={w:.4g}" for h, w in weights.items())
