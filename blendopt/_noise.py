@@ -38,20 +38,18 @@ def mean_and_standard_error(
     block: int | Literal["auto"] = 1,
     weights: Sequence[float] | torch.Tensor | None = None,
 ) -> tuple[float, float]:
-    """Mean of 1-D ``samples`` and its standard error from non-overlapping block means.
+    """Mean of 1-D ``samples`` and its standard error, from non-overlapping block means.
 
-    ``block=1`` is the plain ``std(ddof=1) / sqrt(n)`` of independent samples. Measurements
-    along one run (one per interval of a rolling window) are autocorrelated, and the plain SE
-    then counts the same evidence several times: ``block=m`` cuts them into ``b = n // m``
-    consecutive blocks (the first also takes the ``n mod m`` oldest) and uses the spread of
-    the block means (batch means: consistent for the long-run SE as ``m, b → ∞``);
-    ``"auto"``: ``m = ⌊√n⌋``. ``weights`` (>= 0, e.g. an exponential decay by age) give the
-    weighted mean ``Σ a_i x_i / Σ a_i`` and its linearized SE
-    ``sqrt(b/(b-1) Σ_B (S_B - A_B mean)²) / Σ a`` over blocks (``A_B = Σ_B a_i``,
-    ``S_B = Σ_B a_i x_i``), which equals the plain formulas for equal weights.
+    ``block=1``: the plain ``std(ddof=1) / sqrt(n)`` of independent samples. Measurements along
+    one run are autocorrelated, and the plain SE counts the same evidence several times;
+    ``block=m`` uses the spread of the means of ``b = n // m`` consecutive blocks (the first
+    also takes the ``n mod m`` oldest; batch means, consistent for the long-run SE as
+    ``m, b → ∞``), ``"auto"``: ``m = ⌊√n⌋``. ``weights`` (>= 0, e.g. a decay by age) give
+    ``Σ a_i x_i / Σ a_i`` and the SE ``sqrt(b/(b-1) Σ_B (S_B - A_B mean)²) / Σ a`` with block
+    sums ``A_B = Σ_B a_i``, ``S_B = Σ_B a_i x_i`` (the plain formulas for equal weights).
 
     Returns:
-        ``(mean, se)``; ``se`` is ``inf`` with fewer than 2 blocks (no evidence of precision).
+        ``(mean, se)``; ``se`` is ``inf`` with fewer than 2 blocks.
 
     Raises:
         ValueError: ``samples`` empty, not 1-D or not finite; bad ``block`` or ``weights``.
