@@ -1,19 +1,11 @@
 """The G-Blend math: overfitting, generalization, OGR and the optimal blend weights.
 
-Pure functions over per-head measurements (mappings head -> float). No modules, no data.
-
-Conventions (Wang, Tran, Feiszli, CVPR 2020, §2.2 Eq. 3, Algorithm 1, Proposition 1):
-
-- values are *lower is better* (a loss, or an error such as 1 - top-1); a higher-is-better
-  metric is negated first (``higher_is_better=True``). Only differences of values enter the
-  formulas, so negation is exact for any score (accuracy, mAP, ...), not only for ones in [0, 1];
-- overfitting at a checkpoint ``O = L^V - L^T`` (holdout minus train probe);
-- between checkpoints N and N+n: generalization ``dG = L^V(N) - L^V(N+n)`` and overfitting
-  change ``dO = O(N+n) - O(N)``; ``OGR = dO / dG`` (Eq. 3);
-- weights ``w_k ∝ dG_k / dO_k²`` normalized to sum to 1 (Algorithm 1's last line; Eq. 6,
-  Proposition 1 in the uncorrelated case);
-- a head with ``dG_k <= 0`` did not generalize and gets ``w_k = 0``; ``dO_k²`` is floored at
-  ``eps``; if every weight is 0 the estimate is *rejected*.
+Pure functions over per-head measurements (head -> float), after Wang, Tran, Feiszli (CVPR
+2020): values are lower-is-better (``higher_is_better=True`` negates scores; only differences
+enter, so this is exact for any score); ``O = L^V - L^T``; ``dG = L^V(N) - L^V(N+n)``,
+``dO = O(N+n) - O(N)``, ``OGR = dO / dG`` (Eq. 3); ``w_k ∝ dG_k / dO_k²``, sum 1 (Algorithm
+1; Eq. 6). A head with ``dG_k <= 0`` gets 0; ``dO_k²`` is floored relative to the largest
+(:func:`relative_floor`); if every weight is 0 the estimate is *rejected*.
 """
 
 from __future__ import annotations
@@ -46,24 +38,22 @@ def _check_values(
     out: dict[str, float] = {}
     for head, value in values.items():
         try:
-            number = float(value)
+            out[head] = float(value)
         except (TypeError, ValueError):
             raise TypeError(
                 f"Parameter `{name}` should map each head to a number. Found {value!r} for head "
                 f"{head!r}."
             ) from None
-        if not math.isfinite(number):
+        if not math.isfinite(out[head]):
             raise ValueError(
-                f"Parameter `{name}` has the non-finite value {number} for head {head!r}. Measure "
-                "a finite loss or error for every head (a diverged head cannot be blended)."
+                f"Parameter `{name}` has the non-finite value {out[head]} for head {head!r}. "
+                "Measure a finite loss or error for every head (a diverged head cannot be blended)."
             )
-        out[head] = number
     if heads is not None and set(out) != set(heads):
-        missing = [h for h in heads if h not in out]
-        extra = [h for h in out if h not in heads]
         raise ValueError(
             f"Parameter `{name}` should hold the same heads as the other measurements "
-            f"{list(heads)}. Missing {missing}, extra {extra}."
+            f"{list(heads)}. Missing {[h for h in heads if h not in out]}, extra "
+            f"{[h for h in out if h not in heads]}."
         )
     return out
 
@@ -154,15 +144,17 @@ def blend_estimate(
 ) -> BlendEstimate:
     """G-Blend weights with the full record (Algorithm 1's last line; Eq. 6).
 
-    ``w_k = (dG_k / max(dO_k², eps)) / Z`` for heads with ``dG_k > 0``, else 0, where Z makes
-    the weights sum to 1 (:func:`weight_rule` without standard errors).
+    ``w_k = (dG_k / max(dO_k², eps · max_j dO_j²)) / Z`` for heads with ``dG_k > 0``, else 0,
+    where Z makes the weights sum to 1 (:func:`weight_rule` without standard errors).
 
     Args:
         train_before, holdout_before: per-head values at checkpoint N on T' and V.
         train_after, holdout_after: per-head values at checkpoint N+n on T' and V.
         higher_is_better: the values are scores (accuracy, mAP); they are negated first.
-        eps: floor of dO² (a head that generalizes without overfitting would otherwise get an
-            infinite weight). Must be > 0.
+        eps: relative floor of dO²: ``dO_k²`` is floored at ``eps`` times the largest dO² of
+            a head with dG > 0 (a head that generalizes without overfitting would otherwise get
+            an infinite weight); relative, so the weights do not depend on the loss's units.
+            Must be > 0.
         fallback: the weights to return when the estimate is rejected (every weight 0); uniform
             by default.
         warn: emit one warning per edge rule that applies, at the caller's line:
@@ -177,26 +169,20 @@ def blend_estimate(
     """
     if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
         raise ValueError(f"Parameter `eps` should be a finite number > 0. Found {eps!r}.")
-    raw = {
-        "train_before": _check_values("train_before", train_before),
-    }
+    raw: dict[str, dict[str, float]] = {}
+    for name, values in zip(
+        ("train_before", "holdout_before", "train_after", "holdout_after"),
+        (train_before, holdout_before, train_after, holdout_after),
+        strict=True,
+    ):
+        raw[name] = _check_values(name, values, list(raw["train_before"]) if raw else None)
     heads = list(raw["train_before"])
     if not heads:
         raise ValueError("The measurements should name at least one head. Found none.")
-    raw["holdout_before"] = _check_values("holdout_before", holdout_before, heads)
-    raw["train_after"] = _check_values("train_after", train_after, heads)
-    raw["holdout_after"] = _check_values("holdout_after", holdout_after, heads)
-
     d_g = generalization(
         raw["holdout_before"], raw["holdout_after"], higher_is_better=higher_is_better
     )
-    d_o = overfitting_change(
-        raw["train_before"],
-        raw["holdout_before"],
-        raw["train_after"],
-        raw["holdout_after"],
-        higher_is_better=higher_is_better,
-    )
+    d_o = overfitting_change(*raw.values(), higher_is_better=higher_is_better)
     rule = weight_rule(d_g, {h: d_o[h] ** 2 for h in heads}, eps=eps, fallback=fallback)
     estimate = BlendEstimate(
         weights=rule.weights,
@@ -227,7 +213,7 @@ class NoiseAwareWeights:
         reliability: head -> max(0, 1 - SE² / dG²) (1 without standard errors).
         accepted: False when no head had a positive gain.
         notes: the rules applied, for ``BlendEstimate.notes``.
-        floored: heads whose σ² (dO²) was floored at ``eps``.
+        floored: heads whose σ² (dO²) was floored (:func:`relative_floor`).
         zeroed: heads at final weight 0 because their gain was <= 0.
         rejected: why the estimate was rejected (``None`` when accepted).
     """
@@ -242,16 +228,15 @@ class NoiseAwareWeights:
     rejected: str | None = None
 
 
-# How the notes name things: the plain rule speaks of dG and dO², the noise-aware one of the
-# gain and its variance (the notes are kept word for word as before the two were merged).
+# The notes: the plain rule speaks of dG and dO², the noise-aware one of gain and variance.
 _PLAIN_WORDS = {
     "zeroed": "head {h!r}: dG = {g:.6g} <= 0 (did not generalize), weight 0",
-    "floored": "head {h!r}: dO² = {v:.3g} floored to eps = {eps:.3g}",
+    "floored": "head {h!r}: dO² = {v:.3g} floored to {eps:.3g} (eps × the largest dO²)",
     "rejected": "no head generalized (every dG <= 0)",
 }
 _NOISE_WORDS = {
     "zeroed": "head {h!r}: gain {g:.4g} <= 0, raw weight 0",
-    "floored": "head {h!r}: variance {v:.3g} floored to eps = {eps:.3g}",
+    "floored": "head {h!r}: variance {v:.3g} floored to {eps:.3g} (eps × the largest)",
     "rejected": "no head has a positive gain",
 }
 
@@ -269,9 +254,9 @@ def weight_rule(
 ) -> NoiseAwareWeights:
     """The one weight rule for dG / σ² (Eq. 6; Algorithm 1's last line), with optional shrinkage.
 
-    1. ``raw_k ∝ gain_k / max(variance_k, eps)`` for heads with ``gain_k > 0``, else 0 (the
-       head did not generalize); ``raw`` replaces the formula (e.g. the correlated form of
-       appendix C, negative entries set to 0). If no head has a positive raw weight the
+    1. ``raw_k ∝ gain_k / max(variance_k, relative_floor(...))`` for heads with
+       ``gain_k > 0``, else 0 (the head did not generalize); ``raw`` replaces the formula
+       (e.g. :func:`correlated_blend`'s weights). If no head has a positive raw weight the
        estimate is rejected and ``fallback`` is returned.
     2. With ``gain_se``: ``w_k ∝ c_k raw_k + (1 - c_k) prior_k``, ``c_k = max(0, 1 - se_k² /
        gain_k²)`` (see :mod:`blendopt._noise`); ``gain_se=None`` is the plain rule
@@ -281,7 +266,7 @@ def weight_rule(
     Args:
         gain: head -> dG (or ⟨∇L^V, v_k⟩), higher is better.
         variance: head -> σ_k² (dO² for the plain rule).
-        eps: floor of ``variance``.
+        eps: relative floor of ``variance`` (:func:`relative_floor`).
         gain_se: head -> standard error of ``gain`` (``inf``: unknown, full shrinkage);
             ``None``: no shrinkage.
         prior: weights to shrink toward (normalized); uniform by default.
@@ -302,30 +287,29 @@ def weight_rule(
     floored: list[str] = []
     unnormalized: dict[str, float] = {}
     if raw is None:
+        least = relative_floor(variance, gain, eps)
         for h in heads:
             if gain[h] <= 0.0:
                 unnormalized[h] = 0.0
                 notes.append(words["zeroed"].format(h=h, g=gain[h]))
                 continue
             var = variance[h]
-            if var < eps:
-                notes.append(words["floored"].format(h=h, v=var, eps=eps))
+            if var < least:
+                notes.append(words["floored"].format(h=h, v=var, eps=least))
                 floored.append(h)
-                var = eps
+                var = least
             unnormalized[h] = gain[h] / var
     else:
         unnormalized = {h: max(float(raw[h]), 0.0) for h in heads}
     rel = {h: 1.0 if plain else reliability(gain[h], gain_se[h]) for h in heads}  # type: ignore[index]
     total = sum(unnormalized.values())
     if total <= 0.0 or not math.isfinite(total):
-        if plain:
-            weights = (
-                _check_values("fallback", fallback, heads)
-                if fallback is not None
-                else uniform_weights(heads)
-            )
+        if fallback is None:
+            weights = uniform_weights(heads) if plain else p
+        elif plain:
+            weights = _check_values("fallback", fallback, heads)
         else:
-            weights = _normalized(dict(fallback), heads) if fallback is not None else p
+            weights = _normalized(dict(fallback), heads)
         notes.append(
             f"estimate rejected: {words['rejected']}; using the fallback weights "
             + ", ".join(f"{h}={w:.4g}" for h, w in weights.items())
@@ -361,17 +345,39 @@ def _check_rule_inputs(
             )
     if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
         raise ValueError(f"Parameter `eps` should be a finite number > 0. Found {eps!r}.")
-    k = len(heads)
-    if not (isinstance(floor, (int, float)) and 0.0 <= floor < 1.0 / k):
-        raise ValueError(
-            f"Parameter `floor` should be in [0, 1/{k}) for {k} heads. Found {floor!r}."
-        )
+    check_floor(floor, len(heads))
     for h in heads:
         if not math.isfinite(gain[h]) or math.isnan(variance[h]) or math.isnan(se[h]):
             raise ValueError(
                 f"Head {h!r} has gain {gain[h]}, SE {se[h]}, variance {variance[h]}; "
                 "they should be finite numbers (SE may be inf)."
             )
+
+
+def relative_floor(variance: Values, gain: Values, eps: float) -> float:
+    """The floor of σ_k²: ``eps`` times the largest finite σ_j² of a head with ``gain_j > 0``.
+
+    Relative, so scaling every loss (and so every σ²) leaves the weights unchanged; ``eps``
+    itself when those σ² are all 0 (the floored heads then share one σ², so any value gives the
+    same weights).
+    """
+    scale = max((v for h, v in variance.items() if gain[h] > 0 and math.isfinite(v)), default=0.0)
+    return eps * scale if scale > 0 else eps
+
+
+def check_floor(floor: object, heads: int) -> float:
+    """``floor`` as a float after checking it is in ``[0, 1/K)`` for ``heads`` = K heads.
+
+    Raises:
+        ValueError: ``floor`` is not a number in that range (K·floor >= 1 leaves no weight to
+            distribute).
+    """
+    if not (isinstance(floor, (int, float)) and 0.0 <= floor < 1.0 / heads):
+        raise ValueError(
+            f"Parameter `floor` should be in [0, 1/{heads}) for {heads} heads. Found {floor!r}; "
+            f"lower it below {1.0 / heads:.4g}."
+        )
+    return float(floor)
 
 
 def reliability(gain: float, se: float) -> float:
@@ -420,7 +426,8 @@ def gblend_weights(
     """G-Blend weights ``w_k ∝ dG_k / dO_k²``, summing to 1 (Algorithm 1; Eq. 6).
 
     Each argument maps head -> value (a loss or an error: lower is better, unless
-    ``higher_is_better``). Heads with ``dG_k <= 0`` get weight 0; dO² is floored at ``eps``;
+    ``higher_is_better``). Heads with ``dG_k <= 0`` get weight 0; dO² is floored (``eps``
+    relative to the largest dO², :func:`relative_floor`);
     if no head generalized, a :class:`RejectedEstimateWarning` is emitted and uniform weights
     are returned. :func:`blend_estimate` returns the same weights with the full record.
 
@@ -446,53 +453,53 @@ def gblend_weights(
 
 
 def optimal_blend(alignment: Sequence[float], variance: Sequence[float]) -> np.ndarray:
-    """Proposition 1, uncorrelated case (Eq. 6): ``w_k ∝ <∇L*, v_k> / (2 σ_k²)``, sum 1.
+    """Proposition 1, uncorrelated case (Eq. 6), sign-safe: ``w_k ∝ max(g_k, 0) / σ_k²``, sum 1.
+
+    Eq. 17's ``w_k = λ g_k / (2σ_k²)`` has ``λ = 2 / Σ_k g_k²/σ_k² > 0`` (Eq. 19): the blend's
+    gain ``Σ w_k g_k`` is positive. Rescaling to sum 1 by a negative ``Σ_k g_k/σ_k²`` would flip
+    every sign, so loss weights are kept >= 0; then the KKT conditions of Eq. 13 give 0 to every
+    head with ``g_k <= 0`` and Eq. 17 to the rest (:func:`correlated_blend` with a diagonal Σ).
 
     Args:
-        alignment: ``<∇L*, v_k>`` per estimate (the first-order generalization dG_k).
+        alignment: ``g_k = <∇L*, v_k>`` per estimate (the first-order dG_k).
         variance: ``σ_k² = E[<∇L^T - ∇L*, v_k>²]`` per estimate (> 0).
 
-    Returns:
-        The weights as a numpy array summing to 1.
+    Raises:
+        ValueError: bad shapes or values, or every ``g_k <= 0`` (rejected).
     """
-    g = np.asarray(alignment, dtype=np.float64)
-    s = np.asarray(variance, dtype=np.float64)
-    if g.ndim != 1 or s.shape != g.shape:
+    g, s = _blend_inputs(alignment, variance, "variance")
+    if s.shape != g.shape or not np.all(s > 0):
         raise ValueError(
-            f"Parameters `alignment` and `variance` should be 1-D of equal length. Found shapes "
-            f"{g.shape} and {s.shape}."
-        )
-    if not np.all(np.isfinite(g)) or not np.all(np.isfinite(s)) or np.any(s <= 0):
-        raise ValueError(
-            f"Parameter `variance` should be finite and > 0, `alignment` finite. Found "
+            f"Parameter `variance` should be > 0 with one entry per alignment. Found "
             f"alignment={g.tolist()}, variance={s.tolist()}."
         )
-    w = g / (2.0 * s)
-    return _normalize_sum(w)
+    return _positive_normalized(np.where(g > 0, g / s, 0.0))
 
 
 def correlated_blend(alignment: Sequence[float], covariance: Any) -> np.ndarray:
-    """Proposition 1, correlated case (appendix C): ``w ∝ Σ⁻¹ <∇L*, v>``, sum 1.
+    """Proposition 1, correlated case (appendix C), sign-safe: ``w ∝ Σ_SS⁻¹ g_S`` on a support S.
 
-    ``Σ_kj = E[<∇L^T - ∇L*, v_k><∇L^T - ∇L*, v_j>]``. Unlike the uncorrelated form, the
-    weights may be negative (one estimate's overfitting cancels another's).
+    ``Σ_kj = E[<∇L^T - ∇L*, v_k><∇L^T - ∇L*, v_j>]``. Appendix C's ``w ∝ Σ⁻¹g`` (multiplier
+    ``1/(gᵀΣ⁻¹g) > 0``) may have negative entries, and a negative sum flips them all. Here ``w``
+    minimizes Eq. 13's ``wᵀΣw`` s.t. ``gᵀw = 1``, ``w >= 0``, over the heads with ``g_k > 0``:
+    a head whose holdout loss rises gets 0, as in the diagonal form (with an exact Σ it could
+    only help by cancelling others' overfitting through Σ's off-diagonal, the noisiest part of
+    an estimate). By the KKT conditions ``w_S ∝ Σ_SS⁻¹ g_S > 0`` on its support S (an
+    active-set solve). A diagonal Σ gives :func:`optimal_blend`.
 
     Args:
-        alignment: ``<∇L*, v_k>`` per estimate.
+        alignment: ``g_k = <∇L*, v_k>`` per estimate.
         covariance: the k × k matrix Σ, symmetric positive definite.
 
-    Returns:
-        The weights as a numpy array summing to 1.
+    Raises:
+        ValueError: a bad Σ, or every ``g_k <= 0`` (rejected).
     """
-    g = np.asarray(alignment, dtype=np.float64)
-    cov = np.asarray(covariance, dtype=np.float64)
-    if g.ndim != 1 or cov.shape != (g.size, g.size):
+    g, cov = _blend_inputs(alignment, covariance, "covariance")
+    if cov.shape != (g.size, g.size):
         raise ValueError(
             f"Parameter `covariance` should be a {g.size}×{g.size} matrix matching `alignment`. "
             f"Found shape {cov.shape}."
         )
-    if not np.all(np.isfinite(cov)) or not np.all(np.isfinite(g)):
-        raise ValueError("Parameters `alignment` and `covariance` should be finite.")
     if not np.allclose(cov, cov.T, rtol=1e-8, atol=1e-12 * max(1.0, float(np.abs(cov).max()))):
         raise ValueError("Parameter `covariance` should be symmetric. Found an asymmetric matrix.")
     try:
@@ -500,17 +507,60 @@ def correlated_blend(alignment: Sequence[float], covariance: Any) -> np.ndarray:
     except np.linalg.LinAlgError:
         raise ValueError(
             "Parameter `covariance` should be positive definite. Found a singular or indefinite "
-            "matrix; add a small ridge (covariance + 1e-8 * I) or drop a duplicated estimate."
+            "matrix; add a small ridge (covariance + 1e-8 * trace/k * I) or drop a duplicated "
+            "estimate."
         ) from None
-    w = np.linalg.solve(cov, g)
-    return _normalize_sum(w)
+    w = np.zeros_like(g)
+    rising = g > 0
+    if rising.any():
+        w[rising] = _nonnegative_solve(cov[np.ix_(rising, rising)], g[rising])
+    return _positive_normalized(w)
 
 
-def _normalize_sum(w: np.ndarray) -> np.ndarray:
-    total = float(w.sum())
-    if not math.isfinite(total) or abs(total) < 1e-300:
+def _blend_inputs(alignment: Any, second: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    g = np.asarray(alignment, dtype=np.float64)
+    other = np.asarray(second, dtype=np.float64)
+    if g.ndim != 1 or not np.all(np.isfinite(g)) or not np.all(np.isfinite(other)):
         raise ValueError(
-            f"The unnormalized weights {w.tolist()} sum to {total}; they cannot be normalized to "
-            "sum to 1 (no estimate is aligned with the true gradient)."
+            f"Parameters `alignment` (1-D) and `{name}` should be finite. Found alignment shape "
+            f"{g.shape}."
+        )
+    return g, other
+
+
+def _nonnegative_solve(cov: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``argmin_{u >= 0} ½uᵀΣu - gᵀu`` by Lawson-Hanson's active set (Σ positive definite):
+    Eq. 13's minimizer times a positive factor (same KKT conditions); ``a g, b Σ`` give u·a/b."""
+    u = np.zeros_like(g)
+    free = np.zeros(g.size, dtype=bool)
+    tol = 1e-12 * float(np.abs(g).max())
+    for _ in range(3 * g.size):
+        push = np.where(free, -np.inf, g - cov @ u)
+        j = int(np.argmax(push))
+        if push[j] <= tol:
+            break
+        free[j] = True
+        while True:
+            s = np.zeros_like(g)
+            s[free] = np.linalg.solve(cov[np.ix_(free, free)], g[free])
+            if np.all(s[free] > 0):
+                u = s
+                break
+            bad = np.flatnonzero(free & (s <= 0))
+            ratio = u[bad] / np.maximum(u[bad] - s[bad], np.finfo(float).tiny)
+            u = u + ratio.min() * (s - u)
+            u[bad[ratio == ratio.min()]] = 0.0  # the blocking heads leave the support
+            free &= u > 0
+            u[~free] = 0.0
+    return u
+
+
+def _positive_normalized(w: np.ndarray) -> np.ndarray:
+    total = float(w.sum())
+    if not total > 0:
+        raise ValueError(
+            f"Estimate rejected: no estimate has a positive alignment (unnormalized weights "
+            f"{w.tolist()}); no blend with weights >= 0 lowers the holdout loss. Keep the "
+            "weights in use."
         )
     return w / total

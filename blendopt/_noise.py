@@ -1,23 +1,18 @@
 """Noise-aware G-Blend weights: standard errors of dG and dO, and shrinkage toward a prior.
 
-With holdouts of a few hundred samples the measured dG and dO are noisy, and the OGR weights
-``w_k ∝ dG_k / dO_k²`` (Eq. 6, Proposition 1) then follow the noise: a head whose dO is near 0
-by chance takes all the weight, a head whose dG is negative by chance loses all of it. The rules
-here keep a head whose gain is within noise near the *prior* weights (uniform, or the weights in
-use) instead:
+Small holdouts make dG and dO noisy, and ``w_k ∝ dG_k / σ_k²`` (Eq. 6) then follows the noise.
+:func:`blendopt.functional.weight_rule` keeps a head whose gain is within noise near the prior:
+``c_k = max(0, 1 - SE(dG_k)² / dG_k²)`` (positive-part James-Stein: 0 within one SE, 0.75 at
+two, 0.89 at three), ``w_k ∝ c_k raw_k + (1 - c_k) prior_k``; then an optional ``floor``
+(``w ← floor + (1 - K·floor) w``); no positive gain: rejected.
 
-- ``reliability_k = max(0, 1 - SE(dG_k)² / dG_k²)`` in [0, 1]: the positive-part James-Stein
-  factor of a normal mean with known noise. A gain within one standard error gives 0 (all
-  prior), of two standard errors 0.75, of three 0.89, of ten 0.99.
-- ``raw_k ∝ max(dG_k, 0) / max(σ_k², eps)`` (Proposition 1; σ_k² = dO_k² for the coarse form of
-  Algorithm 1, where the caller adds SE(dO_k)² so an unmeasurably small dO cannot give an
-  unbounded weight), normalized to sum to 1.
-- ``w_k ∝ reliability_k · raw_k + (1 - reliability_k) · prior_k``, normalized: a clear signal
-  gives the raw OGR weights, pure noise gives the prior, never a one-hot vector.
-- optional ``floor``: ``w ← floor + (1 - K·floor) · w``, so every head keeps at least ``floor``
-  and keeps learning (a head at weight 0 can never show a gain again).
-- if no head has a positive gain the estimate is rejected (the fallback weights are kept), as in
-  :func:`blendopt.functional.blend_estimate`.
+Evidence is counted once. The SE must be the one of the statistic the raw weights come from:
+measurements along one run are autocorrelated (and consecutive rolling windows share most of
+them), so their SE comes from block means (:func:`mean_and_standard_error`, ``block="auto"``),
+not from counting them as independent. Shrinkage is the one discount for noise: to smooth over
+time, weight the measurements (``weights=``, e.g. a decay by age) and shrink once with that
+weighted mean's SE; smoothing the shrunk weights again discounts the same noise twice (and with
+the previous weights as prior pulls toward them twice).
 """
 
 from __future__ import annotations
@@ -25,7 +20,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -37,17 +32,27 @@ from blendopt._warnings import RejectedEstimateWarning
 Values = Mapping[str, float]
 
 
-def mean_and_standard_error(samples: Sequence[float] | torch.Tensor) -> tuple[float, float]:
-    """Mean and standard error of the mean, ``std(ddof=1) / sqrt(n)``, of 1-D ``samples``.
+def mean_and_standard_error(
+    samples: Sequence[float] | torch.Tensor,
+    *,
+    block: int | Literal["auto"] = 1,
+    weights: Sequence[float] | torch.Tensor | None = None,
+) -> tuple[float, float]:
+    """Mean of 1-D ``samples`` and its standard error, from non-overlapping block means.
 
-    Args:
-        samples: the measurements (one per sample, step or window).
+    ``block=1``: the plain ``std(ddof=1) / sqrt(n)`` of independent samples. Measurements along
+    one run are autocorrelated, and the plain SE counts the same evidence several times;
+    ``block=m`` uses the spread of the means of ``b = n // m`` consecutive blocks (the first
+    also takes the ``n mod m`` oldest; batch means, consistent for the long-run SE as
+    ``m, b → ∞``), ``"auto"``: ``m = ⌊√n⌋``. ``weights`` (>= 0, e.g. a decay by age) give
+    ``Σ a_i x_i / Σ a_i`` and the SE ``sqrt(b/(b-1) Σ_B (S_B - A_B mean)²) / Σ a`` with block
+    sums ``A_B = Σ_B a_i``, ``S_B = Σ_B a_i x_i`` (the plain formulas for equal weights).
 
     Returns:
-        ``(mean, se)``; ``se`` is ``inf`` with fewer than 2 samples (no evidence of precision).
+        ``(mean, se)``; ``se`` is ``inf`` with fewer than 2 blocks.
 
     Raises:
-        ValueError: ``samples`` is empty, not 1-D, or not finite.
+        ValueError: ``samples`` empty, not 1-D or not finite; bad ``block`` or ``weights``.
     """
     x = torch.as_tensor(samples, dtype=torch.float64).detach().cpu()
     if x.ndim != 1 or x.numel() == 0:
@@ -56,7 +61,24 @@ def mean_and_standard_error(samples: Sequence[float] | torch.Tensor) -> tuple[fl
         )
     if not bool(torch.isfinite(x).all()):
         raise ValueError("Parameter `samples` holds non-finite values; measure finite values.")
-    return _moments_to_mean_se(float(x.numel()), float(x.sum()), float((x * x).sum()))
+    n = x.numel()
+    a = torch.ones_like(x) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+    if a.shape != x.shape or not bool(torch.isfinite(a).all() and (a >= 0).all() and a.sum() > 0):
+        raise ValueError(
+            f"Parameter `weights` should hold {n} finite values >= 0 with a positive sum."
+        )
+    m = max(1, math.isqrt(n)) if block == "auto" else block
+    if not isinstance(m, int) or isinstance(m, bool) or m < 1:
+        raise ValueError(f"Parameter `block` should be an int >= 1 or 'auto'. Found {block!r}.")
+    ids = (torch.arange(n) - n % m).clamp(min=0) // m
+    big_a = torch.zeros(n // m or 1, dtype=torch.float64).index_add_(0, ids, a)
+    big_s = torch.zeros_like(big_a).index_add_(0, ids, a * x)
+    mean = float(big_s.sum() / big_a.sum())
+    b = n // m
+    if b < 2:
+        return mean, math.inf
+    var = float(((big_s - big_a * mean) ** 2).sum()) * b / (b - 1) / float(big_a.sum()) ** 2
+    return mean, math.sqrt(var)
 
 
 def _moments_to_mean_se(n: float, total: float, total_sq: float) -> tuple[float, float]:
@@ -107,6 +129,32 @@ def _per_sample(name: str, values: Mapping[str, torch.Tensor], heads: Sequence[s
     return out
 
 
+def _paired_moments(
+    train_before: Mapping[str, torch.Tensor],
+    holdout_before: Mapping[str, torch.Tensor],
+    train_after: Mapping[str, torch.Tensor],
+    holdout_after: Mapping[str, torch.Tensor],
+) -> tuple[list[str], dict[str, tuple[float, float]]]:
+    """The heads and, in one reduction over the ranks, mean and SE of each side (``tb:h``,
+    ``vb:h``, ``ta:h``, ``va:h``) and of the paired differences ``V:h`` and ``T:h``."""
+    tb = _per_sample("train_before", train_before, None)
+    heads = list(tb)
+    vb = _per_sample("holdout_before", holdout_before, heads)
+    ta = _per_sample("train_after", train_after, heads)
+    va = _per_sample("holdout_after", holdout_after, heads)
+    columns = {}
+    for h in heads:
+        for name, before, after in (("holdout", vb[h], va[h]), ("train", tb[h], ta[h])):
+            if before.numel() != after.numel():
+                raise ValueError(
+                    f"Head {h!r}: {before.numel()} {name} samples before and {after.numel()} "
+                    "after; measure the same samples (same loader and seed) at both checkpoints."
+                )
+        columns.update({f"V:{h}": vb[h] - va[h], f"T:{h}": ta[h] - tb[h]})
+        columns.update({f"tb:{h}": tb[h], f"vb:{h}": vb[h], f"ta:{h}": ta[h], f"va:{h}": va[h]})
+    return heads, reduced_moments(columns)
+
+
 def paired_standard_errors(
     train_before: Mapping[str, torch.Tensor],
     holdout_before: Mapping[str, torch.Tensor],
@@ -118,10 +166,8 @@ def paired_standard_errors(
     The same holdout samples are measured before and after (paired), so
     ``dG = mean_i (V_before_i - V_after_i)`` has ``SE(dG) = std(V_before - V_after) / sqrt(n_V)``;
     the train probe is paired the same way and independent of V, so
-    ``dO = mean(V_after - V_before) - mean(T_after - T_before)`` has
     ``SE(dO)² = SE(dG)² + SE(T_after - T_before)²``. Under ``torch.distributed`` the sums are
-    reduced over every rank (each rank passes its own samples), so every rank gets the same values.
-    Negating a higher-is-better metric does not change a standard error.
+    reduced over every rank (each passes its own samples); every rank gets the same values.
 
     Args:
         train_before, holdout_before, train_after, holdout_after: head -> 1-D tensor of
@@ -134,25 +180,9 @@ def paired_standard_errors(
         TypeError: a value is not a 1-D tensor.
         ValueError: heads or sample counts differ between before and after.
     """
-    tb = _per_sample("train_before", train_before, None)
-    heads = list(tb)
-    vb = _per_sample("holdout_before", holdout_before, heads)
-    ta = _per_sample("train_after", train_after, heads)
-    va = _per_sample("holdout_after", holdout_after, heads)
-    diffs = {}
-    for h in heads:
-        for name, before, after in (("holdout", vb[h], va[h]), ("train", tb[h], ta[h])):
-            if before.numel() != after.numel():
-                raise ValueError(
-                    f"Head {h!r}: {before.numel()} {name} samples before and {after.numel()} "
-                    "after; measure the same samples (same loader and seed) at both checkpoints."
-                )
-        diffs[f"V:{h}"] = vb[h] - va[h]
-        diffs[f"T:{h}"] = ta[h] - tb[h]
-    moments = reduced_moments(diffs)
-    se_g = {h: moments[f"V:{h}"][1] for h in heads}
-    se_o = {h: math.hypot(moments[f"V:{h}"][1], moments[f"T:{h}"][1]) for h in heads}
-    return se_g, se_o
+    heads, m = _paired_moments(train_before, holdout_before, train_after, holdout_after)
+    se_g = {h: m[f"V:{h}"][1] for h in heads}
+    return se_g, {h: math.hypot(se_g[h], m[f"T:{h}"][1]) for h in heads}
 
 
 def noise_aware_weights(
@@ -169,7 +199,8 @@ def noise_aware_weights(
     """Proposition 1 weights shrunk toward ``prior`` where the gain is within noise.
 
     :func:`blendopt.functional.weight_rule` with standard errors (see it for every argument):
-    ``raw_k ∝ max(gain_k, 0) / max(variance_k, eps)`` (Eq. 6), ``w_k ∝ c_k raw_k + (1 - c_k)
+    ``raw_k ∝ max(gain_k, 0) / variance_k`` (Eq. 6; ``variance`` floored at ``eps`` times the
+    largest), ``w_k ∝ c_k raw_k + (1 - c_k)
     prior_k`` with ``c_k = max(0, 1 - gain_se_k² / gain_k²)``, then ``w ← floor + (1 - K·floor)
     w``. ``variance`` is σ_k² (dO² + SE(dO)², or the mean of ⟨∇L^T - ∇L^V, v_k⟩²); ``fallback``
     (returned when no gain is positive) defaults to ``prior``.
@@ -209,7 +240,7 @@ def noise_aware_estimate(
         train_before, holdout_before, train_after, holdout_after: head -> 1-D tensor of
             per-sample values on T' and V (:func:`blendopt.functional.measure_per_sample`), paired.
         higher_is_better: the values are scores; they are negated first.
-        eps: floor of σ_k².
+        eps: relative floor of σ_k² (:func:`blendopt.functional.weight_rule`).
         fallback: weights when rejected (no head with dG > 0); uniform by default.
         warn: emit :class:`RejectedEstimateWarning` when the estimate is rejected.
         **shrinkage: deprecated: ``prior`` (the weights heads within noise are shrunk
@@ -222,28 +253,17 @@ def noise_aware_estimate(
     """
     prior, floor = _deprecated_shrinkage(shrinkage)
     sign = -1.0 if higher_is_better else 1.0
-    tb = _per_sample("train_before", train_before, None)
-    heads = list(tb)
-    vb = _per_sample("holdout_before", holdout_before, heads)
-    ta = _per_sample("train_after", train_after, heads)
-    va = _per_sample("holdout_after", holdout_after, heads)
-    se_g, se_o = paired_standard_errors(tb, vb, ta, va)
-    means = reduced_moments(
-        {
-            f"{name}:{h}": values[h]
-            for name, values in (("tb", tb), ("vb", vb), ("ta", ta), ("va", va))
-            for h in heads
-        }
-    )
-    m = {key: value[0] for key, value in means.items()}
+    heads, moments = _paired_moments(train_before, holdout_before, train_after, holdout_after)
+    m = {key: value[0] for key, value in moments.items()}
     raw = {
-        "train_before": {h: m[f"tb:{h}"] for h in heads},
-        "holdout_before": {h: m[f"vb:{h}"] for h in heads},
-        "train_after": {h: m[f"ta:{h}"] for h in heads},
-        "holdout_after": {h: m[f"va:{h}"] for h in heads},
+        f"{side}_{when}": {h: m[f"{key}{when[0]}:{h}"] for h in heads}
+        for when in ("before", "after")
+        for side, key in (("train", "t"), ("holdout", "v"))
     }
-    d_g = {h: sign * (m[f"vb:{h}"] - m[f"va:{h}"]) for h in heads}
-    d_o = {h: sign * ((m[f"va:{h}"] - m[f"ta:{h}"]) - (m[f"vb:{h}"] - m[f"tb:{h}"])) for h in heads}
+    se_g = {h: moments[f"V:{h}"][1] for h in heads}
+    se_o = {h: math.hypot(se_g[h], moments[f"T:{h}"][1]) for h in heads}
+    d_g = {h: sign * m[f"V:{h}"] for h in heads}
+    d_o = {h: -sign * (m[f"V:{h}"] + m[f"T:{h}"]) for h in heads}  # (va - ta) - (vb - tb)
     variance = {h: d_o[h] ** 2 + se_o[h] ** 2 for h in heads}
     p = dict(prior) if prior is not None else {h: 1.0 / len(heads) for h in heads}
     result = noise_aware_weights(

@@ -76,7 +76,8 @@ def test_negative_generalization_gets_zero_weight():
 
 
 def test_zero_overfitting_change_is_floored():
-    # rgb: train and holdout drop by the same 0.5 -> dO = 0, dG = 0.5 -> 0.5 / eps.
+    # rgb: train and holdout drop by the same 0.5 -> dO = 0, dG = 0.5 -> 0.5 / (eps · 1.96):
+    # the floor is relative to the largest dO² of a head with dG > 0 (audio's 1.4²).
     t1 = dict(T1, rgb=1.5)
     v1 = dict(V1, rgb=1.6)
     eps = 1e-4
@@ -88,7 +89,7 @@ def test_zero_overfitting_change_is_floored():
     assert "'rgb'" in str(caught[0].message)
     assert "floored" in str(caught[0].message)
     assert caught[0].filename == __file__  # points at the caller's line
-    raw = {"rgb": 0.5 / eps, "audio": 0.1 / 1.96, "fused": 0.5 / 0.49}
+    raw = {"rgb": 0.5 / (eps * 1.96), "audio": 0.1 / 1.96, "fused": 0.5 / 0.49}
     z = sum(raw.values())
     assert est.weights == pytest.approx({h: v / z for h, v in raw.items()})
     assert any("'rgb'" in n and "floored" in n for n in est.notes)
@@ -173,44 +174,53 @@ def test_gblend_weights_is_proposition_1_with_first_order_estimates():
 
 
 def _numerical_minimizer(g, cov):
-    """argmin wᵀ Σ w s.t. <w, g> = 1 (appendix C, Eq. 12-14), by SLSQP."""
-    k = len(g)
+    """argmin wᵀ Σ w s.t. <w, g> = 1 and w >= 0, w = 0 where g <= 0 (appendix C, Eq. 12-14,
+    with loss weights kept >= 0), by SLSQP."""
+    bounds = [(0.0, None) if gk > 0 else (0.0, 0.0) for gk in g]
     result = minimize(
         lambda w: w @ cov @ w,
-        x0=np.full(k, 1.0 / g.sum()),
+        x0=np.where(g > 0, 1.0 / g[g > 0].sum(), 0.0),
         jac=lambda w: 2 * cov @ w,
+        bounds=bounds,
         constraints=[{"type": "eq", "fun": lambda w: w @ g - 1.0, "jac": lambda w: g}],
         method="SLSQP",
         options={"ftol": 1e-15, "maxiter": 1000},
     )
     assert result.success, result.message
-    return result.x
+    return np.clip(result.x, 0.0, None)
+
+
+def _random_problem(rng, mixed):
+    k = int(rng.integers(2, 7))
+    g = rng.normal(size=k) if mixed else rng.uniform(0.1, 2.0, size=k)
+    g[0] = abs(g[0]) + 0.1  # at least one positive alignment
+    a = rng.normal(size=(k, k))
+    return g, a @ a.T + 0.5 * np.eye(k)
 
 
 @pytest.mark.parametrize("seed", range(8))
 def test_proposition_1_uncorrelated_matches_numerical_minimizer(seed):
     rng = np.random.default_rng(seed)
-    k = int(rng.integers(2, 6))
-    g = rng.uniform(0.1, 2.0, size=k)
-    sigma2 = rng.uniform(0.05, 3.0, size=k)
+    g, _ = _random_problem(rng, mixed=seed % 2 == 1)
+    sigma2 = rng.uniform(0.05, 3.0, size=g.size)
     w_num = _numerical_minimizer(g, np.diag(sigma2))
     np.testing.assert_allclose(optimal_blend(g, sigma2), w_num / w_num.sum(), rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_proposition_1_correlated_matches_numerical_minimizer(seed):
+@pytest.mark.parametrize(("seed", "mixed"), [(s, m) for s in range(8) for m in (False, True)])
+def test_proposition_1_correlated_matches_numerical_minimizer(seed, mixed):
     rng = np.random.default_rng(100 + seed)
-    k = int(rng.integers(2, 6))
-    g = rng.uniform(0.1, 2.0, size=k)
-    a = rng.normal(size=(k, k))
-    cov = a @ a.T + 0.5 * np.eye(k)
+    g, cov = _random_problem(rng, mixed)
     w_num = _numerical_minimizer(g, cov)
     w = correlated_blend(g, cov)
     np.testing.assert_allclose(w, w_num / w_num.sum(), rtol=1e-5, atol=1e-6)
-    # The closed form beats (or ties) random feasible points.
+    assert np.all(w >= 0)
+    assert np.all(w[g <= 0] == 0)
+    assert w @ g > 0  # the blend's holdout loss falls
+    # The solve beats (or ties) random feasible points: w >= 0, 0 where g <= 0.
     scaled = w / (w @ g)
     for _ in range(20):
-        other = rng.normal(size=k)
+        other = np.where(g > 0, rng.uniform(size=g.size), 0.0)
         other = other / (other @ g)
         assert scaled @ cov @ scaled <= other @ cov @ other + 1e-12
 
@@ -254,7 +264,8 @@ def test_one_weight_rule_plain_is_shrinkage_with_standard_error_zero():
     assert plain.zeroed == ("b",)
     assert plain.floored == ("c",)
     assert plain.weights["b"] == 0.0
-    assert plain.weights["c"] == pytest.approx(0.2 / 1e-8 / (0.4 / 0.3 + 0.2 / 1e-8))
+    floor = 1e-8 * 0.3  # eps times the largest variance of a head with a positive gain
+    assert plain.weights["c"] == pytest.approx(0.2 / floor / (0.4 / 0.3 + 0.2 / floor))
     shrunk = noise_aware_weights(gain, dict.fromkeys(gain, 0.0), variance, eps=1e-8)
     assert shrunk.weights == pytest.approx(plain.weights, rel=1e-15)
     assert shrunk.zeroed == plain.zeroed
@@ -263,3 +274,115 @@ def test_one_weight_rule_plain_is_shrinkage_with_standard_error_zero():
     assert not rejected.accepted
     assert rejected.rejected == "no head generalized (every dG <= 0)"
     assert rejected.weights == {"a": 0.5, "b": 0.5}
+
+
+# -- sign-safe Proposition 1 (issue 14) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("g", "cov", "expected"),
+    [
+        # Prop. 1 unnormalized: Σ⁻¹g = (1, -3) sums to -2; dividing by it gave (-0.5, 1.5).
+        ([1.0, -3.0], np.eye(2), [1.0, 0.0]),
+        # the issue's gains: (-0.25, 1.5, -0.25) after the division, {0, 1, 0} after clipping.
+        ([0.5, -3.0, 0.5], np.eye(3), [0.5, 0.0, 0.5]),
+        # a zero gain: no weight; the other head takes all.
+        ([0.0, 2.0], np.diag([1.0, 4.0]), [0.0, 1.0]),
+        # positive gains, but Σ⁻¹g = (0.55, -0.4)/0.19: the constrained optimum is (1, 0), since
+        # head 2's KKT multiplier g_2 - (Σu)_2 = 0.5 - 0.9 < 0 at u = (1, 0).
+        ([1.0, 0.5], np.array([[1.0, 0.9], [0.9, 1.0]]), [1.0, 0.0]),
+        # support {1, 2}: Σ_SS = I gives (1, 1); head 3: 0.2 - (0.5 + 0.5) < 0 stays out.
+        (
+            [1.0, 1.0, 0.2],
+            np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.5, 0.5, 1.0]]),
+            [0.5, 0.5, 0.0],
+        ),
+    ],
+)
+def test_proposition_1_is_sign_safe_by_hand(g, cov, expected):
+    np.testing.assert_allclose(correlated_blend(g, cov), expected, atol=1e-12)
+    if np.count_nonzero(cov - np.diag(np.diag(cov))) == 0:
+        np.testing.assert_allclose(optimal_blend(g, np.diag(cov)), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("g", [[-1.0, -3.0], [0.0, -0.5], [0.0, 0.0]])
+def test_all_nonpositive_alignment_is_rejected_in_both_forms(g):
+    with pytest.raises(ValueError, match="rejected"):
+        optimal_blend(g, [1.0, 2.0])
+    with pytest.raises(ValueError, match="rejected"):
+        correlated_blend(g, np.array([[1.0, -0.5], [-0.5, 1.0]]))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_diagonal_and_correlated_forms_agree_for_mixed_signs(seed):
+    rng = np.random.default_rng(200 + seed)
+    g, _ = _random_problem(rng, mixed=True)
+    s = rng.uniform(0.05, 3.0, size=g.size)
+    w = optimal_blend(g, s)
+    np.testing.assert_allclose(correlated_blend(g, np.diag(s)), w, rtol=1e-12, atol=1e-15)
+    expected = np.where(g > 0, g / s, 0.0)
+    np.testing.assert_allclose(w, expected / expected.sum(), rtol=1e-12)
+
+
+@pytest.mark.parametrize(("a", "b"), [(1e-3, 1e-6), (7.0, 0.01), (1e4, 1e8)])
+def test_proposition_1_is_unit_free(a, b):
+    rng = np.random.default_rng(5)
+    g, cov = _random_problem(rng, mixed=True)
+    np.testing.assert_allclose(
+        correlated_blend(a * g, b * cov), correlated_blend(g, cov), rtol=1e-9
+    )
+    s = np.diag(cov)
+    np.testing.assert_allclose(optimal_blend(a * g, b * s), optimal_blend(g, s), rtol=1e-12)
+
+
+# -- the relative floor and the floor check (issue 14) ----------------------------------------
+
+
+def test_scaling_every_loss_leaves_the_weights_unchanged():
+    # rgb's dO is 0 (floored); scale every measurement by 1e-3: dG by 1e-3, dO² by 1e-6. An
+    # absolute floor (eps = 1e-8 on dO²) gave rgb 0.5/1e-8 in one unit and 5e-4/1e-8 in the other.
+    t1, v1 = dict(T1, rgb=1.5), dict(V1, rgb=1.6)
+    scaled = [{h: 1e-3 * v for h, v in m.items()} for m in (T0, V0, t1, v1)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FlooredOverfittingWarning)
+        base = blend_estimate(T0, V0, t1, v1)
+        small = blend_estimate(*scaled)
+    assert small.floored == base.floored == ("rgb",)
+    assert small.weights == pytest.approx(base.weights, rel=1e-9)
+    # The same for the noise-aware rule: gains × 1e-3, their SEs × 1e-3, variances × 1e-6.
+    from blendopt.functional import noise_aware_weights
+
+    gain, se = {"a": 0.4, "b": 0.1, "c": 0.2}, {"a": 0.1, "b": 0.05, "c": 0.02}
+    var = {"a": 0.3, "b": 0.0, "c": 0.5}
+    one = noise_aware_weights(gain, se, var, eps=1e-12)
+    milli = noise_aware_weights(
+        {h: 1e-3 * v for h, v in gain.items()},
+        {h: 1e-3 * v for h, v in se.items()},
+        {h: 1e-6 * v for h, v in var.items()},
+        eps=1e-12,
+    )
+    assert one.floored == milli.floored == ("b",)
+    assert milli.weights == pytest.approx(one.weights, rel=1e-9)
+
+
+def test_floor_of_zero_variances_everywhere_gives_weights_by_gain():
+    from blendopt.functional import weight_rule
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rule = weight_rule({"a": 3.0, "b": 1.0, "c": -1.0}, {"a": 0.0, "b": 0.0, "c": 5.0})
+    assert rule.weights == pytest.approx({"a": 0.75, "b": 0.25, "c": 0.0})
+    assert rule.floored == ("a", "b")
+
+
+@pytest.mark.parametrize(
+    ("floor", "heads", "ok"), [(0.3, 3, True), (0.34, 3, False), (0.49, 2, True)]
+)
+def test_check_floor_against_one_over_k(floor, heads, ok):
+    from blendopt._math import check_floor
+
+    if ok:
+        assert check_floor(floor, heads) == floor
+    else:
+        with pytest.raises(ValueError, match=r"\[0, 1/3\).*0\.34.*lower it below 0\.3333"):
+            check_floor(floor, heads)

@@ -162,3 +162,68 @@ def test_blend_estimate_serializes_the_noise_fields():
     assert BlendEstimate.from_dict(data) == est
     old = {k: v for k, v in data.items() if k not in ("generalization_se", "prior")}
     assert BlendEstimate.from_dict(old).generalization_se is None
+
+
+# -- honest standard errors: block means (issue 14) -------------------------------------------
+
+
+def _ar1(phi, n, seed):
+    rng = np.random.default_rng(seed)
+    e = rng.normal(size=n)
+    x = np.empty(n)
+    x[0] = e[0] / math.sqrt(1 - phi**2)  # stationary start
+    for t in range(1, n):
+        x[t] = phi * x[t - 1] + e[t]
+    return x
+
+
+@pytest.mark.parametrize("phi", [0.5, 0.8])
+def test_block_standard_error_converges_to_the_long_run_standard_error_of_ar1(phi):
+    # x_t = φ x_{t-1} + ε_t, Var ε = 1: long-run variance 1/(1-φ)², so SE(mean) = 1/((1-φ)√n).
+    n = 2**14
+    truth = 1.0 / ((1.0 - phi) * math.sqrt(n))
+    ratios = [mean_and_standard_error(_ar1(phi, n, s), block="auto")[1] / truth for s in range(8)]
+    assert np.mean(ratios) == pytest.approx(1.0, abs=0.06)
+    # The plain SE counts correlated measurements as independent: √((1-φ)/(1+φ)) of the truth.
+    plain = mean_and_standard_error(_ar1(phi, n, 0))[1] / truth
+    assert plain == pytest.approx(math.sqrt((1 - phi) / (1 + phi)), rel=0.1)
+
+
+def test_block_standard_error_matches_the_plain_one_on_independent_data():
+    x = np.random.default_rng(3).normal(size=2**14)
+    mean, plain = mean_and_standard_error(x)
+    same_mean, blocked = mean_and_standard_error(x, block="auto")
+    assert same_mean == pytest.approx(mean, rel=1e-12)
+    assert blocked == pytest.approx(plain, rel=0.15)
+    assert mean_and_standard_error(x, block=1) == (mean, plain)
+
+
+def test_block_means_by_hand():
+    # n = 7, block 3: blocks [1, 2, 3, 4] (the oldest remainder joins the first), [5, 6, 7].
+    # A = (4, 3), S = (10, 18), mean 4; S - A·mean = (-6, 6); se² = 2/1 · 72 / 7² .
+    mean, se = mean_and_standard_error([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], block=3)
+    assert mean == pytest.approx(4.0)
+    assert se == pytest.approx(math.sqrt(2 * 72) / 7)
+    assert mean_and_standard_error([1.0, 2.0, 3.0], block=2)[1] == math.inf  # one block
+
+
+def test_weighted_mean_and_its_standard_error():
+    # Equal weights change nothing; exponential weights give Σa x / Σa and, on independent
+    # data, σ √(Σa²) / Σa.
+    x = np.random.default_rng(4).normal(size=4096)
+    assert mean_and_standard_error(x, weights=np.full(x.size, 3.0)) == pytest.approx(
+        mean_and_standard_error(x)
+    )
+    a = 0.999 ** np.arange(x.size)[::-1]
+    mean, se = mean_and_standard_error(x, weights=a)
+    assert mean == pytest.approx(float(a @ x / a.sum()))
+    assert se == pytest.approx(math.sqrt((a**2).sum()) / a.sum(), rel=0.1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"block": 0}, "block"), ({"block": "big"}, "block"), ({"weights": [1.0, -1.0]}, "weights")],
+)
+def test_bad_block_or_weights_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        mean_and_standard_error([1.0, 2.0], **kwargs)
