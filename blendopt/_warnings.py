@@ -96,8 +96,8 @@ def warn_estimate(estimate: BlendEstimate, label: str) -> None:
     if estimate.floored:
         heads = ", ".join(repr(h) for h in estimate.floored)
         warn(
-            f"{label}: dO² floored to eps for head(s) {heads}. Their weight is dG / eps; if dO "
-            "is below the measurement's resolution, raise eps to about (1/|V|)² for an error "
-            "metric.",
+            f"{label}: dO² floored to eps × the largest dO² for head(s) {heads}, so their "
+            "weight is large; if dO is below the measurement's resolution (an error metric on a "
+            "small holdout), use noise-aware weights (noise_aware=True) or a larger holdout.",
             FlooredOverfittingWarning,
         )

@@ -40,8 +40,8 @@ class DivergedCopyWarning(ZeroedHeadWarning):
 
 
 class FlooredOverfittingWarning(BlendWarning):
-    """An estimate floored a head's dO² at ``eps`` (it generalized without measurable
-    overfitting); its weight is dG / eps."""
+    """An estimate floored a head's dO² at ``eps`` × the largest dO² (it generalized without
+    measurable overfitting), which gives that head a large weight."""
 
 
 class WeightSumWarning(BlendWarning):
