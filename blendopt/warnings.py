@@ -15,6 +15,7 @@ __all__ = [
     "BlendWarning",
     "DivergedCopyWarning",
     "FlooredOverfittingWarning",
+    "NoEstimateWarning",
     "NonFiniteLossWarning",
     "RejectedEstimateWarning",
     "UnblendedStepWarning",
@@ -42,6 +43,10 @@ class DivergedCopyWarning(ZeroedHeadWarning):
 class FlooredOverfittingWarning(BlendWarning):
     """An estimate floored a head's dO² at ``eps`` (it generalized without measurable
     overfitting); its weight is dG / eps."""
+
+
+class NoEstimateWarning(BlendWarning):
+    """A run checkpointed (``state_dict()``) with no G-Blend estimate made yet; says why."""
 
 
 class WeightSumWarning(BlendWarning):

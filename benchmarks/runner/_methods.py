@@ -73,7 +73,7 @@ class EstimatorContext:
 
 
 EstimatorFactory = Callable[[EstimatorContext], blendopt.Estimator]
-ScheduleFactory = Callable[[int], blendopt.Schedule]
+ScheduleFactory = Callable[[int], "blendopt.Schedule | None"]  # None: the estimator's default
 
 
 def retrain_estimator(ctx: EstimatorContext) -> blendopt.RetrainEstimator:
@@ -103,10 +103,10 @@ def rolling_estimator(ctx: EstimatorContext) -> blendopt.RollingEstimator:
     )
 
 
-def rolling_schedule(epochs: int) -> blendopt.Online:
-    """The rolling estimator's default schedule: re-estimate every 50 steps (any ``epochs``)."""
+def rolling_schedule(epochs: int) -> None:
+    """``None``: the rolling estimator's own default schedule (first estimate once its window
+    is full, then every 50 steps; any ``epochs``)."""
     del epochs
-    return blendopt.Online(every=50, unit="step")
 
 
 def offline_schedule(epochs: int) -> blendopt.Offline:
@@ -254,6 +254,20 @@ for _method in (
         estimator=rolling_estimator,
         schedule=rolling_schedule,
         summary="G-Blend, blendopt.RollingEstimator defaults (per-head gradients, no copies)",
+    ),
+    Method(
+        "gblend_rolling_all",
+        "gblend",
+        estimator=lambda ctx: blendopt.RollingEstimator(
+            ctx.model,
+            ctx.loss_fn,
+            ctx.holdout,
+            probe=ctx.probe,
+            mode=blendopt.GradientMode(params="all"),
+            seed=ctx.seed,
+        ),
+        schedule=rolling_schedule,
+        summary="G-Blend, RollingEstimator with whole-sub-network scopes (params='all')",
     ),
 ):
     register_method(_method)
