@@ -255,20 +255,6 @@ for _method in (
         schedule=rolling_schedule,
         summary="G-Blend, blendopt.RollingEstimator defaults (per-head gradients, no copies)",
     ),
-    Method(
-        "gblend_rolling_all",
-        "gblend",
-        estimator=lambda ctx: blendopt.RollingEstimator(
-            ctx.model,
-            ctx.loss_fn,
-            ctx.holdout,
-            probe=ctx.probe,
-            mode=blendopt.GradientMode(params="all"),
-            seed=ctx.seed,
-        ),
-        schedule=rolling_schedule,
-        summary="G-Blend, RollingEstimator with whole-sub-network scopes (params='all')",
-    ),
 ):
     register_method(_method)
 
