@@ -14,8 +14,9 @@ from blendopt._estimators import EstimateRequest, Estimator, FixedWeights
 from blendopt._finite import NonFiniteMonitor
 from blendopt._math import BlendEstimate, uniform_weights
 from blendopt._schedule import Schedule
-from blendopt._warnings import deferred_estimate_warnings, warn_estimate
+from blendopt._warnings import deferred_estimate_warnings, warn, warn_estimate
 from blendopt._weighting import BlendWeights, check_weights
+from blendopt.warnings import NoEstimateWarning
 
 
 class EstimationController:
@@ -25,7 +26,9 @@ class EstimationController:
     decides when an estimate is due (Algorithm 2: once at position 0; Algorithm 3: at every
     super-epoch start), runs it, applies accepted weights, warns once per estimate event
     (naming the estimate's index and epoch), and records every weight change in
-    :attr:`history`.
+    :attr:`history`. A due estimate the estimator cannot make yet (its ``waiting_for()``
+    gives a reason) is recorded as ``kind="waiting"``, never as ``"estimate"``, and a
+    checkpoint (:meth:`state_dict`) with no estimate made warns once with that reason.
 
     Args:
         weights: the weights in use (changed in place).
@@ -58,6 +61,7 @@ class EstimationController:
         self.steps = 0
         self.estimates = 0
         self.last_estimate_position = -1
+        self._warned_no_estimate = False
 
     @property
     def heads(self) -> list[str]:
@@ -134,6 +138,7 @@ class EstimationController:
             steps_done=self.steps,
             epochs_done=self.epochs_started,
         )
+        waiting = _waiting_for(self.estimator)
         start = time.perf_counter()
         with deferred_estimate_warnings():
             estimate = self.estimator.estimate(request)
@@ -142,9 +147,18 @@ class EstimationController:
                 f"{type(self.estimator).__name__}.estimate should return a BlendEstimate. Found "
                 f"{type(estimate).__name__}."
             )
+        before = self.weights.values
+        if waiting is not None:  # weights kept; not an estimate
+            return self.record(
+                kind="waiting",
+                before=before,
+                after=before,
+                estimate=estimate,
+                horizon=horizon,
+                seconds=time.perf_counter() - start,
+            )
         index = self.estimates
         self.estimates += 1
-        before = self.weights.values
         after = (
             check_weights(estimate.weights, self.heads, name="estimate.weights")
             if estimate.accepted
@@ -202,8 +216,24 @@ class EstimationController:
 
     # -- checkpoints -----------------------------------------------------------------------
 
+    def warn_if_never_estimated(self) -> None:
+        """Warn once (:class:`NoEstimateWarning`) if steps ran and no estimate was made."""
+        if self._warned_no_estimate or self.estimates or not self.steps or self.schedule is None:
+            return
+        self._warned_no_estimate = True
+        reason = _waiting_for(self.estimator) or f"no estimate was due yet ({self.schedule!r})"
+        weights = ", ".join(f"{h} {w:.3g}" for h, w in self.weights.values.items())
+        warn(
+            f"No G-Blend estimate in {self.steps} steps: {reason}; the weights stayed at "
+            f"{weights}. Train longer, or measure more often (e.g. "
+            "mode=blendopt.GradientMode(interval=5, min_measurements=4)).",
+            NoEstimateWarning,
+        )
+
     def state_dict(self) -> dict[str, Any]:
-        """Positions, history and the estimator's state (plain values)."""
+        """Positions, history and the estimator's state (plain values); a checkpoint before
+        any estimate warns once (:meth:`warn_if_never_estimated`)."""
+        self.warn_if_never_estimated()
         return {
             "epochs_started": self.epochs_started,
             "steps": self.steps,
@@ -229,6 +259,12 @@ class EstimationController:
             f"epochs_started={self.epochs_started}, steps={self.steps}, "
             f"estimates={self.estimates})"
         )
+
+
+def _waiting_for(estimator: Estimator | None) -> str | None:
+    """The estimator's reason it cannot estimate yet (``waiting_for()``), or ``None``."""
+    method = getattr(estimator, "waiting_for", None)
+    return method() if callable(method) else None
 
 
 def resolve_weighting(

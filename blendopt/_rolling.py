@@ -32,7 +32,7 @@ from blendopt._math import BlendEstimate, correlated_blend
 from blendopt._measure import LossFn, MetricFn, measure_per_sample
 from blendopt._noise import mean_and_standard_error, noise_aware_weights, reduced_moments
 from blendopt._rng import derive_seed, isolated_rng
-from blendopt._schedule import Online, Schedule
+from blendopt._schedule import Schedule
 
 Mode = Literal["gradient", "loss"]
 ParamScope = Literal["private", "all"]
@@ -111,10 +111,13 @@ class GradientMode:
     Args:
         interval: measure every ``interval`` optimizer steps.
         window: an estimate uses the last ``window`` measurements.
-        min_measurements: fewer measurements than this keep the weights in use.
+        min_measurements: no estimate before the window holds this many measurements.
         params: ``"private"``: inner products over each head's private parameters (reached by
             its loss only), whose backward is short; ``"all"``: every parameter it reaches.
         correlated: the correlated form of appendix C.
+        warmup_interval: until ``min_measurements`` are in, measure every
+            ``min(warmup_interval, interval)`` steps, so a ~100-step run estimates (the
+            default schedule estimates as soon as they are in).
 
     Raises:
         ValueError: a count < 1, ``min_measurements > window``, an unknown ``params``.
@@ -130,10 +133,12 @@ class GradientMode:
         min_measurements: int = 8,
         params: ParamScope = "private",
         correlated: bool = False,
+        warmup_interval: int = 5,
     ) -> None:
         if params not in ("private", "all"):
             raise ValueError(f"Parameter `params` should be 'private' or 'all'. Found {params!r}.")
         self.interval = _check_count("interval", interval)
+        self.warmup_interval = _check_count("warmup_interval", warmup_interval)
         self.window = _check_count("window", window)
         self.min_measurements = _check_count("min_measurements", min_measurements)
         if min_measurements > window:
@@ -156,18 +161,25 @@ class GradientMode:
         self.measurements = 0
 
     def observe(self, est: RollingEstimator, losses: Mapping[str, torch.Tensor], step: int) -> None:
-        """Measure the inner products every ``interval`` steps."""
-        if step % self.interval == 0:
+        """Measure the inner products every ``interval`` steps (more often while warming up)."""
+        warming = len(self._rows) < self.min_measurements
+        if step % (min(self.warmup_interval, self.interval) if warming else self.interval) == 0:
             self._measure(est, losses)
+
+    def waiting_for(self) -> str | None:
+        """Why no estimate can be made yet (``None``: the window is ready)."""
+        if len(self._rows) >= self.min_measurements:
+            return None
+        return (
+            f"{len(self._rows)} of {self.min_measurements} gradient measurements in the window "
+            f"(one every {min(self.warmup_interval, self.interval)} steps until they are in)"
+        )
 
     def _find_scopes(self, losses: Mapping[str, torch.Tensor], model: nn.Module) -> None:
         """Each head's scope, and the heads whose scope no other head's loss reaches: those take
         the one-backward shortcut (``∂(Σ_j L_j)/∂θ = ∂L_k/∂θ`` there)."""
         params = [p for p in unwrap_model(model).parameters() if p.requires_grad]
-        reached = {}
-        for h, loss in losses.items():
-            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-            reached[h] = {i for i, g in enumerate(grads) if g is not None}
+        reached = {h: _reached(loss, params) for h, loss in losses.items()}
         self._scopes, self._shortcut = {}, []
         for h in losses:
             others = set().union(*(reached[o] for o in losses if o != h))
@@ -280,11 +292,29 @@ class GradientMode:
         """The parameters, for ``repr``."""
         return (
             f"interval={self.interval}, window={self.window}, params={self.params!r}, "
-            f"correlated={self.correlated}"
+            f"correlated={self.correlated}, warmup_interval={self.warmup_interval}"
         )
 
     def __repr__(self) -> str:
         return f"GradientMode({self.describe()}, min_measurements={self.min_measurements})"
+
+
+def _reached(loss: torch.Tensor, params: list[nn.Parameter]) -> set[int]:
+    """Indices of the ``params`` that ``loss``'s graph reaches (a walk, no backward)."""
+    index = {id(p): i for i, p in enumerate(params)}
+    found: set[int] = set()
+    seen: set[Any] = set()
+    stack = [loss.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)  # AccumulateGrad: a leaf
+        if variable is not None and id(variable) in index:
+            found.add(index[id(variable)])
+        stack.extend(n for n, _ in node.next_functions)
+    return found
 
 
 _Grads = Sequence[torch.Tensor | None]
@@ -384,6 +414,10 @@ class LossMode:
     def _reset(self) -> None:
         self._step_losses: list[torch.Tensor] = []  # without a probe, on the device
         self._previous: dict[str, Any] | None = None
+
+    def waiting_for(self) -> str | None:
+        """``None``: every boundary is an estimate request (the first records the baseline)."""
+        return None
 
     def observe(self, est: RollingEstimator, losses: Mapping[str, torch.Tensor], step: int) -> None:
         """Record the per-step training losses (without a probe), on their device."""
@@ -528,8 +562,9 @@ class RollingEstimator(Estimator):
         est = blendopt.RollingEstimator(model, loss_fn, holdout_loader)
         optimizer = blendopt.GradientBlender(torch.optim.SGD(...), heads, est)
 
-    For runs shorter than ~200 steps lower the interval and ``every`` (e.g.
-    ``mode=GradientMode(interval=2)``, ``every=20``).
+    With the defaults the first estimate comes once 8 measurements are in (step ~36), then
+    every ``every`` steps; a run that checkpoints (``state_dict()``) before any estimate warns
+    once (:class:`blendopt.warnings.NoEstimateWarning`).
 
     Args:
         model: the model being trained (DDP/compiled models are unwrapped for the holdout pass).
@@ -546,7 +581,7 @@ class RollingEstimator(Estimator):
         shrink: apply the noise shrinkage (``False``: raw OGR weights, for studies).
         floor: minimum weight of every head, in [0, 1/K).
         smoothing: weight of the previous weights in the new ones, in [0, 1).
-        every: boundary spacing (steps) of :meth:`default_schedule`.
+        every: steps between estimates of :meth:`default_schedule`.
         eps: floor of σ_k².
         seed: seed of the holdout/probe batch draws (the training run's RNG is not touched).
         **mode_options: deprecated: the older flat spelling of the mode's parameters
@@ -610,6 +645,7 @@ class RollingEstimator(Estimator):
         self._holdout_batches = _Cycle(holdout, derive_seed(seed, 1))
         self._probe_batches = None if probe is None else _Cycle(probe, derive_seed(seed, 2))
         self._heads: list[str] | None = None  # in the order of the first losses observed
+        self._last_step: int | None = None  # steps done at the last estimate
 
     @property
     def mode(self) -> Mode:
@@ -630,8 +666,12 @@ class RollingEstimator(Estimator):
     # -- schedule ------------------------------------------------------------------------------
 
     def default_schedule(self) -> Schedule:
-        """``Online(every=self.every, unit="step")``: re-estimate every ``every`` steps."""
-        return Online(every=self.every, unit="step")
+        """Estimate as soon as the mode can (:meth:`waiting_for`), then every ``every`` steps."""
+        return WhenReady(self)
+
+    def waiting_for(self) -> str | None:
+        """Why no estimate can be made yet (``None``: it can); the blender then skips it."""
+        return self.strategy.waiting_for()
 
     # -- per-step observation ------------------------------------------------------------------
 
@@ -665,6 +705,8 @@ class RollingEstimator(Estimator):
 
     def estimate(self, request: EstimateRequest) -> BlendEstimate:
         """Weights from the rolling window (gradient mode) or the last two boundaries (loss)."""
+        if self.waiting_for() is None:
+            self._last_step = request.steps_done
         return self.strategy.estimate(self, list(request.heads), dict(request.weights))
 
     def _prior(self, heads: Sequence[str], current: Mapping[str, float]) -> dict[str, float]:
@@ -726,6 +768,7 @@ class RollingEstimator(Estimator):
         Both modes write every key (the other mode's empty), one layout for both."""
         return {
             "heads": None if self._heads is None else list(self._heads),
+            "last_estimate_step": self._last_step,
             **GradientMode._blank_state(),
             "holdout_draws": [self._holdout_batches.draws, self._holdout_batches.pass_start],
             "probe_draws": None
@@ -741,6 +784,7 @@ class RollingEstimator(Estimator):
         if not state_dict:
             return
         self._heads = None if state_dict["heads"] is None else list(state_dict["heads"])
+        self._last_step = state_dict.get("last_estimate_step")
         self.strategy.load_state_dict(state_dict)
         self._holdout_batches.restore(*map(int, state_dict["holdout_draws"]))
         if self._probe_batches is not None and state_dict["probe_draws"] is not None:
@@ -752,6 +796,28 @@ class RollingEstimator(Estimator):
             f"probe={self.probe is not None}, prior={self.prior!r}, shrink={self.shrink}, "
             f"floor={self.floor:g}, smoothing={self.smoothing:g}, every={self.every})"
         )
+
+
+class WhenReady(Schedule):
+    """:meth:`RollingEstimator.default_schedule`: an estimate at the first step the estimator
+    can make one (its window holds ``min_measurements``), then every ``every`` steps."""
+
+    unit = "step"
+
+    def __init__(self, estimator: RollingEstimator) -> None:
+        self.estimator = estimator
+        self.every = estimator.every
+
+    def is_due(self, position: int) -> bool:
+        last = self.estimator._last_step
+        ready = self.estimator.waiting_for() is None
+        return ready and (last is None or position - last >= self.every)
+
+    def horizon(self, position: int) -> int | None:
+        return self.every
+
+    def __repr__(self) -> str:
+        return f"WhenReady(every={self.every}, unit='step')"
 
 
 def _keep(current: dict[str, float], note: str) -> BlendEstimate:

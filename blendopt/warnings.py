@@ -15,6 +15,7 @@ __all__ = [
     "BlendWarning",
     "DivergedCopyWarning",
     "FlooredOverfittingWarning",
+    "NoEstimateWarning",
     "NonFiniteLossWarning",
     "RejectedEstimateWarning",
     "UnblendedStepWarning",
@@ -42,6 +43,10 @@ class DivergedCopyWarning(ZeroedHeadWarning):
 class FlooredOverfittingWarning(BlendWarning):
     """An estimate floored a head's dO² at ``eps`` × the largest dO² (it generalized without
     measurable overfitting), which gives that head a large weight."""
+
+
+class NoEstimateWarning(BlendWarning):
+    """A run checkpointed (``state_dict()``) with no G-Blend estimate made yet; says why."""
 
 
 class WeightSumWarning(BlendWarning):

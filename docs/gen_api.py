@@ -93,6 +93,7 @@ SECTIONS = {
             "DivergedCopyWarning",
             "FlooredOverfittingWarning",
             "RejectedEstimateWarning",
+            "NoEstimateWarning",
             "WeightSumWarning",
             "UnblendedStepWarning",
             "NonFiniteLossWarning",

@@ -73,7 +73,7 @@ class EstimatorContext:
 
 
 EstimatorFactory = Callable[[EstimatorContext], blendopt.Estimator]
-ScheduleFactory = Callable[[int], blendopt.Schedule]
+ScheduleFactory = Callable[[int], "blendopt.Schedule | None"]  # None: the estimator's default
 
 
 def retrain_estimator(ctx: EstimatorContext) -> blendopt.RetrainEstimator:
@@ -103,10 +103,10 @@ def rolling_estimator(ctx: EstimatorContext) -> blendopt.RollingEstimator:
     )
 
 
-def rolling_schedule(epochs: int) -> blendopt.Online:
-    """The rolling estimator's default schedule: re-estimate every 50 steps (any ``epochs``)."""
+def rolling_schedule(epochs: int) -> None:
+    """``None``: the rolling estimator's own default schedule (first estimate once its window
+    is full, then every 50 steps; any ``epochs``)."""
     del epochs
-    return blendopt.Online(every=50, unit="step")
 
 
 def offline_schedule(epochs: int) -> blendopt.Offline:
