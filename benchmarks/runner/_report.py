@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from benchmarks.runner._methods import METHODS
+from benchmarks.runner._predictors import decomposition_table, predictors_table
 from benchmarks.runner._train import RunResult
 
 #: The columns' legend (printed once per report).
@@ -17,8 +18,15 @@ Columns (test top-1 %, mean ± std over seeds):
 - **fused / ens. last / ens. avg**: for methods that train several heads (auxiliary,
   uncertainty, G-Blend): the fused head alone; the ensemble of every head's probabilities
   weighted by the last blend weights; the same with the weights averaged over the steps;
-- **selected on V**: of those three, the one with the best accuracy on the holdout V (the
-  pick in brackets); no test data is used to choose;
+- **selected on V**: the predictor chosen on the holdout V (the pick in brackets; no test data
+  is used): first the prediction weights (uniform, unless the last or averaged weights beat
+  uniform's top-1 on V by more than one paired standard error), then that ensemble unless the
+  fused head beats it the same way (`blendopt.BlendEnsemble.choose`);
+- **Predictors** table: the same with the ensemble at uniform weights and the prediction
+  weights chosen on V (stage 1 alone);
+- **Decomposition** table: training weights {OGR: a G-Blend run; equal: `auxiliary`} ×
+  prediction weights {OGR (the G-Blend run's averaged weights, same seed), uniform, chosen on
+  V among uniform and that run's last and averaged weights}; no extra training;
 - **cost**: CPU seconds per run (process time; one thread) as a ratio to naive fusion's,
   same dataset and optimizer;
 - **(k/n diverged)**: k of the n seeds hit a non-finite loss; training stopped there and the
@@ -110,6 +118,12 @@ def markdown_table(results: Sequence[RunResult]) -> str:
                 f"{'—' if cost is None else f'{cost:.2f}×'} | {weights} |"
             )
         lines.append("")
+        for title, table in (
+            ("Predictors", predictors_table(by_method)),
+            ("Decomposition", decomposition_table(by_method)),
+        ):
+            if table:
+                lines += [f"**{title}** ({dataset}, {optimizer}):", "", *table]
     return "\n".join(lines)
 
 
