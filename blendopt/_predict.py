@@ -136,7 +136,7 @@ class PredictorChoice:
     @property
     def significant(self) -> list[str]:
         """The candidates whose gain exceeded ``z`` standard errors."""
-        return [c for c, g in self.gains.items() if g > self.z * self.standard_errors[c]]
+        return [c for c, g in self.gains.items() if g - self.z * self.standard_errors[c] > 1e-9]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -246,7 +246,8 @@ class BlendEnsemble(nn.Module):
         ref = probs[reference]
         stats = {c: paired_gain(p, ref, target, metric) for c, p in probs.items()}
         scores = {c: float(_score(p, target, metric).mean()) for c, p in probs.items()}
-        accepted = [c for c, (g, se) in stats.items() if c != reference and g > z * se]
+        # A margin of 1e-9: one sample's win has gain = SE = 1/n exactly, up to rounding.
+        accepted = [c for c, (g, se) in stats.items() if c != reference and g - z * se > 1e-9]
         chosen = max(accepted, key=lambda c: stats[c][0], default=reference)
         return PredictorChoice(
             chosen,

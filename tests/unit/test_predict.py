@@ -147,6 +147,18 @@ def test_ties_between_significant_candidates_go_to_the_first():
     assert choice.chosen == "first"
 
 
+@pytest.mark.parametrize("n", [20, 48, 100, 160])
+def test_a_single_sample_win_is_not_significant_whatever_the_rounding(n):
+    # d is 1 on one sample, else 0: gain 1/n and SE √(1/n)/√n = 1/n exactly.
+    target = torch.zeros(n, dtype=torch.long)
+    logits = {"ref": _one_hot_logits([1] + [0] * (n - 1)), "x": _one_hot_logits([0] * n)}
+    candidates = {"ref": {"ref": 1.0}, "x": {"x": 1.0}}
+    choice = BlendEnsemble.choose(logits, target, candidates, reference="ref")
+    assert choice.gains["x"] == pytest.approx(choice.standard_errors["x"])
+    assert choice.chosen == "ref"
+    assert choice.significant == []
+
+
 def test_a_one_sample_holdout_never_departs_from_the_reference():
     logits = {"ref": _one_hot_logits([1]), "x": _one_hot_logits([0])}
     candidates = {"ref": {"ref": 1.0}, "x": {"x": 1.0}}
