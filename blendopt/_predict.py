@@ -91,19 +91,15 @@ def paired_gain(
     a per-sample mean): the jackknife SE ``√((n-1)/n Σ_i (Δ_(i) - mean Δ_(·))²)`` over the
     leave-one-out differences (for a mean it equals the top-1 formula). Infinite for n < 2.
     """
-    n = len(target)
-    d = _score(candidate, target, metric) - _score(reference, target, metric)
-    if n < 2:
-        return float(d.mean()), math.inf
-    if metric == "top1":
-        return float(d.mean()), float(d.std() / math.sqrt(n))
-    keep = ~torch.eye(n, dtype=torch.bool)
-    loo = torch.stack(
-        [
-            _score(candidate[k], target[k], metric) - _score(reference[k], target[k], metric)
-            for k in keep
-        ]
-    )
+    n, everything = len(target), torch.ones(len(target), dtype=torch.bool)
+
+    def diff(m: torch.Tensor) -> torch.Tensor:
+        return _score(candidate[m], target[m], metric) - _score(reference[m], target[m], metric)
+
+    d = diff(everything)
+    if n < 2 or metric == "top1":
+        return float(d.mean()), float(d.std() / math.sqrt(n)) if n > 1 else math.inf
+    loo = torch.stack([diff(k) for k in ~torch.eye(n, dtype=torch.bool)])
     return float(d), float(((n - 1) / n * ((loo - loo.mean()) ** 2).sum()).sqrt())
 
 
@@ -190,12 +186,10 @@ class BlendEnsemble(nn.Module):
         activation: Activation = "softmax",
     ) -> BlendEnsemble:
         """The ensemble with a ``GradientBlender``'s training weights: ``"average"``
-        (``optimizer.average_weights``, each head in proportion to how much it was trained)
-        or ``"last"`` (``optimizer.weights``).
+        (``optimizer.average_weights``) or ``"last"`` (``optimizer.weights``).
 
         Raises:
-            ValueError: ``weights`` is neither ``"average"`` nor ``"last"``.
-            TypeError: ``optimizer`` has no G-Blend weights.
+            ValueError: another ``weights``. TypeError: ``optimizer`` has no G-Blend weights.
         """
         if weights not in ("average", "last"):
             raise ValueError(
