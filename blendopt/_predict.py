@@ -1,26 +1,23 @@
-"""Prediction with a G-Blend-trained multi-head model: the weight-averaged ensemble of heads.
+"""Prediction with a multi-head model: the weighted ensemble of heads, and its weights chosen on V.
 
-G-Blend may give a head weight 0 (even the fused head), and such a head goes untrained. The
-ensemble ``p(x) = Σ_k w_k softmax(z_k(x)) / Σ_k w_k`` uses the heads with a weight > 0, in
-proportion to the weights passed. Which weights say "how much each head was trained" depends
-on what you pass:
-
-- ``optimizer.average_weights`` (the default in the docs): the time-average of the weights over
-  the optimizer steps, so a head counts in proportion to how long it was trained and at what
-  weight. Under online G-Blend the last weights may be one-hot on a head trained for a few
-  epochs only; the average is not.
-- ``optimizer.weights``: the weights in use at the end of training (the last estimate).
+The prediction weights need not be the training weights. :meth:`BlendEnsemble.choose` keeps a
+reference predictor (uniform weights by default) unless a candidate beats it on the holdout V by
+more than ``z`` paired standard errors of the metric the user cares about (top-1, or mAP for
+multi-label); the same rule picks among fused head and ensembles (a candidate ``{"fused": 1}``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
 Activation = Literal["softmax", "sigmoid"]
+Metric = Literal["top1", "map"]
 
 
 def ensemble_probabilities(
@@ -33,9 +30,8 @@ def ensemble_probabilities(
 
     Args:
         logits: head -> logits of shape ``(batch, classes)``.
-        weights: head -> weight: ``optimizer.average_weights`` (each head in proportion to how
-            much it was trained) or ``optimizer.weights`` (the last weights); heads absent from
-            ``weights`` or with weight 0 are ignored.
+        weights: head -> weight (e.g. ``optimizer.average_weights``, ``optimizer.weights`` or
+            the weights chosen on V); heads absent or at weight 0 are ignored.
         activation: ``"softmax"`` (single-label) or ``"sigmoid"`` (multi-label).
 
     Returns:
@@ -66,15 +62,109 @@ def ensemble_probabilities(
     return sum(act(logits[h], dim=-1) * (w / total) for h, w in used.items())  # type: ignore[return-value]
 
 
+def average_precision(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-class average precision of ``scores`` ``(n, C)`` for 0/1 ``target`` ``(n, C)``.
+
+    ``AP_c = mean over positives of the precision at their rank`` (ties in stable order);
+    NaN for a class without positives.
+    """
+    order = torch.argsort(scores, dim=0, descending=True, stable=True)
+    hits = target.to(torch.float64).gather(0, order)
+    ranks = torch.arange(1, len(hits) + 1, dtype=torch.float64)[:, None]
+    return (hits.cumsum(0) / ranks * hits).sum(0) / hits.sum(0)
+
+
+def _score(probs: torch.Tensor, target: torch.Tensor, metric: str) -> torch.Tensor:
+    """Top-1: per-sample correctness ``(n,)``; mAP: the mean AP over classes with a positive."""
+    if metric == "top1":
+        return (probs.argmax(1) == target).double()
+    ap = average_precision(probs, target)
+    return ap[~ap.isnan()].mean()
+
+
+def paired_gain(
+    candidate: torch.Tensor, reference: torch.Tensor, target: torch.Tensor, metric: Metric = "top1"
+) -> tuple[float, float]:
+    """The candidate's metric minus the reference's on the same samples, and its paired SE.
+
+    Top-1: the mean of the per-sample differences ``d_i`` and ``std(d, ddof=1) / √n``. mAP (not
+    a per-sample mean): the jackknife SE ``√((n-1)/n Σ_i (Δ_(i) - mean Δ_(·))²)`` over the
+    leave-one-out differences (for a mean it equals the top-1 formula). Infinite for n < 2.
+    """
+    n, everything = len(target), torch.ones(len(target), dtype=torch.bool)
+
+    def diff(m: torch.Tensor) -> torch.Tensor:
+        return _score(candidate[m], target[m], metric) - _score(reference[m], target[m], metric)
+
+    d = diff(everything)
+    if n < 2 or metric == "top1":
+        return float(d.mean()), float(d.std() / math.sqrt(n)) if n > 1 else math.inf
+    loo = torch.stack([diff(k) for k in ~torch.eye(n, dtype=torch.bool)])
+    return float(d), float(((n - 1) / n * ((loo - loo.mean()) ** 2).sum()).sqrt())
+
+
+@dataclass(frozen=True)
+class PredictorChoice:
+    """The record of a choice on V (:meth:`BlendEnsemble.choose`).
+
+    Attributes:
+        chosen: the chosen candidate's name; ``reference`` unless one beat it significantly.
+        weights: the chosen candidate's prediction weights.
+        reference: the default predictor, kept unless a candidate beats it.
+        scores: candidate -> its metric on V.
+        gains: candidate -> mean paired difference of its metric minus the reference's.
+        standard_errors: candidate -> the paired standard error of that difference.
+        z: a candidate needs ``gain > z * standard_error``.
+        metric: ``"top1"`` or ``"map"``.
+        size: |V| in samples.
+    """
+
+    chosen: str
+    weights: dict[str, float]
+    reference: str
+    scores: dict[str, float]
+    gains: dict[str, float]
+    standard_errors: dict[str, float]
+    z: float
+    metric: str
+    size: int
+
+    @property
+    def significant(self) -> list[str]:
+        """The candidates whose gain exceeded ``z`` standard errors."""
+        return [c for c, g in self.gains.items() if g - self.z * self.standard_errors[c] > 1e-9]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_choice(candidates: Mapping[str, Any], reference: str, metric: str, z: float) -> None:
+    if metric not in ("top1", "map"):
+        raise ValueError(f"Parameter `metric` should be 'top1' or 'map'. Found {metric!r}.")
+    if reference not in candidates:
+        raise ValueError(
+            f"Parameter `reference` should name a candidate ({list(candidates)}) or be 'uniform'. "
+            f"Found {reference!r}."
+        )
+    if not z >= 0:
+        raise ValueError(f"Parameter `z` should be >= 0. Found {z!r}.")
+
+
+def _default_predict(model: nn.Module, batch: Any) -> tuple[Mapping[str, torch.Tensor], Any]:
+    inputs, target = batch
+    return model(inputs), target
+
+
 class BlendEnsemble(nn.Module):
-    """Wrap a multi-head model so ``forward`` returns the weight-averaged ensemble probabilities.
+    """Wrap a multi-head model so ``forward`` returns the weighted ensemble probabilities.
 
     Args:
         model: a model whose ``forward`` returns a dict head -> logits.
-        weights: head -> weight: ``optimizer.average_weights`` (recommended: the time-average of
-            the weights over training) or ``optimizer.weights`` (the last weights). See also
-            :meth:`from_optimizer`.
+        weights: head -> prediction weight (:meth:`from_optimizer`, :meth:`from_holdout`).
         activation: ``"softmax"`` or ``"sigmoid"``.
+
+    Attributes:
+        choice: the :class:`PredictorChoice` when built by :meth:`from_holdout`, else ``None``.
     """
 
     def __init__(
@@ -84,6 +174,7 @@ class BlendEnsemble(nn.Module):
         self.model = model
         self.weights = dict(weights)
         self.activation = activation
+        self.choice: PredictorChoice | None = None
 
     @classmethod
     def from_optimizer(
@@ -94,18 +185,11 @@ class BlendEnsemble(nn.Module):
         weights: Literal["average", "last"] = "average",
         activation: Activation = "softmax",
     ) -> BlendEnsemble:
-        """The ensemble with a ``GradientBlender``'s weights.
-
-        Args:
-            model: a model whose ``forward`` returns a dict head -> logits.
-            optimizer: the :class:`blendopt.GradientBlender` that trained ``model``.
-            weights: ``"average"`` (``optimizer.average_weights``, the default) or ``"last"``
-                (``optimizer.weights``).
-            activation: ``"softmax"`` or ``"sigmoid"``.
+        """The ensemble with a ``GradientBlender``'s training weights: ``"average"``
+        (``optimizer.average_weights``) or ``"last"`` (``optimizer.weights``).
 
         Raises:
-            ValueError: ``weights`` is neither ``"average"`` nor ``"last"``.
-            TypeError: ``optimizer`` has no G-Blend weights.
+            ValueError: another ``weights``. TypeError: ``optimizer`` has no G-Blend weights.
         """
         if weights not in ("average", "last"):
             raise ValueError(
@@ -118,6 +202,109 @@ class BlendEnsemble(nn.Module):
             )
         chosen = optimizer.average_weights if weights == "average" else optimizer.weights
         return cls(model, chosen, activation=activation)
+
+    @staticmethod
+    def choose(
+        logits: Mapping[str, torch.Tensor],
+        target: torch.Tensor,
+        candidates: Mapping[str, Mapping[str, float]],
+        *,
+        reference: str = "uniform",
+        metric: Metric = "top1",
+        z: float = 1.0,
+    ) -> PredictorChoice:
+        """Choose prediction weights on V: ``reference`` unless a candidate beats it.
+
+        A candidate is chosen when its paired gain over the reference exceeds ``z`` paired
+        standard errors (:func:`paired_gain`); of several, the largest gain (the first on ties).
+
+        Args:
+            logits: head -> logits on V, ``(n, classes)``.
+            target: class indices ``(n,)`` (top-1) or 0/1 labels ``(n, classes)`` (mAP).
+            candidates: name -> prediction weights; ``{"fused": 1.0}`` is the fused head alone.
+            reference: the default; ``"uniform"`` (every head of ``logits`` at 1/K) is added to
+                the candidates when absent.
+            metric: ``"top1"`` (softmax ensembles) or ``"map"`` (sigmoid ensembles).
+            z: the significance threshold in standard errors (1: the rule measured in
+                docs/why.md).
+
+        Raises:
+            ValueError: unknown ``metric``, ``reference`` not a candidate, or ``z < 0``.
+        """
+        pool = {name: dict(w) for name, w in candidates.items()}
+        if reference == "uniform" and "uniform" not in pool:
+            pool = {"uniform": dict.fromkeys(logits, 1.0 / len(logits)), **pool}
+        _check_choice(pool, reference, metric, z)
+        act: Activation = "softmax" if metric == "top1" else "sigmoid"
+        probs = {c: ensemble_probabilities(logits, w, activation=act) for c, w in pool.items()}
+        ref = probs[reference]
+        stats = {c: paired_gain(p, ref, target, metric) for c, p in probs.items()}
+        scores = {c: float(_score(p, target, metric).mean()) for c, p in probs.items()}
+        # A margin of 1e-9: one sample's win has gain = SE = 1/n exactly, up to rounding.
+        accepted = [c for c, (g, se) in stats.items() if c != reference and g - z * se > 1e-9]
+        chosen = max(accepted, key=lambda c: stats[c][0], default=reference)
+        return PredictorChoice(
+            chosen,
+            pool[chosen],
+            reference,
+            scores,
+            {c: s[0] for c, s in stats.items()},
+            {c: s[1] for c, s in stats.items()},
+            z,
+            metric,
+            len(target),
+        )
+
+    @classmethod
+    @torch.no_grad()
+    def from_holdout(
+        cls,
+        model: nn.Module,
+        holdout: Iterable[Any],
+        candidates: Mapping[str, Mapping[str, float]],
+        *,
+        predict: Callable[[nn.Module, Any], tuple[Mapping[str, torch.Tensor], Any]] | None = None,
+        optimizer: Any = None,
+        **choose: Any,
+    ) -> BlendEnsemble:
+        """The ensemble with the prediction weights chosen on ``holdout`` (:meth:`choose`).
+
+        Args:
+            model: a model whose ``forward`` returns a dict head -> logits (run in eval mode).
+            holdout: batches of V; ``predict(model, batch) -> ({head: logits}, target)``
+                (default: ``batch = (inputs, target)``).
+            candidates: name -> prediction weights, e.g. ``{"training":
+                optimizer.average_weights, "fused": {"fused": 1.0}}``.
+            optimizer: a ``GradientBlender``: the choice is appended to its ``history``
+                (``kind: "prediction"``).
+            **choose: ``reference``, ``metric``, ``z`` of :meth:`choose`.
+
+        Returns:
+            The ensemble; its :attr:`choice` is the record.
+        """
+        predict = _default_predict if predict is None else predict
+        was_training = model.training
+        model.eval()
+        parts: dict[str, list[torch.Tensor]] = {}
+        targets = []
+        for batch in holdout:
+            logits, target = predict(model, batch)
+            for head, z in logits.items():
+                parts.setdefault(head, []).append(z)
+            targets.append(target)
+        model.train(was_training)
+        logits = {h: torch.cat(z) for h, z in parts.items()}
+        choice = cls.choose(logits, torch.cat(targets), candidates, **choose)
+        act: Activation = "softmax" if choice.metric == "top1" else "sigmoid"
+        ensemble = cls(model, choice.weights, activation=act)
+        ensemble.choice = choice
+        if optimizer is not None:
+            optimizer.history.append(
+                {"kind": "prediction", "epoch": None, "step": None, "horizon": None,
+                 "weights_before": dict(optimizer.weights), "weights": dict(choice.weights),
+                 "estimate": None, "seconds": 0.0, "choice": choice.to_dict()}
+            )  # fmt: skip
+        return ensemble
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         outputs = self.model(*args, **kwargs)

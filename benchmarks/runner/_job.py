@@ -20,6 +20,7 @@ import torch
 
 from benchmarks.data.embedded import MultiModalTensorDataset
 from benchmarks.runner._methods import METHODS, Method, method_named, select_methods
+from benchmarks.runner._predictors import attach_cross
 from benchmarks.runner._report import LEGEND, cost_ratios, markdown_table, methods_legend, verdicts
 from benchmarks.runner._setups import SETUPS
 from benchmarks.runner._train import RunResult, run_one
@@ -224,6 +225,7 @@ def run_job(args: Namespace, argv: Sequence[str] = ()) -> list[RunResult]:
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - start
+    attach_cross(results)  # the decomposition's equal × OGR cells: no training, logits kept
     meta = {
         "command": "python -m benchmarks " + " ".join(argv),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

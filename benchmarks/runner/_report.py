@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from benchmarks.runner._methods import METHODS
+from benchmarks.runner._predictors import decomposition_table, predictors_table
 from benchmarks.runner._train import RunResult
 
 #: The columns' legend (printed once per report).
@@ -17,8 +18,15 @@ Columns (test top-1 %, mean ± std over seeds):
 - **fused / ens. last / ens. avg**: for methods that train several heads (auxiliary,
   uncertainty, G-Blend): the fused head alone; the ensemble of every head's probabilities
   weighted by the last blend weights; the same with the weights averaged over the steps;
-- **selected on V**: of those three, the one with the best accuracy on the holdout V (the
-  pick in brackets); no test data is used to choose;
+- **selected on V**: the predictor chosen on the holdout V (the pick in brackets; no test data
+  is used): first the prediction weights (uniform, unless the last or averaged weights beat
+  uniform's top-1 on V by more than one paired standard error), then that ensemble unless the
+  fused head beats it the same way (`blendopt.BlendEnsemble.choose`);
+- **Predictors** table: the same with the ensemble at uniform weights and the prediction
+  weights chosen on V (stage 1 alone);
+- **Decomposition** table: training weights {OGR: a G-Blend run; equal: `auxiliary`} ×
+  prediction weights {OGR (the G-Blend run's averaged weights, same seed), uniform, chosen on
+  V among uniform and that run's last and averaged weights}; no extra training;
 - **cost**: CPU seconds per run (process time; one thread) as a ratio to naive fusion's,
   same dataset and optimizer;
 - **(k/n diverged)**: k of the n seeds hit a non-finite loss; training stopped there and the
@@ -110,6 +118,12 @@ def markdown_table(results: Sequence[RunResult]) -> str:
                 f"{'—' if cost is None else f'{cost:.2f}×'} | {weights} |"
             )
         lines.append("")
+        for title, table in (
+            ("Predictors", predictors_table(by_method)),
+            ("Decomposition", decomposition_table(by_method)),
+        ):
+            if table:
+                lines += [f"**{title}** ({dataset}, {optimizer}):", "", *table]
     return "\n".join(lines)
 
 
@@ -126,17 +140,62 @@ def _compare(a: Sequence[float], b: Sequence[float]) -> str:
     return f"{text}, within noise (±{100 * noise:.1f})" if abs(diff) <= noise else text
 
 
+def _pct(values: Sequence[float]) -> str:
+    return f"{100 * _mean(values):.1f}%"
+
+
+def decomposition_verdict(
+    dataset: str, optimizer: str, by_method: dict[str, list[RunResult]]
+) -> str | None:
+    """Where a G-Blend result comes from: the training weights (OGR- vs equal-trained model,
+    both read with uniform weights), the prediction weights (the equal-trained model read with
+    the OGR weights vs uniform), and chosen on V vs the equal-weight ensemble; ``None`` without
+    an ``auxiliary`` run and a G-Blend run of the same seeds."""
+    aux_runs = by_method.get("auxiliary", [])
+    text = []
+    for g in (m for m in by_method if m.startswith("gblend")):
+        runs = [r for r in by_method[g] if r.uniform_accuracy is not None]
+        aux = [r for r in aux_runs if g in r.cross and r.uniform_accuracy is not None]
+        if not runs or not aux:
+            continue
+        equal = [r.uniform_accuracy for r in aux]
+        trained = [r.uniform_accuracy for r in runs]
+        predicted = [r.cross[g]["ogr"] for r in aux]
+        chosen = [r.prediction_accuracy for r in runs]
+        stayed = all(
+            abs(w - 1 / len(r.weights)) < 1e-9
+            for r in runs
+            for w in (r.average_weights or r.weights).values()
+        )
+        note = " (no estimate: its weights stayed uniform)" if stayed else ""
+        text.append(
+            f"{g}{note}: training with its OGR weights instead of equal weights (both read with "
+            f"uniform weights) gives {_pct(trained)} vs {_pct(equal)} "
+            f"({_compare(trained, equal)}); reading the equal-weight model with the OGR weights "
+            f"instead of uniform gives {_pct(predicted)} ({_compare(predicted, equal)}); its "
+            f"prediction weights chosen on V give {_pct(chosen)} ({_compare(chosen, equal)} vs "
+            "the equal-weight ensemble)."
+        )
+    if not text:
+        return None
+    return f"**{dataset}, {optimizer}, where the gain comes from**: " + " ".join(text)
+
+
 def verdicts(results: Sequence[RunResult]) -> list[str]:
     """One paragraph per (dataset, optimizer), computed from the measured means.
 
     Compares naive fusion with the best single modality, then each G-Blend method (its
     predictor chosen on V, and its fused head alone) with the best single modality and the best
     other baseline (each on its predictor chosen on V). A difference no larger than the larger
-    of the two seed standard deviations is called within noise.
+    of the two seed standard deviations is called within noise. Where ``auxiliary`` ran
+    beside G-Blend, a paragraph first splits the difference (:func:`decomposition_verdict`).
     """
     costs = cost_ratios(results)
     out = []
     for (dataset, optimizer), by_method in _groups(results).items():
+        decomposition = decomposition_verdict(dataset, optimizer, by_method)
+        if decomposition is not None:
+            out.append(decomposition)
         best_of = {m: [r.best_on_v for r in runs] for m, runs in by_method.items()}
         singles = {m: v for m, v in best_of.items() if m.startswith("single:")}
         if not singles or "naive" not in best_of:

@@ -33,6 +33,7 @@ from benchmarks.runner._methods import (
     make_optimizer,
     online_schedule,
 )
+from benchmarks.runner._predictors import Outputs, choose
 from benchmarks.runner._setups import DatasetSetup
 
 __all__ = [
@@ -65,8 +66,11 @@ class RunResult:
     ``accuracy`` is the method's own predictor on the test split: its modality head (single),
     the averaged single-modality models (ensemble), else the fused head. For multi-head methods
     ``ensemble_accuracy`` / ``ensemble_avg_accuracy`` are the ensembles of the heads weighted by
-    the last / time-averaged blend weights, and ``selected`` is the predictor of the three with
-    the best holdout accuracy (never chosen on test).
+    the last / time-averaged blend weights, ``uniform_accuracy`` with uniform weights, and
+    ``prediction`` / ``selection`` record the choices on V (never on test) of the prediction
+    weights (accuracy ``prediction_accuracy``) and of the predictor (``selected``,
+    ``selected_accuracy``; :mod:`benchmarks.runner._predictors`). ``cross`` holds the ensemble
+    read with other G-Blend runs' weights; ``outputs`` (logits, not saved) make that possible.
     """
 
     dataset: str
@@ -87,6 +91,12 @@ class RunResult:
     seconds: float = 0.0
     diverged: str | None = None
     cpu_seconds: float = 0.0  # process CPU time of the run (the cost measure; see _report)
+    uniform_accuracy: float | None = None
+    prediction: dict[str, Any] | None = None
+    prediction_accuracy: float | None = None
+    selection: dict[str, Any] | None = None
+    cross: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: Outputs | None = field(default=None, repr=False, compare=False)
 
     def predictor(self, name: str) -> float | None:
         """Test accuracy of predictor ``name`` (``own``, ``fused``, ``ensemble``,
@@ -98,6 +108,8 @@ class RunResult:
             else None,
             "ensemble": self.ensemble_accuracy,
             "ensemble_avg": self.ensemble_avg_accuracy,
+            "ensemble_uniform": self.uniform_accuracy,
+            "prediction": self.prediction_accuracy,
             "selected": self.selected_accuracy,
         }[name]
 
@@ -107,7 +119,7 @@ class RunResult:
         return self.selected_accuracy if self.selected_accuracy is not None else self.accuracy
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "outputs"}
 
 
 def loss_fn(model: nn.Module, batch: Batch) -> dict[str, Tensor]:
@@ -426,12 +438,16 @@ def run_one(
     if "" in trained.models:
         fused = trained.models[""].fused_head
     on_test = _predictors(trained, method, test, fused)
-    selected = selected_accuracy = None
+    outputs = None
+    picked: dict[str, Any] = {}
     if method.is_multihead:
-        on_v = _predictors(trained, method, holdout, fused)
-        # Ties go to the simplest predictor (the fused head first).
-        selected = max(PREDICTORS, key=lambda p: (on_v[p], -PREDICTORS.index(p)))
-        selected_accuracy = on_test[selected]
+        model = trained.models[""]
+        outputs = {
+            "holdout": (_logits(model, holdout), holdout.targets),
+            "test": (_logits(model, test), test.targets),
+        }
+        training = {"ensemble": trained.weights, "ensemble_avg": trained.average_weights}
+        picked = choose(outputs, training, fused)
     head_accuracy = {k: v for k, v in on_test.items() if k not in ("own", *PREDICTORS[1:])}
     return RunResult(
         dataset=setup.name,
@@ -442,8 +458,8 @@ def run_one(
         head_accuracy=head_accuracy,
         ensemble_accuracy=on_test.get("ensemble"),
         weights=trained.weights,
-        selected=selected,
-        selected_accuracy=selected_accuracy,
+        selected=picked["predictor"]["chosen"] if picked else None,
+        selected_accuracy=picked.get("predictor_accuracy"),
         ensemble_avg_accuracy=on_test.get("ensemble_avg"),
         average_weights=trained.average_weights if method.is_multihead else None,
         weight_history=[
@@ -455,4 +471,9 @@ def run_one(
         seconds=time.perf_counter() - start,
         diverged=trained.diverged,
         cpu_seconds=time.process_time() - cpu_start,
+        uniform_accuracy=picked.get("uniform"),
+        prediction=picked.get("weights"),
+        prediction_accuracy=picked.get("weights_accuracy"),
+        selection=picked.get("predictor"),
+        outputs=outputs,
     )

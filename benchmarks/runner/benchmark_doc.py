@@ -53,7 +53,12 @@ python -m benchmarks --docs docs/benchmark.md          # also regenerate this pa
 - **Split**: the official training split minus a seeded, stratified holdout V (10%; 20% for
   `digits_small`, so that V holds 48 pairs) is T; every method trains on T for the same
   epochs. Only G-Blend looks at V (and at a train probe T' of the same size) while training;
-  V also picks the predictor of the multi-head methods. (The paper held out 8%.)
+  V also picks the predictor of the multi-head methods, by a paired test, not a bare argmax:
+  uniform prediction weights unless the last or averaged blend weights beat them on V by more
+  than one paired standard error of top-1, then that ensemble unless the fused head beats it
+  the same way. Every multi-head run keeps its heads' logits, so the decomposition table reads
+  the equal-weight `auxiliary` model with each G-Blend run's weights (same seed) without
+  training again. (The paper held out 8%.)
 - **Model**: an MLP encoder per vector modality (a 1-D conv encoder for MFCC sequences), a
   linear head per modality, and the paper's late-concatenation fusion with two FC layers
   (appendix F.1) before the fused head (`benchmarks.models.MultiHeadModel`). Every method uses

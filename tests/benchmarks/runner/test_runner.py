@@ -100,6 +100,7 @@ def test_each_method_trains_and_reports(method, small_data):
             "fused": result.head_accuracy["fused"],
             "ensemble": result.ensemble_accuracy,
             "ensemble_avg": result.ensemble_avg_accuracy,
+            "ensemble_uniform": result.uniform_accuracy,
         }
         assert result.selected_accuracy == by_name[result.selected]
     if method.kind == "single":
