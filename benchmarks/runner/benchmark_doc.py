@@ -80,14 +80,16 @@ python -m benchmarks --docs docs/benchmark.md          # also regenerate this pa
   modality's features scores each modality) and adds Gaussian noise, through the blender's
   `register_step_pre_hook`; α = 0.1, the reference default, not tuned here.
 - **G-Blend**: `RetrainEstimator` with the top-1 error as the metric (the paper found it as
-  effective as the loss, §2.4) and dO² floored at `(1/|V|)²`, the resolution of an error
-  measured on |V| samples. Offline looks ahead the whole run (`Offline(horizon=epochs)`);
+  effective as the loss, §2.4) and `eps=(1/|V|)²`. Since issue 14 `eps` is a relative floor
+  (dO² floored at eps × the largest dO² of the estimate), so it no longer stands for the
+  resolution of an error measured on |V| samples; a head whose measured dO is exactly 0 gets
+  a large weight. Offline looks ahead the whole run (`Offline(horizon=epochs)`);
   online scales the paper's 10-then-5 of 45 epochs to `Online(warmup=7, every=3)` at 30 epochs.
   `gblend_rolling` is `RollingEstimator` with its defaults (per-head gradient inner products
-  every 20 steps, an estimate every 50 steps once 8 measurements exist, shrinkage toward
-  uniform weights, floor 0.05, smoothing 0.5; [estimators](estimators.md)). On `digits_small`
-  and `mfeat_small` a run has fewer than 160 steps, so it never estimates and its rows equal
-  the `auxiliary` (1/k) rows.
+  every 5 steps until 8 measurements are in, then every 20; the first estimate as soon as the 8
+  are in, then one every 50 steps; shrinkage toward uniform weights, floor 0.05, smoothing 0.5;
+  [estimators](estimators.md)), so it also estimates in the short `digits_small` and
+  `mfeat_small` runs (about 90 steps).
 - **Cost**: the job runs on one thread; a run's cost is its process CPU time (unlike wall
   time, it does not grow when other processes load the machine), reported as a ratio to naive
   fusion's. G-Blend's cost includes its estimates (one copy per head trained in lockstep).
