@@ -238,8 +238,10 @@ def save_png(report: Report, folder: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     figure, axis = plt.subplots(figsize=(7, 4.5))
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs only
     for index, curve in enumerate(report.curves):
         color = f"C{index}"
         epochs = range(1, len(curve.train) + 1)

@@ -29,10 +29,18 @@ def test_measure_and_cli_on_two_epochs(tmp_path, capsys):
     assert len(json.loads(path.read_text())[0]["curves"]) == 7
 
 
-def test_png(tmp_path):
-    pytest.importorskip("matplotlib")
-    report = curves.measure("digits", seed=0, epochs=1)
+def test_png(tmp_path, monkeypatch):
+    plt = pytest.importorskip("matplotlib.pyplot")
+    report = curves.measure("digits", seed=0, epochs=2)
+    figures = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig: figures.append(fig) or close(fig))
     assert curves.save_png(report, tmp_path).stat().st_size > 0
+    axis = figures[0].axes[0]
+    low, high = axis.get_xlim()
+    ticks = [t for t in axis.get_xticks() if low <= t <= high]
+    assert ticks, "no tick on the epoch axis"
+    assert all(float(t).is_integer() for t in ticks), ticks  # no 1.2, 1.4, ...
 
 
 def test_unknown_dataset():
