@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Any, Literal
 
 import av
 import numpy as np
@@ -66,19 +66,24 @@ def write_test_video(
             container.mux(vstream.encode(frame))
         container.mux(vstream.encode(None))
         if astream is not None:
-            n = round(seconds * sample_rate)
-            t = np.arange(n) / sample_rate
-            wave = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.01 * rng.standard_normal(n)
-            if audio == "silent":
-                wave = np.zeros(n)
-            wave = wave.astype(np.float32)
-            chunk = 1024
-            for s in range(0, n, chunk):
-                aframe = av.AudioFrame.from_ndarray(
-                    wave[None, s : s + chunk], format="flt", layout="mono"
-                )
-                aframe.sample_rate = sample_rate
-                aframe.pts = s
-                container.mux(astream.encode(aframe))
-            container.mux(astream.encode(None))
+            mux_tone(container, astream, seconds, rng, silent=audio == "silent")
     return path
+
+
+def mux_tone(
+    container: Any, stream: Any, seconds: float, rng: np.random.Generator, silent: bool = False
+) -> None:
+    """Encode ``seconds`` of a 440 Hz tone plus a little noise (or zeros) into the mono audio
+    ``stream`` of ``container`` (at the stream's rate), after the video frames."""
+    sample_rate = stream.rate
+    n = round(seconds * sample_rate)
+    t = np.arange(n) / sample_rate
+    wave = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.01 * rng.standard_normal(n)
+    if silent:
+        wave = np.zeros(n)
+    wave = wave.astype(np.float32)
+    for s in range(0, n, 1024):
+        frame = av.AudioFrame.from_ndarray(wave[None, s : s + 1024], format="flt", layout="mono")
+        frame.sample_rate, frame.pts = sample_rate, s
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from av.video.reformatter import VideoReformatter
 
 from benchmarks.data import MediaError, decode_video_clip, open_media, probe_media, resized_shape
+from benchmarks.data._synthetic import mux_tone
 
 __all__ = [
     "SHAPES",
@@ -130,18 +131,8 @@ def write_web_video(
             frame = av.VideoFrame.from_ndarray(img.clip(0, 255).astype(np.uint8), format="rgb24")
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
-        if audio is not None and sample_rate is not None:
-            samples = round(seconds * sample_rate)
-            t = np.arange(samples) / sample_rate
-            wave = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.01 * rng.standard_normal(samples)
-            wave = wave.astype(np.float32)
-            for s in range(0, samples, 1024):
-                chunk = av.AudioFrame.from_ndarray(
-                    wave[None, s : s + 1024], format="flt", layout="mono"
-                )
-                chunk.sample_rate, chunk.pts = sample_rate, s
-                container.mux(audio.encode(chunk))
-            container.mux(audio.encode(None))
+        if audio is not None:
+            mux_tone(container, audio, seconds, rng)
     return path
 
 
