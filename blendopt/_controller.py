@@ -138,7 +138,7 @@ class EstimationController:
             steps_done=self.steps,
             epochs_done=self.epochs_started,
         )
-        waiting = _waiting_for(self.estimator)
+        waiting = self.estimator.waiting_for()
         start = time.perf_counter()
         with deferred_estimate_warnings():
             estimate = self.estimator.estimate(request)
@@ -221,7 +221,8 @@ class EstimationController:
         if self._warned_no_estimate or self.estimates or not self.steps or self.schedule is None:
             return
         self._warned_no_estimate = True
-        reason = _waiting_for(self.estimator) or f"no estimate was due yet ({self.schedule!r})"
+        waiting = None if self.estimator is None else self.estimator.waiting_for()
+        reason = waiting or f"no estimate was due yet ({self.schedule!r})"
         weights = ", ".join(f"{h} {w:.3g}" for h, w in self.weights.values.items())
         warn(
             f"No G-Blend estimate in {self.steps} steps: {reason}; the weights stayed at "
@@ -259,12 +260,6 @@ class EstimationController:
             f"epochs_started={self.epochs_started}, steps={self.steps}, "
             f"estimates={self.estimates})"
         )
-
-
-def _waiting_for(estimator: Estimator | None) -> str | None:
-    """The estimator's reason it cannot estimate yet (``waiting_for()``), or ``None``."""
-    method = getattr(estimator, "waiting_for", None)
-    return method() if callable(method) else None
 
 
 def resolve_weighting(

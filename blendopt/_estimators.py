@@ -56,6 +56,11 @@ class Estimator(ABC):
         """The schedule used when ``GradientBlender`` gets none (``None``: pass one)."""
         return None
 
+    def waiting_for(self) -> str | None:
+        """Why no estimate can be made yet (``None``: it can); a due estimate is then recorded
+        as ``"waiting"`` and the weights are kept."""
+        return None
+
     def observe(self, losses: Mapping[str, torch.Tensor], *, step: int) -> None:  # noqa: B027
         """Called by ``GradientBlender.blend`` every step, before the blend, with the per-head
         losses still attached to their graphs (``step``: optimizer steps done so far); an
