@@ -15,6 +15,7 @@ import torch
 from benchmarks._errors import USER_ERRORS, fail, is_main_rank
 from benchmarks.train._config import load_config
 from benchmarks.train._loop import DivergedError, StopRequestedError, run_training
+from benchmarks.train._report import choice_line
 
 __all__ = ["main"]
 
@@ -98,5 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     head = report["predictors"]["method_head"]
     key = report["primary_metric"]
     print(f"{report['name']}: test {key} of head {head!r} = {100 * report['test'][head][key]:.1f}")
+    if "choice" in report["predictors"]:
+        print(choice_line(report["predictors"]["choice"]))
     print(f"report: {args.out}/report.md")
     return 0

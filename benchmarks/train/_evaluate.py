@@ -2,24 +2,38 @@
 (softmax averaged per video), mAP/mAUC for multi-label; per head and for the heads' ensemble.
 
 Each test video is decoded once (:class:`~benchmarks.train._views.VideoViews`); under
-``torchrun`` every rank scores a shard and the per-video scores are gathered.
+``torchrun`` every rank scores a shard and the per-video scores are gathered. The predictor
+chosen on V (:func:`choose_predictor`) is blendopt's paired test on those scores.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
+import blendopt
 from benchmarks.data import ClipDataset, SkipReport, mean_auc, mean_average_precision, video_topk
 from benchmarks.train._data import make_loader
 from benchmarks.train._distributed import DistInfo, all_gather
 from benchmarks.train._views import VideoViews
 
-__all__ = ["ENSEMBLE", "evaluate_videos", "primary_metric"]
+if TYPE_CHECKING:  # blendopt does not export the record's class (BlendEnsemble.choose returns it)
+    from blendopt._predict import PredictorChoice
+
+__all__ = [
+    "ENSEMBLE",
+    "VideoScores",
+    "choose_predictor",
+    "evaluate_videos",
+    "primary_metric",
+    "score_videos",
+    "video_metrics",
+]
 
 ENSEMBLE = "ensemble"
 
@@ -29,8 +43,28 @@ def primary_metric(multi_label: bool) -> str:
     return "mAP" if multi_label else "video_top1"
 
 
+@dataclass
+class VideoScores:
+    """Every video's scores, gathered from every rank (what the metrics and the choice read).
+
+    Attributes:
+        heads: the heads, then ``"ensemble"``.
+        probs: head -> ``(videos, classes)`` probabilities averaged over the video's views.
+        target: ``(videos,)`` classes, or ``(videos, classes)`` 0/1 labels (multi-label).
+        clip_correct: head -> clips whose argmax is the video's class (single-label).
+        views: views per video. multi_label: sigmoid scores instead of softmax.
+    """
+
+    heads: list[str]
+    probs: dict[str, np.ndarray]
+    target: np.ndarray
+    clip_correct: dict[str, int]
+    views: int
+    multi_label: bool
+
+
 @torch.no_grad()
-def evaluate_videos(
+def score_videos(
     model: nn.Module,
     dataset: ClipDataset,
     forward: Callable[[nn.Module, dict[str, torch.Tensor]], dict[str, torch.Tensor]],
@@ -42,8 +76,8 @@ def evaluate_videos(
     info: DistInfo,
     skips: SkipReport,
     progress: Callable[[Any], Any] = lambda it: it,
-) -> dict[str, dict[str, float]]:
-    """Score every view of every video of ``dataset`` (test mode) and compute the metrics.
+) -> VideoScores:
+    """Score every view of every video of ``dataset`` (test mode), per head and ensemble.
 
     Args:
         model: the multi-head model (put in eval mode here).
@@ -56,8 +90,7 @@ def evaluate_videos(
         info: the process group. skips: counts the unreadable videos.
 
     Returns:
-        ``{head or "ensemble": {metric: value}}``; metrics ``clip_top1``, ``video_top1``,
-        ``video_top5`` (single-label) or ``mAP``, ``mAUC`` (multi-label), plus ``videos``.
+        The scores of every video, the same on every rank.
     """
     model.eval()
     views = VideoViews(dataset)
@@ -95,23 +128,63 @@ def evaluate_videos(
         clip_ok.update(ok)
     videos = sorted(per_video)
     heads = list(per_video[videos[0]]) if videos else [*weights, ENSEMBLE]
+    return VideoScores(
+        heads=heads,
+        probs={h: np.stack([per_video[v][h] for v in videos]) for h in heads} if videos else {},
+        target=np.array([targets[v] for v in videos]),
+        clip_correct={h: sum(clip_ok[v][h] for v in videos) for h in heads} if clip_ok else {},
+        views=views.views_per_video,
+        multi_label=multi_label,
+    )
+
+
+def video_metrics(scores: VideoScores) -> dict[str, dict[str, float]]:
+    """``{head or "ensemble": {metric: value}}``: ``clip_top1``, ``video_top1``, ``video_top5``
+    (single-label) or ``mAP``, ``mAUC`` (multi-label), plus ``videos``."""
+    n = len(scores.target)
     out: dict[str, dict[str, float]] = {}
-    for h in heads:
-        if not videos:
+    for h in scores.heads:
+        if not n:
             out[h] = {"videos": 0}
             continue
-        scores = np.stack([per_video[v][h] for v in videos])
-        if multi_label:
-            y = np.stack([targets[v] for v in videos])
-            out[h] = {"mAP": mean_average_precision(scores, y), "mAUC": mean_auc(scores, y)}
-        else:
-            y = np.array([targets[v] for v in videos])
-            top = video_topk(scores, y, np.arange(len(videos)), k=(1, 5), average="raw")
+        p = scores.probs[h]
+        if scores.multi_label:
             out[h] = {
-                "clip_top1": sum(clip_ok[v][h] for v in videos)
-                / (len(videos) * views.views_per_video),
+                "mAP": mean_average_precision(p, scores.target),
+                "mAUC": mean_auc(p, scores.target),
+            }
+        else:
+            top = video_topk(p, scores.target, np.arange(n), k=(1, 5), average="raw")
+            out[h] = {
+                "clip_top1": scores.clip_correct[h] / (n * scores.views),
                 "video_top1": top[1],
                 "video_top5": top[5],
             }
-        out[h]["videos"] = len(videos)
+        out[h]["videos"] = n
     return out
+
+
+def evaluate_videos(*args: Any, **kwargs: Any) -> dict[str, dict[str, float]]:
+    """:func:`video_metrics` of :func:`score_videos` (same arguments)."""
+    return video_metrics(score_videos(*args, **kwargs))
+
+
+def choose_predictor(
+    scores: VideoScores, weights: Mapping[str, float], fused: str
+) -> PredictorChoice | None:
+    """The predictor chosen on V: the ensemble of heads (``weights``) unless the ``fused`` head
+    beats it by more than a paired standard error of video top-1 (mAP if multi-label), by
+    :meth:`blendopt.BlendEnsemble.choose`; ``None`` when V has no video.
+    """
+    if not len(scores.target):
+        return None
+    probs = {h: torch.from_numpy(scores.probs[h]).double() for h in scores.heads if h != ENSEMBLE}
+    # choose() reads logits: these give back each video's mean probabilities under its activation.
+    logits = {h: p.logit() if scores.multi_label else p.log() for h, p in probs.items()}
+    return blendopt.BlendEnsemble.choose(
+        logits,
+        torch.from_numpy(scores.target),
+        {ENSEMBLE: dict(weights), fused: {fused: 1.0}},
+        reference=ENSEMBLE,
+        metric="map" if scores.multi_label else "top1",
+    )

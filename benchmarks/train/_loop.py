@@ -30,7 +30,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -55,9 +55,18 @@ from benchmarks.train._data import (
     worker_count,
 )
 from benchmarks.train._distributed import DistInfo, agree_all, all_gather, setup_distributed
-from benchmarks.train._evaluate import ENSEMBLE, evaluate_videos, primary_metric
+from benchmarks.train._evaluate import (
+    choose_predictor,
+    evaluate_videos,
+    primary_metric,
+    score_videos,
+    video_metrics,
+)
 from benchmarks.train._model import FUSED, blend_setup, build_model
 from benchmarks.train._report import divergence_markdown, write_report
+
+if TYPE_CHECKING:  # not exported by blendopt (the record BlendEnsemble.choose returns)
+    from blendopt._predict import PredictorChoice
 
 __all__ = ["CHECKPOINT", "DivergedError", "StopRequestedError", "run_training"]
 
@@ -701,9 +710,11 @@ def run_training(
         "info": info,
     }
     test = evaluate_videos(model, data.test, runner.forward, weights, skips=test_skips, **eval_args)
-    holdout = evaluate_videos(
+    on_v = score_videos(
         model, data.holdout, runner.forward, weights, skips=SkipReport(), **eval_args
     )
+    holdout = video_metrics(on_v)
+    choice = choose_predictor(on_v, weights, FUSED) if heads_setup.is_blend else None
     eval_seconds = time.perf_counter() - t0
     print_skipped({"train": train_skips, "estimate": est_skips, "test": test_skips})
     if writer is not None:
@@ -718,6 +729,7 @@ def run_training(
         records,
         test,
         holdout,
+        choice,
         (train_skips, est_skips, test_skips),
         eval_seconds,
     )
@@ -882,14 +894,15 @@ def _report_dict(
     records: list[dict[str, Any]],
     test: dict[str, dict[str, float]],
     holdout: dict[str, dict[str, float]],
+    choice: PredictorChoice | None,
     skips: tuple[SkipReport, SkipReport, SkipReport],
     eval_seconds: float,
 ) -> dict[str, Any]:
     key = primary_metric(data.multi_label)
-    predictors = {"method_head": setup.evaluated_head}
-    if setup.is_blend:
-        f, e = holdout[FUSED].get(key, math.nan), holdout[ENSEMBLE].get(key, math.nan)
-        predictors["selected_on_holdout"] = ENSEMBLE if e > f else FUSED
+    predictors: dict[str, Any] = {"method_head": setup.evaluated_head}
+    if choice is not None:  # the ensemble unless the fused head beats it significantly on V
+        predictors["selected_on_holdout"] = choice.chosen
+        predictors["choice"] = choice.to_dict()
     train_s, est_s, test_s = skips
     seconds = sum(r["seconds"] for r in records)
     clips = sum(r["clips_per_second"] * r["seconds"] for r in records)

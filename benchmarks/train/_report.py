@@ -12,7 +12,13 @@ from typing import Any
 
 from benchmarks.runner._plots import plot_curves, plot_weights
 
-__all__ = ["divergence_markdown", "markdown_report", "reproduces_line", "write_report"]
+__all__ = [
+    "choice_line",
+    "divergence_markdown",
+    "markdown_report",
+    "reproduces_line",
+    "write_report",
+]
 
 _PERCENT = ("clip_top1", "video_top1", "video_top5", "mAP", "mAUC")
 
@@ -67,9 +73,15 @@ def markdown_report(report: Mapping[str, Any]) -> str:
     lines += [
         "",
         "Legend: each head is its own classifier; `ensemble` averages the heads' probabilities "
-        "with the final blend weights; the predictor chosen on the holdout V (never on test) "
-        "compares the fused head and the ensemble on V. Numbers are percentages.",
+        "with the final blend weights; the predictor chosen on the holdout V (never on test) is "
+        "the ensemble unless the fused head beats it on V by more than a paired standard error "
+        "(blendopt's `BlendEnsemble.choose`). Numbers are percentages.",
         "",
+        *(
+            [choice_line(report["predictors"]["choice"]), ""]
+            if "choice" in report["predictors"]
+            else []
+        ),
         "Final weights: " + ", ".join(f"{h} {w:.3f}" for h, w in report["final_weights"].items()),
         "",
         f"Skipped media: train {report['skipped']['train']}, estimate/holdout "
@@ -85,6 +97,23 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         *[f"- {n}" for n in report["data"]],
     ]
     return "\n".join(lines) + "\n"
+
+
+def choice_line(choice: Mapping[str, Any]) -> str:
+    """The choice on V and its reason, from a ``PredictorChoice`` record (``to_dict()``)."""
+    ref, metric = choice["reference"], "mAP" if choice["metric"] == "map" else "video top-1"
+    se = choice["standard_errors"]
+    others = ", ".join(
+        f"`{c}` {_fmt(choice['scores'][c])} (gain {100 * g:+.1f} ± {100 * se[c]:.1f})"
+        for c, g in choice["gains"].items()
+        if c != ref
+    )
+    why = "it beat" if choice["chosen"] != ref else "no candidate beat"
+    return (
+        f"Chosen on V: `{choice['chosen']}` ({why} `{ref}` by more than {choice['z']:g} paired "
+        f"standard error). {metric} on V ({choice['size']} videos): `{ref}` "
+        f"{_fmt(choice['scores'][ref])}, {others}."
+    )
 
 
 def divergence_markdown(

@@ -37,6 +37,18 @@ def test_summary_means_and_time_ratios_by_hand():
     assert "a 0.70, fused 0.30" in row
 
 
+def test_summary_names_the_predictors_chosen_on_v():
+    records = [
+        _record("naive", 0, 1.0, 0.2, {"a": 0.0, "fused": 1.0}),
+        _record("naive", 1, 1.0, 0.2, {"a": 0.0, "fused": 1.0}),
+        {**_record("rolling", 0, 1.0, 0.3, {"a": 0.5, "fused": 0.5}), "selected": "fused"},
+        {**_record("rolling", 1, 1.0, 0.5, {"a": 0.5, "fused": 0.5}), "selected": "ensemble"},
+    ]
+    table = estimator_study.summary(records, ["naive", "rolling"], [0, 1])
+    row = next(line for line in table.splitlines() if line.startswith("| rolling"))
+    assert "| 50.0 ± 14.1 (ensemble/fused) |" in row
+
+
 def test_trajectories_report_the_peak_and_the_comparison():
     rec = _record(
         "rolling",
@@ -77,6 +89,19 @@ def test_a_rolling_run_on_mfeat_small(capsys):
     assert sum(rec["weights"].values()) == pytest.approx(1.0)
     assert len(rec["trajectory"]) > 2
     assert 0.5 < rec["ensemble"] <= 1.0
+
+
+@pytest.mark.slow
+def test_the_predictor_is_chosen_by_the_paired_test_on_v():
+    rec = estimator_study.run("mfeat_small", "auxiliary", 0)
+    choice = rec["selection"]  # blendopt's PredictorChoice, not a bare argmax
+    assert (choice["reference"], choice["metric"], choice["z"]) == ("ensemble", "top1", 1.0)
+    assert choice["size"] == 20  # V: 10% of the 200 training samples
+    assert set(choice["gains"]) == {"ensemble", "fused"}
+    assert rec["selected"] == choice["chosen"]
+    assert rec["selected_acc"] == (
+        rec["ensemble"] if choice["chosen"] == "ensemble" else rec["fused"]
+    )
 
 
 def test_per_head_gradient_script_runs(capsys):

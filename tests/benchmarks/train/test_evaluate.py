@@ -1,4 +1,5 @@
-"""evaluate_videos against hand-computed clip top-1, video top-1/top-5, ensemble, mAP/mAUC."""
+"""evaluate_videos against hand-computed clip top-1, video top-1/top-5, ensemble, mAP/mAUC;
+the predictor chosen on V by a paired test, not by a bare argmax."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from benchmarks.data import (
 )
 from benchmarks.train import evaluate_videos, load_config
 from benchmarks.train._distributed import DistInfo
+from benchmarks.train._evaluate import VideoScores, choose_predictor, video_metrics
 from benchmarks.train._loop import _Runner
+from benchmarks.train._report import choice_line
 
 from .conftest import CONFIGS, Roots
 
@@ -110,3 +113,59 @@ def test_device_normalized_views_score_the_same(roots: Roots) -> None:
     assert seen["device"].dtype == torch.float32
     torch.testing.assert_close(seen["device"], seen["worker"], rtol=0, atol=0)
     assert out["device"] == out["worker"]
+
+
+def _scores(right: dict[str, int], n: int = 10) -> VideoScores:
+    """``n`` videos of class 0 (3 classes); head ``h`` scores its first ``right[h]`` right."""
+    probs = {}
+    for h, k in right.items():
+        p = np.tile(np.array([0.1, 0.8, 0.1], dtype=np.float32), (n, 1))
+        p[:k] = [0.8, 0.1, 0.1]
+        probs[h] = p
+    probs["ensemble"] = probs["a"]  # weights {"a": 1, "fused": 0}
+    clips = {**right, "ensemble": right["a"]}
+    target = np.zeros(n, dtype=np.int64)
+    return VideoScores([*clips], probs, target, clips, views=1, multi_label=False)
+
+
+def test_the_fused_head_needs_a_significant_win_on_v() -> None:
+    # The fused head is right on one video more than the ensemble: a bare argmax picked it;
+    # its gain 0.1 equals its paired standard error, so the ensemble is kept.
+    weights = {"a": 1.0, "fused": 0.0}
+    scores = _scores({"a": 5, "fused": 6})
+    choice = choose_predictor(scores, weights, "fused")
+    assert choice is not None
+    assert (choice.chosen, choice.reference, choice.metric, choice.size) == (
+        "ensemble", "ensemble", "top1", 10
+    )  # fmt: skip
+    assert choice.gains["fused"] == pytest.approx(0.1)
+    assert choice.standard_errors["fused"] == pytest.approx(0.1)
+    metrics = video_metrics(scores)  # choose() reads the same numbers as the report
+    assert choice.scores == pytest.approx(
+        {h: metrics[h]["video_top1"] for h in ("ensemble", "fused")}
+    )
+    line = choice_line(choice.to_dict())
+    assert "Chosen on V: `ensemble` (no candidate beat `ensemble` by more than 1 paired" in line
+    assert "`fused` 60.0 (gain +10.0 ± 10.0)" in line
+    # right on every video against 5 of 10: gain 0.5 > SE 0.167, the fused head is chosen
+    choice = choose_predictor(_scores({"a": 5, "fused": 10}), weights, "fused")
+    assert choice is not None
+    assert (choice.chosen, choice.weights) == ("fused", {"fused": 1.0})
+    assert "Chosen on V: `fused` (it beat `ensemble`" in choice_line(choice.to_dict())
+
+
+def test_multi_label_choice_reads_map_and_an_empty_v_chooses_nothing() -> None:
+    y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+    good = np.where(y == 1, 0.9, 0.1).astype(np.float32)
+    bad = np.full((4, 2), 0.5, dtype=np.float32)
+    scores = VideoScores(
+        ["a", "fused", "ensemble"], {"a": good, "fused": bad, "ensemble": good}, y, {},
+        views=1, multi_label=True,
+    )  # fmt: skip
+    choice = choose_predictor(scores, {"a": 1.0, "fused": 0.0}, "fused")
+    assert choice is not None
+    assert (choice.metric, choice.chosen) == ("map", "ensemble")
+    assert choice.scores["ensemble"] == pytest.approx(mean_average_precision(good, y))
+    empty = VideoScores(["a", "ensemble"], {}, np.array([]), {}, views=1, multi_label=False)
+    assert choose_predictor(empty, {"a": 1.0}, "fused") is None
+    assert video_metrics(empty) == {"a": {"videos": 0}, "ensemble": {"videos": 0}}

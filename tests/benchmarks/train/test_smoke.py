@@ -70,6 +70,12 @@ def test_smoke_run(roots: Roots, config: str, tmp_path: Path) -> None:
     for name in ("report.md", "curves.png", "weights.png", "checkpoint.pt", "config.json"):
         assert (tmp_path / name).is_file(), name
     assert raw["experiment"]["paper"] in (tmp_path / "report.md").read_text()
+    # G-Blend: the predictor is chosen on V by blendopt's paired test, recorded with its reason
+    choice = report["predictors"]["choice"]
+    assert (choice["reference"], choice["z"]) == ("ensemble", 1.0)
+    assert report["predictors"]["selected_on_holdout"] == choice["chosen"]
+    assert choice["size"] == report["holdout"]["ensemble"]["videos"]
+    assert f"Chosen on V: `{choice['chosen']}`" in (tmp_path / "report.md").read_text()
     if config in FLOW:  # Table 4: a flow head trained and scored on the precomputed flow
         assert report["test"]["flow"]["videos"] == 4  # every test video has its flow file
         # kin00000009 has its video but no flow file: skipped and counted, like a bad video
