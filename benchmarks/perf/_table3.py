@@ -67,6 +67,9 @@ def extra_info(result: RunResult, warning_count: int) -> dict[str, Any]:
             "selected": result.selected_accuracy,
             "selected_on_v": result.selected,
         },
+        # Why: blendopt's PredictorChoice records (prediction weights, then predictor) on V.
+        "prediction": result.prediction,
+        "selection": result.selection,
         "weights": result.weights,
         "average_weights": result.average_weights,
         "steps": result.steps,

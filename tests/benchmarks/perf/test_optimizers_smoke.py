@@ -27,6 +27,9 @@ def test_run_case_records_every_predictor(method, small_data):
     assert (info["accuracy"]["fused"] is None) == method.startswith("single:")
     assert (info["accuracy"]["ensemble"] is not None) == multi
     assert (info["accuracy"]["selected_on_v"] is not None) == multi
+    if multi:  # the choice's record beside it: the paired test on V that made it
+        assert info["selection"]["chosen"] == info["accuracy"]["selected_on_v"]
+        assert info["selection"]["size"] == info["prediction"]["size"] > 0
     json.dumps(info)  # pytest-benchmark stores it as JSON
 
 
