@@ -64,7 +64,6 @@ from benchmarks.train._evaluate import (
 )
 from benchmarks.train._model import FUSED, blend_setup, build_model
 from benchmarks.train._report import divergence_markdown, write_report
-from blendopt._finite import NonFiniteRecord  # not exported; see _FiniteWatch
 
 if TYPE_CHECKING:  # not exported by blendopt (the record BlendEnsemble.choose returns)
     from blendopt._predict import PredictorChoice
@@ -94,20 +93,20 @@ class DivergedError(RuntimeError):
 class _FiniteWatch:
     """Watches the per-head training losses for divergence, on their device.
 
-    Per head, the first step whose loss is not finite and that value are a
-    :class:`~blendopt._finite.NonFiniteRecord`, the record the blender keeps (it exposes none);
-    beside it, what the blender does not keep: the last finite loss before it with its step,
-    and the last few steps' losses. Recording costs a few device operations; on the CPU
-    :meth:`record` also checks at once (free there), elsewhere the loop calls :meth:`ok` before
-    each checkpoint and at each epoch's end (one sync).
+    Per head: the first step whose loss is not finite (and that value), and the last finite
+    loss before it with its step; plus the last few steps' losses. Recording costs a few
+    device operations; on the CPU :meth:`record` also checks at once (free there), elsewhere
+    the loop calls :meth:`ok` before each checkpoint and at each epoch's end (one sync).
     """
 
     def __init__(self, heads: Sequence[str], device: torch.device, info: DistInfo) -> None:
+        k, f64 = len(heads), torch.float64
         self.heads, self.info = list(heads), info
         self.every_step = checks_every_step(device)
-        self.nonfinite = NonFiniteRecord(len(self.heads))
-        self.last_loss = torch.full((len(heads),), math.nan, dtype=torch.float64, device=device)
-        self.last_step = torch.full((len(heads),), -1, dtype=torch.int64, device=device)
+        self.first_bad = torch.full((k,), -1, dtype=torch.int64, device=device)
+        self.bad_value = torch.zeros(k, dtype=f64, device=device)
+        self.last_loss = torch.full((k,), math.nan, dtype=f64, device=device)
+        self.last_step = torch.full((k,), -1, dtype=torch.int64, device=device)
         self.recent: deque[tuple[int, torch.Tensor]] = deque(maxlen=5)
         self.where: tuple[int, int] = (0, 0)  # (epoch, batch) of the latest step recorded
 
@@ -116,26 +115,27 @@ class _FiniteWatch:
         once (on the CPU), a loss of some rank is not finite."""
         v = torch.stack([losses[h].detach().double() for h in self.heads])
         finite = torch.isfinite(v)
-        flagged = self.nonfinite.flagged  # heads already past their first non-finite loss
-        good = finite if flagged is None else finite & ~flagged
+        clean = self.first_bad < 0
+        new_bad = ~finite & clean
+        self.first_bad = torch.where(new_bad, step, self.first_bad)
+        self.bad_value = torch.where(new_bad, v, self.bad_value)
+        good = finite & clean
         self.last_loss = torch.where(good, v, self.last_loss)
         self.last_step = torch.where(good, step, self.last_step)
-        self.nonfinite.record(finite, step, values=v)
         self.recent.append((step, v))
         self.where = (epoch, batch)
         return self.ok() if self.every_step else True
 
     def ok(self) -> bool:
         """Whether every loss so far was finite on every rank (one sync)."""
-        flagged = self.nonfinite.flagged
-        return agree_all(self.info, flagged is None or not bool(flagged.any()))
+        return agree_all(self.info, bool((self.first_bad < 0).all()))
 
     def summary(self) -> dict[str, Any]:
         """This rank's view, as plain numbers (gathered from every rank on divergence)."""
-        read = self.nonfinite.read()
+        first, bad = self.first_bad.tolist(), self.bad_value.tolist()
         last, last_step = self.last_loss.tolist(), self.last_step.tolist()
         return {
-            "bad": {self.heads[i]: (read.first[i], read.first_value[i]) for i in read.bad},
+            "bad": {h: (first[i], bad[i]) for i, h in enumerate(self.heads) if first[i] >= 0},
             "last": {h: (last_step[i], last[i]) for i, h in enumerate(self.heads)},
             "recent": [(s, v.tolist()) for s, v in self.recent],
             "where": self.where,

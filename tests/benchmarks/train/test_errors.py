@@ -132,22 +132,6 @@ def test_a_diverging_run_exits_1_and_keeps_a_report(
     assert (out / "config.json").is_file()
 
 
-def test_the_watch_keeps_the_first_non_finite_loss_and_the_last_finite_one() -> None:
-    from benchmarks.train._distributed import DistInfo
-    from benchmarks.train._loop import _FiniteWatch
-
-    watch = _FiniteWatch(["a", "b"], torch.device("cpu"), DistInfo())
-    steps = [(1.0, 2.0), (1.5, math.inf), (math.nan, 3.0), (0.5, 4.0)]  # b recovers: still bad
-    ok = [watch.record(i + 1, 1, i + 1, {"a": torch.tensor(x), "b": torch.tensor(y)})
-          for i, (x, y) in enumerate(steps)]  # fmt: skip
-    assert ok == [True, False, False, False]
-    view = watch.summary()
-    assert view["bad"] == {"a": (3, pytest.approx(math.nan, nan_ok=True)), "b": (2, math.inf)}
-    assert view["last"] == {"a": (2, 1.5), "b": (1, 2.0)}  # before each head's first bad step
-    assert [s for s, _ in view["recent"]] == [1, 2, 3, 4]
-    assert view["where"] == (1, 4)
-
-
 def test_on_an_accelerator_divergence_is_caught_before_any_checkpoint(
     roots: Roots, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
 ) -> None:
