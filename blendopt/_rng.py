@@ -25,8 +25,7 @@ def _loader_parts(loader: Any) -> list[Any]:
 
 
 def loader_generators(loaders: Iterable[Any]) -> list[torch.Generator]:
-    """The ``torch.Generator`` objects that iterating ``loaders`` advances (the loaders' and
-    their samplers'), each once, in a fixed order (seeding them by position is deterministic)."""
+    """The ``torch.Generator`` objects that iterating ``loaders`` advances, each once, in order."""
     found: list[torch.Generator] = []
     for loader in loaders:
         for part in _loader_parts(loader):
@@ -42,9 +41,8 @@ def _cuda_devices() -> list[int]:
 
 @contextlib.contextmanager
 def isolated_rng(seed: int | None, generators: Sequence[torch.Generator] = ()) -> Iterator[None]:
-    """Run a block with its own random state, the caller's restored afterwards: torch (CPU and
-    CUDA), ``random``, NumPy's global generator and ``generators`` (:func:`loader_generators`),
-    all seeded from ``seed`` if given, so the block's randomness repeats with the seed."""
+    """Run a block with its own random state (torch, ``random``, NumPy, ``generators``), seeded
+    from ``seed`` if given; the caller's state is restored afterwards."""
     py_state = random.getstate()
     np_state = np.random.get_state()
     saved = [g.get_state() for g in generators]
@@ -65,8 +63,7 @@ def isolated_rng(seed: int | None, generators: Sequence[torch.Generator] = ()) -
 
 
 class SamplerEpochs:
-    """Set the epoch of the loaders' samplers with ``set_epoch`` and an int ``epoch`` (e.g.
-    ``DistributedSampler``) for Algorithm 1's copies; on exit each gets its epoch back."""
+    """Set the epoch of the loaders' epoch-aware samplers; on exit each gets its epoch back."""
 
     def __init__(self, loaders: Iterable[Any]) -> None:
         self.samplers: list[Any] = []
@@ -81,7 +78,6 @@ class SamplerEpochs:
         self._saved: list[int] = []
 
     def set_epoch(self, epoch: int) -> None:
-        """Call ``set_epoch(epoch)`` on every epoch-aware sampler."""
         for sampler in self.samplers:
             sampler.set_epoch(epoch)
 
@@ -106,8 +102,7 @@ def derive_seed(base: int, *parts: int) -> int:
 
 
 class RngStream:
-    """A private torch random stream swapped in and out of the global generators: each of
-    Algorithm 1's copies draws its dropout from its own, whichever copies share its pass."""
+    """A private torch random stream swapped in and out of the global generators."""
 
     def __init__(self, seed: int) -> None:
         self._cuda = torch.cuda.is_initialized()
@@ -125,7 +120,6 @@ class RngStream:
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
-        """Use this stream for the block; the outer state resumes afterwards."""
         outer = self._capture()
         self._restore(self._state)
         try:

@@ -33,20 +33,15 @@ class Schedule(ABC):
 
     @abstractmethod
     def horizon(self, position: int) -> int | None:
-        """n of Algorithm 1 for the estimate at ``position``: how long its weights will train.
-
-        ``None`` lets the estimator use its own length.
-        """
+        """n of Algorithm 1 for the estimate at ``position`` (``None``: the estimator's own)."""
 
 
 class Offline(Schedule):
     """Algorithm 2: estimate once, before training, and keep the weights fixed.
 
     Args:
-        horizon: n for the estimate; the paper uses the whole schedule N. ``None`` lets the
-            estimator's own ``epochs`` decide (a cheaper, shorter look ahead).
-        unit: ``"epoch"`` (the blender counts ``start_epoch()`` calls) or ``"step"`` (it counts
-            ``step()`` calls).
+        horizon: n for the estimate (the paper: the whole schedule); ``None``: the estimator's.
+        unit: ``"epoch"`` (counts ``start_epoch()`` calls) or ``"step"`` (``step()`` calls).
     """
 
     def __init__(self, horizon: int | None = None, *, unit: Unit = "epoch") -> None:
@@ -64,11 +59,7 @@ class Offline(Schedule):
 
 
 class Online(Schedule):
-    """Algorithm 3: re-estimate at the start of every super-epoch.
-
-    The first super-epoch (the warm-up) lasts ``warmup`` epochs, every later one ``every``
-    epochs; each estimate looks ahead one super-epoch. The paper's Kinetics run used
-    ``Online(every=5, warmup=10)`` (§3.3).
+    """Algorithm 3: re-estimate at the start of every super-epoch, looking ahead one.
 
     Args:
         every: super-epoch length.
