@@ -119,8 +119,6 @@ class GradientBlender(Optimizer):
         self._blends_since_step = 0
         self._warned_unblended = False
 
-    # -- the wrapped optimizer's state, by reference -------------------------------------------
-
     param_groups = _contract.forwarded("param_groups")  # type: ignore[assignment]
     state = _contract.forwarded("state")  # type: ignore[assignment]
     defaults = _contract.forwarded("defaults")  # type: ignore[assignment]
@@ -143,8 +141,6 @@ class GradientBlender(Optimizer):
         self.__dict__.update(state)
         _contract.restore_hook_registries(self)
         self._patch_step_function()
-
-    # -- weights ---------------------------------------------------------------------------------
 
     @property
     def estimator(self) -> Estimator | None:
@@ -179,8 +175,6 @@ class GradientBlender(Optimizer):
         """Use ``weights`` from now on (recorded in :attr:`history`; validated as ``weights=``)."""
         self._controller.set_weights(check_weights(weights, self.heads, "weights", warn_sum=True))
 
-    # -- the per-step path -------------------------------------------------------------------
-
     def _nonfinite_checked(self, detached: torch.Tensor) -> None:
         device = detached.device
         in_blend = self._weighting.active_mask(device)
@@ -194,10 +188,6 @@ class GradientBlender(Optimizer):
         # Only heads at weight 0, which the blend leaves out: record and warn.
         self._finite.record(torch.isfinite(detached), in_blend, self._controller.steps)
         self._finite.report("at blend()", to_step=self._controller.steps + 1)
-
-    def _report_nonfinite(self, where: str) -> None:
-        if self._finite.pending:
-            self._finite.report(where, to_step=self._controller.steps)
 
     def blend(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The blended loss ``Σ_k w_k L_k`` (Eq. 7) with its graph; the caller backpropagates.
@@ -291,7 +281,9 @@ class GradientBlender(Optimizer):
         self._blends_since_step = 0
         self._controller.after_step()
         if self._finite.pending and self._controller.steps % self.check_finite_every == 0:
-            self._report_nonfinite(f"every {self.check_finite_every} steps")
+            self._finite.report(
+                f"every {self.check_finite_every} steps", to_step=self._controller.steps
+            )
         return loss
 
     def _record_first_call_only(self, closure: Callable[[], Any]) -> Callable[[], Any]:
@@ -331,8 +323,6 @@ class GradientBlender(Optimizer):
         """Add a parameter group to the wrapped optimizer."""
         self.optimizer.add_param_group(param_group)
 
-    # -- epochs and estimates ----------------------------------------------------------------
-
     def start_epoch(self) -> dict[str, Any] | None:
         """Start an epoch (on every rank, before its first ``backward``); estimate if due.
 
@@ -343,7 +333,8 @@ class GradientBlender(Optimizer):
             FloatingPointError: non-finite losses of heads at weight > 0 were counted.
         """
         self.statistics.close_epoch(self._controller.epochs_started - 1)
-        self._report_nonfinite(f"at start_epoch() (epoch {self._controller.epochs_started})")
+        where = f"at start_epoch() (epoch {self._controller.epochs_started})"
+        self._finite.report(where, to_step=self._controller.steps)
         return self._controller.start_epoch()
 
     def estimate_due(self) -> bool:
@@ -368,15 +359,13 @@ class GradientBlender(Optimizer):
             horizon, self.schedule.unit if self.schedule is not None else "epoch"
         )
 
-    # -- checkpoints -------------------------------------------------------------------------
-
     def state_dict(self) -> dict[str, Any]:
         """The wrapped optimizer's state dict plus the blender's own state under ``"blender"``.
 
         The plain optimizer loads it too; ``torch.load(weights_only=True)`` reads it.
         """
         self._check_constructed("state_dict")
-        self._report_nonfinite("at state_dict()")
+        self._finite.report("at state_dict()", to_step=self._controller.steps)
         _contract.run_hooks(self._optimizer_state_dict_pre_hooks, self)
         state_dict = dict(self.optimizer.state_dict())
         state_dict["blender"] = {

@@ -16,6 +16,8 @@ from blendopt._warnings import deferred_estimate_warnings, warn, warn_estimate
 from blendopt._weighting import BlendWeights, check_weights
 from blendopt.warnings import NoEstimateWarning
 
+_POSITIONS = ("epochs_started", "steps", "estimates", "last_estimate_position")
+
 
 class EstimationController:
     """Counts epochs and steps, runs the estimator when due, applies and records the weights.
@@ -47,8 +49,6 @@ class EstimationController:
     @property
     def heads(self) -> list[str]:
         return self.weights.heads
-
-    # -- positions ------------------------------------------------------------------------
 
     def before_first_blend(self) -> None:
         if self.schedule is None:
@@ -90,8 +90,6 @@ class EstimationController:
         assert self.schedule is not None
         self.last_estimate_position = position
         return self.estimate(self.schedule.horizon(position), self.schedule.unit)
-
-    # -- estimates -----------------------------------------------------------------------
 
     def estimate(self, horizon: int | None, unit: str) -> dict[str, Any]:
         """Run the estimator now and apply the result (rejected estimates keep the weights)."""
@@ -165,8 +163,6 @@ class EstimationController:
         self.history.append(record)
         return record
 
-    # -- checkpoints -----------------------------------------------------------------------
-
     def warn_if_never_estimated(self) -> None:
         """Warn once (:class:`NoEstimateWarning`) if steps ran and no estimate was made."""
         if self._warned_no_estimate or self.estimates or not self.steps or self.schedule is None:
@@ -186,19 +182,14 @@ class EstimationController:
         """Positions, history and the estimator's state (plain values)."""
         self.warn_if_never_estimated()
         return {
-            "epochs_started": self.epochs_started,
-            "steps": self.steps,
-            "estimates": self.estimates,
-            "last_estimate_position": self.last_estimate_position,
+            **{name: getattr(self, name) for name in _POSITIONS},
             "history": list(self.history),
             "estimator": {} if self.estimator is None else self.estimator.state_dict(),
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        self.epochs_started = int(state_dict["epochs_started"])
-        self.steps = int(state_dict["steps"])
-        self.estimates = int(state_dict["estimates"])
-        self.last_estimate_position = int(state_dict["last_estimate_position"])
+        for name in _POSITIONS:
+            setattr(self, name, int(state_dict[name]))
         self.history = list(state_dict["history"])
         if self.estimator is not None:
             self.estimator.load_state_dict(state_dict["estimator"])

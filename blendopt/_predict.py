@@ -10,6 +10,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from blendopt._weighting import check_choice
+
 Activation = Literal["softmax", "sigmoid"]
 Metric = Literal["top1", "map"]
 
@@ -30,10 +32,7 @@ def ensemble_probabilities(
     Returns:
         Probabilities of shape ``(batch, classes)``.
     """
-    if activation not in ("softmax", "sigmoid"):
-        raise ValueError(
-            f"Parameter `activation` should be 'softmax' or 'sigmoid'. Found {activation!r}."
-        )
+    check_choice("activation", activation, ("softmax", "sigmoid"))
     used = {h: float(w) for h, w in weights.items() if float(w) > 0}
     if not used:
         raise ValueError(
@@ -123,18 +122,6 @@ class PredictorChoice:
         return asdict(self)
 
 
-def _check_choice(candidates: Mapping[str, Any], reference: str, metric: str, z: float) -> None:
-    if metric not in ("top1", "map"):
-        raise ValueError(f"Parameter `metric` should be 'top1' or 'map'. Found {metric!r}.")
-    if reference not in candidates:
-        raise ValueError(
-            f"Parameter `reference` should name a candidate ({list(candidates)}) or be 'uniform'. "
-            f"Found {reference!r}."
-        )
-    if not z >= 0:
-        raise ValueError(f"Parameter `z` should be >= 0. Found {z!r}.")
-
-
 def _default_predict(model: nn.Module, batch: Any) -> tuple[Mapping[str, torch.Tensor], Any]:
     inputs, target = batch
     return model(inputs), target
@@ -175,10 +162,7 @@ class BlendEnsemble(nn.Module):
         Raises:
             ValueError: another ``weights``. TypeError: ``optimizer`` has no G-Blend weights.
         """
-        if weights not in ("average", "last"):
-            raise ValueError(
-                f"Parameter `weights` should be 'average' or 'last'. Found {weights!r}."
-            )
+        check_choice("weights", weights, ("average", "last"))
         if not hasattr(optimizer, "average_weights"):
             raise TypeError(
                 "Parameter `optimizer` should be the blendopt.GradientBlender that trained the "
@@ -214,7 +198,14 @@ class BlendEnsemble(nn.Module):
         pool = {name: dict(w) for name, w in candidates.items()}
         if reference == "uniform" and "uniform" not in pool:
             pool = {"uniform": dict.fromkeys(logits, 1.0 / len(logits)), **pool}
-        _check_choice(pool, reference, metric, z)
+        check_choice("metric", metric, ("top1", "map"))
+        if reference not in pool:
+            raise ValueError(
+                f"Parameter `reference` should name a candidate ({list(pool)}) or be 'uniform'. "
+                f"Found {reference!r}."
+            )
+        if not z >= 0:
+            raise ValueError(f"Parameter `z` should be >= 0. Found {z!r}.")
         act: Activation = "softmax" if metric == "top1" else "sigmoid"
         probs = {c: ensemble_probabilities(logits, w, activation=act) for c, w in pool.items()}
         ref = probs[reference]

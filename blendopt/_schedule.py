@@ -5,13 +5,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Literal
 
+from blendopt._weighting import check_choice
+
 Unit = Literal["epoch", "step"]
-
-
-def _check_unit(unit: object) -> Unit:
-    if unit not in ("epoch", "step"):
-        raise ValueError(f"Parameter `unit` should be 'epoch' or 'step'. Found {unit!r}.")
-    return unit  # type: ignore[return-value]
 
 
 def _check_length(name: str, value: object, *, allow_none: bool = False) -> int | None:
@@ -46,7 +42,8 @@ class Offline(Schedule):
 
     def __init__(self, horizon: int | None = None, *, unit: Unit = "epoch") -> None:
         self.horizon_length = _check_length("horizon", horizon, allow_none=True)
-        self.unit = _check_unit(unit)
+        check_choice("unit", unit, ("epoch", "step"))
+        self.unit = unit
 
     def is_due(self, position: int) -> bool:
         return position == 0
@@ -70,7 +67,8 @@ class Online(Schedule):
     def __init__(self, every: int, *, warmup: int | None = None, unit: Unit = "epoch") -> None:
         self.every = _check_length("every", every)
         self.warmup = _check_length("warmup", warmup, allow_none=True) or self.every
-        self.unit = _check_unit(unit)
+        check_choice("unit", unit, ("epoch", "step"))
+        self.unit = unit
 
     def is_due(self, position: int) -> bool:
         if position == 0:

@@ -28,6 +28,13 @@ _KEY_MESSAGES = {
 }
 
 
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    """Raise a ``ValueError`` naming ``choices`` unless ``value`` is one of them."""
+    if value not in choices:
+        options = " or ".join(repr(c) for c in choices)
+        raise ValueError(f"Parameter `{name}` should be {options}. Found {value!r}.")
+
+
 def check_heads(heads: Sequence[str]) -> list[str]:
     """``heads`` as a list, checked to be a non-empty sequence of distinct strings."""
     if isinstance(heads, str) or not isinstance(heads, Sequence):
@@ -113,7 +120,6 @@ class BlendWeights:
         self._weights: dict[str, float] = {}
         self._active: list[int] = []
         self._cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
-        self._mask_cache: dict[torch.device, torch.Tensor] = {}
         self._steps_weighted = dict.fromkeys(self.heads, 0.0)  # Σ w · steps, closed periods
         self._since = 0  # the step at which the weights in use took effect
         self._replace(weights)
@@ -124,7 +130,6 @@ class BlendWeights:
             i for i, h in enumerate(self.heads) if self._weights[h] > 0.0 or not self.mask
         ]
         self._cache.clear()
-        self._mask_cache.clear()
 
     @property
     def values(self) -> dict[str, float]:
@@ -151,29 +156,23 @@ class BlendWeights:
         return {h: (self._steps_weighted[h] + self._weights[h] * span) / step for h in self.heads}
 
     def active_mask(self, device: torch.device) -> torch.Tensor:
-        mask = self._mask_cache.get(device)
-        if mask is None:
-            active = set(self._active)
-            mask = torch.tensor(
-                [i in active for i in range(len(self.heads))], dtype=torch.bool, device=device
-            )
-            self._mask_cache[device] = mask
-        return mask
+        return self._tensor(device, torch.bool)
 
-    def _active_tensor(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    def _tensor(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """The blended heads' weights on ``device`` (``torch.bool``: which heads are blended)."""
         key = (device, dtype)
-        cached = self._cache.get(key)
-        if cached is None:
-            cached = torch.tensor(
-                [self._weights[self.heads[i]] for i in self._active], dtype=dtype, device=device
-            )
-            self._cache[key] = cached
-        return cached
+        if key not in self._cache:
+            if dtype is torch.bool:
+                values = [i in self._active for i in range(len(self.heads))]
+            else:
+                values = [self._weights[self.heads[i]] for i in self._active]
+            self._cache[key] = torch.tensor(values, dtype=dtype, device=device)
+        return self._cache[key]
 
     def blend(self, values: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(Σ_{k in blend} w_k L_k, every loss stacked and detached)`` in ``heads`` order."""
         active = _at_least_float32(torch.stack([values[i] for i in self._active]))
-        blended = _weighted_sum(active, self._active_tensor(active.device, active.dtype))
+        blended = _weighted_sum(active, self._tensor(active.device, active.dtype))
         if self.all_active:
             return blended, active.detach()
         return blended, torch.stack([v.detach() for v in values])
