@@ -10,13 +10,13 @@ from typing import Any
 
 def ratios(d_o: Mapping[str, float], d_g: Mapping[str, float]) -> dict[str, float]:
     """``dO_k / dG_k`` per head (Eq. 3); ``dG_k = 0`` gives ``±inf`` (sign of dO), nan if dO = 0."""
-    out = {}
-    for h, g in d_g.items():
-        if g != 0.0:
-            out[h] = d_o[h] / g
-        else:
-            out[h] = math.copysign(math.inf, d_o[h]) if d_o[h] != 0.0 else math.nan
-    return out
+    return {h: _ratio(d_o[h], g) for h, g in d_g.items()}
+
+
+def _ratio(o: float, g: float) -> float:
+    if g != 0.0:
+        return o / g
+    return math.copysign(math.inf, o) if o != 0.0 else math.nan
 
 
 @dataclass(frozen=True)

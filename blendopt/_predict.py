@@ -254,16 +254,11 @@ class BlendEnsemble(nn.Module):
         predict = _default_predict if predict is None else predict
         was_training = model.training
         model.eval()
-        parts: dict[str, list[torch.Tensor]] = {}
-        targets = []
-        for batch in holdout:
-            logits, target = predict(model, batch)
-            for head, z in logits.items():
-                parts.setdefault(head, []).append(z)
-            targets.append(target)
+        outputs = [predict(model, batch) for batch in holdout]
         model.train(was_training)
-        logits = {h: torch.cat(z) for h, z in parts.items()}
-        choice = cls.choose(logits, torch.cat(targets), candidates, **choose)
+        heads = dict.fromkeys(h for out, _ in outputs for h in out)
+        logits = {h: torch.cat([out[h] for out, _ in outputs if h in out]) for h in heads}
+        choice = cls.choose(logits, torch.cat([t for _, t in outputs]), candidates, **choose)
         act: Activation = "softmax" if choice.metric == "top1" else "sigmoid"
         ensemble = cls(model, choice.weights, activation=act)
         ensemble.choice = choice

@@ -41,13 +41,10 @@ class TrainStatistics:
             finite_checked: every value is known to be finite (else non-finite ones are counted).
             finite: ``torch.isfinite(values)``, if computed already.
         """
-        if self._sum is None:
-            self._sum = torch.zeros(
-                len(self.heads), dtype=accumulator_dtype(values.device), device=values.device
-            )
-        elif self._sum.device != values.device:
+        if self._sum is None or self._sum.device != values.device:
             # The sums follow the losses (e.g. after a checkpoint was loaded to the CPU).
-            self._sum = self._sum.to(values.device, accumulator_dtype(values.device))
+            start = torch.zeros(len(self.heads)) if self._sum is None else self._sum
+            self._sum = start.to(values.device, accumulator_dtype(values.device))
         if finite_checked:
             self._sum.add_(values)  # in place, promoted to the accumulator's dtype
         else:
