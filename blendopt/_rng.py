@@ -26,13 +26,13 @@ def _loader_parts(loader: Any) -> list[Any]:
 
 def loader_generators(loaders: Iterable[Any]) -> list[torch.Generator]:
     """The ``torch.Generator`` objects that iterating ``loaders`` advances, each once, in order."""
-    found: list[torch.Generator] = []
-    for loader in loaders:
-        for part in _loader_parts(loader):
-            g = getattr(part, "generator", None)
-            if isinstance(g, torch.Generator) and all(g is not seen for seen in found):
-                found.append(g)
-    return found
+    found = (getattr(part, "generator", None) for x in loaders for part in _loader_parts(x))
+    return _distinct(g for g in found if isinstance(g, torch.Generator))
+
+
+def _distinct(items: Iterable[Any]) -> list[Any]:
+    """``items`` without repeated objects (by identity), in order."""
+    return list({id(item): item for item in items}.values())
 
 
 def _cuda_devices() -> list[int]:
@@ -66,15 +66,13 @@ class SamplerEpochs:
     """Set the epoch of the loaders' epoch-aware samplers; on exit each gets its epoch back."""
 
     def __init__(self, loaders: Iterable[Any]) -> None:
-        self.samplers: list[Any] = []
-        for loader in loaders:
-            for part in _loader_parts(loader)[1:]:
-                if (
-                    callable(getattr(part, "set_epoch", None))
-                    and isinstance(getattr(part, "epoch", None), int)
-                    and all(part is not seen for seen in self.samplers)
-                ):
-                    self.samplers.append(part)
+        parts = (part for loader in loaders for part in _loader_parts(loader)[1:])
+        self.samplers = _distinct(
+            p
+            for p in parts
+            if callable(getattr(p, "set_epoch", None))
+            and isinstance(getattr(p, "epoch", None), int)
+        )
         self._saved: list[int] = []
 
     def set_epoch(self, epoch: int) -> None:
