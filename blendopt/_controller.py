@@ -46,10 +46,6 @@ class EstimationController:
         self.last_estimate_position = -1
         self._warned_no_estimate = False
 
-    @property
-    def heads(self) -> list[str]:
-        return self.weights.heads
-
     def before_first_blend(self) -> None:
         if self.schedule is None:
             return
@@ -99,7 +95,7 @@ class EstimationController:
             )
         self.monitor.report(f"before G-Blend estimate {self.estimates}", to_step=self.steps)
         request = EstimateRequest(
-            heads=tuple(self.heads),
+            heads=tuple(self.weights.heads),
             optimizer=self.optimizer,
             horizon=horizon,
             unit=unit,  # type: ignore[arg-type]
@@ -123,7 +119,7 @@ class EstimationController:
         index = self.estimates
         self.estimates += 1
         after = (
-            check_weights(estimate.weights, self.heads, name="estimate.weights")
+            check_weights(estimate.weights, self.weights.heads, name="estimate.weights")
             if estimate.accepted
             else before
         )

@@ -40,16 +40,17 @@ class EstimateRequest:
 
 
 class Estimator(ABC):
-    """Base class: turns measurements into weights (see :class:`blendopt.RetrainEstimator`)."""
+    """Base class: turns measurements into weights (see :class:`blendopt.RetrainEstimator`).
+
+    Attributes:
+        needs_schedule: whether the blender needs a schedule to know when to :meth:`estimate`.
+    """
+
+    needs_schedule: bool = True
 
     def initial_weights(self, heads: Sequence[str]) -> dict[str, float] | None:
         """Weights to use before the first estimate; ``None`` means uniform."""
         return None
-
-    @property
-    def needs_schedule(self) -> bool:
-        """Whether the blender needs a schedule to know when to call :meth:`estimate`."""
-        return True
 
     def default_schedule(self) -> Schedule | None:
         """The schedule used when ``GradientBlender`` gets none (``None``: pass one)."""
@@ -77,20 +78,17 @@ class Estimator(ABC):
 class FixedWeights(Estimator):
     """Fixed weights, e.g. the paper's (Table 4), used as given (not normalized)."""
 
+    needs_schedule = False
+
     def __init__(self, weights: Mapping[str, float]) -> None:
         self.weights = check_weights(weights, list(weights))
 
     def initial_weights(self, heads: Sequence[str]) -> dict[str, float]:
         return check_weights(self.weights, heads)
 
-    @property
-    def needs_schedule(self) -> bool:
-        return False
-
     def estimate(self, request: EstimateRequest) -> BlendEstimate:
-        weights = check_weights(self.weights, request.heads)
         return BlendEstimate(
-            weights=weights,
+            weights=check_weights(self.weights, request.heads),
             generalization={},
             overfitting_change={},
             accepted=True,

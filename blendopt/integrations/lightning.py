@@ -109,13 +109,10 @@ class GradientBlendCallback(_pl.Callback):
     def _blenders(self, trainer: Any) -> list[GradientBlender]:
         if self.blender is not None:
             return [self.blender]
-        found = [
-            _unwrap(opt)
-            for opt in getattr(trainer, "optimizers", [])
-            if isinstance(_unwrap(opt), GradientBlender)
-        ]
+        optimizers = getattr(trainer, "optimizers", [])
+        found = [b for b in map(_unwrap, optimizers) if isinstance(b, GradientBlender)]
         if not found:
-            names = [type(opt).__name__ for opt in getattr(trainer, "optimizers", [])]
+            names = [type(opt).__name__ for opt in optimizers]
             raise ValueError(
                 f"GradientBlendCallback found no GradientBlender among the optimizers {names}: "
                 "return the blender from `configure_optimizers` (alone or as "
@@ -128,9 +125,8 @@ class GradientBlendCallback(_pl.Callback):
         for blender in self._blenders(trainer):
             # A checkpoint taken inside epoch e restores epochs_started = e + 1, and Lightning
             # then re-enters epoch e: starting it again would shift the schedule by one.
-            if blender._controller.epochs_started > trainer.current_epoch:
-                continue
-            blender.start_epoch()
+            if blender._controller.epochs_started <= trainer.current_epoch:
+                blender.start_epoch()
 
     def __repr__(self) -> str:
         return f"GradientBlendCallback(blender={self.blender!r})"
