@@ -186,7 +186,7 @@ class GradientBlender(Optimizer):
                     "check that head's inputs and labels."
                 )
         # Only heads at weight 0, which the blend leaves out: record and warn.
-        self._finite.record(torch.isfinite(detached), self._controller.steps, active=in_blend)
+        self._finite.record(torch.isfinite(detached), in_blend, self._controller.steps)
         self._finite.report("at blend()", to_step=self._controller.steps + 1)
 
     def blend(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -229,7 +229,7 @@ class GradientBlender(Optimizer):
                 self.statistics.record(detached, finite_checked=finite)
         elif record:
             mask = torch.isfinite(detached)
-            self._finite.record(mask, controller.steps, active=self._weighting.active_mask(device))
+            self._finite.record(mask, self._weighting.active_mask(device), controller.steps)
             self.statistics.record(detached, finite_checked=False, finite=mask)
         self._blends_since_step += 1
         return blended

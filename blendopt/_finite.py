@@ -151,19 +151,26 @@ class NonFiniteRecord:
         return f"NonFiniteRecord(size={self.size}, pending_steps={self.steps})"
 
 
-class NonFiniteMonitor(NonFiniteRecord):
+class NonFiniteMonitor:
     """The blender's non-finite losses over the heads; each report that finds some raises (a head
     at weight > 0) or warns, and adds an entry to ``events``."""
 
     def __init__(self, heads: Sequence[str]) -> None:
-        super().__init__(len(heads))
         self.heads = list(heads)
         self.events: list[dict[str, Any]] = []
+        self._record = NonFiniteRecord(len(self.heads))
+
+    @property
+    def pending(self) -> bool:
+        return self._record.pending
+
+    def record(self, finite: torch.Tensor, active: torch.Tensor, step: int) -> None:
+        self._record.record(finite, step, active=active)
 
     def report(self, where: str, *, to_step: int) -> dict[str, Any] | None:
         """Read (one sync) and reset the record; return the event added, if any."""
-        read = self.read() if self.pending else None
-        self.reset()
+        read = self._record.read() if self._record.pending else None
+        self._record.reset()
         if read is None or not read.bad:
             return None
         heads = {
@@ -200,11 +207,11 @@ class NonFiniteMonitor(NonFiniteRecord):
         return event
 
     def state_dict(self) -> dict[str, Any]:
-        return {"events": [dict(e) for e in self.events], **super().state_dict()}
+        return {"events": [dict(e) for e in self.events], **self._record.state_dict()}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         self.events = [dict(e) for e in state_dict["events"]]
-        super().load_state_dict(state_dict)
+        self._record.load_state_dict(state_dict)
 
     def __repr__(self) -> str:
-        return f"NonFiniteMonitor(heads={self.heads}, pending_steps={self.steps})"
+        return f"NonFiniteMonitor(heads={self.heads}, pending_steps={self._record.steps})"
