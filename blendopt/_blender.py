@@ -17,7 +17,7 @@ from blendopt._finite import NonFiniteMonitor
 from blendopt._schedule import Schedule
 from blendopt._statistics import TrainStatistics
 from blendopt._warnings import warn
-from blendopt._weighting import BlendWeights, check_heads, check_losses, check_weights
+from blendopt._weighting import BlendWeights, check_count, check_heads, check_losses, check_weights
 from blendopt.warnings import UnblendedStepWarning
 
 # {"state", "param_groups"} plus "blender" (one entry per piece).
@@ -91,15 +91,7 @@ class GradientBlender(Optimizer):
             raise TypeError(
                 f"Parameter `check_finite` should be a bool or None. Found {check_finite!r}."
             )
-        if (
-            not isinstance(check_finite_every, int)
-            or isinstance(check_finite_every, bool)
-            or check_finite_every < 1
-        ):
-            raise ValueError(
-                "Parameter `check_finite_every` should be an int >= 1 (optimizer steps). Found "
-                f"{check_finite_every!r}."
-            )
+        check_count("check_finite_every", check_finite_every, " (optimizer steps)")
         self.optimizer = optimizer
         # Optimizer.__init__ resets `state` and `param_groups` through the forwarding setters.
         own_state, own_groups = optimizer.state, optimizer.param_groups

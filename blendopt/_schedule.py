@@ -5,17 +5,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Literal
 
-from blendopt._weighting import check_choice
+from blendopt._weighting import check_choice, check_count
 
 Unit = Literal["epoch", "step"]
-
-
-def _check_length(name: str, value: object, *, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"Parameter `{name}` should be an int >= 1. Found {value!r}.")
-    return value
 
 
 class Schedule(ABC):
@@ -41,7 +33,7 @@ class Offline(Schedule):
     """
 
     def __init__(self, horizon: int | None = None, *, unit: Unit = "epoch") -> None:
-        self.horizon_length = _check_length("horizon", horizon, allow_none=True)
+        self.horizon_length = None if horizon is None else check_count("horizon", horizon)
         check_choice("unit", unit, ("epoch", "step"))
         self.unit = unit
 
@@ -65,8 +57,8 @@ class Online(Schedule):
     """
 
     def __init__(self, every: int, *, warmup: int | None = None, unit: Unit = "epoch") -> None:
-        self.every = _check_length("every", every)
-        self.warmup = _check_length("warmup", warmup, allow_none=True) or self.every
+        self.every = check_count("every", every)
+        self.warmup = self.every if warmup is None else check_count("warmup", warmup)
         check_choice("unit", unit, ("epoch", "step"))
         self.unit = unit
 

@@ -35,6 +35,13 @@ def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
         raise ValueError(f"Parameter `{name}` should be {options}. Found {value!r}.")
 
 
+def check_count(name: str, value: object, unit: str = "") -> int:
+    """``value`` if it is an int >= 1, else a ``ValueError`` naming ``name`` (and ``unit``)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"Parameter `{name}` should be an int >= 1{unit}. Found {value!r}.")
+    return value
+
+
 def check_heads(heads: Sequence[str]) -> list[str]:
     """``heads`` as a list, checked to be a non-empty sequence of distinct strings."""
     if isinstance(heads, str) or not isinstance(heads, Sequence):
