@@ -1,11 +1,7 @@
 """blendopt: Gradient-Blending (G-Blend; Wang, Tran, Feiszli, CVPR 2020) for PyTorch.
 
-Wrap any ``torch.optim`` optimizer in :class:`GradientBlender`, pass it the per-head losses,
-and it trains on the blend ``Σ_k w_k L_k`` whose weights minimize the overfitting-to-
-generalization ratio, estimated offline (Algorithm 2) or online (Algorithm 3).
-
-The formulas are in :mod:`blendopt.functional`, the warning categories in
-:mod:`blendopt.warnings`.
+Wrap any ``torch.optim`` optimizer in :class:`GradientBlender` to train on ``Σ_k w_k L_k``, with
+weights estimated offline (Algorithm 2) or online (Algorithm 3).
 """
 
 from __future__ import annotations
@@ -56,8 +52,7 @@ __all__ = [
     "warnings",
 ]
 
-# Names that left the top level: name -> (public module it moved to, module it is read from
-# now). They keep working for one release with a DeprecationWarning naming the new path.
+# Names that left the top level: name -> (public module, module read from), deprecated.
 _MOVED: dict[str, tuple[str, str]] = {
     **dict.fromkeys(functional.__all__, ("blendopt.functional", "blendopt.functional")),
     **dict.fromkeys(warnings.__all__, ("blendopt.warnings", "blendopt.warnings")),

@@ -1,10 +1,5 @@
-"""``GradientBlender``: any torch.optim optimizer, trained on the G-Blend loss Σ_k w_k L_k.
-
-One backward pass of the blended loss gives the blended gradient Σ_k w_k ∇L_k (§2.4, Eq. 7).
-The blender is the Optimizer facade over its pieces: ``BlendWeights`` (weights, masked blend,
-time-average), ``EstimationController`` (when to estimate, history), ``NonFiniteMonitor`` and
-``TrainStatistics``.
-"""
+"""``GradientBlender``: the Optimizer facade over ``BlendWeights``, ``EstimationController``,
+``NonFiniteMonitor`` and ``TrainStatistics``; one backward of Σ_k w_k L_k (Eq. 7)."""
 
 from __future__ import annotations
 
@@ -22,66 +17,47 @@ from blendopt._finite import NonFiniteMonitor
 from blendopt._schedule import Schedule
 from blendopt._statistics import TrainStatistics
 from blendopt._warnings import warn
-from blendopt._weighting import BlendWeights, check_heads, check_losses, check_weights
+from blendopt._weighting import BlendWeights, check_count, check_heads, check_losses, check_weights
 from blendopt.warnings import UnblendedStepWarning
 
-# {"state", "param_groups"} plus "blender" (one entry per piece); 1 was a development layout.
+# {"state", "param_groups"} plus "blender" (one entry per piece).
 _STATE_VERSION = 2
 
 
 class GradientBlender(Optimizer):
     """Wrap ``optimizer`` to train a multi-head model on the G-Blend blended loss.
 
-    ``param_groups``, ``state`` and ``defaults`` are the wrapped optimizer's own objects (also
-    after :meth:`load_state_dict`), so learning-rate schedulers, gradient clipping,
-    ``torch.amp.GradScaler`` and DDP work as with the plain optimizer.
-
-    Typical loop (``start_epoch`` is needed only with an epoch-based schedule)::
+    ``param_groups``, ``state`` and ``defaults`` are the wrapped optimizer's own objects, so LR
+    schedulers, gradient clipping, ``GradScaler`` and DDP work as with the plain optimizer::
 
         optimizer = GradientBlender(
-            torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
-            heads=["rgb", "audio", "fused"],
-            estimator=...,
-            schedule=...,
+            torch.optim.SGD(...), heads=["rgb", "audio", "fused"], estimator=..., schedule=...
         )
         for epoch in range(epochs):
-            optimizer.start_epoch()  # runs a G-Blend estimate when the schedule says so
+            optimizer.start_epoch()  # estimates when the schedule says so
             for batch in loader:
                 optimizer.zero_grad()
-                optimizer.backward(loss_fn(model, batch))  # was: sum(losses).backward()
+                optimizer.backward(loss_fn(model, batch))  # a dict head -> loss
                 optimizer.step()
 
     Args:
-        optimizer: the optimizer to wrap (any ``torch.optim.Optimizer``).
+        optimizer: the ``torch.optim.Optimizer`` to wrap.
         heads: the head names; ``backward`` expects exactly these keys.
-        estimator: where the weights come from: an :class:`Estimator` (e.g.
-            :class:`RetrainEstimator`), or a mapping head -> weight for fixed weights
-            (:class:`FixedWeights`; it takes no ``schedule`` and no ``weights=``).
-            ``None``: the weights stay at ``weights`` (uniform by default).
-        schedule: when to estimate (:class:`Offline` or :class:`Online`); required by
-            estimators that measure (not by fixed weights).
-        weights: initial weights (default: the estimator's, else uniform 1/k).
-        check_finite: how non-finite losses are caught (naming the head and step). ``True``:
-            check every step, raise before the backward pass (a device sync per step).
-            ``False``: count them on the device, report every ``check_finite_every`` steps,
-            before each estimate, at :meth:`start_epoch` and :meth:`state_dict`. ``None``
-            (default): ``True`` for losses on the CPU, else ``False``. A head at weight > 0
-            raises; one at weight 0 (left out of the blend) warns (``NonFiniteLossWarning``).
-        check_finite_every: with ``check_finite=False``, read the device-side counts every
-            this many optimizer steps.
-        mask_zero_weights: leave heads at weight 0 out of the blend (default): their
-            non-finite losses cannot make it nan; parameters only they use get no gradient.
-            ``False`` keeps them as ``0 · L_k`` (a zero gradient everywhere, as DDP without
-            ``find_unused_parameters=True`` needs); a non-finite loss there then raises.
-
-    Weights are used as given (``WeightSumWarning`` when user-given ones do not sum to 1).
+        estimator: an :class:`Estimator`, a mapping head -> weight (:class:`FixedWeights`), or
+            ``None`` (the weights stay at ``weights``).
+        schedule: when to estimate (:class:`Offline` or :class:`Online`).
+        weights: initial weights (default: the estimator's, else uniform 1/k), used as given.
+        check_finite: ``True``: check every loss each step (a sync); ``False``: count on the
+            device, report every ``check_finite_every`` steps and at estimates, epochs and
+            checkpoints; ``None``: ``True`` on the CPU. Heads at weight > 0 raise, at 0 warn.
+        check_finite_every: steps between reports with ``check_finite=False``.
+        mask_zero_weights: leave heads at weight 0 out of the blend (``False``: keep ``0 · L_k``,
+            as DDP without ``find_unused_parameters`` needs).
 
     Attributes:
         optimizer: the wrapped optimizer.
         heads: the heads, in order.
         statistics: per-head training-loss means per epoch (:class:`TrainStatistics`).
-        history: one record per weight change (estimates, rejections, manual changes).
-        weights: the weights in use; :attr:`average_weights`: their time-average over steps.
     """
 
     def __init__(
@@ -115,15 +91,7 @@ class GradientBlender(Optimizer):
             raise TypeError(
                 f"Parameter `check_finite` should be a bool or None. Found {check_finite!r}."
             )
-        if (
-            not isinstance(check_finite_every, int)
-            or isinstance(check_finite_every, bool)
-            or check_finite_every < 1
-        ):
-            raise ValueError(
-                "Parameter `check_finite_every` should be an int >= 1 (optimizer steps). Found "
-                f"{check_finite_every!r}."
-            )
+        check_count("check_finite_every", check_finite_every, " (optimizer steps)")
         self.optimizer = optimizer
         # Optimizer.__init__ resets `state` and `param_groups` through the forwarding setters.
         own_state, own_groups = optimizer.state, optimizer.param_groups
@@ -142,8 +110,6 @@ class GradientBlender(Optimizer):
         self.statistics = TrainStatistics(heads)
         self._blends_since_step = 0
         self._warned_unblended = False
-
-    # -- the wrapped optimizer's state, by reference -------------------------------------------
 
     param_groups = _contract.forwarded("param_groups")  # type: ignore[assignment]
     state = _contract.forwarded("state")  # type: ignore[assignment]
@@ -167,8 +133,6 @@ class GradientBlender(Optimizer):
         self.__dict__.update(state)
         _contract.restore_hook_registries(self)
         self._patch_step_function()
-
-    # -- weights ---------------------------------------------------------------------------------
 
     @property
     def estimator(self) -> Estimator | None:
@@ -196,25 +160,14 @@ class GradientBlender(Optimizer):
 
     @property
     def average_weights(self) -> dict[str, float]:
-        """Time-average of the weights over the steps so far, ``Σ_i w^(i) s_i / Σ_i s_i`` (a copy).
-
-        How much each head was trained: the default ensemble weights (:class:`BlendEnsemble`);
-        :attr:`weights` before the first step.
-        """
+        """Time-average of the weights over the steps so far (:attr:`weights` before a step)."""
         return self._weighting.average(step=self._controller.steps)
 
     def set_weights(self, weights: Mapping[str, float]) -> None:
-        """Use ``weights`` from now on (recorded in :attr:`history`).
-
-        Raises:
-            TypeError, ValueError: as for ``weights=`` in the constructor.
-        """
+        """Use ``weights`` from now on (recorded in :attr:`history`; validated as ``weights=``)."""
         self._controller.set_weights(check_weights(weights, self.heads, "weights", warn_sum=True))
 
-    # -- the per-step path -------------------------------------------------------------------
-
     def _nonfinite_checked(self, detached: torch.Tensor) -> None:
-        """A checked step found a non-finite loss: raise if it was blended, else warn."""
         device = detached.device
         in_blend = self._weighting.active_mask(device)
         for h, v, blended in zip(self.heads, detached.tolist(), in_blend.tolist(), strict=True):
@@ -228,16 +181,8 @@ class GradientBlender(Optimizer):
         self._finite.record(torch.isfinite(detached), in_blend, self._controller.steps)
         self._finite.report("at blend()", to_step=self._controller.steps + 1)
 
-    def _report_nonfinite(self, where: str) -> None:
-        if self._finite.pending:
-            self._finite.report(where, to_step=self._controller.steps)
-
     def blend(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """The blended loss ``Σ_k w_k L_k`` (Eq. 7) with its graph, for loops that call backward.
-
-        Validates and records ``losses`` as :meth:`backward` does; the caller backpropagates
-        (Lightning, ``accelerator.backward``, ``scaler.scale(loss).backward()``). Heads at weight
-        0 are left out (masked) but still recorded.
+        """The blended loss ``Σ_k w_k L_k`` (Eq. 7) with its graph; the caller backpropagates.
 
         Args:
             losses: head -> scalar loss, one entry per head.
@@ -246,11 +191,10 @@ class GradientBlender(Optimizer):
             The blended loss, attached to the graph of every head at weight > 0.
 
         Raises:
-            ValueError: an unknown or missing head, a non-scalar loss, a loss without grad, or
-                (see ``check_finite``) a non-finite loss of a head at weight > 0.
+            ValueError: an unknown or missing head, a non-scalar loss or one without grad, or a
+                non-finite loss of a head at weight > 0 (see ``check_finite``).
             TypeError: ``losses`` is not a mapping of tensors.
-            RuntimeError: an epoch-based schedule is set and :meth:`start_epoch` was never
-                called.
+            RuntimeError: an epoch schedule is set and :meth:`start_epoch` was never called.
         """
         self._check_constructed("blend")
         values = check_losses(losses, self.heads, self._head_set)
@@ -289,21 +233,15 @@ class GradientBlender(Optimizer):
         scaler: torch.amp.GradScaler | None = None,
         retain_graph: bool | None = None,
     ) -> torch.Tensor:
-        """Backpropagate the blended loss ``Σ_k w_k L_k`` (Eq. 7) in one backward pass.
-
-        ``backward(losses)`` is ``blend(losses).backward()``.
+        """``blend(losses).backward()``: one backward pass of ``Σ_k w_k L_k``.
 
         Args:
             losses: head -> scalar loss, one entry per head.
-            scaler: a ``torch.amp.GradScaler``: the blended loss is scaled before backward;
-                then call ``scaler.step(optimizer)`` and ``scaler.update()`` as usual.
+            scaler: a ``torch.amp.GradScaler`` that scales the blended loss before backward.
             retain_graph: passed to ``Tensor.backward``.
 
         Returns:
-            The blended loss, detached.
-
-        Raises:
-            The errors of :meth:`blend`.
+            The blended loss, detached (errors: those of :meth:`blend`).
         """
         blended = self.blend(losses)
         (scaler.scale(blended) if scaler is not None else blended).backward(
@@ -314,18 +252,13 @@ class GradientBlender(Optimizer):
     def step(  # type: ignore[override]
         self, closure: Callable[[], float] | None = None, /, **kwargs: Any
     ) -> float | None:
-        """Step the wrapped optimizer; with a step-based schedule, estimate when due.
+        """Step the wrapped optimizer; with a step schedule, estimate when due.
 
-        Warns once (:class:`UnblendedStepWarning`) when no :meth:`blend`/:meth:`backward` ran
-        since the previous step while an estimator or unequal weights are set. Global and
-        blender step hooks fire once, with the blender; the wrapped optimizer's own hooks with
-        it; the profiler shows one ``Optimizer.step#GradientBlender.step`` range.
+        Warns once (:class:`UnblendedStepWarning`) if no :meth:`blend` ran since the last step.
 
         Args:
-            closure: re-evaluates the model and returns the loss (LBFGS); only its first call
-                in a step records statistics.
-            **kwargs: passed on to the wrapped optimizer's ``step``, ``closure=`` included
-                (Lightning calls ``optimizer.step(closure=closure, **kwargs)``).
+            closure: re-evaluates the model (LBFGS); only its first call records statistics.
+            **kwargs: passed on to the wrapped optimizer's ``step``.
 
         Returns:
             What the wrapped optimizer's step returns.
@@ -340,7 +273,9 @@ class GradientBlender(Optimizer):
         self._blends_since_step = 0
         self._controller.after_step()
         if self._finite.pending and self._controller.steps % self.check_finite_every == 0:
-            self._report_nonfinite(f"every {self.check_finite_every} steps")
+            self._finite.report(
+                f"every {self.check_finite_every} steps", to_step=self._controller.steps
+            )
         return loss
 
     def _record_first_call_only(self, closure: Callable[[], Any]) -> Callable[[], Any]:
@@ -380,28 +315,22 @@ class GradientBlender(Optimizer):
         """Add a parameter group to the wrapped optimizer."""
         self.optimizer.add_param_group(param_group)
 
-    # -- epochs and estimates ----------------------------------------------------------------
-
     def start_epoch(self) -> dict[str, Any] | None:
-        """Mark the start of an epoch; run the G-Blend estimate if the schedule says so.
-
-        Closes the previous epoch's statistics (a collective under ``torch.distributed``: call
-        it on every rank), once per epoch, before its first ``backward``.
+        """Start an epoch (on every rank, before its first ``backward``); estimate if due.
 
         Returns:
             The history record of the estimate made now, or ``None``.
 
         Raises:
-            FloatingPointError: non-finite losses of heads at weight > 0 were counted on the
-                device since the last report (see ``check_finite``).
+            FloatingPointError: non-finite losses of heads at weight > 0 were counted.
         """
         self.statistics.close_epoch(self._controller.epochs_started - 1)
-        self._report_nonfinite(f"at start_epoch() (epoch {self._controller.epochs_started})")
+        where = f"at start_epoch() (epoch {self._controller.epochs_started})"
+        self._finite.report(where, to_step=self._controller.steps)
         return self._controller.start_epoch()
 
     def estimate_due(self) -> bool:
-        """Whether the next :meth:`start_epoch` (epoch schedules) or :meth:`step` (step
-        schedules) will run an estimate."""
+        """Whether the next :meth:`start_epoch` (or :meth:`step`) will run an estimate."""
         controller = self._controller
         if controller.schedule is None:
             return False
@@ -416,31 +345,19 @@ class GradientBlender(Optimizer):
             horizon: n for the estimate, in the schedule's unit (epochs by default).
 
         Returns:
-            The history record of the estimate.
-
-        Raises:
-            ValueError: there is no estimator.
+            The history record (``ValueError`` without an estimator).
         """
         return self._controller.estimate(
             horizon, self.schedule.unit if self.schedule is not None else "epoch"
         )
 
-    # -- checkpoints -------------------------------------------------------------------------
-
     def state_dict(self) -> dict[str, Any]:
         """The wrapped optimizer's state dict plus the blender's own state under ``"blender"``.
 
-        ``{"state", "param_groups", "blender"}``: the plain wrapped optimizer loads it too (it
-        ignores the extra key), and ``torch.load(weights_only=True)`` reads it. The blender part
-        holds the weights and their average, statistics, history, schedule position and the
-        estimator's state. Non-finite losses counted on the device are reported first. Hooks
-        registered on the blender run with it (post-hooks see the whole dict).
-
-        Returns:
-            The state dict (version 2 layout).
+        The plain optimizer loads it too; ``torch.load(weights_only=True)`` reads it.
         """
         self._check_constructed("state_dict")
-        self._report_nonfinite("at state_dict()")
+        self._finite.report("at state_dict()", to_step=self._controller.steps)
         _contract.run_hooks(self._optimizer_state_dict_pre_hooks, self)
         state_dict = dict(self.optimizer.state_dict())
         state_dict["blender"] = {
@@ -454,20 +371,11 @@ class GradientBlender(Optimizer):
         return _contract.run_hooks(self._optimizer_state_dict_post_hooks, self, state_dict)
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Load a state dict of this blender or of the plain optimizer.
-
-        A plain optimizer's ``{"state", "param_groups"}`` loads into the wrapped optimizer and
-        leaves the blender's own state as it is. Hooks registered on the blender run with it
-        (pre-hooks get the whole dict and may return a replacement).
-
-        Args:
-            state_dict: the state dict to load (not modified).
+        """Load a state dict of this blender, or of the plain optimizer (blender state kept).
 
         Raises:
             TypeError: ``state_dict`` is not a mapping.
-            ValueError: an unknown layout or version, other heads, or (torch's own check) other
-                parameter group or parameter counts; raised before anything is loaded, naming
-                what differs.
+            ValueError: an unknown layout or version, other heads, or other parameter counts.
         """
         self._check_constructed("load_state_dict")
         if not isinstance(state_dict, Mapping):
@@ -537,8 +445,7 @@ class GradientBlender(Optimizer):
             )
 
     def __repr__(self) -> str:
-        # The class's own name, as `Optimizer.__repr__`; on a LightningOptimizer, which subclasses
-        # the blender's class, `self.optimizer` is the blender: name the controller's optimizer.
+        # On a LightningOptimizer `self.optimizer` is the blender: name the controller's optimizer.
         weights = ", ".join(f"{h!r}: {w:.4g}" for h, w in self.weights.items())
         controller = self._controller
         return (

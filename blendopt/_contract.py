@@ -1,9 +1,5 @@
-"""The ``torch.optim.Optimizer`` contract for a wrapping optimizer (:class:`GradientBlender`).
-
-Seen from outside, a wrapper behaves like the optimizer it wraps: one step fires the global step
-hooks once and shows once in the profiler, ``state_dict()`` runs the hooks registered on the
-wrapper, pickling drops hooks as ``Optimizer.__getstate__`` does.
-"""
+"""The ``torch.optim.Optimizer`` contract for a wrapping optimizer: hooks fire once per step,
+``state_dict`` runs the wrapper's hooks, pickling drops hooks as ``Optimizer`` does."""
 
 from __future__ import annotations
 
@@ -38,8 +34,7 @@ def forwarded(name: str, doc: str = "") -> property:
 
 
 def picklable_state(instance_dict: Mapping[str, Any]) -> dict[str, Any]:
-    """A shallow copy of the wrapper's ``__dict__`` without the hook registries and the
-    scheduler's step wrapper (what a plain ``Optimizer`` drops when pickled)."""
+    """The wrapper's ``__dict__`` without what a plain ``Optimizer`` drops when pickled."""
     dropped = set(HOOK_ATTRIBUTES) | set(_TRANSIENT_ATTRIBUTES)
     return {k: v for k, v in instance_dict.items() if k not in dropped}
 
@@ -52,12 +47,8 @@ def restore_hook_registries(optimizer: Optimizer) -> None:
 
 
 def _unhooked_step(optimizer: Optimizer) -> Callable[..., Any] | None:
-    """The wrapped optimizer's ``step`` below torch's profiling/hook wrapper, or ``None``.
-
-    ``Optimizer.__init__`` wraps ``type(opt).step`` (marked ``hooked = True``, the original as
-    ``__wrapped__``), possibly twice (seen with LBFGS in long sessions): unwrap every layer. The
-    marks are compared with ``is True``, as a ``mock.patch``-ed step answers any attribute.
-    """
+    """The wrapped optimizer's ``step`` below every layer of torch's hooked wrapper, or ``None``
+    (``is True``: a ``mock.patch``-ed step answers any attribute)."""
     step = type(optimizer).step
     if getattr(step, "hooked", False) is not True:
         return None
@@ -69,22 +60,8 @@ def _unhooked_step(optimizer: Optimizer) -> Callable[..., Any] | None:
 def step_inner(
     optimizer: Optimizer, closure: Callable[[], Any] | None, kwargs: dict[str, Any]
 ) -> Any:
-    """Step ``optimizer`` from inside a wrapper's (already hooked) ``step``.
-
-    ``optimizer.step()`` would fire the global hooks a second time and nest a profiler range:
-    this calls the step below torch's wrapper and fires only the hooks registered on
-    ``optimizer`` itself, in torch's order, and marks the step for a scheduler built on it. It
-    falls back to ``optimizer.step(...)`` when the class's step is not torch's hooked wrapper or
-    the instance's ``step`` was replaced by something other than a scheduler's tracker.
-
-    Args:
-        optimizer: the wrapped optimizer.
-        closure: the closure to pass, or ``None`` (then ``step()`` gets no argument).
-        kwargs: more keyword arguments for its ``step``.
-
-    Returns:
-        What the wrapped optimizer's step returns.
-    """
+    """Step ``optimizer`` from inside a wrapper's hooked ``step``: below torch's wrapper, firing
+    only ``optimizer``'s own hooks (``optimizer.step()`` would fire the global ones twice)."""
     args: tuple[Any, ...] = (optimizer,) if closure is None else (optimizer, closure)
     raw = _unhooked_step(optimizer)
     own = optimizer.__dict__.get("step")
@@ -111,10 +88,7 @@ def step_inner(
 def run_hooks(
     hooks: Mapping[Any, Callable[..., Any]], optimizer: Optimizer, *state_dict: Any
 ) -> Any:
-    """Run a ``state_dict``/``load_state_dict`` hook registry of ``optimizer`` (a wrapper).
-
-    Hooks that get the state dict (pass it) may return a replacement; the last one is returned.
-    """
+    """Run a ``state_dict``/``load_state_dict`` hook registry; return the (replaced) state dict."""
     for hook in hooks.values():
         result = hook(optimizer, *state_dict)
         if state_dict and result is not None:

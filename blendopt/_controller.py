@@ -1,6 +1,4 @@
-"""When to estimate G-Blend weights, and applying the results: the blender's counterpart of
-torch.optim's LRScheduler (it reads a schedule, runs the estimator, changes the weights in use,
-and keeps the history), apart from the Optimizer facade."""
+"""When to estimate G-Blend weights, and applying the results (the blender's LRScheduler)."""
 
 from __future__ import annotations
 
@@ -18,29 +16,14 @@ from blendopt._warnings import deferred_estimate_warnings, warn, warn_estimate
 from blendopt._weighting import BlendWeights, check_weights
 from blendopt.warnings import NoEstimateWarning
 
+_POSITIONS = ("epochs_started", "steps", "estimates", "last_estimate_position")
+
 
 class EstimationController:
-    """Runs the estimator when the schedule says so and applies its weights.
+    """Counts epochs and steps, runs the estimator when due, applies and records the weights.
 
-    It counts the positions the schedule is expressed in (epochs started, optimizer steps),
-    decides when an estimate is due (Algorithm 2: once at position 0; Algorithm 3: at every
-    super-epoch start), runs it, applies accepted weights, warns once per estimate event
-    (naming the estimate's index and epoch), and records every weight change in
-    :attr:`history`. A due estimate the estimator cannot make yet (its ``waiting_for()``
-    gives a reason) is recorded as ``kind="waiting"``, never as ``"estimate"``, and a
-    checkpoint (:meth:`state_dict`) with no estimate made warns once with that reason.
-
-    Args:
-        weights: the weights in use (changed in place).
-        optimizer: the wrapped optimizer, handed to the estimator.
-        estimator: the estimator, or ``None`` (weights change only by hand).
-        schedule: when to estimate, or ``None``.
-        monitor: non-finite losses counted on the device, reported before each estimate.
-
-    Attributes:
-        history: one record per weight change (estimates, rejections, manual changes).
-        epochs_started, steps, estimates: positions (``start_epoch`` calls, optimizer steps,
-            estimates made).
+    A due estimate the estimator cannot make yet (``waiting_for()``) is recorded as
+    ``kind="waiting"``; a checkpoint with no estimate made warns once with that reason.
     """
 
     def __init__(
@@ -63,15 +46,7 @@ class EstimationController:
         self.last_estimate_position = -1
         self._warned_no_estimate = False
 
-    @property
-    def heads(self) -> list[str]:
-        """The heads, in order."""
-        return self.weights.heads
-
-    # -- positions ------------------------------------------------------------------------
-
     def before_first_blend(self) -> None:
-        """Checks and estimates due before the first blended loss of the run."""
         if self.schedule is None:
             return
         if self.schedule.unit == "epoch" and self.epochs_started == 0:
@@ -83,7 +58,6 @@ class EstimationController:
             self.maybe_estimate(0)
 
     def start_epoch(self) -> dict[str, Any] | None:
-        """An epoch starts: estimate if due (epoch schedules); return the record made, if any."""
         record = None
         if self.schedule is not None and self.schedule.unit == "epoch":
             record = self.maybe_estimate(self.epochs_started)
@@ -91,7 +65,6 @@ class EstimationController:
         return record
 
     def after_step(self) -> dict[str, Any] | None:
-        """An optimizer step was made: estimate if due (step schedules)."""
         self.steps += 1
         if self.schedule is not None and self.schedule.unit == "step":
             return self.maybe_estimate(self.steps)
@@ -114,22 +87,15 @@ class EstimationController:
         self.last_estimate_position = position
         return self.estimate(self.schedule.horizon(position), self.schedule.unit)
 
-    # -- estimates -----------------------------------------------------------------------
-
     def estimate(self, horizon: int | None, unit: str) -> dict[str, Any]:
-        """Run the estimator now and apply the result (rejected estimates keep the weights).
-
-        Raises:
-            ValueError: there is no estimator.
-            TypeError: the estimator did not return a :class:`BlendEstimate`.
-        """
+        """Run the estimator now and apply the result (rejected estimates keep the weights)."""
         if self.estimator is None:
             raise ValueError(
                 "No estimator: pass `estimator=` to GradientBlender to estimate weights."
             )
         self.monitor.report(f"before G-Blend estimate {self.estimates}", to_step=self.steps)
         request = EstimateRequest(
-            heads=tuple(self.heads),
+            heads=tuple(self.weights.heads),
             optimizer=self.optimizer,
             horizon=horizon,
             unit=unit,  # type: ignore[arg-type]
@@ -149,29 +115,16 @@ class EstimationController:
             )
         before = self.weights.values
         if waiting is not None:  # weights kept; not an estimate
-            return self.record(
-                kind="waiting",
-                before=before,
-                after=before,
-                estimate=estimate,
-                horizon=horizon,
-                seconds=time.perf_counter() - start,
-            )
+            return self.record("waiting", before, before, estimate, horizon, start)
         index = self.estimates
         self.estimates += 1
         after = (
-            check_weights(estimate.weights, self.heads, name="estimate.weights")
+            check_weights(estimate.weights, self.weights.heads, name="estimate.weights")
             if estimate.accepted
             else before
         )
-        record = self.record(
-            kind="estimate" if estimate.accepted else "rejected",
-            before=before,
-            after=after,
-            estimate=estimate,
-            horizon=horizon,
-            seconds=time.perf_counter() - start,
-        )
+        kind = "estimate" if estimate.accepted else "rejected"
+        record = self.record(kind, before, after, estimate, horizon, start)
         record["index"] = index
         where = f"epoch {self.epochs_started}" if unit == "epoch" else f"step {self.steps}"
         warn_estimate(estimate, f"G-Blend estimate {index} at {where}")
@@ -180,27 +133,19 @@ class EstimationController:
 
     def set_weights(self, weights: Mapping[str, float]) -> None:
         """Use ``weights`` (validated) from now on, recorded as a manual change."""
-        self.record(
-            kind="manual",
-            before=self.weights.values,
-            after=weights,
-            estimate=None,
-            horizon=None,
-            seconds=0.0,
-        )
+        self.record("manual", self.weights.values, weights, None, None, None)
         self.weights.set(weights, step=self.steps)
 
     def record(
         self,
-        *,
         kind: str,
         before: Mapping[str, float],
         after: Mapping[str, float],
         estimate: BlendEstimate | None,
         horizon: int | None,
-        seconds: float,
+        start: float | None,
     ) -> dict[str, Any]:
-        """Append a weight-change record to :attr:`history` and return it."""
+        """Append a weight-change record to :attr:`history` (``start``: ``perf_counter()``)."""
         record = {
             "kind": kind,
             "epoch": self.epochs_started,
@@ -209,12 +154,10 @@ class EstimationController:
             "weights_before": dict(before),
             "weights": dict(after),
             "estimate": None if estimate is None else estimate.to_dict(),
-            "seconds": seconds,
+            "seconds": 0.0 if start is None else time.perf_counter() - start,
         }
         self.history.append(record)
         return record
-
-    # -- checkpoints -----------------------------------------------------------------------
 
     def warn_if_never_estimated(self) -> None:
         """Warn once (:class:`NoEstimateWarning`) if steps ran and no estimate was made."""
@@ -232,24 +175,17 @@ class EstimationController:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """Positions, history and the estimator's state (plain values); a checkpoint before
-        any estimate warns once (:meth:`warn_if_never_estimated`)."""
+        """Positions, history and the estimator's state (plain values)."""
         self.warn_if_never_estimated()
         return {
-            "epochs_started": self.epochs_started,
-            "steps": self.steps,
-            "estimates": self.estimates,
-            "last_estimate_position": self.last_estimate_position,
+            **{name: getattr(self, name) for name in _POSITIONS},
             "history": list(self.history),
             "estimator": {} if self.estimator is None else self.estimator.state_dict(),
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
-        self.epochs_started = int(state_dict["epochs_started"])
-        self.steps = int(state_dict["steps"])
-        self.estimates = int(state_dict["estimates"])
-        self.last_estimate_position = int(state_dict["last_estimate_position"])
+        for name in _POSITIONS:
+            setattr(self, name, int(state_dict[name]))
         self.history = list(state_dict["history"])
         if self.estimator is not None:
             self.estimator.load_state_dict(state_dict["estimator"])
@@ -268,18 +204,8 @@ def resolve_weighting(
     schedule: Schedule | None,
     weights: Mapping[str, float] | None,
 ) -> tuple[Estimator | None, Schedule | None, dict[str, float]]:
-    """Validate ``GradientBlender``'s ``estimator``/``schedule``/``weights`` together.
-
-    Returns:
-        The estimator (a mapping becomes :class:`FixedWeights`), the schedule (the
-        estimator's default if none was given) and the initial weights.
-
-    Raises:
-        TypeError: an estimator or schedule of the wrong type.
-        ValueError: a combination that cannot be meant: fixed weights with a schedule or with
-            ``weights=`` too, an estimator that measures without a schedule, a schedule
-            without an estimator.
-    """
+    """``GradientBlender``'s ``estimator``/``schedule``/``weights``, validated together: the
+    estimator (a mapping becomes :class:`FixedWeights`), the schedule, the initial weights."""
     fixed = isinstance(estimator, (Mapping, FixedWeights))
     if isinstance(estimator, Mapping):
         estimator = FixedWeights(estimator)
@@ -306,7 +232,6 @@ def resolve_weighting(
 def _check_combination(
     estimator: Any, schedule: Any, weights: Mapping[str, float] | None, *, fixed: bool
 ) -> None:
-    """The types of ``estimator`` and ``schedule``, and the combinations that cannot be meant."""
     if estimator is not None and not isinstance(estimator, Estimator):
         raise TypeError(
             "Parameter `estimator` should be a blendopt Estimator, a mapping head -> weight, "

@@ -1,5 +1,4 @@
-"""Reductions across the ranks of ``torch.distributed`` (a no-op in a single process), and
-the model inside a distributed or compiled wrapper."""
+"""Reductions across the ranks of ``torch.distributed``, and unwrapping a distributed model."""
 
 from __future__ import annotations
 
@@ -11,20 +10,18 @@ from torch import nn
 
 
 def world_size() -> int:
-    """Number of ranks when ``torch.distributed`` is initialized, else 1."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size()
     return 1
 
 
 def accumulator_dtype(device: torch.device) -> torch.dtype:
-    """float64 for running sums where the device has it (MPS has no float64: float32 there)."""
+    """float64 for running sums, float32 on MPS (no float64 there)."""
     return torch.float32 if device.type == "mps" else torch.float64
 
 
 def reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """``tensor`` as float64 on :func:`collective_device`, summed over all ranks: one collective
-    (none in one process), no host synchronization unless a CPU backend needs the tensor moved."""
+    """``tensor`` as float64 on :func:`collective_device`, summed over all ranks (no host sync)."""
     tensor = tensor.detach().to(collective_device(), torch.float64)
     if world_size() > 1:  # CPU tensors only where the backend takes them (gloo; NCCL does not)
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
@@ -32,9 +29,8 @@ def reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def reduced_floats(parts: Iterable[torch.Tensor | float], *, mean: bool = False) -> list[float]:
-    """``parts`` (tensors of any shape and device, numbers) packed in order into one float64
-    vector, summed over all ranks (``mean``: divided by their number) and read as floats: one
-    collective, one host synchronization."""
+    """``parts`` (tensors, numbers) packed into one float64 vector, summed (``mean``: averaged)
+    over all ranks and read as floats: one collective, one sync."""
     device = collective_device()
     pieces = [
         p.detach().reshape(-1).to(device, torch.float64)
@@ -50,8 +46,7 @@ def reduced_floats(parts: Iterable[torch.Tensor | float], *, mean: bool = False)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module inside ``DistributedDataParallel``, ``DataParallel``, FSDP (version 1) or
-    ``torch.compile`` wrappers, however nested."""
+    """The module inside DDP, ``DataParallel``, FSDP (1) or ``torch.compile`` wrappers, nested."""
     while True:
         if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
             model = model.module
@@ -73,8 +68,7 @@ def collective_device() -> torch.device:
 
 
 def rank_means(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Each tensor's mean over all ranks, in one collective (the tensors themselves with one
-    rank). The results are new tensors (views of one flat buffer) on the tensors' device."""
+    """Each tensor's mean over all ranks, in one collective."""
     n = world_size()
     if n == 1 or not tensors:
         return list(tensors)
@@ -86,11 +80,7 @@ def rank_means(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def average_gradients_(parameters: list[torch.Tensor]) -> None:
-    """Average the ``.grad`` of ``parameters`` over all ranks in place, as DDP would.
-
-    Used for the model copies of Algorithm 1, which are not wrapped in DDP. Parameters without
-    a gradient are skipped: the same head's loss reaches the same parameters on every rank.
-    """
+    """Average the ``.grad`` of ``parameters`` over all ranks in place, as DDP would."""
     grads = [p.grad for p in parameters if p.grad is not None]
     for g, mean in zip(grads, rank_means(grads), strict=True):
         if mean is not g:

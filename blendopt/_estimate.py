@@ -1,8 +1,4 @@
-"""The estimate record: weights, the measurements behind them, and what happened, as data.
-
-Events (floored dO², zeroed heads, diverged copies, skipped batches, a rejection) are fields
-that warnings and reports read; ``notes`` keeps the same facts as prose for humans only.
-"""
+"""The estimate record: weights, the measurements behind them, and its events as data."""
 
 from __future__ import annotations
 
@@ -14,13 +10,13 @@ from typing import Any
 
 def ratios(d_o: Mapping[str, float], d_g: Mapping[str, float]) -> dict[str, float]:
     """``dO_k / dG_k`` per head (Eq. 3); ``dG_k = 0`` gives ``±inf`` (sign of dO), nan if dO = 0."""
-    out = {}
-    for h, g in d_g.items():
-        if g != 0.0:
-            out[h] = d_o[h] / g
-        else:
-            out[h] = math.copysign(math.inf, d_o[h]) if d_o[h] != 0.0 else math.nan
-    return out
+    return {h: _ratio(d_o[h], g) for h, g in d_g.items()}
+
+
+def _ratio(o: float, g: float) -> float:
+    if g != 0.0:
+        return o / g
+    return math.copysign(math.inf, o) if o != 0.0 else math.nan
 
 
 @dataclass(frozen=True)
@@ -28,26 +24,20 @@ class BlendEstimate:
     """One G-Blend weight estimate with the measurements behind it and its events.
 
     Attributes:
-        weights: head -> weight, summing to 1 when ``accepted``; when rejected, the fallback
-            weights the caller asked for (uniform by default).
+        weights: head -> weight, summing to 1 when ``accepted`` (else the fallback weights).
         generalization: head -> dG.
         overfitting_change: head -> dO.
         accepted: False when every raw weight was 0 (no head generalized).
-        notes: human-readable records of every edge rule applied (for reports; never parsed).
-        measurements: the raw values (``train_before``, ``holdout_before``, ``train_after``,
-            ``holdout_after``), as given, before any negation.
+        notes: human-readable records of every edge rule applied (never parsed).
+        measurements: the raw values (``train_before``, ``holdout_before``, ...), as given.
         higher_is_better: whether the raw values are scores.
-        generalization_se: head -> standard error of dG (noise-aware estimators; ``None``
-            when not measured).
-        overfitting_change_se: head -> standard error of dO (``None`` when not measured).
-        raw_weights: the OGR weights before shrinkage, floor and smoothing (``None`` when the
-            estimator applies none).
+        generalization_se: head -> standard error of dG (``None``: not measured).
+        overfitting_change_se: head -> standard error of dO (``None``: not measured).
+        raw_weights: the weights before shrinkage, floor and smoothing (``None``: none applied).
         prior: the weights a head within noise was shrunk toward (``None``: no shrinkage).
         floored: heads whose dO² was floored at ``eps``.
-        zeroed: heads given weight 0 because they did not generalize (dG <= 0); diverged
-            heads are in ``diverged`` instead.
-        diverged: head -> why its Algorithm-1 copy diverged (e.g. ``"non-finite loss at step
-            12, epoch 0"``); such a head gets weight 0.
+        zeroed: heads at weight 0 because dG <= 0 (diverged heads are in ``diverged``).
+        diverged: head -> why its Algorithm-1 copy diverged; such a head gets weight 0.
         skipped_batches: empty batches skipped while training copies and measuring.
         rejected: why the estimate was rejected (``None`` when accepted).
     """
@@ -71,12 +61,11 @@ class BlendEstimate:
 
     @property
     def heads(self) -> list[str]:
-        """The heads, in order."""
         return list(self.weights)
 
     @property
     def ogr(self) -> dict[str, float]:
-        """OGR per head (dO / dG); ``dG = 0`` gives ``±inf`` (sign of dO), or nan if dO is 0."""
+        """OGR per head (dO / dG, see :func:`ratios`)."""
         return ratios(self.overfitting_change, self.generalization)
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,7 +74,7 @@ class BlendEstimate:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BlendEstimate:
-        """Inverse of :meth:`to_dict`; a key saved before its field existed takes the default."""
+        """Inverse of :meth:`to_dict` (a missing key takes the default)."""
         values = {f.name: _plain(data[f.name]) for f in fields(cls) if f.name in data}
         for name in ("notes", "floored", "zeroed"):
             values[name] = tuple(values.get(name, ()))
@@ -93,7 +82,6 @@ class BlendEstimate:
 
 
 def _plain(value: Any) -> Any:
-    """A copy of a field's value in plain Python: dicts (one level nested) and lists."""
     if isinstance(value, Mapping):
         return {k: dict(v) if isinstance(v, Mapping) else v for k, v in value.items()}
     return list(value) if isinstance(value, tuple) else value

@@ -21,13 +21,12 @@ class EstimateRequest:
 
     Attributes:
         heads: the heads, in order.
-        optimizer: the wrapped optimizer (its class and hyper-parameters train the copies).
+        optimizer: the wrapped optimizer.
         horizon: n of Algorithm 1 from the schedule (``None``: the estimator decides).
         unit: unit of ``horizon``.
-        index: how many estimates were made before this one (0 for the first).
+        index: how many estimates were made before this one.
         weights: the weights in use.
-        steps_done: optimizer steps the run has made (a per-step scheduler's position).
-        epochs_done: epochs the run has completed (a per-epoch scheduler's position).
+        steps_done, epochs_done: optimizer steps and epochs the run has completed.
     """
 
     heads: tuple[str, ...]
@@ -41,30 +40,28 @@ class EstimateRequest:
 
 
 class Estimator(ABC):
-    """Base class: turns measurements into weights (see :class:`blendopt.RetrainEstimator`)."""
+    """Base class: turns measurements into weights (see :class:`blendopt.RetrainEstimator`).
+
+    Attributes:
+        needs_schedule: whether the blender needs a schedule to know when to :meth:`estimate`.
+    """
+
+    needs_schedule: bool = True
 
     def initial_weights(self, heads: Sequence[str]) -> dict[str, float] | None:
         """Weights to use before the first estimate; ``None`` means uniform."""
         return None
-
-    @property
-    def needs_schedule(self) -> bool:
-        """Whether the blender needs a schedule to know when to call :meth:`estimate`."""
-        return True
 
     def default_schedule(self) -> Schedule | None:
         """The schedule used when ``GradientBlender`` gets none (``None``: pass one)."""
         return None
 
     def waiting_for(self) -> str | None:
-        """Why no estimate can be made yet (``None``: it can); a due estimate is then recorded
-        as ``"waiting"`` and the weights are kept."""
+        """Why no estimate can be made yet (``None``: it can; else the weights are kept)."""
         return None
 
     def observe(self, losses: Mapping[str, torch.Tensor], *, step: int) -> None:  # noqa: B027
-        """Called by ``GradientBlender.blend`` every step, before the blend, with the per-head
-        losses still attached to their graphs (``step``: optimizer steps done so far); an
-        override must not backpropagate them without ``retain_graph=True``."""
+        """Called by ``GradientBlender.blend`` every step with the per-head losses (with graphs)."""
 
     @abstractmethod
     def estimate(self, request: EstimateRequest) -> BlendEstimate:
@@ -79,9 +76,9 @@ class Estimator(ABC):
 
 
 class FixedWeights(Estimator):
-    """Fixed weights, e.g. the paper's published ones (Table 4: Kinetics RGB+audio
-    ``{"rgb": 0.630, "audio": 0.014, "fused": 0.356}``). Used as is, not normalized.
-    """
+    """Fixed weights, e.g. the paper's (Table 4), used as given (not normalized)."""
+
+    needs_schedule = False
 
     def __init__(self, weights: Mapping[str, float]) -> None:
         self.weights = check_weights(weights, list(weights))
@@ -89,14 +86,9 @@ class FixedWeights(Estimator):
     def initial_weights(self, heads: Sequence[str]) -> dict[str, float]:
         return check_weights(self.weights, heads)
 
-    @property
-    def needs_schedule(self) -> bool:
-        return False
-
     def estimate(self, request: EstimateRequest) -> BlendEstimate:
-        weights = check_weights(self.weights, request.heads)
         return BlendEstimate(
-            weights=weights,
+            weights=check_weights(self.weights, request.heads),
             generalization={},
             overfitting_change={},
             accepted=True,

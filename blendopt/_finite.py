@@ -1,5 +1,4 @@
-"""Non-finite values counted on their device without a per-step sync: :class:`NonFiniteRecord`
-(the one record: blender, statistics, Algorithm-1 copies) and the blender's reporting on it."""
+"""Non-finite values counted on their device without a per-step sync, and the blender's reports."""
 
 from __future__ import annotations
 
@@ -16,9 +15,7 @@ from blendopt.warnings import NonFiniteLossWarning
 
 @dataclass(frozen=True)
 class NonFiniteCounts:
-    """A :class:`NonFiniteRecord` read as plain values, per slot: non-finite steps (``count``),
-    those while active (``weighted``), the ``first``/``last`` such step and the ``first_value``
-    (``None``: none or not recorded); ``steps`` recorded since the reset, from ``from_step``."""
+    """A :class:`NonFiniteRecord` read as plain values, one list entry per slot."""
 
     count: list[int]
     weighted: list[int]
@@ -30,24 +27,18 @@ class NonFiniteCounts:
 
     @property
     def bad(self) -> list[int]:
-        """The slots with at least one non-finite value."""
         return [i for i, c in enumerate(self.count) if c > 0]
 
 
 class NonFiniteRecord:
-    """Per-slot (head or model copy) record of non-finite values, on the values' device.
-
-    Per slot: the non-finite steps, those while active (e.g. a head at weight > 0), the first
-    and last such step and optionally the first such value. :meth:`record` and :attr:`flagged`
-    need no host sync; :meth:`read` syncs once (``across_ranks``: one collective too).
-    """
+    """Per-slot (head or model copy) non-finite counts, first/last step and first value, kept
+    on the device: :meth:`record` needs no sync, :meth:`read` syncs once."""
 
     def __init__(self, size: int) -> None:
         self.size = int(size)
         self.reset()
 
     def reset(self) -> None:
-        """Forget everything recorded."""
         # Rows: non-finite steps, those while active, first and last such step (-1: none).
         self._table: torch.Tensor | None = None
         self._first_value: torch.Tensor | None = None
@@ -56,17 +47,14 @@ class NonFiniteRecord:
 
     @property
     def pending(self) -> bool:
-        """Whether steps were recorded since the last reset (no sync)."""
         return self.steps > 0
 
     @property
     def counts(self) -> torch.Tensor | None:
-        """The per-slot non-finite counts on the device (``None`` before the first record)."""
         return None if self._table is None else self._table[0]
 
     @property
     def flagged(self) -> torch.Tensor | None:
-        """Bool ``(size,)`` on the device: slots with a non-finite value so far (no sync)."""
         return None if self.counts is None else self.counts > 0
 
     def record(
@@ -78,8 +66,7 @@ class NonFiniteRecord:
         values: torch.Tensor | None = None,
         slot: int | None = None,
     ) -> None:
-        """Add step ``step``: bool ``finite`` ``(size,)`` (0-d with ``slot``, one slot only);
-        ``active`` (default all) and ``values`` (to keep the first non-finite one) shaped alike."""
+        """Add step ``step``: bool ``finite`` ``(size,)`` (0-d with ``slot``), ``active`` alike."""
         table = self._table
         if table is None or table.device != finite.device:
             table = self._allocate(finite.device)
@@ -111,8 +98,7 @@ class NonFiniteRecord:
         return table
 
     def read(self, *, across_ranks: bool = False) -> NonFiniteCounts:
-        """The record as plain values (one sync); ``across_ranks``: ``count`` and ``weighted``
-        summed over the ranks (a collective), the rest this rank's."""
+        """The record as plain values (``across_ranks``: the counts summed over the ranks)."""
         k = self.size
         if self._table is None:
             return NonFiniteCounts([0] * k, [0] * k, [None] * k, [None] * k, [None] * k, 0, None)
@@ -136,7 +122,6 @@ class NonFiniteRecord:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """Plain values and CPU tensors (loadable with ``torch.load(weights_only=True)``)."""
         out: dict[str, Any] = {
             "table": None if self._table is None else self._table.detach().cpu().clone(),
             "recorded": self.steps,
@@ -147,14 +132,12 @@ class NonFiniteRecord:
         return out
 
     def load_counts(self, counts: torch.Tensor) -> None:
-        """Start from per-slot non-finite ``counts`` alone (steps and values unknown)."""
         self.reset()
         table = self._allocate(counts.device)
         table[0].copy_(counts)
         table[1].copy_(counts)
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
         self.reset()
         table = state_dict["table"]
         self._table = None if table is None else table.clone()
@@ -169,15 +152,8 @@ class NonFiniteRecord:
 
 
 class NonFiniteMonitor:
-    """The blender's non-finite losses: a :class:`NonFiniteRecord` over the heads, reported at
-    each reporting point (a head at weight > 0 raises, one at weight 0 warns).
-
-    Attributes:
-        heads: the heads, in order.
-        events: one per report that found non-finite losses: ``{"where", "steps", "from_step",
-            "to_step", "first_step", "last_step", "heads": {head: {"count", "weighted",
-            "first_step", "last_step"}}}``.
-    """
+    """The blender's non-finite losses over the heads; each report that finds some raises (a head
+    at weight > 0) or warns, and adds an entry to ``events``."""
 
     def __init__(self, heads: Sequence[str]) -> None:
         self.heads = list(heads)
@@ -186,19 +162,13 @@ class NonFiniteMonitor:
 
     @property
     def pending(self) -> bool:
-        """Whether steps were recorded since the last report (no sync)."""
         return self._record.pending
 
     def record(self, finite: torch.Tensor, active: torch.Tensor, step: int) -> None:
-        """Add step ``step``: bool ``(k,)`` finite losses and heads at weight > 0 (``active``)."""
         self._record.record(finite, step, active=active)
 
     def report(self, where: str, *, to_step: int) -> dict[str, Any] | None:
-        """Read (one sync) and reset the record; the event added to :attr:`events`, if any.
-
-        Raises:
-            FloatingPointError: a head at weight > 0 had a non-finite loss.
-        """
+        """Read (one sync) and reset the record; return the event added, if any."""
         read = self._record.read() if self._record.pending else None
         self._record.reset()
         if read is None or not read.bad:
@@ -237,11 +207,9 @@ class NonFiniteMonitor:
         return event
 
     def state_dict(self) -> dict[str, Any]:
-        """Plain values and CPU tensors (loadable with ``torch.load(weights_only=True)``)."""
         return {"events": [dict(e) for e in self.events], **self._record.state_dict()}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
         self.events = [dict(e) for e in state_dict["events"]]
         self._record.load_state_dict(state_dict)
 

@@ -1,10 +1,4 @@
-"""Prediction with a multi-head model: the weighted ensemble of heads, and its weights chosen on V.
-
-The prediction weights need not be the training weights. :meth:`BlendEnsemble.choose` keeps a
-reference predictor (uniform weights by default) unless a candidate beats it on the holdout V by
-more than ``z`` paired standard errors of the metric the user cares about (top-1, or mAP for
-multi-label); the same rule picks among fused head and ensembles (a candidate ``{"fused": 1}``).
-"""
+"""Prediction with a multi-head model: the weighted ensemble of heads, its weights chosen on V."""
 
 from __future__ import annotations
 
@@ -15,6 +9,8 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+
+from blendopt._weighting import check_choice
 
 Activation = Literal["softmax", "sigmoid"]
 Metric = Literal["top1", "map"]
@@ -30,17 +26,13 @@ def ensemble_probabilities(
 
     Args:
         logits: head -> logits of shape ``(batch, classes)``.
-        weights: head -> weight (e.g. ``optimizer.average_weights``, ``optimizer.weights`` or
-            the weights chosen on V); heads absent or at weight 0 are ignored.
+        weights: head -> weight; heads absent or at weight 0 are ignored.
         activation: ``"softmax"`` (single-label) or ``"sigmoid"`` (multi-label).
 
     Returns:
         Probabilities of shape ``(batch, classes)``.
     """
-    if activation not in ("softmax", "sigmoid"):
-        raise ValueError(
-            f"Parameter `activation` should be 'softmax' or 'sigmoid'. Found {activation!r}."
-        )
+    check_choice("activation", activation, ("softmax", "sigmoid"))
     used = {h: float(w) for h, w in weights.items() if float(w) > 0}
     if not used:
         raise ValueError(
@@ -63,11 +55,7 @@ def ensemble_probabilities(
 
 
 def average_precision(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-class average precision of ``scores`` ``(n, C)`` for 0/1 ``target`` ``(n, C)``.
-
-    ``AP_c = mean over positives of the precision at their rank`` (ties in stable order);
-    NaN for a class without positives.
-    """
+    """Per-class average precision of ``scores`` ``(n, C)`` for 0/1 ``target`` (NaN: none)."""
     order = torch.argsort(scores, dim=0, descending=True, stable=True)
     hits = target.to(torch.float64).gather(0, order)
     ranks = torch.arange(1, len(hits) + 1, dtype=torch.float64)[:, None]
@@ -85,12 +73,8 @@ def _score(probs: torch.Tensor, target: torch.Tensor, metric: str) -> torch.Tens
 def paired_gain(
     candidate: torch.Tensor, reference: torch.Tensor, target: torch.Tensor, metric: Metric = "top1"
 ) -> tuple[float, float]:
-    """The candidate's metric minus the reference's on the same samples, and its paired SE.
-
-    Top-1: the mean of the per-sample differences ``d_i`` and ``std(d, ddof=1) / √n``. mAP (not
-    a per-sample mean): the jackknife SE ``√((n-1)/n Σ_i (Δ_(i) - mean Δ_(·))²)`` over the
-    leave-one-out differences (for a mean it equals the top-1 formula). Infinite for n < 2.
-    """
+    """The candidate's metric minus the reference's on the same samples, and its paired SE
+    (top-1: ``std(d) / √n``; mAP: the leave-one-out jackknife; infinite for n < 2)."""
     n, everything = len(target), torch.ones(len(target), dtype=torch.bool)
 
     def diff(m: torch.Tensor) -> torch.Tensor:
@@ -108,12 +92,12 @@ class PredictorChoice:
     """The record of a choice on V (:meth:`BlendEnsemble.choose`).
 
     Attributes:
-        chosen: the chosen candidate's name; ``reference`` unless one beat it significantly.
+        chosen: the chosen candidate; ``reference`` unless one beat it significantly.
         weights: the chosen candidate's prediction weights.
-        reference: the default predictor, kept unless a candidate beats it.
+        reference: the default predictor.
         scores: candidate -> its metric on V.
-        gains: candidate -> mean paired difference of its metric minus the reference's.
-        standard_errors: candidate -> the paired standard error of that difference.
+        gains: candidate -> its metric minus the reference's (paired mean).
+        standard_errors: candidate -> the paired standard error of that gain.
         z: a candidate needs ``gain > z * standard_error``.
         metric: ``"top1"`` or ``"map"``.
         size: |V| in samples.
@@ -136,18 +120,6 @@ class PredictorChoice:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _check_choice(candidates: Mapping[str, Any], reference: str, metric: str, z: float) -> None:
-    if metric not in ("top1", "map"):
-        raise ValueError(f"Parameter `metric` should be 'top1' or 'map'. Found {metric!r}.")
-    if reference not in candidates:
-        raise ValueError(
-            f"Parameter `reference` should name a candidate ({list(candidates)}) or be 'uniform'. "
-            f"Found {reference!r}."
-        )
-    if not z >= 0:
-        raise ValueError(f"Parameter `z` should be >= 0. Found {z!r}.")
 
 
 def _default_predict(model: nn.Module, batch: Any) -> tuple[Mapping[str, torch.Tensor], Any]:
@@ -185,16 +157,12 @@ class BlendEnsemble(nn.Module):
         weights: Literal["average", "last"] = "average",
         activation: Activation = "softmax",
     ) -> BlendEnsemble:
-        """The ensemble with a ``GradientBlender``'s training weights: ``"average"``
-        (``optimizer.average_weights``) or ``"last"`` (``optimizer.weights``).
+        """The ensemble with a ``GradientBlender``'s ``"average"`` or ``"last"`` weights.
 
         Raises:
             ValueError: another ``weights``. TypeError: ``optimizer`` has no G-Blend weights.
         """
-        if weights not in ("average", "last"):
-            raise ValueError(
-                f"Parameter `weights` should be 'average' or 'last'. Found {weights!r}."
-            )
+        check_choice("weights", weights, ("average", "last"))
         if not hasattr(optimizer, "average_weights"):
             raise TypeError(
                 "Parameter `optimizer` should be the blendopt.GradientBlender that trained the "
@@ -213,20 +181,16 @@ class BlendEnsemble(nn.Module):
         metric: Metric = "top1",
         z: float = 1.0,
     ) -> PredictorChoice:
-        """Choose prediction weights on V: ``reference`` unless a candidate beats it.
-
-        A candidate is chosen when its paired gain over the reference exceeds ``z`` paired
-        standard errors (:func:`paired_gain`); of several, the largest gain (the first on ties).
+        """Choose prediction weights on V: ``reference`` unless a candidate's paired gain
+        exceeds ``z`` standard errors (of several, the largest gain).
 
         Args:
             logits: head -> logits on V, ``(n, classes)``.
             target: class indices ``(n,)`` (top-1) or 0/1 labels ``(n, classes)`` (mAP).
             candidates: name -> prediction weights; ``{"fused": 1.0}`` is the fused head alone.
-            reference: the default; ``"uniform"`` (every head of ``logits`` at 1/K) is added to
-                the candidates when absent.
+            reference: the default; ``"uniform"`` (every head at 1/K) is added when absent.
             metric: ``"top1"`` (softmax ensembles) or ``"map"`` (sigmoid ensembles).
-            z: the significance threshold in standard errors (1: the rule measured in
-                docs/why.md).
+            z: the significance threshold in standard errors.
 
         Raises:
             ValueError: unknown ``metric``, ``reference`` not a candidate, or ``z < 0``.
@@ -234,7 +198,14 @@ class BlendEnsemble(nn.Module):
         pool = {name: dict(w) for name, w in candidates.items()}
         if reference == "uniform" and "uniform" not in pool:
             pool = {"uniform": dict.fromkeys(logits, 1.0 / len(logits)), **pool}
-        _check_choice(pool, reference, metric, z)
+        check_choice("metric", metric, ("top1", "map"))
+        if reference not in pool:
+            raise ValueError(
+                f"Parameter `reference` should name a candidate ({list(pool)}) or be 'uniform'. "
+                f"Found {reference!r}."
+            )
+        if not z >= 0:
+            raise ValueError(f"Parameter `z` should be >= 0. Found {z!r}.")
         act: Activation = "softmax" if metric == "top1" else "sigmoid"
         probs = {c: ensemble_probabilities(logits, w, activation=act) for c, w in pool.items()}
         ref = probs[reference]
@@ -271,12 +242,10 @@ class BlendEnsemble(nn.Module):
 
         Args:
             model: a model whose ``forward`` returns a dict head -> logits (run in eval mode).
-            holdout: batches of V; ``predict(model, batch) -> ({head: logits}, target)``
-                (default: ``batch = (inputs, target)``).
-            candidates: name -> prediction weights, e.g. ``{"training":
-                optimizer.average_weights, "fused": {"fused": 1.0}}``.
-            optimizer: a ``GradientBlender``: the choice is appended to its ``history``
-                (``kind: "prediction"``).
+            holdout: batches of V, ``(inputs, target)`` unless ``predict`` is given.
+            candidates: name -> prediction weights.
+            predict: ``predict(model, batch) -> ({head: logits}, target)``.
+            optimizer: a ``GradientBlender`` whose ``history`` gets the choice.
             **choose: ``reference``, ``metric``, ``z`` of :meth:`choose`.
 
         Returns:
@@ -285,16 +254,11 @@ class BlendEnsemble(nn.Module):
         predict = _default_predict if predict is None else predict
         was_training = model.training
         model.eval()
-        parts: dict[str, list[torch.Tensor]] = {}
-        targets = []
-        for batch in holdout:
-            logits, target = predict(model, batch)
-            for head, z in logits.items():
-                parts.setdefault(head, []).append(z)
-            targets.append(target)
+        outputs = [predict(model, batch) for batch in holdout]
         model.train(was_training)
-        logits = {h: torch.cat(z) for h, z in parts.items()}
-        choice = cls.choose(logits, torch.cat(targets), candidates, **choose)
+        heads = dict.fromkeys(h for out, _ in outputs for h in out)
+        logits = {h: torch.cat([out[h] for out, _ in outputs if h in out]) for h in heads}
+        choice = cls.choose(logits, torch.cat([t for _, t in outputs]), candidates, **choose)
         act: Activation = "softmax" if choice.metric == "top1" else "sigmoid"
         ensemble = cls(model, choice.weights, activation=act)
         ensemble.choice = choice

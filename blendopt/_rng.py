@@ -25,15 +25,14 @@ def _loader_parts(loader: Any) -> list[Any]:
 
 
 def loader_generators(loaders: Iterable[Any]) -> list[torch.Generator]:
-    """The ``torch.Generator`` objects that iterating ``loaders`` advances (the loaders' and
-    their samplers'), each once, in a fixed order (seeding them by position is deterministic)."""
-    found: list[torch.Generator] = []
-    for loader in loaders:
-        for part in _loader_parts(loader):
-            g = getattr(part, "generator", None)
-            if isinstance(g, torch.Generator) and all(g is not seen for seen in found):
-                found.append(g)
-    return found
+    """The ``torch.Generator`` objects that iterating ``loaders`` advances, each once, in order."""
+    found = (getattr(part, "generator", None) for x in loaders for part in _loader_parts(x))
+    return _distinct(g for g in found if isinstance(g, torch.Generator))
+
+
+def _distinct(items: Iterable[Any]) -> list[Any]:
+    """``items`` without repeated objects (by identity), in order."""
+    return list({id(item): item for item in items}.values())
 
 
 def _cuda_devices() -> list[int]:
@@ -42,9 +41,8 @@ def _cuda_devices() -> list[int]:
 
 @contextlib.contextmanager
 def isolated_rng(seed: int | None, generators: Sequence[torch.Generator] = ()) -> Iterator[None]:
-    """Run a block with its own random state, the caller's restored afterwards: torch (CPU and
-    CUDA), ``random``, NumPy's global generator and ``generators`` (:func:`loader_generators`),
-    all seeded from ``seed`` if given, so the block's randomness repeats with the seed."""
+    """Run a block with its own random state (torch, ``random``, NumPy, ``generators``), seeded
+    from ``seed`` if given; the caller's state is restored afterwards."""
     py_state = random.getstate()
     np_state = np.random.get_state()
     saved = [g.get_state() for g in generators]
@@ -65,23 +63,19 @@ def isolated_rng(seed: int | None, generators: Sequence[torch.Generator] = ()) -
 
 
 class SamplerEpochs:
-    """Set the epoch of the loaders' samplers with ``set_epoch`` and an int ``epoch`` (e.g.
-    ``DistributedSampler``) for Algorithm 1's copies; on exit each gets its epoch back."""
+    """Set the epoch of the loaders' epoch-aware samplers; on exit each gets its epoch back."""
 
     def __init__(self, loaders: Iterable[Any]) -> None:
-        self.samplers: list[Any] = []
-        for loader in loaders:
-            for part in _loader_parts(loader)[1:]:
-                if (
-                    callable(getattr(part, "set_epoch", None))
-                    and isinstance(getattr(part, "epoch", None), int)
-                    and all(part is not seen for seen in self.samplers)
-                ):
-                    self.samplers.append(part)
+        parts = (part for loader in loaders for part in _loader_parts(loader)[1:])
+        self.samplers = _distinct(
+            p
+            for p in parts
+            if callable(getattr(p, "set_epoch", None))
+            and isinstance(getattr(p, "epoch", None), int)
+        )
         self._saved: list[int] = []
 
     def set_epoch(self, epoch: int) -> None:
-        """Call ``set_epoch(epoch)`` on every epoch-aware sampler."""
         for sampler in self.samplers:
             sampler.set_epoch(epoch)
 
@@ -106,8 +100,7 @@ def derive_seed(base: int, *parts: int) -> int:
 
 
 class RngStream:
-    """A private torch random stream swapped in and out of the global generators: each of
-    Algorithm 1's copies draws its dropout from its own, whichever copies share its pass."""
+    """A private torch random stream swapped in and out of the global generators."""
 
     def __init__(self, seed: int) -> None:
         self._cuda = torch.cuda.is_initialized()
@@ -125,7 +118,6 @@ class RngStream:
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
-        """Use this stream for the block; the outer state resumes afterwards."""
         outer = self._capture()
         self._restore(self._state)
         try:

@@ -5,21 +5,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Literal
 
+from blendopt._weighting import check_choice, check_count
+
 Unit = Literal["epoch", "step"]
-
-
-def _check_unit(unit: object) -> Unit:
-    if unit not in ("epoch", "step"):
-        raise ValueError(f"Parameter `unit` should be 'epoch' or 'step'. Found {unit!r}.")
-    return unit  # type: ignore[return-value]
-
-
-def _check_length(name: str, value: object, *, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"Parameter `{name}` should be an int >= 1. Found {value!r}.")
-    return value
 
 
 class Schedule(ABC):
@@ -33,25 +21,21 @@ class Schedule(ABC):
 
     @abstractmethod
     def horizon(self, position: int) -> int | None:
-        """n of Algorithm 1 for the estimate at ``position``: how long its weights will train.
-
-        ``None`` lets the estimator use its own length.
-        """
+        """n of Algorithm 1 for the estimate at ``position`` (``None``: the estimator's own)."""
 
 
 class Offline(Schedule):
     """Algorithm 2: estimate once, before training, and keep the weights fixed.
 
     Args:
-        horizon: n for the estimate; the paper uses the whole schedule N. ``None`` lets the
-            estimator's own ``epochs`` decide (a cheaper, shorter look ahead).
-        unit: ``"epoch"`` (the blender counts ``start_epoch()`` calls) or ``"step"`` (it counts
-            ``step()`` calls).
+        horizon: n for the estimate (the paper: the whole schedule); ``None``: the estimator's.
+        unit: ``"epoch"`` (counts ``start_epoch()`` calls) or ``"step"`` (``step()`` calls).
     """
 
     def __init__(self, horizon: int | None = None, *, unit: Unit = "epoch") -> None:
-        self.horizon_length = _check_length("horizon", horizon, allow_none=True)
-        self.unit = _check_unit(unit)
+        self.horizon_length = None if horizon is None else check_count("horizon", horizon)
+        check_choice("unit", unit, ("epoch", "step"))
+        self.unit = unit
 
     def is_due(self, position: int) -> bool:
         return position == 0
@@ -64,11 +48,7 @@ class Offline(Schedule):
 
 
 class Online(Schedule):
-    """Algorithm 3: re-estimate at the start of every super-epoch.
-
-    The first super-epoch (the warm-up) lasts ``warmup`` epochs, every later one ``every``
-    epochs; each estimate looks ahead one super-epoch. The paper's Kinetics run used
-    ``Online(every=5, warmup=10)`` (§3.3).
+    """Algorithm 3: re-estimate at the start of every super-epoch, looking ahead one.
 
     Args:
         every: super-epoch length.
@@ -77,9 +57,10 @@ class Online(Schedule):
     """
 
     def __init__(self, every: int, *, warmup: int | None = None, unit: Unit = "epoch") -> None:
-        self.every = _check_length("every", every)
-        self.warmup = _check_length("warmup", warmup, allow_none=True) or self.every
-        self.unit = _check_unit(unit)
+        self.every = check_count("every", every)
+        self.warmup = self.every if warmup is None else check_count("warmup", warmup)
+        check_choice("unit", unit, ("epoch", "step"))
+        self.unit = unit
 
     def is_due(self, position: int) -> bool:
         if position == 0:

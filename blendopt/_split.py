@@ -17,8 +17,8 @@ class HoldoutSplit:
 
     Attributes:
         train: indices trained on (T).
-        holdout: indices never trained on (V), for the generalization measurements.
-        probe: a fixed subset of ``train`` (T'), for the train-side measurements.
+        holdout: indices never trained on (V).
+        probe: a fixed subset of ``train`` (T') for the train-side measurements.
     """
 
     train: list[int]
@@ -58,18 +58,13 @@ def holdout_split(
     labels: Sequence[int] | np.ndarray | torch.Tensor | None = None,
     seed: int = 0,
 ) -> HoldoutSplit:
-    """Split ``range(size)`` into training, holdout and train-probe indices.
-
-    A seeded shuffle (never "the first 8%"), optionally stratified by class. The paper held
-    out 8% on Kinetics and mini-Sports and 13% on mini-AudioSet (§3.1).
+    """Split ``range(size)`` by a seeded shuffle into training, holdout and train-probe indices.
 
     Args:
         size: number of training samples.
         holdout: fraction (float in (0, 1)) or count (int) of samples held out as V.
-        probe: fraction of the remaining training samples, or count, forming T'; defaults to
-            as many samples as the holdout, so T' and V are measured with equal noise.
-        labels: one class label per sample; when given, each class is split in the same
-            proportion (stratified), rounding so the totals match ``holdout``.
+        probe: fraction or count of the remaining samples forming T' (default: as many as V).
+        labels: one class label per sample, to stratify the split by class.
         seed: seed of the shuffle.
 
     Returns:

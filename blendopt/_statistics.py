@@ -1,5 +1,4 @@
-"""Per-head training-loss means per epoch: summed on the losses' device each step (no sync),
-reduced across ranks when an epoch is closed."""
+"""Per-head training-loss means per epoch, summed on the device, reduced when an epoch closes."""
 
 from __future__ import annotations
 
@@ -17,8 +16,8 @@ class TrainStatistics:
 
     Attributes:
         heads: the heads, in order.
-        history: one record per closed epoch: ``{"epoch": int, "steps": int, "loss": {head:
-            mean}, "nonfinite": {head: count}}``. Means skip non-finite values.
+        history: per closed epoch ``{"epoch", "steps", "loss": {head: mean of the finite values},
+            "nonfinite": {head: count}}``.
     """
 
     def __init__(self, heads: Sequence[str]) -> None:
@@ -39,17 +38,13 @@ class TrainStatistics:
 
         Args:
             values: the losses, 1-D, in ``heads`` order.
-            finite_checked: every value is known to be finite; else non-finite ones are counted
-                on the device (no sync) and left out of the means.
+            finite_checked: every value is known to be finite (else non-finite ones are counted).
             finite: ``torch.isfinite(values)``, if computed already.
         """
-        if self._sum is None:
-            self._sum = torch.zeros(
-                len(self.heads), dtype=accumulator_dtype(values.device), device=values.device
-            )
-        elif self._sum.device != values.device:
+        if self._sum is None or self._sum.device != values.device:
             # The sums follow the losses (e.g. after a checkpoint was loaded to the CPU).
-            self._sum = self._sum.to(values.device, accumulator_dtype(values.device))
+            start = torch.zeros(len(self.heads)) if self._sum is None else self._sum
+            self._sum = start.to(values.device, accumulator_dtype(values.device))
         if finite_checked:
             self._sum.add_(values)  # in place, promoted to the accumulator's dtype
         else:
@@ -65,15 +60,13 @@ class TrainStatistics:
         return self._steps
 
     def running_mean(self) -> dict[str, float]:
-        """Mean loss per head over the open epoch so far (a sync; a collective under
-        ``torch.distributed``: call it on every rank)."""
+        """Mean loss per head over the open epoch so far (a collective: call it on every rank)."""
         if self._sum is None:
             return {}
         sums, counts, _ = self._reduced()
         return {h: _mean(sums[i], counts[i]) for i, h in enumerate(self.heads)}
 
     def _reduced(self) -> tuple[list[float], list[float], int]:
-        """Sums, finite counts and steps of the open epoch, summed over all ranks."""
         assert self._sum is not None
         k = len(self.heads)
         nonfinite = self._nonfinite.counts
@@ -84,10 +77,7 @@ class TrainStatistics:
         return packed[:k], [total_steps - c for c in packed[k : 2 * k]], total_steps
 
     def close_epoch(self, epoch: int) -> dict[str, Any] | None:
-        """Close the open epoch: append its record to ``history`` and return it (or None if empty).
-
-        Collective under ``torch.distributed``: every rank must call it.
-        """
+        """Append the open epoch's record to ``history`` and return it (a collective)."""
         if self._sum is None or self._steps == 0:
             return None
         sums, counts, total_steps = self._reduced()
@@ -108,10 +98,7 @@ class TrainStatistics:
         counts = self._nonfinite.counts
         return {
             "heads": list(self.heads),
-            "history": [
-                {**r, "loss": dict(r["loss"]), "nonfinite": dict(r["nonfinite"])}
-                for r in self.history
-            ],
+            "history": _copy(self.history),
             "sum": None if self._sum is None else self._sum.detach().cpu().clone(),
             "nonfinite": None if counts is None else counts.detach().cpu().clone(),
             "steps": self._steps,
@@ -123,10 +110,7 @@ class TrainStatistics:
             raise ValueError(
                 f"The saved statistics are for heads {list(state_dict['heads'])}, not {self.heads}."
             )
-        self.history = [
-            {**r, "loss": dict(r["loss"]), "nonfinite": dict(r["nonfinite"])}
-            for r in state_dict["history"]
-        ]
+        self.history = _copy(state_dict["history"])
         self._sum = None if state_dict["sum"] is None else state_dict["sum"].clone()
         self._nonfinite.reset()
         if state_dict["nonfinite"] is not None:
@@ -136,3 +120,7 @@ class TrainStatistics:
 
 def _mean(total: float, count: float) -> float:
     return total / count if count > 0 else float("nan")
+
+
+def _copy(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**r, "loss": dict(r["loss"]), "nonfinite": dict(r["nonfinite"])} for r in history]

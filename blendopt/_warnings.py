@@ -1,5 +1,4 @@
-"""How blendopt's warnings are emitted (categories: :mod:`blendopt.warnings`): once per event,
-pointing at the user's own call (the first frame outside ``blendopt`` and ``torch.optim``)."""
+"""Emit blendopt's warnings once per event, pointing at the user's own call."""
 
 from __future__ import annotations
 
@@ -23,7 +22,7 @@ _LIBRARY_MODULES = ("blendopt.", "torch.optim.")
 
 
 def user_stacklevel() -> int:
-    """The ``stacklevel`` for a ``warnings.warn`` in the caller that points at the user's call."""
+    """The ``stacklevel`` for the caller's ``warnings.warn`` that points at the user's call."""
     frame = sys._getframe(1)  # the function that will call warnings.warn: stacklevel 1
     level = 1
     while frame is not None and str(frame.f_globals.get("__name__", "")).startswith(
@@ -35,7 +34,6 @@ def user_stacklevel() -> int:
 
 
 def warn(message: str, category: type[BlendWarning]) -> None:
-    """Emit ``message`` as ``category``, attributed to the user's call."""
     warnings.warn(message, category, stacklevel=user_stacklevel())
 
 
@@ -46,7 +44,7 @@ _DEFERRED: contextvars.ContextVar[bool] = contextvars.ContextVar(
 
 @contextlib.contextmanager
 def deferred_estimate_warnings() -> Iterator[None]:
-    """In this block estimates leave warning to the blender (once, naming index and epoch)."""
+    """In this block estimates leave warning to the blender."""
     token = _DEFERRED.set(True)
     try:
         yield
@@ -55,18 +53,12 @@ def deferred_estimate_warnings() -> Iterator[None]:
 
 
 def estimate_warnings_deferred() -> bool:
-    """Whether an enclosing :func:`deferred_estimate_warnings` block is active."""
     return _DEFERRED.get()
 
 
 def warn_estimate(estimate: BlendEstimate, label: str) -> None:
-    """One warning per event of ``estimate``, read from its fields: a rejection (then only that),
-    diverged copies, zeroed heads, floored dO².
-
-    Args:
-        estimate: a :class:`blendopt.BlendEstimate`.
-        label: names the estimate, e.g. ``"G-Blend estimate 2 (epoch 5)"``.
-    """
+    """One warning per event of ``estimate`` (``label`` names it): rejected, diverged, zeroed,
+    floored."""
     if not estimate.accepted:
         detail = "; ".join(estimate.notes) or (estimate.rejected or "every weight was 0")
         warn(

@@ -28,13 +28,22 @@ _KEY_MESSAGES = {
 }
 
 
-def check_heads(heads: Sequence[str]) -> list[str]:
-    """Validate a list of head names: a non-empty sequence of distinct strings.
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    """Raise a ``ValueError`` naming ``choices`` unless ``value`` is one of them."""
+    if value not in choices:
+        options = " or ".join(repr(c) for c in choices)
+        raise ValueError(f"Parameter `{name}` should be {options}. Found {value!r}.")
 
-    Raises:
-        TypeError: ``heads`` is a string or not a sequence, or holds a non-string.
-        ValueError: ``heads`` is empty or names a head twice.
-    """
+
+def check_count(name: str, value: object, unit: str = "") -> int:
+    """``value`` if it is an int >= 1, else a ``ValueError`` naming ``name`` (and ``unit``)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"Parameter `{name}` should be an int >= 1{unit}. Found {value!r}.")
+    return value
+
+
+def check_heads(heads: Sequence[str]) -> list[str]:
+    """``heads`` as a list, checked to be a non-empty sequence of distinct strings."""
     if isinstance(heads, str) or not isinstance(heads, Sequence):
         raise TypeError(
             "Parameter `heads` should be a list of head names, e.g. ['rgb', 'audio', "
@@ -55,8 +64,7 @@ def check_heads(heads: Sequence[str]) -> list[str]:
 def check_keys(
     values: Mapping[str, Any], heads: Sequence[str], name: str, *, returned: bool = False
 ) -> None:
-    """Raise a clear error unless ``values`` is a mapping with exactly the keys ``heads``;
-    ``name``: the parameter, or with ``returned`` the user's callable that returned it."""
+    """Raise unless ``values`` maps exactly ``heads`` (``returned``: ``name`` is a callable)."""
     wrong_type, no_value, unknown = _KEY_MESSAGES[returned]
     if not isinstance(values, Mapping):
         raise TypeError(wrong_type.format(name=name, found=type(values).__name__))
@@ -75,8 +83,7 @@ def check_weights(
     *,
     warn_sum: bool = False,
 ) -> dict[str, float]:
-    """One finite weight >= 0 per head, not all 0. ``warn_sum`` (user-given weights): a
-    ``WeightSumWarning`` unless they sum to 1, as a sum s scales an SGD step by s."""
+    """One finite weight >= 0 per head, not all 0 (``warn_sum``: warn unless they sum to 1)."""
     check_keys(weights, heads, name)
     out = {}
     for h in heads:
@@ -110,9 +117,7 @@ def check_weights(
 
 
 class BlendWeights:
-    """The weights in use, their blend and their time-average ``Σ_i w^(i) s_i / Σ_i s_i`` over
-    the ``s_i`` steps each was in use. ``mask``: heads at weight 0 are left out of the blend
-    (not multiplied by 0), else kept as ``0 · L_k`` (see ``GradientBlender``)."""
+    """The weights in use, their (masked) blend and their time-average over steps."""
 
     def __init__(
         self, heads: Sequence[str], weights: Mapping[str, float], *, mask: bool = True
@@ -122,7 +127,6 @@ class BlendWeights:
         self._weights: dict[str, float] = {}
         self._active: list[int] = []
         self._cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
-        self._mask_cache: dict[torch.device, torch.Tensor] = {}
         self._steps_weighted = dict.fromkeys(self.heads, 0.0)  # Σ w · steps, closed periods
         self._since = 0  # the step at which the weights in use took effect
         self._replace(weights)
@@ -133,20 +137,17 @@ class BlendWeights:
             i for i, h in enumerate(self.heads) if self._weights[h] > 0.0 or not self.mask
         ]
         self._cache.clear()
-        self._mask_cache.clear()
 
     @property
     def values(self) -> dict[str, float]:
-        """The weights in use, head -> float (a copy)."""
         return dict(self._weights)
 
     @property
     def all_active(self) -> bool:
-        """Whether every head is in the blend (a weight > 0, or ``mask=False``)."""
         return len(self._active) == len(self.heads)
 
     def set(self, weights: Mapping[str, float], *, step: int) -> None:
-        """Use ``weights`` from optimizer step ``step`` on (closes the running average's period)."""
+        """Use ``weights`` from optimizer step ``step`` on."""
         span = step - self._since
         if span > 0:
             for h in self.heads:
@@ -155,46 +156,35 @@ class BlendWeights:
         self._replace(weights)
 
     def average(self, *, step: int) -> dict[str, float]:
-        """Time-average of the weights over steps ``[0, step)`` (the weights before a step)."""
+        """Time-average of the weights over steps ``[0, step)``."""
         if step <= 0:
             return self.values
         span = max(step - self._since, 0)
         return {h: (self._steps_weighted[h] + self._weights[h] * span) / step for h in self.heads}
 
     def active_mask(self, device: torch.device) -> torch.Tensor:
-        """Bool tensor on ``device``: which heads are in the blend."""
-        mask = self._mask_cache.get(device)
-        if mask is None:
-            active = set(self._active)
-            mask = torch.tensor(
-                [i in active for i in range(len(self.heads))], dtype=torch.bool, device=device
-            )
-            self._mask_cache[device] = mask
-        return mask
+        return self._tensor(device, torch.bool)
 
-    def _active_tensor(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    def _tensor(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """The blended heads' weights on ``device`` (``torch.bool``: which heads are blended)."""
         key = (device, dtype)
-        cached = self._cache.get(key)
-        if cached is None:
-            cached = torch.tensor(
-                [self._weights[self.heads[i]] for i in self._active], dtype=dtype, device=device
-            )
-            self._cache[key] = cached
-        return cached
+        if key not in self._cache:
+            if dtype is torch.bool:
+                values = [i in self._active for i in range(len(self.heads))]
+            else:
+                values = [self._weights[self.heads[i]] for i in self._active]
+            self._cache[key] = torch.tensor(values, dtype=dtype, device=device)
+        return self._cache[key]
 
     def blend(self, values: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(Σ_{k in blend} w_k L_k with its graph, every loss stacked and detached)`` from the
-        scalar losses in ``heads`` order, on one device."""
-        if self.all_active:
-            stacked = _at_least_float32(torch.stack(list(values)))
-            blended = _weighted_sum(stacked, self._active_tensor(stacked.device, stacked.dtype))
-            return blended, stacked.detach()
+        """``(Σ_{k in blend} w_k L_k, every loss stacked and detached)`` in ``heads`` order."""
         active = _at_least_float32(torch.stack([values[i] for i in self._active]))
-        blended = _weighted_sum(active, self._active_tensor(active.device, active.dtype))
+        blended = _weighted_sum(active, self._tensor(active.device, active.dtype))
+        if self.all_active:
+            return blended, active.detach()
         return blended, torch.stack([v.detach() for v in values])
 
     def state_dict(self) -> dict[str, Any]:
-        """Plain values (loadable with ``torch.load(weights_only=True)``)."""
         return {
             "weights": [self._weights[h] for h in self.heads],
             "steps_weighted": [self._steps_weighted[h] for h in self.heads],
@@ -202,7 +192,6 @@ class BlendWeights:
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
         self._replace(dict(zip(self.heads, (float(w) for w in state_dict["weights"]), strict=True)))
         self._steps_weighted = dict(
             zip(self.heads, (float(s) for s in state_dict["steps_weighted"]), strict=True)
@@ -217,12 +206,7 @@ class BlendWeights:
 def check_losses(
     losses: Mapping[str, torch.Tensor], heads: Sequence[str], head_set: frozenset[str]
 ) -> list[torch.Tensor]:
-    """Validate the per-head losses given to ``blend``; return them in ``heads`` order.
-
-    Raises:
-        TypeError: ``losses`` is not a mapping, or a loss is not a tensor.
-        ValueError: an unknown or missing head, a non-scalar loss, or a loss without grad.
-    """
+    """The per-head losses given to ``blend``, validated, in ``heads`` order."""
     if not isinstance(losses, Mapping):
         raise TypeError(
             "`backward` takes a dict head -> scalar loss tensor, e.g. {'rgb': loss_rgb, ...}. "
@@ -263,13 +247,11 @@ def check_losses(
 
 
 def _at_least_float32(values: torch.Tensor) -> torch.Tensor:
-    """float16/bfloat16 losses are blended in float32 (the weights are not rounded to them)."""
     return values.float() if values.dtype in (torch.float16, torch.bfloat16) else values
 
 
 def _weighted_sum(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``values @ weights`` in their dtype, autocast off (bf16 matmul rounded w = 0.630 to
-    0.6289; a multiply-and-sum costs ~5x the matmul on the CPU)."""
+    """``values @ weights`` in their dtype, autocast off (bf16 rounded w = 0.630 to 0.6289)."""
     device_type = values.device.type
     try:
         autocast = torch.is_autocast_enabled(device_type)

@@ -1,11 +1,7 @@
-"""The G-Blend formulas as pure functions over per-head measurements (no state, no modules).
+"""The G-Blend formulas as pure functions over per-head measurements.
 
-The way ``torch.nn.functional`` sits beside ``torch.nn``: the estimators use these, and users
-can call them on their own measurements. Conventions (Wang, Tran, Feiszli, CVPR 2020): values
-are lower-is-better (a loss or an error; ``higher_is_better=True`` negates scores), ``O = L^V -
-L^T``, ``dG = L^V(N) - L^V(N+n)``, ``dO = O(N+n) - O(N)``, weights ``w_k ∝ dG_k / dO_k²``
-(Eq. 6); a head with ``dG_k <= 0`` gets weight 0, ``dO²`` is floored at ``eps``, and an
-estimate where every weight is 0 is rejected.
+Values are lower-is-better (``higher_is_better=True`` negates scores), ``O = L^V - L^T``,
+``dG = L^V(N) - L^V(N+n)``, ``dO = O(N+n) - O(N)``, weights ``w_k ∝ dG_k / dO_k²`` (Eq. 6).
 
 Example:
     >>> from blendopt import functional as F

@@ -1,13 +1,4 @@
-"""Warning categories, so users can filter blendopt's warnings precisely.
-
-Every warning blendopt emits derives from :class:`BlendWarning`, points at the user's own call
-(the first frame outside the ``blendopt`` package) and is emitted once per event::
-
-    import warnings
-    from blendopt.warnings import FlooredOverfittingWarning
-
-    warnings.simplefilter("ignore", FlooredOverfittingWarning)
-"""
+"""Warning categories, all derived from :class:`BlendWarning`, to filter blendopt's warnings."""
 
 from __future__ import annotations
 
@@ -41,8 +32,7 @@ class DivergedCopyWarning(ZeroedHeadWarning):
 
 
 class FlooredOverfittingWarning(BlendWarning):
-    """An estimate floored a head's dO² at ``eps`` × the largest dO² (it generalized without
-    measurable overfitting), which gives that head a large weight."""
+    """An estimate floored a head's dO² at ``eps`` × the largest dO², giving it a large weight."""
 
 
 class NoEstimateWarning(BlendWarning):
@@ -54,8 +44,7 @@ class WeightSumWarning(BlendWarning):
 
 
 class UnblendedStepWarning(BlendWarning):
-    """``step()`` ran with no ``blend``/``backward`` since the previous step: the gradient did
-    not come from the G-Blend loss."""
+    """``step()`` ran with no ``blend``/``backward`` since the previous step."""
 
 
 class NonFiniteLossWarning(BlendWarning):

@@ -1,11 +1,7 @@
-"""PyTorch Lightning: the blender as Lightning's optimizer, and its due G-Blend estimates.
-
-``training_step`` returns ``blender.blend(losses)``, ``configure_optimizers`` the blender, and
-:class:`GradientBlendCallback` calls ``blender.start_epoch()`` at each epoch start. Importing
-this module (before ``trainer.fit``) imports Lightning and fits the blender to two of its habits:
-``self.optimizers()`` is a ``LightningOptimizer`` subclassing the blender's class (given methods
-that call the blender), and ``LearningRateMonitor`` names a blender's scheduler after the
-wrapped optimizer (one key, the plain optimizer's ``lr-SGD``, not two).
+"""PyTorch Lightning: ``training_step`` returns ``blender.blend(losses)``, ``configure_optimizers``
+the blender, and :class:`GradientBlendCallback` calls ``start_epoch()``. Importing this module
+(before ``trainer.fit``) makes ``LightningOptimizer`` call the blender and ``LearningRateMonitor``
+name a blender's scheduler after the wrapped optimizer.
 """
 
 from __future__ import annotations
@@ -47,8 +43,7 @@ def _forwarding(name: str) -> Callable[..., Any]:
 
 
 def _forward_from_lightning_optimizers(cls: type, **kwargs: Any) -> None:
-    """``GradientBlender.__init_subclass__``: the class ``LightningOptimizer(blender)`` builds
-    from ``(LightningOptimizer, type(blender))`` gets methods that run on the blender."""
+    """``GradientBlender.__init_subclass__``: a ``LightningOptimizer`` calls the blender."""
     super(GradientBlender, cls).__init_subclass__(**kwargs)
     if issubclass(cls, LightningOptimizer):
         for name in FORWARDED:
@@ -56,8 +51,7 @@ def _forward_from_lightning_optimizers(cls: type, **kwargs: Any) -> None:
 
 
 def _name_blender_schedulers_after_the_wrapped_optimizer() -> None:
-    """``LearningRateMonitor``'s optimizer pass unwraps ``.optimizer`` (for DeepSpeed), which
-    its scheduler pass never saw: show the scheduler pass the wrapped optimizer too."""
+    """Show ``LearningRateMonitor``'s scheduler pass the wrapped optimizer too."""
     monitor = _pl.callbacks.LearningRateMonitor
     original = monitor._find_names_from_schedulers
 
@@ -82,7 +76,7 @@ _name_blender_schedulers_after_the_wrapped_optimizer()
 
 
 def _unwrap(optimizer: Any) -> Any:
-    """The optimizer itself, under Lightning's ``LightningOptimizer`` or Accelerate's wrapper."""
+    """The blender under Lightning's ``LightningOptimizer`` or Accelerate's wrapper."""
     inner = getattr(optimizer, "__dict__", {}).get("_optimizer")  # LightningOptimizer
     if isinstance(inner, GradientBlender):
         return inner
@@ -93,19 +87,14 @@ def _unwrap(optimizer: Any) -> Any:
 
 
 class GradientBlendCallback(_pl.Callback):
-    """Call ``start_epoch()`` on the G-Blend blender when each training epoch starts.
-
-    It runs on every rank under DDP, as ``start_epoch`` requires; after a resume from a
-    mid-epoch checkpoint the interrupted epoch is not started a second time.
+    """Call ``start_epoch()`` on the blender when each training epoch starts (on every rank).
 
     Args:
-        blender: the blender to drive; default: every ``GradientBlender`` returned by
-            ``configure_optimizers`` (``trainer.optimizers``).
+        blender: the blender; default: every ``GradientBlender`` in ``trainer.optimizers``.
 
     Raises:
         TypeError: ``blender`` is not a ``GradientBlender``.
-        ValueError: (at the first epoch) no blender was given and ``configure_optimizers``
-            returned none.
+        ValueError: (at the first epoch) no blender was given or configured.
     """
 
     def __init__(self, blender: GradientBlender | None = None) -> None:
@@ -120,13 +109,10 @@ class GradientBlendCallback(_pl.Callback):
     def _blenders(self, trainer: Any) -> list[GradientBlender]:
         if self.blender is not None:
             return [self.blender]
-        found = [
-            _unwrap(opt)
-            for opt in getattr(trainer, "optimizers", [])
-            if isinstance(_unwrap(opt), GradientBlender)
-        ]
+        optimizers = getattr(trainer, "optimizers", [])
+        found = [b for b in map(_unwrap, optimizers) if isinstance(b, GradientBlender)]
         if not found:
-            names = [type(opt).__name__ for opt in getattr(trainer, "optimizers", [])]
+            names = [type(opt).__name__ for opt in optimizers]
             raise ValueError(
                 f"GradientBlendCallback found no GradientBlender among the optimizers {names}: "
                 "return the blender from `configure_optimizers` (alone or as "
@@ -136,13 +122,11 @@ class GradientBlendCallback(_pl.Callback):
         return found
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        """Start the epoch on each blender, unless a checkpoint already started it."""
         for blender in self._blenders(trainer):
             # A checkpoint taken inside epoch e restores epochs_started = e + 1, and Lightning
             # then re-enters epoch e: starting it again would shift the schedule by one.
-            if blender._controller.epochs_started > trainer.current_epoch:
-                continue
-            blender.start_epoch()
+            if blender._controller.epochs_started <= trainer.current_epoch:
+                blender.start_epoch()
 
     def __repr__(self) -> str:
         return f"GradientBlendCallback(blender={self.blender!r})"
