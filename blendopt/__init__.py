@@ -15,7 +15,7 @@ from blendopt._blender import GradientBlender
 from blendopt._estimate import BlendEstimate
 from blendopt._estimators import EstimateRequest, Estimator, FixedWeights
 from blendopt._measure import measure, top1_error
-from blendopt._predict import BlendEnsemble
+from blendopt._predict import BlendEnsemble, PredictorChoice
 from blendopt._rolling import GradientMode, LossMode, RollingEstimator
 from blendopt._schedule import Offline, Online, Schedule
 from blendopt._split import HoldoutSplit, holdout_split
@@ -38,6 +38,7 @@ __all__ = [
     "LossMode",
     "Offline",
     "Online",
+    "PredictorChoice",
     "RetrainConfig",
     "RetrainEstimator",
     "RollingEstimator",

@@ -58,6 +58,7 @@ SECTIONS = {
         "holdout_split",
         "HoldoutSplit",
         "BlendEnsemble",
+        "PredictorChoice",
         "TrainStatistics",
     ],
     "Formulas: blendopt.functional": [

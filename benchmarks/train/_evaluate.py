@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,9 +21,6 @@ from benchmarks.data import ClipDataset, SkipReport, mean_auc, mean_average_prec
 from benchmarks.train._data import make_loader
 from benchmarks.train._distributed import DistInfo, all_gather
 from benchmarks.train._views import VideoViews
-
-if TYPE_CHECKING:  # blendopt does not export the record's class (BlendEnsemble.choose returns it)
-    from blendopt._predict import PredictorChoice
 
 __all__ = [
     "ENSEMBLE",
@@ -171,7 +168,7 @@ def evaluate_videos(*args: Any, **kwargs: Any) -> dict[str, dict[str, float]]:
 
 def choose_predictor(
     scores: VideoScores, weights: Mapping[str, float], fused: str
-) -> PredictorChoice | None:
+) -> blendopt.PredictorChoice | None:
     """The predictor chosen on V: the ensemble of heads (``weights``) unless the ``fused`` head
     beats it by more than a paired standard error of video top-1 (mAP if multi-label), by
     :meth:`blendopt.BlendEnsemble.choose`; ``None`` when V has no video.

@@ -30,7 +30,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -64,9 +64,6 @@ from benchmarks.train._evaluate import (
 )
 from benchmarks.train._model import FUSED, blend_setup, build_model
 from benchmarks.train._report import divergence_markdown, write_report
-
-if TYPE_CHECKING:  # not exported by blendopt (the record BlendEnsemble.choose returns)
-    from blendopt._predict import PredictorChoice
 
 __all__ = ["CHECKPOINT", "DivergedError", "StopRequestedError", "run_training"]
 
@@ -894,7 +891,7 @@ def _report_dict(
     records: list[dict[str, Any]],
     test: dict[str, dict[str, float]],
     holdout: dict[str, dict[str, float]],
-    choice: PredictorChoice | None,
+    choice: blendopt.PredictorChoice | None,
     skips: tuple[SkipReport, SkipReport, SkipReport],
     eval_seconds: float,
 ) -> dict[str, Any]:
