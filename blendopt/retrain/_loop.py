@@ -1,7 +1,6 @@
-"""Training the copies of Algorithm 1: the one driver both engines share (epochs, batches,
-fraction, empty batches, samplers, progress around an engine's step) and the loop engine, where
-each head's copy trains on its own loss in turn per batch and a copy whose loss becomes
-non-finite stops (weight 0 in the estimate) instead of raising."""
+"""Training the copies of Algorithm 1: :func:`drive`, the one driver both engines share
+(epochs, fraction, empty batches, samplers, progress), and the loop engine, where each head's
+copy trains on its own loss in turn per batch; a copy whose loss becomes non-finite stops."""
 
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
+from torch import nn
 
 from blendopt._distributed import average_gradients_, reduced_floats, world_size
 from blendopt._finite import NonFiniteRecord
@@ -25,17 +25,18 @@ logger = logging.getLogger("blendopt")
 
 @dataclass
 class TrainReport:
-    """What happened while training the copies.
+    """What training the copies gave.
 
     Attributes:
+        models: head -> its trained copy.
         steps: batches trained on (empty batches excluded).
         epochs: passes over the loader started.
         empty_batches: empty batches skipped.
-        diverged: head -> why its copy stopped (e.g. ``"loss inf at step 3, epoch 0"``);
-            weight 0 for those heads.
+        diverged: head -> why its copy stopped (e.g. ``"loss inf at step 3, epoch 0"``).
         notes: other events for the estimate's notes (e.g. steps the vmap engine skipped).
     """
 
+    models: dict[str, nn.Module] = field(default_factory=dict)
     steps: int = 0
     epochs: int = 0
     empty_batches: int = 0
@@ -43,7 +44,7 @@ class TrainReport:
     notes: list[str] = field(default_factory=list)
 
     def merge(self, other: TrainReport) -> None:
-        """Add ``other`` (another group of copies, trained on the same data) to this report."""
+        """Add ``other`` (another group of copies, same data) to this report, not its models."""
         self.steps = max(self.steps, other.steps)
         self.epochs = max(self.epochs, other.epochs)
         self.empty_batches += other.empty_batches
@@ -52,22 +53,30 @@ class TrainReport:
 
 
 class CopyEngine(Protocol):
-    """A group of copies :func:`drive` trains: ``step`` trains every copy still training on a
-    batch, ``end_epoch`` steps per-epoch schedulers and checks divergence (one sync at most),
-    ``finish`` reports the diverged copies (also on errors)."""
+    """Copies :func:`drive` trains: ``step`` on a batch, ``end_epoch`` (one sync at most),
+    ``finish`` completes ``report`` (also on errors)."""
 
     name: str
     heads: list[str]
+    report: TrainReport
 
     def training(self) -> bool: ...
     def step(self, batch: Any, *, step: int, epoch: int) -> None: ...
     def end_epoch(self, epoch: int) -> None: ...
-    def finish(self) -> TrainReport: ...
+    def finish(self) -> None: ...
 
 
 def host_reads_free(device: torch.device) -> bool:
     """Whether reading a device flag on the host costs no synchronization (the CPU)."""
     return device.type == "cpu"
+
+
+def step_schedulers(schedulers: Sequence[Any], training: CopyTraining, when: str) -> None:
+    """Step the copies' schedulers once if the run steps its scheduler per ``when``."""
+    if training.plan.interval == when:
+        for scheduler in schedulers:
+            if scheduler is not None:
+                scheduler.step()
 
 
 def _skip(batch: Any) -> bool:
@@ -77,18 +86,16 @@ def _skip(batch: Any) -> bool:
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
-    if enabled:
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:  # tqdm is optional; logging still reports progress
-            return None
-        return tqdm(total=total or None, desc=desc, leave=False)
-    return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional; logging still reports progress
+        return None
+    return tqdm(total=total or None, desc=desc, leave=False) if enabled else None
 
 
-def _one_pass(engine: CopyEngine, training: CopyTraining, report: TrainReport, bar: Any) -> int:
+def _one_pass(engine: CopyEngine, training: CopyTraining, bar: Any) -> int:
     """One pass over the loader (at most ``per_epoch`` batches, until ``steps``): batches done."""
-    plan, seen = training.plan, 0
+    plan, report, seen = training.plan, engine.report, 0
     for batch in training.train:
         if (plan.per_epoch is not None and seen >= plan.per_epoch) or (
             plan.steps is not None and report.steps >= plan.steps
@@ -107,8 +114,9 @@ def _one_pass(engine: CopyEngine, training: CopyTraining, report: TrainReport, b
     return seen
 
 
-def drive(engine: CopyEngine, training: CopyTraining) -> TrainReport:
-    """Train ``engine``'s copies for ``training.plan``, fed in lockstep from ``training.train``.
+def drive(engine: CopyEngine, training: CopyTraining) -> Any:
+    """Train ``engine``'s copies for ``training.plan``, fed in lockstep from ``training.train``;
+    return ``engine.report``.
 
     Empty batches are skipped and counted; epoch-aware samplers get
     ``set_epoch(plan.sampler_epoch(e))`` at each pass; training stops once no copy trains.
@@ -116,7 +124,7 @@ def drive(engine: CopyEngine, training: CopyTraining) -> TrainReport:
     Raises:
         ValueError: a pass over ``train`` yielded no non-empty batch.
     """
-    plan, report = training.plan, TrainReport()
+    plan, report = training.plan, engine.report
     desc = f"G-Blend estimate ({engine.name}) {engine.heads}"
     bar = _progress(plan.total(), desc, training.progress)
     start = time.perf_counter()
@@ -125,7 +133,7 @@ def drive(engine: CopyEngine, training: CopyTraining) -> TrainReport:
             if training.samplers is not None:
                 training.samplers.set_epoch(plan.sampler_epoch(report.epochs))
             report.epochs += 1
-            if _one_pass(engine, training, report, bar) == 0 and engine.training():
+            if _one_pass(engine, training, bar) == 0 and engine.training():
                 raise ValueError(
                     f"Parameter `train` yielded no non-empty batch in a pass "
                     f"({report.empty_batches} empty batches skipped). Pass a non-empty loader."
@@ -140,15 +148,14 @@ def drive(engine: CopyEngine, training: CopyTraining) -> TrainReport:
     finally:
         if bar is not None:
             bar.close()
-        done = engine.finish()
-    report.diverged, report.notes = done.diverged, done.notes
+        engine.finish()
     return report
 
 
 class _Divergence:
-    """The copies' non-finite losses. With ``eager`` where the host reads a loss for free (the
-    CPU, one process) a copy stops before its backward; elsewhere they are counted on the device
-    and :meth:`read` syncs once per epoch (one reduce over the ranks)."""
+    """The copies' non-finite losses: with ``eager`` where the host reads a loss for free (the
+    CPU, one process) a copy stops before its backward; elsewhere they are counted on the
+    device and :meth:`read` syncs once per epoch (one reduce over the ranks)."""
 
     def __init__(self, heads: Sequence[str], eager: bool = True) -> None:
         self.heads, self.eager = list(heads), eager
@@ -209,6 +216,7 @@ class LoopEngine:
                 c.optimizer.register_step_pre_hook(lambda *_, p=params: average_gradients_(p))
         self.active = list(self.copies)
         self.monitor = _Divergence(self.heads, training.eager_checks)
+        self.report = TrainReport(models={c.head: c.model for c in self.copies})
 
     def training(self) -> bool:
         return bool(self.active)
@@ -240,28 +248,25 @@ class LoopEngine:
             before = c.optimizer_steps
             if not self._step_copy(c, batch, step=step, epoch=epoch):
                 self.active.remove(c)
-            elif c.scheduler is not None and self.training_.plan.interval == "step":
-                for _ in range(c.optimizer_steps - before):
-                    c.scheduler.step()
+            else:
+                step_schedulers(
+                    [c.scheduler] * (c.optimizer_steps - before), self.training_, "step"
+                )
 
     def end_epoch(self, epoch: int) -> None:
-        for c in self.active:
-            if c.scheduler is not None and self.training_.plan.interval == "epoch":
-                c.scheduler.step()
+        step_schedulers([c.scheduler for c in self.active], self.training_, "epoch")
         diverged = set(self.monitor.read(epoch))
         self.active = [c for c in self.active if c.head not in diverged]
 
-    def finish(self) -> TrainReport:
+    def finish(self) -> None:
         found = self.monitor.found
-        return TrainReport(diverged={h: found[h] for h in self.heads if h in found})
+        self.report.diverged = {h: found[h] for h in self.heads if h in found}
 
 
 def train_copies(copies: Sequence[HeadCopy], training: CopyTraining) -> TrainReport:
     """Train each copy on its own head's loss, all fed in lockstep from one pass over
-    ``training.train`` (see :func:`blendopt.retrain.make_copies`).
-
-    A copy whose loss becomes non-finite stops training and is listed in
-    ``TrainReport.diverged`` (the others go on). Schedulers step per ``training.plan.interval``.
+    ``training.train`` (see :func:`blendopt.retrain.make_copies`); a copy whose loss becomes
+    non-finite stops and is listed in ``TrainReport.diverged``.
 
     Raises:
         ValueError: a pass over ``train`` yielded no non-empty batch.
