@@ -21,8 +21,7 @@ from blendopt._rng import derive_seed
 if TYPE_CHECKING:
     from blendopt._rng import SamplerEpochs
 
-#: ``train_step(model, optimizer, batch, head) -> loss``: a copy's training step (forward,
-#: backward, optional clipping, ``optimizer.step()`` when due).
+#: ``train_step(model, optimizer, batch, head) -> loss``: a copy's training step.
 TrainStep = Callable[[nn.Module, Optimizer, Any, str], torch.Tensor]
 #: An optimizer whose class and hyper-parameters the copies reuse, or ``params -> Optimizer``.
 OptimizerSpec = Optimizer | Callable[[list[nn.Parameter]], Optimizer]
@@ -103,12 +102,10 @@ class RetrainConfig:
         progress: show a tqdm progress bar (if tqdm is installed).
         engine: ``"loop"``, ``"vmap"`` (one vmapped ensemble) or ``"auto"`` (the loop).
         noise_aware: per-sample measurements with paired standard errors.
-        scheduler: the run's ``LRScheduler`` or a factory ``optimizer -> LRScheduler``,
-            replayed on each copy's optimizer; ``None``: constant rates.
+        scheduler: the run's ``LRScheduler`` (or factory), replayed on each copy; ``None``: none.
         scheduler_interval: ``"step"`` or ``"epoch"``, how the run steps ``scheduler``.
         scheduler_position: how many times the run has stepped its scheduler.
-        train_step: ``train_step(model, optimizer, batch, head) -> loss`` replacing a copy's
-            default step (e.g. to clip gradients).
+        train_step: ``(model, optimizer, batch, head) -> loss``, a copy's step (e.g. clipping).
         heads: the heads to blend; ``None``: the keys ``loss_fn`` returns on the first batch.
         fallback: the weights returned if the estimate is rejected; ``None``: uniform.
 
@@ -227,25 +224,13 @@ class TrainPlan:
 
 @dataclass(frozen=True)
 class CopyTraining:
-    """What trains the copies, passed as one object through both engines.
-
-    Attributes:
-        loss_fn: ``loss_fn(model, batch) -> {head: scalar loss}``.
-        train: the training loader T.
-        heads: every head ``loss_fn`` returns, in order.
-        plan: how long and how to train.
-        optimizer: the optimizer (or factory) whose class and hyper-parameters the copies get.
-        source: the model ``optimizer`` holds (mapped by parameter position); ``None``: the
-            reference model.
-        scheduler: the run's scheduler (or a factory) to replay on the copies, or ``None``.
-        scheduler_position: the run's scheduler steps so far, or ``None``.
-        train_step: the copies' custom step, or ``None``.
-        generators: the loaders' own generators (seeded with the estimate, then restored).
-        samplers: the loader's epoch-aware samplers, or ``None``.
-        progress: show a tqdm bar.
-        eager_checks: check a loss at once where the host reads it for free (the CPU, one
-            process); ``False``: device-side flags everywhere, read once per epoch.
-    """
+    """What trains the copies, one object through both engines: ``loss_fn`` on loader
+    ``train`` returning every head of ``heads``, for ``plan``, with optimizers like
+    ``optimizer`` (over ``source``, default the reference model), the run's ``scheduler``
+    replayed to ``scheduler_position``, an optional ``train_step``, the loaders' own
+    ``generators`` and epoch-aware ``samplers``, a tqdm bar with ``progress``; with
+    ``eager_checks`` a loss is checked at once where the host reads it for free (the CPU, one
+    process), else device-side flags are read once per epoch."""
 
     loss_fn: LossFn
     train: Iterable[Any]

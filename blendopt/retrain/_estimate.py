@@ -1,11 +1,7 @@
 """Exact G-Blend weights by retraining copies of the model (Algorithm 1, GB-Estimate):
-:func:`estimate_weights` once, :class:`RetrainEstimator` on the blender's schedule.
-
-Per head k, a copy of the model at the checkpoint trains on L_k alone for n epochs on T (which
-updates exactly head k's sub-network, the "uni-modal network initialized from the checkpoint");
-the metric is measured on T' and V before and after; :func:`blendopt.functional.blend_estimate`
-gives the weights.
-"""
+:func:`estimate_weights` once, :class:`RetrainEstimator` on the blender's schedule. Per head k,
+a copy at the checkpoint trains on L_k alone for n epochs on T (updating exactly head k's
+sub-network); the metric on T' and V before and after gives the weights."""
 
 from __future__ import annotations
 
@@ -77,8 +73,8 @@ def discover_heads(
     model: nn.Module, loss_fn: LossFn, train: Iterable[Any], *, seed: int,
     generators: Sequence[torch.Generator] = (),
 ) -> list[str]:  # fmt: skip
-    """The keys ``loss_fn`` returns on the first non-empty batch of ``train``, side-effect free
-    (eval mode, no gradients, the loader read under its own seeded random state)."""
+    """The keys ``loss_fn`` returns on ``train``'s first non-empty batch (eval mode, no
+    gradients, under a seeded random state)."""
     was_training = model.training
     model.eval()
     try:
@@ -95,8 +91,8 @@ def discover_heads(
 
 
 def resolve_engine(engine: Engine, model: nn.Module, training: CopyTraining) -> str:
-    """``"loop"`` for ``"loop"`` and ``"auto"``; ``"vmap"`` once :func:`supports_vmap` accepts
-    the model and options (trial forward on the first batch), else ``ValueError`` naming why."""
+    """``"loop"`` for ``"loop"``/``"auto"``; ``"vmap"`` if :func:`supports_vmap` accepts (trial
+    forward on the first batch), else ``ValueError`` naming why."""
     if engine in ("loop", "auto"):
         return "loop"
     with isolated_rng(derive_seed(training.plan.seed, 0), training.generators):
@@ -118,9 +114,8 @@ def measure_pair(
     heads: Sequence[str], *, seed: int, generators: Sequence[torch.Generator] = (),
     per_sample: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any], int]:  # fmt: skip
-    """``(on_probe, on_holdout, empty batches skipped)``: ``metric`` per head on T' and V (eval
-    mode; per sample with ``per_sample``), each read under ``seed`` so the batches pair before
-    and after training."""
+    """``(on_probe, on_holdout, empty batches)``: ``metric`` per head (per sample with
+    ``per_sample``) on T' and V in eval mode, read under ``seed`` (batches pair before/after)."""
     measure_fn = measure_per_sample_counted if per_sample else measure_counted
     with isolated_rng(seed, generators):
         on_probe, empty_probe = measure_fn(model, metric, probe, heads, name="metric")
@@ -132,9 +127,8 @@ def measure_pair(
 def train_and_measure(
     reference: nn.Module, training: CopyTraining, measure: Measure, engine: str, group_size: int
 ) -> tuple[dict[str, Any], dict[str, Any], TrainReport, int]:
-    """Train the copies of ``reference`` in groups of ``group_size`` (each reading the data under
-    the same seed) and measure each copy that did not diverge: ``(on_probe, on_holdout, merged
-    report, empty batches while measuring)``."""
+    """Train ``reference``'s copies in groups of ``group_size`` (same data seed) and measure
+    those that did not diverge: ``(on_probe, on_holdout, report, empty batches measuring)``."""
     heads, report, empty = list(training.heads), TrainReport(), 0
     on_probe: dict[str, Any] = {}
     on_holdout: dict[str, Any] = {}
@@ -219,12 +213,10 @@ def blend_measured(
     *,
     empty_measuring: int = 0,
 ) -> BlendEstimate:
-    """The estimate from the measurements (:func:`blendopt.functional.blend_estimate`, or
-    :func:`blendopt.functional.noise_aware_estimate` with ``config.noise_aware``), recording the
-    diverged copies (weight 0, ``nan`` where not measured, a
+    """The estimate from the measurements (``blend_estimate``, or ``noise_aware_estimate``),
+    recording the diverged copies (weight 0, ``nan`` where not measured, a
     :class:`blendopt.warnings.DivergedCopyWarning`; all diverged: rejected, ``config.fallback``
-    or uniform weights) and the skipped empty batches.
-    """
+    or uniform weights) and the skipped empty batches."""
     config, diverged = config or RetrainConfig(), report.diverged
     fallback = dict(config.fallback) if config.fallback is not None else uniform_weights(heads)
     measured = (*before, *after)
@@ -272,6 +264,29 @@ def _mean(value: Any) -> float:
     return float(value.double().mean()) if isinstance(value, torch.Tensor) else float(value)
 
 
+def _copy_training(
+    model: nn.Module, loss_fn: LossFn, train: Iterable[Any], optimizer: OptimizerSpec,
+    cfg: RetrainConfig, generators: Sequence[torch.Generator],
+) -> tuple[nn.Module, CopyTraining]:  # fmt: skip
+    """The reference copy of ``model`` (without gradients) and what trains its copies."""
+    plan = TrainPlan(cfg.epochs, cfg.steps, interval=cfg.scheduler_interval, seed=cfg.seed)
+    plan = dataclasses.replace(plan, per_epoch=_batches_per_epoch(train, cfg.fraction))
+    base = unwrap_model(model)
+    reference = copy.deepcopy(base)
+    for p in reference.parameters():
+        p.grad = None  # the copies start without the user's gradients
+    heads = list(cfg.heads) if cfg.heads is not None else discover_heads(
+        reference, loss_fn, train, seed=derive_seed(cfg.seed, 0), generators=generators
+    )  # fmt: skip
+    if not heads:
+        raise ValueError("Parameter `heads` should name at least one head. Found none.")
+    return reference, CopyTraining(
+        loss_fn, train, heads, plan, optimizer=optimizer, source=base, scheduler=cfg.scheduler,
+        scheduler_position=cfg.scheduler_position, train_step=cfg.train_step,
+        generators=generators, progress=cfg.progress,
+    )  # fmt: skip
+
+
 def estimate_weights(
     model: nn.Module,
     loss_fn: LossFn,
@@ -285,11 +300,9 @@ def estimate_weights(
 ) -> BlendEstimate:
     """Estimate G-Blend weights from the current checkpoint (Algorithm 1, GB-Estimate).
 
-    Per head, a copy of ``model`` trains on that head's loss alone on ``train`` with a fresh
-    optimizer like ``optimizer`` (all copies fed in lockstep); the metric is measured on T' and
-    V before and after; ``w_k ∝ dG_k / dO_k²``. ``model``, ``optimizer`` and the caller's random
-    state are left untouched: the same checkpoint and seed give the same weights. A copy whose
-    loss becomes non-finite stops (weight 0, :class:`blendopt.warnings.DivergedCopyWarning`).
+    Per head, a copy of ``model`` trains on that head's loss alone (a diverging copy stops:
+    weight 0, a ``DivergedCopyWarning``); the metric on T' and V before and after gives
+    ``w_k ∝ dG_k / dO_k²``. ``model``, ``optimizer`` and the caller's random state stay untouched.
 
     Args:
         model: the multi-head model (``DistributedDataParallel`` is unwrapped).
@@ -305,34 +318,18 @@ def estimate_weights(
         A :class:`blendopt.BlendEstimate` (``.weights``, ``.measurements``, ``.notes``, ...).
 
     Raises:
-        ValueError: bad settings, neither or both of ``epochs``/``steps``, empty loaders,
-            ``loss_fn`` returning the wrong heads, or ``engine="vmap"`` where it cannot run.
+        ValueError: bad settings or loaders, wrong heads, ``engine="vmap"`` where it cannot run.
         TypeError: bad ``model``/``optimizer``/settings.
     """
     cfg = RetrainConfig.build(config, settings)
     check_model(model)
-    plan = TrainPlan(cfg.epochs, cfg.steps, interval=cfg.scheduler_interval, seed=cfg.seed)
-    plan = dataclasses.replace(plan, per_epoch=_batches_per_epoch(train, cfg.fraction))
     probe = train if probe is None else probe
-    base, generators = unwrap_model(model), loader_generators([train, probe, holdout])
-    start = time.perf_counter()
-    reference = copy.deepcopy(base)
-    for p in reference.parameters():
-        p.grad = None  # the copies start without the user's gradients
-    heads = list(cfg.heads) if cfg.heads is not None else discover_heads(
-        reference, loss_fn, train, seed=derive_seed(cfg.seed, 0), generators=generators
-    )  # fmt: skip
-    if not heads:
-        raise ValueError("Parameter `heads` should name at least one head. Found none.")
-    training = CopyTraining(
-        loss_fn, train, heads, plan, optimizer=optimizer, source=base, scheduler=cfg.scheduler,
-        scheduler_position=cfg.scheduler_position, train_step=cfg.train_step,
-        generators=generators, progress=cfg.progress,
-    )  # fmt: skip
-    engine = resolve_engine(cfg.engine, base, training)
+    start, generators = time.perf_counter(), loader_generators([train, probe, holdout])
+    reference, training = _copy_training(model, loss_fn, train, optimizer, cfg, generators)
+    heads = training.heads
+    engine = resolve_engine(cfg.engine, training.source, training)  # type: ignore[arg-type]
     metric: MetricFn = loss_fn if cfg.metric == "loss" else cfg.metric  # type: ignore[assignment]
-    # The same seed at every checkpoint: T' and V yield the same batches before and after.
-    measure = functools.partial(
+    measure = functools.partial(  # one seed at both checkpoints: the same batches
         measure_pair, metric=metric, probe=probe, holdout=holdout, heads=heads,
         seed=derive_seed(cfg.seed, 1), generators=generators, per_sample=cfg.noise_aware,
     )  # fmt: skip
@@ -358,26 +355,17 @@ _PER_ESTIMATE = ("steps", "heads", "fallback", "scheduler_position")
 class RetrainEstimator(Estimator):
     """Exact estimation by retraining a copy of the model per head (Algorithm 1).
 
-    Each estimate calls :func:`blendopt.estimate_weights` on ``model`` at its current
-    checkpoint, looking ahead the schedule's horizon (or ``epochs``), with a fresh optimizer
-    like the blender's; estimate i is seeded from ``(seed, i)``.
-
-    Args:
-        model: the model being trained (held by reference; copies are made per estimate).
-        loss_fn: ``loss_fn(model, batch) -> {head: scalar loss}``.
-        train: training loader T.
-        holdout: holdout loader V.
-        probe: train probe T' (defaults to ``train``).
-        optimizer: optimizer (or factory) for the copies; defaults to the blender's.
-        config: the settings (:class:`blendopt.retrain.RetrainConfig`: every field explained).
-        **settings: fields replacing ``config``'s; ``scheduler`` and ``scheduler_interval`` are
-            also settable later as attributes; ``engine="auto"`` is resolved at the first
-            estimate (``engine_chosen``).
+    Each estimate is :func:`blendopt.estimate_weights` on ``model`` at its checkpoint, looking
+    ahead the schedule's horizon (or ``epochs``), seeded from ``(seed, estimate index)``, with
+    ``optimizer`` or else a fresh one like the blender's. The arguments are
+    :func:`~blendopt.estimate_weights`'s; ``scheduler`` and ``scheduler_interval`` may also be
+    set later as attributes; ``engine="auto"`` is resolved at the first estimate
+    (``engine_chosen``).
 
     Raises:
         TypeError: bad ``model``/``loss_fn``/settings.
-        ValueError: bad settings, or one the blender sets per estimate (``steps``, ``heads``,
-            ``fallback``, ``scheduler_position``).
+        ValueError: bad settings, or one the blender sets (``steps``, ``heads``, ``fallback``,
+            ``scheduler_position``).
     """
 
     def __init__(

@@ -1,6 +1,5 @@
-"""Training the copies of Algorithm 1: :func:`drive`, the one driver both engines share
-(epochs, fraction, empty batches, samplers, progress), and the loop engine, where each head's
-copy trains on its own loss in turn per batch; a copy whose loss becomes non-finite stops."""
+"""Training the copies of Algorithm 1: :func:`drive`, the driver both engines share, and the
+loop engine (each head's copy trains on its own loss in turn per batch)."""
 
 from __future__ import annotations
 
@@ -25,16 +24,9 @@ logger = logging.getLogger("blendopt")
 
 @dataclass
 class TrainReport:
-    """What training the copies gave.
-
-    Attributes:
-        models: head -> its trained copy.
-        steps: batches trained on (empty batches excluded).
-        epochs: passes over the loader started.
-        empty_batches: empty batches skipped.
-        diverged: head -> why its copy stopped (e.g. ``"loss inf at step 3, epoch 0"``).
-        notes: other events for the estimate's notes (e.g. steps the vmap engine skipped).
-    """
+    """What training the copies gave: head -> trained copy (``models``), batches trained on
+    (``steps``), passes started (``epochs``), ``empty_batches`` skipped, head -> why its copy
+    stopped (``diverged``) and other events for the estimate's ``notes``."""
 
     models: dict[str, nn.Module] = field(default_factory=dict)
     steps: int = 0
@@ -72,7 +64,7 @@ def host_reads_free(device: torch.device) -> bool:
 
 
 def step_schedulers(schedulers: Sequence[Any], training: CopyTraining, when: str) -> None:
-    """Step the copies' schedulers once if the run steps its scheduler per ``when``."""
+    """Step each of ``schedulers`` (``None``: none) if the run steps per ``when``."""
     if training.plan.interval == when:
         for scheduler in schedulers:
             if scheduler is not None:
@@ -115,11 +107,9 @@ def _one_pass(engine: CopyEngine, training: CopyTraining, bar: Any) -> int:
 
 
 def drive(engine: CopyEngine, training: CopyTraining) -> Any:
-    """Train ``engine``'s copies for ``training.plan``, fed in lockstep from ``training.train``;
-    return ``engine.report``.
-
-    Empty batches are skipped and counted; epoch-aware samplers get
-    ``set_epoch(plan.sampler_epoch(e))`` at each pass; training stops once no copy trains.
+    """Train ``engine``'s copies for ``training.plan``, fed in lockstep from ``training.train``
+    (empty batches skipped and counted, samplers set per pass, until no copy trains); return
+    ``engine.report``.
 
     Raises:
         ValueError: a pass over ``train`` yielded no non-empty batch.
@@ -195,11 +185,9 @@ class _Divergence:
 
 
 class LoopEngine:
-    """One :class:`HeadCopy` per head, each stepped on its own head's loss (see :func:`drive`).
-
-    Optimizer hooks count each copy's steps (a per-step scheduler steps once per optimizer
-    step, also when ``train_step`` accumulates) and average gradients over ranks, as DDP would.
-    """
+    """One :class:`HeadCopy` per head stepped on its own loss; optimizer hooks count its steps
+    (for per-step schedulers, also when ``train_step`` accumulates) and average its gradients
+    over ranks, as DDP would."""
 
     name = "loop"
 
@@ -264,9 +252,8 @@ class LoopEngine:
 
 
 def train_copies(copies: Sequence[HeadCopy], training: CopyTraining) -> TrainReport:
-    """Train each copy on its own head's loss, all fed in lockstep from one pass over
-    ``training.train`` (see :func:`blendopt.retrain.make_copies`); a copy whose loss becomes
-    non-finite stops and is listed in ``TrainReport.diverged``.
+    """Train each copy on its own head's loss, fed in lockstep from ``training.train``; a copy
+    whose loss becomes non-finite stops (``TrainReport.diverged``).
 
     Raises:
         ValueError: a pass over ``train`` yielded no non-empty batch.

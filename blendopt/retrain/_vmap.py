@@ -30,7 +30,7 @@ from blendopt._rng import RngStream
 from blendopt._weighting import check_keys
 from blendopt.retrain._clone import clone_optimizer, copy_seed, optimizer_chain, replay_schedule
 from blendopt.retrain._config import CopyTraining, OptimizerSpec, TrainStep
-from blendopt.retrain._loop import TrainReport, drive, host_reads_free
+from blendopt.retrain._loop import TrainReport, drive, host_reads_free, step_schedulers
 
 #: Optimizers whose update is element-wise, so one optimizer over K stacked copies equals K
 #: optimizers (exact classes only: a subclass may override ``step``).
@@ -184,7 +184,7 @@ def _cuda_devices() -> list[int]:
 
 
 def _moves_without_gradient(cls: type[Optimizer], hyper: Mapping[str, Any]) -> bool:
-    """Whether ``cls`` with ``hyper`` changes a parameter whose gradient is zero (probe)."""
+    """Whether ``cls`` with ``hyper`` moves a parameter whose gradient is zero (a probe)."""
     clean = {k: v for k, v in hyper.items() if k not in _IMPLEMENTATION_FLAGS and k != "params"}
     probe = torch.ones(3, requires_grad=True)
     try:
@@ -224,22 +224,6 @@ def _reached_parameters(
     return reached
 
 
-def _stacked_optimizer(
-    optimizer: OptimizerSpec, source: nn.Module, named: Sequence[tuple[str, nn.Parameter]],
-    stacked: Mapping[str, torch.Tensor],
-) -> tuple[Optimizer, list[str]]:  # fmt: skip
-    """One optimizer over the stacked parameters, and the names of those in groups that move
-    parameters with a zero gradient."""
-    made = clone_optimizer(optimizer, source, [stacked[n] for n, _ in named])
-    name_of = {id(stacked[n]): n for n, _ in named}
-    return made, [
-        name_of[id(p)]
-        for group in made.param_groups
-        if _moves_without_gradient(type(made), group)
-        for p in group["params"]
-    ]
-
-
 class VmapEngine:
     """K copies of ``reference`` stacked and trained as one vmapped ensemble (see :func:`drive`);
     copy k trains on ``heads[k]``'s loss."""
@@ -265,7 +249,15 @@ class VmapEngine:
         self.buffers = {
             n: _stack(b.detach(), k, transpose=False) for n, b in self.wrapper.named_buffers()
         }
-        self.opt, self.moving = _stacked_optimizer(training.optimizer, source, named, self.stacked)  # type: ignore[arg-type]
+        self.opt = clone_optimizer(training.optimizer, source, list(self.stacked.values()))  # type: ignore[arg-type]
+        # the parameters a zero gradient moves (weight decay): reset where a loss misses them
+        self.moving = [
+            n
+            for group in self.opt.param_groups
+            if _moves_without_gradient(type(self.opt), group)
+            for n, t in self.stacked.items()
+            if any(t is p for p in group["params"])
+        ]
         self.sched = replay_schedule(training, self.opt)
         self.trainable_names = [n for n, p in named if p.requires_grad]
         self.trainable = [self.stacked[n] for n in self.trainable_names]
@@ -307,7 +299,12 @@ class VmapEngine:
             dtype=torch.bool,
             device=self.device,
         ).reshape(len(self.trainable_names), len(self.heads))
-        self.resets = _frozen_slices(self.heads, reached, self.stacked, self.moving)
+        for n in self.moving:  # (param, copy rows, checkpoint rows) to reset after each step
+            rows = [i for i, h in enumerate(self.heads) if n not in reached[h]]
+            if rows:
+                target = self.stacked[n].detach()
+                index = torch.tensor(rows, device=target.device)
+                self.resets.append((target, index, target[index].clone()))
 
     def step(self, batch: Any, *, step: int, epoch: int) -> None:
         if self.unreached is None:
@@ -335,12 +332,10 @@ class VmapEngine:
         with torch.no_grad():
             for target, rows, checkpoint in self.resets:
                 target.index_copy_(0, rows, checkpoint)
-        if self.sched is not None and self.training_.plan.interval == "step":
-            self.sched.step()
+        step_schedulers([self.sched], self.training_, "step")
 
     def end_epoch(self, epoch: int) -> None:
-        if self.sched is not None and self.training_.plan.interval == "epoch":
-            self.sched.step()
+        step_schedulers([self.sched], self.training_, "epoch")
         self.all_bad = bool(self.nonfinite.flagged.all())  # one read per pass: all diverged
 
     def finish(self) -> None:
@@ -379,13 +374,9 @@ class VmapEngine:
 def train_copies_vmap(
     reference: nn.Module, heads: Sequence[str], training: CopyTraining
 ) -> VmapCopies:
-    """Train one copy of ``reference`` per head on that head's loss, as one vmapped ensemble.
-
-    The vmap counterpart of :func:`train_copies` (check :func:`supports_vmap` first): copy k
-    starts from ``reference`` (left untouched) and trains on ``heads[k]``'s loss with a fresh
-    optimizer like ``training.optimizer`` (a factory gets the stacked parameters); the dropout
-    stream is seeded like the loop's copy of ``heads[0]``. ``training.heads`` lists every head
-    ``loss_fn`` returns (train a subset to bound memory).
+    """:func:`train_copies` as one vmapped ensemble (check :func:`supports_vmap` first): copy k
+    of ``reference`` (left untouched) trains on ``heads[k]``'s loss, a subset of
+    ``training.heads``; one dropout stream, seeded like the loop's copy of ``heads[0]``.
 
     Raises:
         ValueError: no or duplicate heads, an empty ``train``, ``loss_fn`` returning the wrong
@@ -395,26 +386,9 @@ def train_copies_vmap(
 
 
 def _stack(tensor: torch.Tensor, k: int, transpose: bool = True) -> torch.Tensor:
-    """K copies of ``tensor`` along a new dim 0. With ``transpose`` a 2-D weight is stored as
-    ``(K, in, out)`` and returned transposed: vmapped ``linear``'s weight gradient then lands in
-    the parameter's own layout, not copied into a transposed one every step (measured: the
-    largest cost of a vmapped MLP step on the CPU)."""
+    """K copies of ``tensor`` along a new dim 0; with ``transpose`` a 2-D weight is stored as
+    ``(K, in, out)`` and returned transposed, so vmapped ``linear``'s weight gradient lands in
+    its own layout (measured: the largest cost of a vmapped MLP step on the CPU)."""
     if transpose and tensor.dim() == 2:
         return tensor.t().unsqueeze(0).repeat(k, 1, 1).transpose(1, 2)
     return tensor.unsqueeze(0).repeat(k, *([1] * tensor.dim()))
-
-
-def _frozen_slices(
-    heads: Sequence[str], reached: Mapping[str, set[str]], stacked: Mapping[str, torch.Tensor],
-    moving: Sequence[str],
-) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:  # fmt: skip
-    """(stacked param, copy rows, checkpoint rows) to reset after each step: parameters in
-    ``moving`` groups a copy's head's loss does not reach (the loop gives them no gradient)."""
-    out = []
-    for n in moving:
-        rows = [i for i, h in enumerate(heads) if n not in reached[h]]
-        if rows:
-            target = stacked[n]
-            index = torch.tensor(rows, device=target.device)
-            out.append((target.detach(), index, target.detach()[index].clone()))
-    return out
