@@ -14,7 +14,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from blendopt._rng import RngStream, derive_seed
-from blendopt.retrain._config import CopyTraining, OptimizerSpec, SchedulerSpec
+from blendopt.retrain._config import CopyTraining, OptimizerSpec
 
 T = TypeVar("T")
 
@@ -28,8 +28,7 @@ def optimizer_chain(optimizer: Optimizer) -> list[Optimizer]:
 
 
 def _allow_scheduler_steps(optimizer: Optimizer) -> None:
-    # LRScheduler warns on a step() before the optimizer's; a replayed or fast-forwarded
-    # scheduler may step first, so mark the step as patched and called.
+    # LRScheduler warns on a step() before the optimizer's: mark the step patched and called.
     step = optimizer.step
     if not hasattr(step, "_wrapped_by_lr_sched"):
 
@@ -41,12 +40,13 @@ def _allow_scheduler_steps(optimizer: Optimizer) -> None:
     optimizer._opt_called = True  # type: ignore[attr-defined]
 
 
-def scheduler_for_copy(
-    spec: SchedulerSpec, optimizer: Optimizer, *, position: int | None = None
-) -> LRScheduler:
-    """A scheduler driving a copy's ``optimizer`` along the run's schedule: an ``LRScheduler``
-    deep-copied onto it, or a factory called on it with each ``lr`` reset to ``initial_lr``;
-    then stepped up to ``position`` (the run's ``scheduler.step()`` calls so far)."""
+def replay_schedule(training: CopyTraining, optimizer: Optimizer) -> LRScheduler | None:
+    """The run's schedule on a copy's ``optimizer`` (``None`` without one): the scheduler
+    deep-copied onto it, or the factory called on it with each ``lr`` reset to ``initial_lr``;
+    then stepped up to ``training.scheduler_position`` (the run's steps so far)."""
+    spec, position = training.scheduler, training.scheduler_position
+    if spec is None:
+        return None
     if isinstance(spec, LRScheduler):
         memo = {id(o): optimizer for o in optimizer_chain(spec.optimizer)}
         scheduler = copy.deepcopy(spec, memo)
@@ -68,19 +68,12 @@ def scheduler_for_copy(
     return scheduler
 
 
-def replay_schedule(training: CopyTraining, optimizer: Optimizer) -> LRScheduler | None:
-    """The run's schedule replayed on a copy's ``optimizer`` (``None`` without a schedule)."""
-    if training.scheduler is None:
-        return None
-    return scheduler_for_copy(training.scheduler, optimizer, position=training.scheduler_position)
-
-
 def clone_optimizer(
     optimizer: OptimizerSpec, source: nn.Module, target: nn.Module | Sequence[torch.Tensor]
 ) -> Optimizer:
-    """A fresh optimizer of ``optimizer``'s class and per-group hyper-parameters (the current
-    learning rate included; no state, as in Algorithm 1) over ``target``'s parameters (or
-    tensors), mapped from ``source``'s by position; a factory gets those that require grad.
+    """A fresh optimizer of ``optimizer``'s class and per-group hyper-parameters (current
+    rate included; no state, as in Algorithm 1) over ``target``'s parameters (or tensors),
+    mapped from ``source``'s by position; a factory gets those that require grad.
 
     Raises:
         TypeError: ``optimizer`` is neither an optimizer nor a factory of one.
@@ -108,9 +101,8 @@ def clone_optimizer(
 def remap_param_groups(
     optimizer: Optimizer, source: nn.Module, targets: Iterable[T]
 ) -> tuple[Optimizer, list[tuple[list[T], dict[str, Any]]]]:
-    """The innermost optimizer (a ``GradientBlender`` is unwrapped) and, per parameter group,
-    the targets at its parameters' positions in ``source.parameters()`` and a deep copy of
-    the group's hyper-parameters.
+    """The innermost optimizer (a ``GradientBlender`` is unwrapped) and per group the targets
+    at its parameters' positions in ``source.parameters()`` and its hyper-parameters (copied).
 
     Raises:
         ValueError: a group holds a parameter that is not in ``source``.

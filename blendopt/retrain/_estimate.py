@@ -188,7 +188,8 @@ def _floor_at_resolution(
 ) -> BlendEstimate:
     """``estimate`` with dO² floored at ``config.resolution``² before the weight rule (the
     metric cannot tell a smaller dO from 0), those heads recorded in ``floored``."""
-    d_g, d_o, least = estimate.generalization, estimate.overfitting_change, config.resolution**2  # type: ignore[operator]
+    d_g, d_o = estimate.generalization, estimate.overfitting_change
+    least = config.resolution**2  # type: ignore[operator]
     coarse = [h for h in d_g if d_g[h] > 0 and d_o[h] ** 2 < least]
     variance = {h: max(d_o[h] ** 2, least) for h in d_g}
     rule = weight_rule(d_g, variance, eps=config.eps, fallback=kwargs["fallback"])

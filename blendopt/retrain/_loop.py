@@ -158,11 +158,10 @@ class _Divergence:
         detached = loss.detach()
         self.steps[head] += 1
         if self.eager and host_reads_free(detached.device) and world_size() == 1:
-            if bool(torch.isfinite(detached).all()):
-                return True
-            loss_value = float(detached.float().mean())
-            self.found[head] = f"loss {loss_value} at step {step}, epoch {epoch}"
-            return False
+            if not bool(torch.isfinite(detached).all()):
+                loss_value = float(detached.float().mean())
+                self.found[head] = f"loss {loss_value} at step {step}, epoch {epoch}"
+            return head not in self.found
         self.record.record(torch.isfinite(detached).all(), step, slot=self.heads.index(head))
         return True
 
@@ -174,12 +173,10 @@ class _Divergence:
         new = [h for i, h in enumerate(self.heads) if counts.count[i] > 0 and h not in self.found]
         for h in new:
             i = self.heads.index(h)
-            first = (
-                f", the first at step {counts.first[i]}" if world_size() == 1 else " over all ranks"
-            )
+            first = f", the first at step {counts.first[i]}" if world_size() == 1 else ""
             self.found[h] = (
-                f"{counts.count[i]} non-finite losses in {self.steps[h]} steps{first}; "
-                f"found at the end of epoch {epoch}"
+                f"{counts.count[i]} non-finite losses in {self.steps[h]} steps"
+                f"{first or ' over all ranks'}; found at the end of epoch {epoch}"
             )
         return new
 

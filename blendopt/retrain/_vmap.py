@@ -1,16 +1,9 @@
-"""The vmap engine: Algorithm 1's K copies stacked and trained as ONE vmapped ensemble: one
-batched forward, one backward of ``Σ_k L_k(θ_k)``, one element-wise optimizer over the stack
-(equal to K optimizers). Unlike the loop:
-
-- parameters a head's loss does not reach get a zero gradient; where the optimizer moves such
-  a parameter (weight decay; a probe tells) their slices are reset to the checkpoint each step;
-- copy k's non-finite loss zeroes its gradient and flags k on the device (read once at the
-  end); a step where another head's loss is non-finite on copy k is skipped for k (its
-  0 * nan gradient would reach k through the shared graph);
-- dropout draws come from one stream for all copies (``randomness="different"``).
-
-Opt-in: on the CPU the loop won on all embedded models (``benchmarks/perf/exact_engines.py``).
-"""
+"""The opt-in vmap engine: K copies stacked, trained as ONE vmapped ensemble (one forward, one
+backward of ``Σ_k L_k(θ_k)``, one element-wise optimizer). Unlike the loop, parameters a head's
+loss misses get a zero gradient (slices a zero gradient moves are reset to the checkpoint);
+copy k's non-finite loss zeroes its gradient and flags k on the device, and a step where
+another head's loss is non-finite on copy k is skipped for k (0 * nan); one dropout stream
+serves all copies. On the CPU the loop won on all embedded models (benchmarks/perf)."""
 
 from __future__ import annotations
 
@@ -131,15 +124,11 @@ def supports_vmap(
     heads: Sequence[str] | None = None,
     train_step: TrainStep | None = None,
 ) -> tuple[bool, str]:
-    """``(True, "")`` if :func:`train_copies_vmap` can train ``model``'s copies exactly with
-    ``optimizer`` (or a factory), else ``(False, reason)``.
-
-    Refused: a ``train_step``, a ``torch.distributed`` run, an optimizer that is not an exact
-    element-wise ``torch.optim`` class, sparse gradients, lazy parameters, ``SyncBatchNorm``,
-    several devices, and (given ``loss_fn`` and ``batch``; ``heads`` default to the keys
-    ``loss_fn`` returns) a forward that fails vmapped over two copies (``.item()``,
-    data-dependent control flow).
-    """
+    """``(True, "")`` if :func:`train_copies_vmap` can train ``model``'s copies exactly, else
+    ``(False, reason)``: refused are a ``train_step``, ``torch.distributed``, an optimizer not of
+    an exact element-wise ``torch.optim`` class, sparse gradients, lazy parameters,
+    ``SyncBatchNorm``, several devices and (given ``loss_fn`` and ``batch``) a forward that fails
+    vmapped over two copies (``.item()``, data-dependent control flow)."""
     if train_step is not None:
         return False, (
             "`train_step=` is given: a custom step per copy (its own backward and "
