@@ -149,15 +149,13 @@ class RetrainConfig:
                 "Parameter `train_step` should be callable `(model, optimizer, batch, head) -> "
                 f"loss`. Found {type(self.train_step).__name__}."
             )
-        if isinstance(self.metric, str) and self.metric != "loss":
-            raise ValueError(
+        if not callable(self.metric) and (
+            not isinstance(self.metric, str) or self.metric != "loss"
+        ):
+            raise (ValueError if isinstance(self.metric, str) else TypeError)(
                 f"Parameter `metric` should be 'loss' or a callable `(model, batch) -> {{head: "
                 f"value}}`. Found {self.metric!r}; for top-1 error use "
                 "`blendopt.top1_error(predict)`."
-            )
-        if not isinstance(self.metric, str) and not callable(self.metric):
-            raise TypeError(
-                f"Parameter `metric` should be 'loss' or a callable. Found {self.metric!r}."
             )
         if self.resolution is not None and self.noise_aware:
             raise ValueError(
