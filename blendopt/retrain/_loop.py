@@ -142,49 +142,12 @@ def drive(engine: CopyEngine, training: CopyTraining) -> Any:
     return report
 
 
-class _Divergence:
-    """The copies' non-finite losses: with ``eager`` where the host reads a loss for free (the
-    CPU, one process) a copy stops before its backward; elsewhere they are counted on the
-    device and :meth:`read` syncs once per epoch (one reduce over the ranks)."""
-
-    def __init__(self, heads: Sequence[str], eager: bool = True) -> None:
-        self.heads, self.eager = list(heads), eager
-        self.record = NonFiniteRecord(len(self.heads))
-        self.steps = dict.fromkeys(self.heads, 0)
-        self.found: dict[str, str] = {}  # head -> why its copy diverged
-
-    def check(self, head: str, loss: torch.Tensor, *, step: int, epoch: int) -> bool:
-        """Record ``loss``; False when it is known now to be non-finite."""
-        detached = loss.detach()
-        self.steps[head] += 1
-        if self.eager and host_reads_free(detached.device) and world_size() == 1:
-            if not bool(torch.isfinite(detached).all()):
-                loss_value = float(detached.float().mean())
-                self.found[head] = f"loss {loss_value} at step {step}, epoch {epoch}"
-            return head not in self.found
-        self.record.record(torch.isfinite(detached).all(), step, slot=self.heads.index(head))
-        return True
-
-    def read(self, epoch: int) -> list[str]:
-        """Sync the device record; return the heads newly found diverged."""
-        if not self.record.pending or all(h in self.found for h in self.heads):
-            return []
-        counts = self.record.read(across_ranks=world_size() > 1)  # the one host-device sync
-        new = [h for i, h in enumerate(self.heads) if counts.count[i] > 0 and h not in self.found]
-        for h in new:
-            i = self.heads.index(h)
-            first = f", the first at step {counts.first[i]}" if world_size() == 1 else ""
-            self.found[h] = (
-                f"{counts.count[i]} non-finite losses in {self.steps[h]} steps"
-                f"{first or ' over all ranks'}; found at the end of epoch {epoch}"
-            )
-        return new
-
-
 class LoopEngine:
     """One :class:`HeadCopy` per head stepped on its own loss; optimizer hooks count its steps
     (for per-step schedulers, also when ``train_step`` accumulates) and average its gradients
-    over ranks, as DDP would."""
+    over ranks, as DDP would. With ``eager_checks`` where the host reads a loss for free (the
+    CPU, one process) a diverging copy stops before its backward; elsewhere non-finite losses
+    are counted on the device and read once per epoch (one reduce over the ranks)."""
 
     name = "loop"
 
@@ -199,16 +162,30 @@ class LoopEngine:
             )
             if world_size() > 1:
                 c.optimizer.register_step_pre_hook(lambda *_, p=params: average_gradients_(p))
-        self.active = list(self.copies)
-        self.monitor = _Divergence(self.heads, training.eager_checks)
+        self.active, self.eager = list(self.copies), training.eager_checks
+        self.record = NonFiniteRecord(len(self.heads))
+        self.steps = dict.fromkeys(self.heads, 0)
+        self.found: dict[str, str] = {}  # head -> why its copy diverged
         self.report = TrainReport(models={c.head: c.model for c in self.copies})
 
     def training(self) -> bool:
         return bool(self.active)
 
+    def _check(self, head: str, loss: torch.Tensor, *, step: int, epoch: int) -> bool:
+        """Record ``loss``; False when it is known now to be non-finite."""
+        detached = loss.detach()
+        self.steps[head] += 1
+        if self.eager and host_reads_free(detached.device) and world_size() == 1:
+            if not bool(torch.isfinite(detached).all()):
+                loss_value = float(detached.float().mean())
+                self.found[head] = f"loss {loss_value} at step {step}, epoch {epoch}"
+            return head not in self.found
+        self.record.record(torch.isfinite(detached).all(), step, slot=self.heads.index(head))
+        return True
+
     def _step_copy(self, c: HeadCopy, batch: Any, *, step: int, epoch: int) -> bool:
         """One training step of one copy; False when the copy diverged (stop training it)."""
-        train_step, monitor = self.training_.train_step, self.monitor
+        train_step = self.training_.train_step
         with c.stream.active():
             if train_step is not None:
                 loss = train_step(c.model, c.optimizer, batch, c.head)
@@ -218,10 +195,10 @@ class LoopEngine:
                         f"loss as a scalar tensor. Found {type(loss).__name__} for head "
                         f"{c.head!r}."
                     )
-                return monitor.check(c.head, loss, step=step, epoch=epoch)
+                return self._check(c.head, loss, step=step, epoch=epoch)
             losses = self.training_.loss_fn(c.model, batch)
             check_keys(losses, self.training_.heads, "loss_fn", returned=True)
-            if not monitor.check(c.head, losses[c.head], step=step, epoch=epoch):
+            if not self._check(c.head, losses[c.head], step=step, epoch=epoch):
                 return False
             c.optimizer.zero_grad(set_to_none=True)
             losses[c.head].backward()
@@ -240,12 +217,19 @@ class LoopEngine:
 
     def end_epoch(self, epoch: int) -> None:
         step_schedulers([c.scheduler for c in self.active], self.training_, "epoch")
-        diverged = set(self.monitor.read(epoch))
-        self.active = [c for c in self.active if c.head not in diverged]
+        if self.record.pending and any(h not in self.found for h in self.heads):
+            counts = self.record.read(across_ranks=world_size() > 1)  # the one host-device sync
+            for i, h in enumerate(self.heads):
+                if counts.count[i] > 0 and h not in self.found:
+                    first = f", the first at step {counts.first[i]}" if world_size() == 1 else ""
+                    self.found[h] = (
+                        f"{counts.count[i]} non-finite losses in {self.steps[h]} steps"
+                        f"{first or ' over all ranks'}; found at the end of epoch {epoch}"
+                    )
+        self.active = [c for c in self.active if c.head not in self.found]
 
     def finish(self) -> None:
-        found = self.monitor.found
-        self.report.diverged = {h: found[h] for h in self.heads if h in found}
+        self.report.diverged = {h: self.found[h] for h in self.heads if h in self.found}
 
 
 def train_copies(copies: Sequence[HeadCopy], training: CopyTraining) -> TrainReport:
