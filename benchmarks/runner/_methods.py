@@ -80,7 +80,8 @@ def retrain_estimator(ctx: EstimatorContext) -> blendopt.RetrainEstimator:
     """Algorithm 1 (``blendopt.RetrainEstimator``) measuring ``ctx.metric`` on V.
 
     An error measured on n samples moves in steps of 1/n, so a dO below 1/n is noise, not "no
-    overfitting": with the error metric dO² is floored at (1/|V|)² instead of the default 1e-8.
+    overfitting": with the error metric dO² is floored at (1/|V|)² (``resolution``, an absolute
+    floor) besides the default relative ``eps``.
     """
     error = ctx.metric == "error"
     return blendopt.RetrainEstimator(
@@ -90,7 +91,7 @@ def retrain_estimator(ctx: EstimatorContext) -> blendopt.RetrainEstimator:
         ctx.holdout,
         probe=ctx.probe,
         metric=blendopt.top1_error(ctx.predict) if error else "loss",
-        eps=(1.0 / ctx.holdout_size) ** 2 if error else blendopt.functional.DEFAULT_EPS,
+        resolution=1.0 / ctx.holdout_size if error else None,
         seed=ctx.seed,
     )
 

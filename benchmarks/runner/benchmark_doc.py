@@ -80,10 +80,10 @@ python -m benchmarks --docs docs/benchmark.md          # also regenerate this pa
   modality's features scores each modality) and adds Gaussian noise, through the blender's
   `register_step_pre_hook`; α = 0.1, the reference default, not tuned here.
 - **G-Blend**: `RetrainEstimator` with the top-1 error as the metric (the paper found it as
-  effective as the loss, §2.4) and `eps=(1/|V|)²`. Since issue 14 `eps` is a relative floor
-  (dO² floored at eps × the largest dO² of the estimate), so it no longer stands for the
-  resolution of an error measured on |V| samples; a head whose measured dO is exactly 0 gets
-  a large weight. Offline looks ahead the whole run (`Offline(horizon=epochs)`);
+  effective as the loss, §2.4) and `resolution=1/|V|`: dO² is floored at (1/|V|)², the
+  resolution of an error measured on |V| samples, besides the default relative `eps` (dO²
+  floored at eps × the largest dO²), so a head whose measured dO is exactly 0 does not take
+  all the weight. Offline looks ahead the whole run (`Offline(horizon=epochs)`);
   online scales the paper's 10-then-5 of 45 epochs to `Online(warmup=7, every=3)` at 30 epochs.
   `gblend_rolling` is `RollingEstimator` with its defaults (per-head gradient inner products
   every 5 steps until 8 measurements are in, then every 20; the first estimate as soon as the 8

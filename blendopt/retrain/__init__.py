@@ -1,10 +1,6 @@
-"""Algorithm 1 (GB-Estimate): exact G-Blend weights from per-head copies retrained n epochs.
-
-:func:`estimate_weights` estimates once; :class:`RetrainEstimator` lets a
-``GradientBlender`` estimate on its schedule; :class:`RetrainConfig` holds the settings of
-both. The copies train in lockstep with the loop engine (default) or as one vmapped ensemble
-(``engine="vmap"``); the engine-level names below serve benchmarks and tests.
-"""
+"""Algorithm 1 (GB-Estimate): :func:`estimate_weights` once, :class:`RetrainEstimator` on a
+``GradientBlender``'s schedule, both set by :class:`RetrainConfig`; the engine-level names
+(loop and opt-in vmap engines) serve benchmarks and tests."""
 
 from blendopt.retrain._clone import HeadCopy, clone_optimizer, make_copies, remap_param_groups
 from blendopt.retrain._config import CopyTraining, RetrainConfig, TrainPlan

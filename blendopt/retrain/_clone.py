@@ -1,19 +1,20 @@
-"""Cloning the run for Algorithm 1: optimizers and learning-rate schedules (the run's, replayed:
-issue 7 item 3) over the copies, and the per-head copies; below both engines."""
+"""Cloning the run for Algorithm 1 below both engines: the per-head copies, their optimizers
+and the run's learning-rate schedule replayed on them."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import torch
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from blendopt._rng import RngStream, derive_seed
-from blendopt.retrain._config import CopyTraining, OptimizerSpec, SchedulerSpec
+from blendopt.retrain._config import CopyTraining, OptimizerSpec
 
 T = TypeVar("T")
 
@@ -27,8 +28,7 @@ def optimizer_chain(optimizer: Optimizer) -> list[Optimizer]:
 
 
 def _allow_scheduler_steps(optimizer: Optimizer) -> None:
-    # LRScheduler warns on a step() before the optimizer's; a replayed or fast-forwarded
-    # scheduler may step first, so mark the step as patched and called.
+    # LRScheduler warns on a step() before the optimizer's: mark the step patched and called.
     step = optimizer.step
     if not hasattr(step, "_wrapped_by_lr_sched"):
 
@@ -40,15 +40,13 @@ def _allow_scheduler_steps(optimizer: Optimizer) -> None:
     optimizer._opt_called = True  # type: ignore[attr-defined]
 
 
-def scheduler_for_copy(
-    spec: SchedulerSpec, optimizer: Optimizer, *, position: int | None = None
-) -> LRScheduler:
-    """A scheduler driving a copy's ``optimizer`` along the run's schedule.
-
-    An ``LRScheduler`` is deep-copied onto ``optimizer`` (which holds the run's current rates);
-    a factory is called on ``optimizer`` with each ``lr`` reset to its ``initial_lr``. Then the
-    scheduler is stepped up to ``position`` (the run's ``scheduler.step()`` calls so far).
-    """
+def replay_schedule(training: CopyTraining, optimizer: Optimizer) -> LRScheduler | None:
+    """The run's schedule on a copy's ``optimizer`` (``None`` without one): the scheduler
+    deep-copied onto it, or the factory called on it with each ``lr`` reset to ``initial_lr``;
+    then stepped up to ``training.scheduler_position`` (the run's steps so far)."""
+    spec, position = training.scheduler, training.scheduler_position
+    if spec is None:
+        return None
     if isinstance(spec, LRScheduler):
         memo = {id(o): optimizer for o in optimizer_chain(spec.optimizer)}
         scheduler = copy.deepcopy(spec, memo)
@@ -70,34 +68,41 @@ def scheduler_for_copy(
     return scheduler
 
 
-def replay_schedule(training: CopyTraining, optimizer: Optimizer) -> LRScheduler | None:
-    """The run's schedule replayed on a copy's ``optimizer`` (``None`` without a schedule)."""
-    if training.scheduler is None:
-        return None
-    return scheduler_for_copy(training.scheduler, optimizer, position=training.scheduler_position)
+def clone_optimizer(
+    optimizer: OptimizerSpec, source: nn.Module, target: nn.Module | Sequence[torch.Tensor]
+) -> Optimizer:
+    """A fresh optimizer of ``optimizer``'s class and per-group hyper-parameters (current
+    rate included; no state, as in Algorithm 1) over ``target``'s parameters (or tensors),
+    mapped from ``source``'s by position; a factory gets those that require grad.
 
-
-def clone_optimizer(optimizer: Optimizer, source: nn.Module, target: nn.Module) -> Optimizer:
-    """A fresh optimizer of ``optimizer``'s class and hyper-parameters over ``target``'s parameters.
-
-    Parameters of ``source`` map to ``target`` by position (``target`` is a deep copy of
-    ``source``). The per-group hyper-parameters, including the current learning rate, are
-    copied; the optimizer state (momentum, moments) is not, as in Algorithm 1. Parameters the
-    optimizer does not hold stay untrained in the copy too.
+    Raises:
+        TypeError: ``optimizer`` is neither an optimizer nor a factory of one.
+        ValueError: a group holds a parameter that is not in ``source``.
     """
-    inner, groups = remap_param_groups(optimizer, source, target.parameters())
-    return type(inner)([{"params": params, **hyper} for params, hyper in groups])
+    targets = list(target.parameters() if isinstance(target, nn.Module) else target)
+    if isinstance(optimizer, Optimizer):
+        inner, groups = remap_param_groups(optimizer, source, targets)
+        return type(inner)([{"params": params, **hyper} for params, hyper in groups])
+    if not callable(optimizer):
+        raise TypeError(
+            "Parameter `optimizer` should be a torch.optim.Optimizer (its class and "
+            "hyper-parameters are reused) or a factory `params -> Optimizer`. Found "
+            f"{type(optimizer).__name__}."
+        )
+    made = optimizer([t for t in targets if t.requires_grad])
+    if not isinstance(made, Optimizer):
+        raise TypeError(
+            f"The optimizer factory should return a torch.optim.Optimizer. Found "
+            f"{type(made).__name__}."
+        )
+    return made
 
 
 def remap_param_groups(
     optimizer: Optimizer, source: nn.Module, targets: Iterable[T]
 ) -> tuple[Optimizer, list[tuple[list[T], dict[str, Any]]]]:
-    """The wrapped optimizer's parameter groups with each parameter of ``source`` replaced by
-    the target at its position in ``source.parameters()``.
-
-    Returns:
-        The innermost optimizer (a ``GradientBlender`` is unwrapped) and, per group, the
-        targets and a deep copy of the group's hyper-parameters.
+    """The innermost optimizer (a ``GradientBlender`` is unwrapped) and per group the targets
+    at its parameters' positions in ``source.parameters()`` and its hyper-parameters (copied).
 
     Raises:
         ValueError: a group holds a parameter that is not in ``source``.
@@ -119,40 +124,10 @@ def remap_param_groups(
     return inner, groups
 
 
-def call_factory(factory: Callable[[list[Any]], Optimizer], params: list[Any]) -> Optimizer:
-    """``factory(params)``, checked to be an optimizer (else ``TypeError``)."""
-    made = factory(params)
-    if not isinstance(made, Optimizer):
-        raise TypeError(
-            f"The optimizer factory should return a torch.optim.Optimizer. Found "
-            f"{type(made).__name__}."
-        )
-    return made
-
-
-def _make_optimizer(spec: OptimizerSpec, source: nn.Module, target: nn.Module) -> Optimizer:
-    if isinstance(spec, Optimizer):
-        return clone_optimizer(spec, source, target)
-    if callable(spec):
-        return call_factory(spec, [p for p in target.parameters() if p.requires_grad])
-    raise TypeError(
-        "Parameter `optimizer` should be a torch.optim.Optimizer (its class and hyper-parameters "
-        f"are reused) or a factory `params -> Optimizer`. Found {type(spec).__name__}."
-    )
-
-
 @dataclass
 class HeadCopy:
-    """One head's copy of the model, with what trains it.
-
-    Attributes:
-        head: the head whose loss trains the copy.
-        model: the copy (starts at the run's checkpoint).
-        optimizer: a fresh optimizer over ``model``'s parameters.
-        stream: the copy's own random stream (dropout), so grouping copies changes nothing.
-        scheduler: the copy's learning-rate scheduler (the run's, replayed), or ``None``.
-        optimizer_steps: the optimizer steps the copy took.
-    """
+    """One head's copy of the model (from the checkpoint), its fresh optimizer, own random
+    stream (dropout; grouping copies changes nothing), replayed scheduler and steps taken."""
 
     head: str
     model: nn.Module
@@ -170,10 +145,8 @@ def copy_seed(seed: int, heads: Sequence[str], head: str) -> int:
 def make_copies(
     reference: nn.Module, group: Sequence[str], training: CopyTraining
 ) -> list[HeadCopy]:
-    """One copy of ``reference`` per head of ``group``, with its optimizer, scheduler, stream.
-
-    Each copy's dropout draws from a stream seeded by ``(training.plan.seed, head index)``, so
-    a copy's training does not depend on which other copies share its pass.
+    """One :class:`HeadCopy` of ``reference`` per head of ``group`` (its stream seeded by
+    ``(training.plan.seed, head index)``).
 
     Raises:
         TypeError: ``training.optimizer`` is neither an optimizer nor a factory of one.
@@ -182,7 +155,7 @@ def make_copies(
     out = []
     for h in group:
         net = copy.deepcopy(reference)
-        opt = _make_optimizer(training.optimizer, source, net)  # type: ignore[arg-type]
+        opt = clone_optimizer(training.optimizer, source, net)  # type: ignore[arg-type]
         seed = copy_seed(training.plan.seed, training.heads, h)
         out.append(HeadCopy(h, net, opt, RngStream(seed), replay_schedule(training, opt)))
     return out

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,20 +21,14 @@ from blendopt._rng import derive_seed
 if TYPE_CHECKING:
     from blendopt._rng import SamplerEpochs
 
-#: ``train_step(model, optimizer, batch, head) -> loss``: one training step of a copy (forward,
-#: backward, optional clipping, ``optimizer.step()`` when due); returns the head's loss.
+#: ``train_step(model, optimizer, batch, head) -> loss``: a copy's training step.
 TrainStep = Callable[[nn.Module, Optimizer, Any, str], torch.Tensor]
-#: An optimizer whose class and hyper-parameters the copies reuse, or a factory
-#: ``params -> Optimizer``.
+#: An optimizer whose class and hyper-parameters the copies reuse, or ``params -> Optimizer``.
 OptimizerSpec = Optimizer | Callable[[list[nn.Parameter]], Optimizer]
-#: ``"loop"`` (copies one after another per batch), ``"vmap"`` (one vmapped ensemble) or
-#: ``"auto"`` (the loop).
 Engine = Literal["auto", "loop", "vmap"]
 ENGINES = ("auto", "loop", "vmap")
-#: A scheduler to replay (its state is copied onto each copy's optimizer) or a factory
-#: ``optimizer -> LRScheduler`` (built on each copy's optimizer and fast-forwarded).
+#: The run's scheduler (replayed on each copy) or a factory ``optimizer -> LRScheduler``.
 SchedulerSpec = LRScheduler | Callable[[Optimizer], LRScheduler]
-#: How often the run steps its scheduler: after every optimizer step, or once per epoch.
 Interval = Literal["step", "epoch"]
 
 
@@ -71,9 +66,22 @@ def check_model(model: object) -> None:
         raise TypeError(f"Parameter `model` should be an nn.Module. Found {type(model).__name__}.")
 
 
-def _check_count(name: str, value: object) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise ValueError(f"Parameter `{name}` should be an int >= 1. Found {value!r}.")
+def _is_count(v: object) -> bool:
+    return v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+
+
+def _is_positive(v: object) -> bool:
+    return v is None or (isinstance(v, (int, float)) and math.isfinite(v) and v > 0)
+
+
+#: field -> (valid?, what it should be): the value checks of :class:`RetrainConfig`.
+_VALUE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "epochs": (_is_count, "an int >= 1"),
+    "steps": (_is_count, "an int >= 1"),
+    "copies_at_once": (_is_count, "an int >= 1"),
+    "fraction": (lambda f: isinstance(f, (int, float)) and 0.0 < f <= 1.0, "in (0, 1]"),
+    "resolution": (_is_positive, "a finite number > 0 (the metric's smallest step) or None"),
+}
 
 
 @dataclass(frozen=True)
@@ -81,25 +89,23 @@ class RetrainConfig:
     """The settings of an Algorithm-1 estimate (see :func:`blendopt.estimate_weights`).
 
     Attributes:
-        epochs: n, the epochs of training between the two checkpoints (``RetrainEstimator``:
-            overrides the schedule's horizon).
+        epochs: n, the epochs between the two checkpoints (overrides the schedule's horizon).
         steps: alternatively, the number of batches between the two checkpoints.
-        metric: ``"loss"`` or ``metric(model, batch) -> {head: value}`` (e.g.
-            :func:`blendopt.top1_error`).
+        metric: ``"loss"`` or ``metric(model, batch) -> {head: value}`` (e.g. ``top1_error``).
         higher_is_better: ``metric`` is a score (accuracy, mAP); it is negated.
         fraction: train each epoch on this fraction of the training loader's batches.
-        eps: floor of dO² (see :func:`blendopt.functional.blend_estimate`).
+        eps: relative floor of dO² (see :func:`blendopt.functional.blend_estimate`).
+        resolution: the metric's smallest step (e.g. 1/|V| for an error on V): dO² is floored
+            at resolution² (heads recorded in ``floored``); ``None``: no absolute floor.
         seed: seed of the estimate's own random state (shuffling, dropout, augmentation).
         copies_at_once: train at most this many copies at a time (memory); default all.
         progress: show a tqdm progress bar (if tqdm is installed).
-        engine: ``"loop"``, ``"vmap"`` or ``"auto"`` (the loop).
+        engine: ``"loop"``, ``"vmap"`` (one vmapped ensemble) or ``"auto"`` (the loop).
         noise_aware: per-sample measurements with paired standard errors.
-        scheduler: the run's ``LRScheduler`` or a factory ``optimizer -> LRScheduler``,
-            replayed on each copy's optimizer; ``None``: constant rates.
+        scheduler: the run's ``LRScheduler`` (or factory), replayed on each copy; ``None``: none.
         scheduler_interval: ``"step"`` or ``"epoch"``, how the run steps ``scheduler``.
         scheduler_position: how many times the run has stepped its scheduler.
-        train_step: ``train_step(model, optimizer, batch, head) -> loss`` replacing a copy's
-            default step (e.g. to clip gradients).
+        train_step: ``(model, optimizer, batch, head) -> loss``, a copy's step (e.g. clipping).
         heads: the heads to blend; ``None``: the keys ``loss_fn`` returns on the first batch.
         fallback: the weights returned if the estimate is rejected; ``None``: uniform.
 
@@ -114,6 +120,7 @@ class RetrainConfig:
     higher_is_better: bool = False
     fraction: float = 1.0
     eps: float = DEFAULT_EPS
+    resolution: float | None = None
     seed: int = 0
     copies_at_once: int | None = None
     progress: bool = False
@@ -127,8 +134,11 @@ class RetrainConfig:
     fallback: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "steps", "copies_at_once"):
-            _check_count(name, getattr(self, name))
+        for name, (valid, what) in _VALUE_CHECKS.items():
+            if not valid(getattr(self, name)):
+                raise ValueError(
+                    f"Parameter `{name}` should be {what}. Found {getattr(self, name)!r}."
+                )
         if self.engine not in ENGINES:
             error = ValueError if isinstance(self.engine, str) else TypeError
             found = repr(self.engine) if error is ValueError else type(self.engine).__name__
@@ -139,19 +149,19 @@ class RetrainConfig:
                 "Parameter `train_step` should be callable `(model, optimizer, batch, head) -> "
                 f"loss`. Found {type(self.train_step).__name__}."
             )
-        if isinstance(self.metric, str) and self.metric != "loss":
-            raise ValueError(
+        if not callable(self.metric) and (
+            not isinstance(self.metric, str) or self.metric != "loss"
+        ):
+            raise (ValueError if isinstance(self.metric, str) else TypeError)(
                 f"Parameter `metric` should be 'loss' or a callable `(model, batch) -> {{head: "
                 f"value}}`. Found {self.metric!r}; for top-1 error use "
                 "`blendopt.top1_error(predict)`."
             )
-        if not isinstance(self.metric, str) and not callable(self.metric):
-            raise TypeError(
-                f"Parameter `metric` should be 'loss' or a callable. Found {self.metric!r}."
+        if self.resolution is not None and self.noise_aware:
+            raise ValueError(
+                "Parameter `resolution` floors the plain rule's dO²; with `noise_aware=True` "
+                "σ² = dO² + SE(dO)² is floored by the measured noise. Drop one of them."
             )
-        f = self.fraction
-        if not (isinstance(f, (int, float)) and 0.0 < f <= 1.0):
-            raise ValueError(f"Parameter `fraction` should be in (0, 1]. Found {f!r}.")
         if self.heads is not None:
             object.__setattr__(self, "heads", tuple(self.heads))
 
@@ -179,14 +189,8 @@ class RetrainConfig:
 
 @dataclass(frozen=True)
 class TrainPlan:
-    """How long and how the copies train.
-
-    Attributes:
-        epochs: passes over the loader (or ``None`` with ``steps``).
-        steps: batches in total, running on past epoch ends (or ``None`` with ``epochs``).
-        per_epoch: at most this many non-empty batches per pass (``fraction``), or ``None``.
-        interval: when the copies' schedulers step (``"step"`` or ``"epoch"``), or ``None``.
-        seed: the estimate's seed (sampler epochs, the copies' random streams).
+    """How long and how the copies train: ``epochs`` passes or ``steps`` batches (exactly one),
+    at most ``per_epoch`` batches a pass, schedulers stepping per ``interval``, from ``seed``.
 
     Raises:
         ValueError: neither or both of ``epochs`` and ``steps``.
@@ -212,32 +216,19 @@ class TrainPlan:
         return 0 if self.per_epoch is None else self.epochs * self.per_epoch  # type: ignore[operator]
 
     def sampler_epoch(self, epoch: int) -> int:
-        """The ``set_epoch`` number of the copies' pass ``epoch``: drawn from the seed, so each
-        estimate (and every rank, and a resumed run) draws its own, reproducible orders."""
+        """The ``set_epoch`` number of pass ``epoch``, drawn from the seed (reproducible)."""
         return derive_seed(self.seed, 4, epoch) % 2**31
 
 
 @dataclass(frozen=True)
 class CopyTraining:
-    """What trains the copies, passed as one object through both engines.
-
-    Attributes:
-        loss_fn: ``loss_fn(model, batch) -> {head: scalar loss}``.
-        train: the training loader T.
-        heads: every head ``loss_fn`` returns, in order.
-        plan: how long and how to train.
-        optimizer: the optimizer (or factory) whose class and hyper-parameters the copies get.
-        source: the model ``optimizer`` holds (mapped to the copies by parameter position);
-            ``None``: the reference model itself.
-        scheduler: the run's scheduler (or a factory) to replay on the copies, or ``None``.
-        scheduler_position: the run's scheduler steps so far, or ``None``.
-        train_step: the copies' custom step, or ``None``.
-        generators: the loaders' own generators (seeded with the estimate, then restored).
-        samplers: the loader's epoch-aware samplers, or ``None``.
-        progress: show a tqdm bar.
-        eager_checks: check a loss at once where the host reads it for free (the CPU, one
-            process); ``False``: device-side flags everywhere, read once per epoch.
-    """
+    """What trains the copies, one object through both engines: ``loss_fn`` on loader
+    ``train`` returning every head of ``heads``, for ``plan``, with optimizers like
+    ``optimizer`` (over ``source``, default the reference model), the run's ``scheduler``
+    replayed to ``scheduler_position``, an optional ``train_step``, the loaders' own
+    ``generators`` and epoch-aware ``samplers``, a tqdm bar with ``progress``; with
+    ``eager_checks`` a loss is checked at once where the host reads it for free (the CPU, one
+    process), else device-side flags are read once per epoch."""
 
     loss_fn: LossFn
     train: Iterable[Any]

@@ -1,11 +1,7 @@
 """Exact G-Blend weights by retraining copies of the model (Algorithm 1, GB-Estimate):
-:func:`estimate_weights` once, :class:`RetrainEstimator` on the blender's schedule.
-
-Per head k, a copy of the model at the checkpoint trains on L_k alone for n epochs on T (which
-updates exactly head k's sub-network, the "uni-modal network initialized from the checkpoint");
-the metric is measured on T' and V before and after; :func:`blendopt.functional.blend_estimate`
-gives the weights.
-"""
+:func:`estimate_weights` once, :class:`RetrainEstimator` on the blender's schedule. Per head k,
+a copy at the checkpoint trains on L_k alone for n epochs on T (updating exactly head k's
+sub-network); the metric on T' and V before and after gives the weights."""
 
 from __future__ import annotations
 
@@ -23,7 +19,7 @@ from torch import nn
 
 from blendopt._distributed import unwrap_model
 from blendopt._estimators import EstimateRequest, Estimator
-from blendopt._math import BlendEstimate, blend_estimate, uniform_weights
+from blendopt._math import BlendEstimate, blend_estimate, uniform_weights, weight_rule
 from blendopt._measure import (
     LossFn,
     MetricFn,
@@ -33,7 +29,12 @@ from blendopt._measure import (
 )
 from blendopt._noise import noise_aware_estimate
 from blendopt._rng import SamplerEpochs, derive_seed, isolated_rng, loader_generators
-from blendopt._warnings import DivergedCopyWarning, estimate_warnings_deferred, warn
+from blendopt._warnings import (
+    DivergedCopyWarning,
+    estimate_warnings_deferred,
+    warn,
+    warn_estimate,
+)
 from blendopt.retrain._clone import make_copies
 from blendopt.retrain._config import (
     CopyTraining,
@@ -72,8 +73,8 @@ def discover_heads(
     model: nn.Module, loss_fn: LossFn, train: Iterable[Any], *, seed: int,
     generators: Sequence[torch.Generator] = (),
 ) -> list[str]:  # fmt: skip
-    """The keys ``loss_fn`` returns on the first non-empty batch of ``train``, side-effect free
-    (eval mode, no gradients, the loader read under its own seeded random state)."""
+    """The keys ``loss_fn`` returns on ``train``'s first non-empty batch (eval mode, no
+    gradients, under a seeded random state)."""
     was_training = model.training
     model.eval()
     try:
@@ -90,8 +91,8 @@ def discover_heads(
 
 
 def resolve_engine(engine: Engine, model: nn.Module, training: CopyTraining) -> str:
-    """``"loop"`` for ``"loop"`` and ``"auto"``; ``"vmap"`` once :func:`supports_vmap` accepts
-    the model and options (trial forward on the first batch), else ``ValueError`` naming why."""
+    """``"loop"`` for ``"loop"``/``"auto"``; ``"vmap"`` if :func:`supports_vmap` accepts (trial
+    forward on the first batch), else ``ValueError`` naming why."""
     if engine in ("loop", "auto"):
         return "loop"
     with isolated_rng(derive_seed(training.plan.seed, 0), training.generators):
@@ -113,9 +114,8 @@ def measure_pair(
     heads: Sequence[str], *, seed: int, generators: Sequence[torch.Generator] = (),
     per_sample: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any], int]:  # fmt: skip
-    """``(on_probe, on_holdout, empty batches skipped)``: ``metric`` per head on T' and V (eval
-    mode), each read under ``seed`` so the batches pair before and after training (per sample
-    with ``per_sample``: head -> 1-D tensor, else averages)."""
+    """``(on_probe, on_holdout, empty batches)``: ``metric`` per head (per sample with
+    ``per_sample``) on T' and V in eval mode, read under ``seed`` (batches pair before/after)."""
     measure_fn = measure_per_sample_counted if per_sample else measure_counted
     with isolated_rng(seed, generators):
         on_probe, empty_probe = measure_fn(model, metric, probe, heads, name="metric")
@@ -127,12 +127,8 @@ def measure_pair(
 def train_and_measure(
     reference: nn.Module, training: CopyTraining, measure: Measure, engine: str, group_size: int
 ) -> tuple[dict[str, Any], dict[str, Any], TrainReport, int]:
-    """Train the copies of ``reference`` in groups of ``group_size`` (each group reads the data
-    under the same seed), then measure each copy that did not diverge.
-
-    Returns:
-        ``(on_probe, on_holdout, merged report, empty batches while measuring)``.
-    """
+    """Train ``reference``'s copies in groups of ``group_size`` (same data seed) and measure
+    those that did not diverge: ``(on_probe, on_holdout, report, empty batches measuring)``."""
     heads, report, empty = list(training.heads), TrainReport(), 0
     on_probe: dict[str, Any] = {}
     on_holdout: dict[str, Any] = {}
@@ -143,21 +139,16 @@ def train_and_measure(
             copies = None if engine == "vmap" else make_copies(reference, group, training)
             with isolated_rng(derive_seed(training.plan.seed, 2), training.generators):
                 if copies is None:
-                    result = train_copies_vmap(reference, group, training)
-                    models, done = result.models, TrainReport(
-                        result.steps, result.epochs, result.empty_batches, result.diverged(),
-                        result.skip_notes(),
-                    )  # fmt: skip
+                    done = train_copies_vmap(reference, group, training)
                 else:
                     done = train_copies(copies, training)
-                    models = {c.head: c.model for c in copies}
             report.merge(done)
-            for h, net in models.items():
+            for h, net in done.models.items():
                 if h not in done.diverged:
                     t, v, skipped = measure(net)
                     on_probe[h], on_holdout[h] = t[h], v[h]
                     empty += skipped
-            del copies, models
+            del copies, done
     return on_probe, on_holdout, report, empty
 
 
@@ -184,7 +175,34 @@ def _blend_healthy(
     values = [{h: m[h] for h in healthy} for m in measured]
     if config.noise_aware:
         return noise_aware_estimate(*values, warn=not estimate_warnings_deferred(), **kwargs)
-    return blend_estimate(*values, **kwargs)
+    if config.resolution is None:
+        return blend_estimate(*values, **kwargs)
+    estimate = _floor_at_resolution(blend_estimate(*values, warn=False, **kwargs), config, kwargs)
+    if not estimate_warnings_deferred():
+        warn_estimate(estimate, "G-Blend estimate")
+    return estimate
+
+
+def _floor_at_resolution(
+    estimate: BlendEstimate, config: RetrainConfig, kwargs: Mapping[str, Any]
+) -> BlendEstimate:
+    """``estimate`` with dO² floored at ``config.resolution``² before the weight rule (the
+    metric cannot tell a smaller dO from 0), those heads recorded in ``floored``."""
+    d_g, d_o = estimate.generalization, estimate.overfitting_change
+    least = config.resolution**2  # type: ignore[operator]
+    coarse = [h for h in d_g if d_g[h] > 0 and d_o[h] ** 2 < least]
+    variance = {h: max(d_o[h] ** 2, least) for h in d_g}
+    rule = weight_rule(d_g, variance, eps=config.eps, fallback=kwargs["fallback"])
+    notes = [
+        f"head {h!r}: |dO| = {abs(d_o[h]):.3g} is below the metric's resolution "
+        f"{config.resolution:.3g}; dO² floored to {least:.3g}"
+        for h in coarse
+    ]
+    return dataclasses.replace(
+        estimate, weights=rule.weights, accepted=rule.accepted, notes=(*notes, *rule.notes),
+        floored=tuple(dict.fromkeys([*coarse, *rule.floored])), zeroed=rule.zeroed,
+        rejected=rule.rejected,
+    )  # fmt: skip
 
 
 def blend_measured(
@@ -196,30 +214,27 @@ def blend_measured(
     *,
     empty_measuring: int = 0,
 ) -> BlendEstimate:
-    """The estimate from the measurements (:func:`blendopt.functional.blend_estimate`, or
-    with ``config.noise_aware`` :func:`blendopt.functional.noise_aware_estimate`), with the
-    diverged copies (weight 0, ``nan`` where not measured, a
+    """The estimate from the measurements (``blend_estimate``, or ``noise_aware_estimate``),
+    recording the diverged copies (weight 0, ``nan`` where not measured, a
     :class:`blendopt.warnings.DivergedCopyWarning`; all diverged: rejected, ``config.fallback``
-    or uniform weights) and skipped empty batches recorded.
-    """
+    or uniform weights) and the skipped empty batches."""
     config, diverged = config or RetrainConfig(), report.diverged
     fallback = dict(config.fallback) if config.fallback is not None else uniform_weights(heads)
     measured = (*before, *after)
-    healthy = [h for h in heads if h not in diverged]
-    estimate = _blend_healthy(healthy, measured, config, fallback)
+    estimate = _blend_healthy([h for h in heads if h not in diverged], measured, config, fallback)
     stopped = [
         f"head {h!r}: its copy diverged ({why}) and stopped training; weight 0"
         for h, why in diverged.items()
     ]
-    notes = stopped + list(report.notes) + list(estimate.notes)
     empty = report.empty_batches + empty_measuring
-    if empty:
-        notes.append(
-            f"skipped {empty} empty batches ({report.empty_batches} while training the copies, "
-            f"{empty_measuring} while measuring)"
-        )
+    skipped = [
+        f"skipped {empty} empty batches ({report.empty_batches} while training the copies, "
+        f"{empty_measuring} while measuring)"
+    ]
+    notes = (*stopped, *report.notes, *estimate.notes, *(skipped if empty else []))
+    estimate = dataclasses.replace(estimate, notes=notes, skipped_batches=empty)
     if not diverged:
-        return dataclasses.replace(estimate, notes=tuple(notes), skipped_batches=empty)
+        return estimate
     if not estimate_warnings_deferred():  # inside GradientBlender, its controller warns once
         warn(
             "G-Blend estimate: " + "; ".join(stopped) + ". Lower the learning rate, "
@@ -227,21 +242,20 @@ def blend_measured(
             DivergedCopyWarning,
         )
     nan = math.nan
-    return BlendEstimate(
+    return dataclasses.replace(
+        estimate,
         weights={h: estimate.weights.get(h, 0.0) for h in heads} if estimate.accepted else fallback,
         generalization={h: estimate.generalization.get(h, nan) for h in heads},
         overfitting_change={h: estimate.overfitting_change.get(h, nan) for h in heads},
-        accepted=estimate.accepted,
-        notes=tuple(notes),
         measurements={
             name: {h: _mean(m.get(h, nan)) for h in heads}
             for name, m in zip(_MEASUREMENTS, measured, strict=True)
         },
-        higher_is_better=config.higher_is_better,
-        floored=estimate.floored,
-        zeroed=estimate.zeroed,
+        generalization_se=None,
+        overfitting_change_se=None,
+        raw_weights=None,
+        prior=None,
         diverged=dict(diverged),
-        skipped_batches=empty,
         rejected=estimate.rejected or (None if estimate.accepted else "every copy diverged"),
     )
 
@@ -249,6 +263,29 @@ def blend_measured(
 def _mean(value: Any) -> float:
     """A measurement as one number (per-sample tensors of the noise-aware path are averaged)."""
     return float(value.double().mean()) if isinstance(value, torch.Tensor) else float(value)
+
+
+def _copy_training(
+    model: nn.Module, loss_fn: LossFn, train: Iterable[Any], optimizer: OptimizerSpec,
+    cfg: RetrainConfig, generators: Sequence[torch.Generator],
+) -> tuple[nn.Module, CopyTraining]:  # fmt: skip
+    """The reference copy of ``model`` (without gradients) and what trains its copies."""
+    plan = TrainPlan(cfg.epochs, cfg.steps, interval=cfg.scheduler_interval, seed=cfg.seed)
+    plan = dataclasses.replace(plan, per_epoch=_batches_per_epoch(train, cfg.fraction))
+    base = unwrap_model(model)
+    reference = copy.deepcopy(base)
+    for p in reference.parameters():
+        p.grad = None  # the copies start without the user's gradients
+    heads = list(cfg.heads) if cfg.heads is not None else discover_heads(
+        reference, loss_fn, train, seed=derive_seed(cfg.seed, 0), generators=generators
+    )  # fmt: skip
+    if not heads:
+        raise ValueError("Parameter `heads` should name at least one head. Found none.")
+    return reference, CopyTraining(
+        loss_fn, train, heads, plan, optimizer=optimizer, source=base, scheduler=cfg.scheduler,
+        scheduler_position=cfg.scheduler_position, train_step=cfg.train_step,
+        generators=generators, progress=cfg.progress,
+    )  # fmt: skip
 
 
 def estimate_weights(
@@ -264,64 +301,36 @@ def estimate_weights(
 ) -> BlendEstimate:
     """Estimate G-Blend weights from the current checkpoint (Algorithm 1, GB-Estimate).
 
-    Per head, a deep copy of ``model`` trains on that head's loss alone for ``epochs`` epochs
-    (or ``steps`` batches) on ``train``, with a fresh optimizer of ``optimizer``'s class and
-    hyper-parameters (along the run's schedule if ``scheduler`` is given); the copies are fed in
-    lockstep from one pass over the data. ``metric`` is measured in eval mode on the train probe
-    T' and the holdout V before and after; the weights are ``w_k ∝ dG_k / dO_k²``.
-
-    ``model``, ``optimizer``'s state and the caller's random state (the loaders' generators and
-    samplers included) are left untouched; the same checkpoint and ``seed`` give the same
-    weights. Empty batches are skipped and counted. A copy whose loss becomes non-finite stops;
-    its head gets weight 0 and a :class:`blendopt.warnings.DivergedCopyWarning` (no per-step sync).
+    Per head, a copy of ``model`` trains on that head's loss alone (a diverging copy stops:
+    weight 0, a ``DivergedCopyWarning``); the metric on T' and V before and after gives
+    ``w_k ∝ dG_k / dO_k²``. ``model``, ``optimizer`` and the caller's random state stay untouched.
 
     Args:
         model: the multi-head model (``DistributedDataParallel`` is unwrapped).
         loss_fn: ``loss_fn(model, batch) -> {head: scalar loss}``.
-        train: the training loader T (an iterable of batches; not the holdout).
+        train: the training loader T (not the holdout).
         holdout: the holdout loader V (never trained on).
-        optimizer: the training optimizer (a ``GradientBlender`` is unwrapped) or a factory
-            ``params -> Optimizer``.
-        probe: the train probe T' (a fixed subset of the training data); defaults to ``train``.
-        config: the settings (:class:`blendopt.retrain.RetrainConfig`); exactly one of
-            ``epochs`` and ``steps`` must be set.
-        **settings: fields of :class:`~blendopt.retrain.RetrainConfig` replacing ``config``'s,
-            e.g. ``epochs=3, metric=blendopt.top1_error(predict)``.
+        optimizer: the training optimizer (a ``GradientBlender`` is unwrapped) or a factory.
+        probe: the train probe T' (a fixed subset of the training data); default ``train``.
+        config: the settings (:class:`blendopt.retrain.RetrainConfig`: every field explained).
+        **settings: fields replacing ``config``'s, e.g. ``epochs=3, metric=top1_error(predict)``.
 
     Returns:
-        A :class:`blendopt.BlendEstimate`: ``.weights`` (head -> weight, sum 1) and
-        ``.measurements`` (``train_before``, ``holdout_before``, ``train_after``,
-        ``holdout_after``), ``.generalization``, ``.overfitting_change``, ``.notes``.
+        A :class:`blendopt.BlendEstimate` (``.weights``, ``.measurements``, ``.notes``, ...).
 
     Raises:
-        ValueError: bad settings, neither or both of ``epochs``/``steps``, empty loaders,
-            ``loss_fn`` returning the wrong heads, or ``engine="vmap"`` where it cannot run.
+        ValueError: bad settings or loaders, wrong heads, ``engine="vmap"`` where it cannot run.
         TypeError: bad ``model``/``optimizer``/settings.
     """
     cfg = RetrainConfig.build(config, settings)
     check_model(model)
-    plan = TrainPlan(cfg.epochs, cfg.steps, interval=cfg.scheduler_interval, seed=cfg.seed)
-    plan = dataclasses.replace(plan, per_epoch=_batches_per_epoch(train, cfg.fraction))
     probe = train if probe is None else probe
-    base, generators = unwrap_model(model), loader_generators([train, probe, holdout])
-    start = time.perf_counter()
-    reference = copy.deepcopy(base)
-    for p in reference.parameters():
-        p.grad = None  # the copies start without the user's gradients
-    heads = list(cfg.heads) if cfg.heads is not None else discover_heads(
-        reference, loss_fn, train, seed=derive_seed(cfg.seed, 0), generators=generators
-    )  # fmt: skip
-    if not heads:
-        raise ValueError("Parameter `heads` should name at least one head. Found none.")
-    training = CopyTraining(
-        loss_fn, train, heads, plan, optimizer=optimizer, source=base, scheduler=cfg.scheduler,
-        scheduler_position=cfg.scheduler_position, train_step=cfg.train_step,
-        generators=generators, progress=cfg.progress,
-    )  # fmt: skip
-    engine = resolve_engine(cfg.engine, base, training)
+    start, generators = time.perf_counter(), loader_generators([train, probe, holdout])
+    reference, training = _copy_training(model, loss_fn, train, optimizer, cfg, generators)
+    heads = training.heads
+    engine = resolve_engine(cfg.engine, training.source, training)  # type: ignore[arg-type]
     metric: MetricFn = loss_fn if cfg.metric == "loss" else cfg.metric  # type: ignore[assignment]
-    # The same seed at every checkpoint: T' and V yield the same batches before and after.
-    measure = functools.partial(
+    measure = functools.partial(  # one seed at both checkpoints: the same batches
         measure_pair, metric=metric, probe=probe, holdout=holdout, heads=heads,
         seed=derive_seed(cfg.seed, 1), generators=generators, per_sample=cfg.noise_aware,
     )  # fmt: skip
@@ -347,28 +356,17 @@ _PER_ESTIMATE = ("steps", "heads", "fallback", "scheduler_position")
 class RetrainEstimator(Estimator):
     """Exact estimation by retraining a copy of the model per head (Algorithm 1).
 
-    Each estimate calls :func:`blendopt.estimate_weights` on ``model`` at its current
-    checkpoint, looking ahead the schedule's horizon (or ``epochs`` if given), with a fresh
-    optimizer of the blender's wrapped optimizer's class and hyper-parameters.
-
-    Args:
-        model: the model being trained (held by reference; copies are made per estimate).
-        loss_fn: ``loss_fn(model, batch) -> {head: scalar loss}``.
-        train: training loader T.
-        holdout: holdout loader V.
-        probe: train probe T' (defaults to ``train``).
-        optimizer: optimizer (or factory) for the copies; defaults to the blender's.
-        config: the settings (:class:`blendopt.retrain.RetrainConfig`).
-        **settings: fields of ``RetrainConfig`` replacing ``config``'s, e.g. ``epochs=n`` (a
-            fixed look-ahead overriding the schedule's horizon), ``seed`` (estimate i uses a
-            seed derived from (seed, i)), ``scheduler`` (settable later:
-            ``estimator.scheduler = scheduler``) with ``scheduler_interval`` ``"step"`` or
-            ``"epoch"``. ``engine="auto"`` is resolved at the first estimate (``engine_chosen``).
+    Each estimate is :func:`blendopt.estimate_weights` on ``model`` at its checkpoint, looking
+    ahead the schedule's horizon (or ``epochs``), seeded from ``(seed, estimate index)``, with
+    ``optimizer`` or else a fresh one like the blender's. The arguments are
+    :func:`~blendopt.estimate_weights`'s; ``scheduler`` and ``scheduler_interval`` may also be
+    set later as attributes; ``engine="auto"`` is resolved at the first estimate
+    (``engine_chosen``).
 
     Raises:
         TypeError: bad ``model``/``loss_fn``/settings.
-        ValueError: bad settings, or one the blender sets per estimate (``steps``, ``heads``,
-            ``fallback``, ``scheduler_position``).
+        ValueError: bad settings, or one the blender sets (``steps``, ``heads``, ``fallback``,
+            ``scheduler_position``).
     """
 
     def __init__(
@@ -432,11 +430,8 @@ class RetrainEstimator(Estimator):
 
     def estimate(self, request: EstimateRequest) -> BlendEstimate:
         config = self.config
-        length, unit = (
-            (config.epochs, "epoch")
-            if config.epochs is not None
-            else (request.horizon, request.unit)
-        )
+        by_epoch = config.epochs is not None or request.unit == "epoch"
+        length = config.epochs if config.epochs is not None else request.horizon
         if length is None:
             raise ValueError(
                 "The G-Blend estimate needs a look-ahead n: give the schedule a horizon "
@@ -446,8 +441,8 @@ class RetrainEstimator(Estimator):
             self.engine_chosen = self.engine_chosen or "loop"
         config = dataclasses.replace(
             config,
-            epochs=length if unit == "epoch" else None,
-            steps=length if unit == "step" else None,
+            epochs=length if by_epoch else None,
+            steps=None if by_epoch else length,
             heads=request.heads,
             seed=derive_seed(config.seed, request.index),
             fallback=request.weights,
@@ -463,9 +458,7 @@ class RetrainEstimator(Estimator):
 
     def __repr__(self) -> str:
         c, scheduler = self._config, self.scheduler
-        metric = (
-            c.metric if isinstance(c.metric, str) else getattr(c.metric, "__qualname__", "custom")
-        )
+        metric = getattr(c.metric, "__qualname__", "custom") if callable(c.metric) else c.metric
         sched = "" if scheduler is None else f", scheduler={type(scheduler).__name__}, "
         sched += "" if scheduler is None else f"scheduler_interval={self.scheduler_interval!r}"
         return (

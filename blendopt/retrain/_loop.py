@@ -1,7 +1,5 @@
-"""Training the copies of Algorithm 1: the one driver both engines share (epochs, batches,
-fraction, empty batches, samplers, progress around an engine's step) and the loop engine, where
-each head's copy trains on its own loss in turn per batch and a copy whose loss becomes
-non-finite stops (weight 0 in the estimate) instead of raising."""
+"""Training the copies of Algorithm 1: :func:`drive`, the driver both engines share, and the
+loop engine (each head's copy trains on its own loss in turn per batch)."""
 
 from __future__ import annotations
 
@@ -12,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
+from torch import nn
 
 from blendopt._distributed import average_gradients_, reduced_floats, world_size
 from blendopt._finite import NonFiniteRecord
@@ -25,17 +24,11 @@ logger = logging.getLogger("blendopt")
 
 @dataclass
 class TrainReport:
-    """What happened while training the copies.
+    """What training the copies gave: head -> trained copy (``models``), batches trained on
+    (``steps``), passes started (``epochs``), ``empty_batches`` skipped, head -> why its copy
+    stopped (``diverged``) and other events for the estimate's ``notes``."""
 
-    Attributes:
-        steps: batches trained on (empty batches excluded).
-        epochs: passes over the loader started.
-        empty_batches: empty batches skipped.
-        diverged: head -> why its copy stopped (e.g. ``"loss inf at step 3, epoch 0"``);
-            weight 0 for those heads.
-        notes: other events for the estimate's notes (e.g. steps the vmap engine skipped).
-    """
-
+    models: dict[str, nn.Module] = field(default_factory=dict)
     steps: int = 0
     epochs: int = 0
     empty_batches: int = 0
@@ -43,7 +36,7 @@ class TrainReport:
     notes: list[str] = field(default_factory=list)
 
     def merge(self, other: TrainReport) -> None:
-        """Add ``other`` (another group of copies, trained on the same data) to this report."""
+        """Add ``other`` (another group of copies, same data) to this report, not its models."""
         self.steps = max(self.steps, other.steps)
         self.epochs = max(self.epochs, other.epochs)
         self.empty_batches += other.empty_batches
@@ -52,22 +45,30 @@ class TrainReport:
 
 
 class CopyEngine(Protocol):
-    """A group of copies :func:`drive` trains: ``step`` trains every copy still training on a
-    batch, ``end_epoch`` steps per-epoch schedulers and checks divergence (one sync at most),
-    ``finish`` reports the diverged copies (also on errors)."""
+    """Copies :func:`drive` trains: ``step`` on a batch, ``end_epoch`` (one sync at most),
+    ``finish`` completes ``report`` (also on errors)."""
 
     name: str
     heads: list[str]
+    report: TrainReport
 
     def training(self) -> bool: ...
     def step(self, batch: Any, *, step: int, epoch: int) -> None: ...
     def end_epoch(self, epoch: int) -> None: ...
-    def finish(self) -> TrainReport: ...
+    def finish(self) -> None: ...
 
 
 def host_reads_free(device: torch.device) -> bool:
     """Whether reading a device flag on the host costs no synchronization (the CPU)."""
     return device.type == "cpu"
+
+
+def step_schedulers(schedulers: Sequence[Any], training: CopyTraining, when: str) -> None:
+    """Step each of ``schedulers`` (``None``: none) if the run steps per ``when``."""
+    if training.plan.interval == when:
+        for scheduler in schedulers:
+            if scheduler is not None:
+                scheduler.step()
 
 
 def _skip(batch: Any) -> bool:
@@ -77,18 +78,16 @@ def _skip(batch: Any) -> bool:
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
-    if enabled:
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:  # tqdm is optional; logging still reports progress
-            return None
-        return tqdm(total=total or None, desc=desc, leave=False)
-    return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional; logging still reports progress
+        return None
+    return tqdm(total=total or None, desc=desc, leave=False) if enabled else None
 
 
-def _one_pass(engine: CopyEngine, training: CopyTraining, report: TrainReport, bar: Any) -> int:
+def _one_pass(engine: CopyEngine, training: CopyTraining, bar: Any) -> int:
     """One pass over the loader (at most ``per_epoch`` batches, until ``steps``): batches done."""
-    plan, seen = training.plan, 0
+    plan, report, seen = training.plan, engine.report, 0
     for batch in training.train:
         if (plan.per_epoch is not None and seen >= plan.per_epoch) or (
             plan.steps is not None and report.steps >= plan.steps
@@ -107,16 +106,15 @@ def _one_pass(engine: CopyEngine, training: CopyTraining, report: TrainReport, b
     return seen
 
 
-def drive(engine: CopyEngine, training: CopyTraining) -> TrainReport:
-    """Train ``engine``'s copies for ``training.plan``, fed in lockstep from ``training.train``.
-
-    Empty batches are skipped and counted; epoch-aware samplers get
-    ``set_epoch(plan.sampler_epoch(e))`` at each pass; training stops once no copy trains.
+def drive(engine: CopyEngine, training: CopyTraining) -> Any:
+    """Train ``engine``'s copies for ``training.plan``, fed in lockstep from ``training.train``
+    (empty batches skipped and counted, samplers set per pass, until no copy trains); return
+    ``engine.report``.
 
     Raises:
         ValueError: a pass over ``train`` yielded no non-empty batch.
     """
-    plan, report = training.plan, TrainReport()
+    plan, report = training.plan, engine.report
     desc = f"G-Blend estimate ({engine.name}) {engine.heads}"
     bar = _progress(plan.total(), desc, training.progress)
     start = time.perf_counter()
@@ -125,7 +123,7 @@ def drive(engine: CopyEngine, training: CopyTraining) -> TrainReport:
             if training.samplers is not None:
                 training.samplers.set_epoch(plan.sampler_epoch(report.epochs))
             report.epochs += 1
-            if _one_pass(engine, training, report, bar) == 0 and engine.training():
+            if _one_pass(engine, training, bar) == 0 and engine.training():
                 raise ValueError(
                     f"Parameter `train` yielded no non-empty batch in a pass "
                     f"({report.empty_batches} empty batches skipped). Pass a non-empty loader."
@@ -140,59 +138,16 @@ def drive(engine: CopyEngine, training: CopyTraining) -> TrainReport:
     finally:
         if bar is not None:
             bar.close()
-        done = engine.finish()
-    report.diverged, report.notes = done.diverged, done.notes
+        engine.finish()
     return report
 
 
-class _Divergence:
-    """The copies' non-finite losses. With ``eager`` where the host reads a loss for free (the
-    CPU, one process) a copy stops before its backward; elsewhere they are counted on the device
-    and :meth:`read` syncs once per epoch (one reduce over the ranks)."""
-
-    def __init__(self, heads: Sequence[str], eager: bool = True) -> None:
-        self.heads, self.eager = list(heads), eager
-        self.record = NonFiniteRecord(len(self.heads))
-        self.steps = dict.fromkeys(self.heads, 0)
-        self.found: dict[str, str] = {}  # head -> why its copy diverged
-
-    def check(self, head: str, loss: torch.Tensor, *, step: int, epoch: int) -> bool:
-        """Record ``loss``; False when it is known now to be non-finite."""
-        detached = loss.detach()
-        self.steps[head] += 1
-        if self.eager and host_reads_free(detached.device) and world_size() == 1:
-            if bool(torch.isfinite(detached).all()):
-                return True
-            loss_value = float(detached.float().mean())
-            self.found[head] = f"loss {loss_value} at step {step}, epoch {epoch}"
-            return False
-        self.record.record(torch.isfinite(detached).all(), step, slot=self.heads.index(head))
-        return True
-
-    def read(self, epoch: int) -> list[str]:
-        """Sync the device record; return the heads newly found diverged."""
-        if not self.record.pending or all(h in self.found for h in self.heads):
-            return []
-        counts = self.record.read(across_ranks=world_size() > 1)  # the one host-device sync
-        new = [h for i, h in enumerate(self.heads) if counts.count[i] > 0 and h not in self.found]
-        for h in new:
-            i = self.heads.index(h)
-            first = (
-                f", the first at step {counts.first[i]}" if world_size() == 1 else " over all ranks"
-            )
-            self.found[h] = (
-                f"{counts.count[i]} non-finite losses in {self.steps[h]} steps{first}; "
-                f"found at the end of epoch {epoch}"
-            )
-        return new
-
-
 class LoopEngine:
-    """One :class:`HeadCopy` per head, each stepped on its own head's loss (see :func:`drive`).
-
-    Optimizer hooks count each copy's steps (a per-step scheduler steps once per optimizer
-    step, also when ``train_step`` accumulates) and average gradients over ranks, as DDP would.
-    """
+    """One :class:`HeadCopy` per head stepped on its own loss; optimizer hooks count its steps
+    (for per-step schedulers, also when ``train_step`` accumulates) and average its gradients
+    over ranks, as DDP would. With ``eager_checks`` where the host reads a loss for free (the
+    CPU, one process) a diverging copy stops before its backward; elsewhere non-finite losses
+    are counted on the device and read once per epoch (one reduce over the ranks)."""
 
     name = "loop"
 
@@ -207,15 +162,30 @@ class LoopEngine:
             )
             if world_size() > 1:
                 c.optimizer.register_step_pre_hook(lambda *_, p=params: average_gradients_(p))
-        self.active = list(self.copies)
-        self.monitor = _Divergence(self.heads, training.eager_checks)
+        self.active, self.eager = list(self.copies), training.eager_checks
+        self.record = NonFiniteRecord(len(self.heads))
+        self.steps = dict.fromkeys(self.heads, 0)
+        self.found: dict[str, str] = {}  # head -> why its copy diverged
+        self.report = TrainReport(models={c.head: c.model for c in self.copies})
 
     def training(self) -> bool:
         return bool(self.active)
 
+    def _check(self, head: str, loss: torch.Tensor, *, step: int, epoch: int) -> bool:
+        """Record ``loss``; False when it is known now to be non-finite."""
+        detached = loss.detach()
+        self.steps[head] += 1
+        if self.eager and host_reads_free(detached.device) and world_size() == 1:
+            if not bool(torch.isfinite(detached).all()):
+                loss_value = float(detached.float().mean())
+                self.found[head] = f"loss {loss_value} at step {step}, epoch {epoch}"
+            return head not in self.found
+        self.record.record(torch.isfinite(detached).all(), step, slot=self.heads.index(head))
+        return True
+
     def _step_copy(self, c: HeadCopy, batch: Any, *, step: int, epoch: int) -> bool:
         """One training step of one copy; False when the copy diverged (stop training it)."""
-        train_step, monitor = self.training_.train_step, self.monitor
+        train_step = self.training_.train_step
         with c.stream.active():
             if train_step is not None:
                 loss = train_step(c.model, c.optimizer, batch, c.head)
@@ -225,10 +195,10 @@ class LoopEngine:
                         f"loss as a scalar tensor. Found {type(loss).__name__} for head "
                         f"{c.head!r}."
                     )
-                return monitor.check(c.head, loss, step=step, epoch=epoch)
+                return self._check(c.head, loss, step=step, epoch=epoch)
             losses = self.training_.loss_fn(c.model, batch)
             check_keys(losses, self.training_.heads, "loss_fn", returned=True)
-            if not monitor.check(c.head, losses[c.head], step=step, epoch=epoch):
+            if not self._check(c.head, losses[c.head], step=step, epoch=epoch):
                 return False
             c.optimizer.zero_grad(set_to_none=True)
             losses[c.head].backward()
@@ -240,28 +210,31 @@ class LoopEngine:
             before = c.optimizer_steps
             if not self._step_copy(c, batch, step=step, epoch=epoch):
                 self.active.remove(c)
-            elif c.scheduler is not None and self.training_.plan.interval == "step":
-                for _ in range(c.optimizer_steps - before):
-                    c.scheduler.step()
+            else:
+                step_schedulers(
+                    [c.scheduler] * (c.optimizer_steps - before), self.training_, "step"
+                )
 
     def end_epoch(self, epoch: int) -> None:
-        for c in self.active:
-            if c.scheduler is not None and self.training_.plan.interval == "epoch":
-                c.scheduler.step()
-        diverged = set(self.monitor.read(epoch))
-        self.active = [c for c in self.active if c.head not in diverged]
+        step_schedulers([c.scheduler for c in self.active], self.training_, "epoch")
+        if self.record.pending and any(h not in self.found for h in self.heads):
+            counts = self.record.read(across_ranks=world_size() > 1)  # the one host-device sync
+            for i, h in enumerate(self.heads):
+                if counts.count[i] > 0 and h not in self.found:
+                    first = f", the first at step {counts.first[i]}" if world_size() == 1 else ""
+                    self.found[h] = (
+                        f"{counts.count[i]} non-finite losses in {self.steps[h]} steps"
+                        f"{first or ' over all ranks'}; found at the end of epoch {epoch}"
+                    )
+        self.active = [c for c in self.active if c.head not in self.found]
 
-    def finish(self) -> TrainReport:
-        found = self.monitor.found
-        return TrainReport(diverged={h: found[h] for h in self.heads if h in found})
+    def finish(self) -> None:
+        self.report.diverged = {h: self.found[h] for h in self.heads if h in self.found}
 
 
 def train_copies(copies: Sequence[HeadCopy], training: CopyTraining) -> TrainReport:
-    """Train each copy on its own head's loss, all fed in lockstep from one pass over
-    ``training.train`` (see :func:`blendopt.retrain.make_copies`).
-
-    A copy whose loss becomes non-finite stops training and is listed in
-    ``TrainReport.diverged`` (the others go on). Schedulers step per ``training.plan.interval``.
+    """Train each copy on its own head's loss, fed in lockstep from ``training.train``; a copy
+    whose loss becomes non-finite stops (``TrainReport.diverged``).
 
     Raises:
         ValueError: a pass over ``train`` yielded no non-empty batch.

@@ -1,21 +1,13 @@
-"""The vmap engine: Algorithm 1's K copies stacked and trained as ONE vmapped ensemble
-(docs/algorithm.md): one batched forward, one backward of ``Σ_k L_k(θ_k)`` and one optimizer of
-the run's element-wise class over the stack, which equals K optimizers. Unlike the loop:
-
-- parameters a head's loss does not reach get a zero gradient; where the optimizer moves such
-  a parameter (weight decay; a probe tells) their slices are reset to the checkpoint each step;
-- copy k's non-finite loss zeroes its gradient and flags k on the device (read once at the
-  end); a step where another head's loss is non-finite on copy k is skipped for k (its
-  0 * nan gradient would reach k through the shared graph);
-- dropout draws come from one stream for all copies (``randomness="different"``).
-
-Opt-in: on the CPU the loop won on all embedded models (``benchmarks/perf/exact_engines.py``).
-"""
+"""The opt-in vmap engine: K copies stacked, trained as ONE vmapped ensemble (one forward, one
+backward of ``Σ_k L_k(θ_k)``, one element-wise optimizer). Unlike the loop, parameters a head's
+loss misses get a zero gradient (slices a zero gradient moves are reset to the checkpoint);
+copy k's non-finite loss zeroes its gradient and flags k on the device, and a step where
+another head's loss is non-finite on copy k is skipped for k (0 * nan); one dropout stream
+serves all copies. On the CPU the loop won on all embedded models (benchmarks/perf)."""
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,15 +21,9 @@ from blendopt._finite import NonFiniteRecord
 from blendopt._measure import LossFn
 from blendopt._rng import RngStream
 from blendopt._weighting import check_keys
-from blendopt.retrain._clone import (
-    call_factory,
-    copy_seed,
-    optimizer_chain,
-    remap_param_groups,
-    replay_schedule,
-)
+from blendopt.retrain._clone import clone_optimizer, copy_seed, optimizer_chain, replay_schedule
 from blendopt.retrain._config import CopyTraining, OptimizerSpec, TrainStep
-from blendopt.retrain._loop import TrainReport, drive, host_reads_free
+from blendopt.retrain._loop import TrainReport, drive, host_reads_free, step_schedulers
 
 #: Optimizers whose update is element-wise, so one optimizer over K stacked copies equals K
 #: optimizers (exact classes only: a subclass may override ``step``).
@@ -53,8 +39,7 @@ _PREFIX = "model."
 
 
 class _LossModule(nn.Module):
-    """``forward(batch) = loss_fn(model, batch)``: ``functional_call`` on it hands ``loss_fn`` the
-    user's module holding copy k's tensors."""
+    """``forward(batch) = loss_fn(model, batch)`` (``functional_call`` on it: copy k's tensors)."""
 
     def __init__(self, model: nn.Module, loss_fn: LossFn) -> None:
         super().__init__()
@@ -66,48 +51,13 @@ class _LossModule(nn.Module):
 
 
 @dataclass
-class VmapCopies:
-    """The result of :func:`train_copies_vmap`.
+class VmapCopies(TrainReport):
+    """The :class:`TrainReport` of :func:`train_copies_vmap`, with per head the step (0-based)
+    of its copy's first non-finite loss (``nonfinite``; its gradients zeroed from then on) and
+    the steps ``skipped`` for it because ANOTHER head's loss was non-finite on it."""
 
-    Attributes:
-        models: head -> its trained copy (an ordinary module, measured like the loop's copies).
-        nonfinite: head -> the step (0-based) at which its copy's loss first became non-finite,
-            or ``None``; that copy's gradients were zeroed from then on.
-        steps: the optimizer steps taken.
-        skipped: head -> steps at which its copy's gradient was zeroed because ANOTHER head's
-            loss was non-finite on that copy (its 0 * nan gradient would reach the copy).
-        epochs: passes over the loader started.
-        empty_batches: empty batches skipped (never passed to the model).
-        nonfinite_epoch: head -> the pass (0-based) of its first non-finite loss, or ``None``.
-        nonfinite_loss: head -> that first non-finite loss (the mean over its elements).
-    """
-
-    models: dict[str, nn.Module]
     nonfinite: dict[str, int | None] = field(default_factory=dict)
-    steps: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
-    epochs: int = 0
-    empty_batches: int = 0
-    nonfinite_epoch: dict[str, int | None] = field(default_factory=dict)
-    nonfinite_loss: dict[str, float] = field(default_factory=dict)
-
-    def diverged(self) -> dict[str, str]:
-        """head -> why its copy is discarded, in the loop's words (``TrainReport.diverged``)."""
-        return {
-            head: f"loss {self.nonfinite_loss.get(head)} at step {step}, epoch "
-            f"{self.nonfinite_epoch.get(head)}"
-            for head, step in self.nonfinite.items()
-            if step is not None
-        }
-
-    def skip_notes(self) -> list[str]:
-        """One note per copy whose steps were skipped (see :attr:`skipped`)."""
-        return [
-            f"head {head!r}: {n} steps of its copy were skipped by the vmap engine (another "
-            "head's loss was non-finite on that copy; its gradient would carry 0 * nan)"
-            for head, n in self.skipped.items()
-            if n and self.nonfinite.get(head) is None
-        ]
 
     def check_finite(self) -> None:
         """Raise ``FloatingPointError`` naming the first head whose copy's loss was non-finite."""
@@ -174,23 +124,11 @@ def supports_vmap(
     heads: Sequence[str] | None = None,
     train_step: TrainStep | None = None,
 ) -> tuple[bool, str]:
-    """Whether :func:`train_copies_vmap` can train ``model``'s copies exactly, and why not.
-
-    Refused: a ``train_step`` hook, a ``torch.distributed`` run, an optimizer that is not an
-    exact element-wise ``torch.optim`` class, sparse gradients, lazy parameters,
-    ``SyncBatchNorm``, parameters on several devices, and (given ``loss_fn`` and ``batch``) a
-    forward that fails vmapped over two copies (``.item()``, data-dependent control flow).
-
-    Args:
-        optimizer: the optimizer (a ``GradientBlender`` is unwrapped) or a factory.
-        model: the model whose copies are trained.
-        loss_fn, batch: optional, for the trial forward.
-        heads: the heads (defaults to the keys ``loss_fn`` returns).
-        train_step: the copies' custom step, if any (refused: it runs per copy).
-
-    Returns:
-        ``(True, "")`` or ``(False, reason)``.
-    """
+    """``(True, "")`` if :func:`train_copies_vmap` can train ``model``'s copies exactly, else
+    ``(False, reason)``: refused are a ``train_step``, ``torch.distributed``, an optimizer not of
+    an exact element-wise ``torch.optim`` class, sparse gradients, lazy parameters,
+    ``SyncBatchNorm``, several devices and (given ``loss_fn`` and ``batch``) a forward that fails
+    vmapped over two copies (``.item()``, data-dependent control flow)."""
     if train_step is not None:
         return False, (
             "`train_step=` is given: a custom step per copy (its own backward and "
@@ -235,7 +173,7 @@ def _cuda_devices() -> list[int]:
 
 
 def _moves_without_gradient(cls: type[Optimizer], hyper: Mapping[str, Any]) -> bool:
-    """Whether ``cls`` with ``hyper`` changes a parameter whose gradient is zero (probe)."""
+    """Whether ``cls`` with ``hyper`` moves a parameter whose gradient is zero (a probe)."""
     clean = {k: v for k, v in hyper.items() if k not in _IMPLEMENTATION_FLAGS and k != "params"}
     probe = torch.ones(3, requires_grad=True)
     try:
@@ -275,27 +213,6 @@ def _reached_parameters(
     return reached
 
 
-def _stacked_optimizer(
-    optimizer: OptimizerSpec, source: nn.Module, named: Sequence[tuple[str, nn.Parameter]],
-    stacked: Mapping[str, torch.Tensor],
-) -> tuple[Optimizer, list[str]]:  # fmt: skip
-    """One optimizer over the stacked parameters, and the names of those in groups that move
-    parameters with a zero gradient."""
-    names = [n for n, _ in named]
-    if isinstance(optimizer, Optimizer):
-        inner, groups = remap_param_groups(optimizer, source, names)  # by position
-        made = type(inner)([{"params": [stacked[n] for n in ns], **hyper} for ns, hyper in groups])
-    else:
-        made = call_factory(optimizer, [stacked[n] for n, p in named if p.requires_grad])
-    name_of = {id(stacked[n]): n for n in names}
-    return made, [
-        name_of[id(p)]
-        for group in made.param_groups
-        if _moves_without_gradient(type(made), group)
-        for p in group["params"]
-    ]
-
-
 class VmapEngine:
     """K copies of ``reference`` stacked and trained as one vmapped ensemble (see :func:`drive`);
     copy k trains on ``heads[k]``'s loss."""
@@ -321,7 +238,15 @@ class VmapEngine:
         self.buffers = {
             n: _stack(b.detach(), k, transpose=False) for n, b in self.wrapper.named_buffers()
         }
-        self.opt, self.moving = _stacked_optimizer(training.optimizer, source, named, self.stacked)  # type: ignore[arg-type]
+        self.opt = clone_optimizer(training.optimizer, source, list(self.stacked.values()))  # type: ignore[arg-type]
+        # the parameters a zero gradient moves (weight decay): reset where a loss misses them
+        self.moving = [
+            n
+            for group in self.opt.param_groups
+            if _moves_without_gradient(type(self.opt), group)
+            for n, t in self.stacked.items()
+            if any(t is p for p in group["params"])
+        ]
         self.sched = replay_schedule(training, self.opt)
         self.trainable_names = [n for n, p in named if p.requires_grad]
         self.trainable = [self.stacked[n] for n in self.trainable_names]
@@ -342,7 +267,7 @@ class VmapEngine:
         )
         self.modes = {m: m.training for m in self.wrapper.modules()}
         self.wrapper.train()
-        self.summary = VmapCopies(models={})
+        self.report = VmapCopies()
 
     def _one_copy(
         self, params: dict[str, torch.Tensor], bufs: dict[str, torch.Tensor],
@@ -363,7 +288,12 @@ class VmapEngine:
             dtype=torch.bool,
             device=self.device,
         ).reshape(len(self.trainable_names), len(self.heads))
-        self.resets = _frozen_slices(self.heads, reached, self.stacked, self.moving)
+        for n in self.moving:  # (param, copy rows, checkpoint rows) to reset after each step
+            rows = [i for i, h in enumerate(self.heads) if n not in reached[h]]
+            if rows:
+                target = self.stacked[n].detach()
+                index = torch.tensor(rows, device=target.device)
+                self.resets.append((target, index, target[index].clone()))
 
     def step(self, batch: Any, *, step: int, epoch: int) -> None:
         if self.unreached is None:
@@ -391,103 +321,63 @@ class VmapEngine:
         with torch.no_grad():
             for target, rows, checkpoint in self.resets:
                 target.index_copy_(0, rows, checkpoint)
-        if self.sched is not None and self.training_.plan.interval == "step":
-            self.sched.step()
+        step_schedulers([self.sched], self.training_, "step")
 
     def end_epoch(self, epoch: int) -> None:
-        if self.sched is not None and self.training_.plan.interval == "epoch":
-            self.sched.step()
+        step_schedulers([self.sched], self.training_, "epoch")
         self.all_bad = bool(self.nonfinite.flagged.all())  # one read per pass: all diverged
 
-    def finish(self) -> TrainReport:
+    def finish(self) -> None:
         for m, mode in self.modes.items():
             m.training = mode
         read = self.nonfinite.read()  # the host syncs, at the end
-        first = dict(zip(self.heads, read.first, strict=True))
-        self.summary = VmapCopies(
-            models={},
-            nonfinite=first,
-            skipped=dict(zip(self.heads, self.skipped.tolist(), strict=True)),
-            nonfinite_epoch={h: None if s is None else self._epoch_of(s) for h, s in first.items()},
-            nonfinite_loss={
-                h: v
-                for h, v in zip(self.heads, read.first_value, strict=True)
-                if first[h] is not None
-            },
-        )
-        return TrainReport(diverged=self.summary.diverged(), notes=self.summary.skip_notes())
+        report, skipped = self.report, self.skipped.tolist()
+        report.models = {h: self._module(i) for i, h in enumerate(self.heads)}
+        for i, h in enumerate(self.heads):
+            report.nonfinite[h], report.skipped[h] = read.first[i], skipped[i]
+            if read.first[i] is not None:
+                epoch = max(e for e, s in enumerate(self.epoch_starts) if s <= read.first[i])
+                report.diverged[h] = (
+                    f"loss {read.first_value[i]} at step {read.first[i]}, epoch {epoch}"
+                )
+            elif skipped[i]:
+                report.notes.append(
+                    f"head {h!r}: {skipped[i]} steps of its copy were skipped by the vmap engine "
+                    "(another head's loss was non-finite on that copy; its gradient would carry "
+                    "0 * nan)"
+                )
 
-    def _epoch_of(self, step: int) -> int:
-        return max(e for e, start in enumerate(self.epoch_starts) if start <= step)
-
-    def models(self) -> dict[str, nn.Module]:
-        """head -> its trained copy as an ordinary module."""
-        models = {}
-        for i, head in enumerate(self.heads):
-            net = copy.deepcopy(self.wrapper.model)
-            net.train()
-            with torch.no_grad():
-                for n, t in net.named_parameters():
-                    t.copy_(self.stacked[_PREFIX + n][i])
-                    t.grad = None
-                for n, t in net.named_buffers():
-                    t.copy_(self.buffers[_PREFIX + n][i])
-            models[head] = net
-        return models
+    def _module(self, i: int) -> nn.Module:
+        """Copy ``i`` as an ordinary module."""
+        net = copy.deepcopy(self.wrapper.model)
+        net.train()
+        with torch.no_grad():
+            for n, t in net.named_parameters():
+                t.copy_(self.stacked[_PREFIX + n][i])
+                t.grad = None
+            for n, t in net.named_buffers():
+                t.copy_(self.buffers[_PREFIX + n][i])
+        return net
 
 
 def train_copies_vmap(
     reference: nn.Module, heads: Sequence[str], training: CopyTraining
 ) -> VmapCopies:
-    """Train one copy of ``reference`` per head on that head's loss, as one vmapped ensemble.
-
-    The vmap counterpart of :func:`train_copies`: copy k starts from ``reference``'s parameters
-    and buffers (``reference`` is left untouched) and trains in train mode on
-    ``training.loss_fn(...)[heads[k]]`` with a fresh optimizer of ``training.optimizer``'s
-    class and per-group hyper-parameters (a factory receives the stacked parameters), for
-    ``training.plan``, along the replayed schedule. The dropout stream is seeded like the
-    loop's copy of ``heads[0]``. Check :func:`supports_vmap` first. ``training.heads`` lists
-    every head ``loss_fn`` returns (train a subset to bound memory).
-
-    Returns:
-        :class:`VmapCopies`: the K trained modules and per-head non-finite flags.
+    """:func:`train_copies` as one vmapped ensemble (check :func:`supports_vmap` first): copy k
+    of ``reference`` (left untouched) trains on ``heads[k]``'s loss, a subset of
+    ``training.heads``; one dropout stream, seeded like the loop's copy of ``heads[0]``.
 
     Raises:
         ValueError: no or duplicate heads, an empty ``train``, ``loss_fn`` returning the wrong
             heads, or an optimizer over other parameters.
     """
-    engine = VmapEngine(reference, heads, training)
-    report = drive(engine, training)
-    return dataclasses.replace(
-        engine.summary,
-        models=engine.models(),
-        steps=report.steps,
-        epochs=report.epochs,
-        empty_batches=report.empty_batches,
-    )
+    return drive(VmapEngine(reference, heads, training), training)
 
 
 def _stack(tensor: torch.Tensor, k: int, transpose: bool = True) -> torch.Tensor:
-    """K copies of ``tensor`` along a new dim 0. With ``transpose`` a 2-D weight is stored as
-    ``(K, in, out)`` and returned transposed: vmapped ``linear``'s weight gradient then lands in
-    the parameter's own layout, not copied into a transposed one every step (measured: the
-    largest cost of a vmapped MLP step on the CPU)."""
+    """K copies of ``tensor`` along a new dim 0; with ``transpose`` a 2-D weight is stored as
+    ``(K, in, out)`` and returned transposed, so vmapped ``linear``'s weight gradient lands in
+    its own layout (measured: the largest cost of a vmapped MLP step on the CPU)."""
     if transpose and tensor.dim() == 2:
         return tensor.t().unsqueeze(0).repeat(k, 1, 1).transpose(1, 2)
     return tensor.unsqueeze(0).repeat(k, *([1] * tensor.dim()))
-
-
-def _frozen_slices(
-    heads: Sequence[str], reached: Mapping[str, set[str]], stacked: Mapping[str, torch.Tensor],
-    moving: Sequence[str],
-) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:  # fmt: skip
-    """(stacked param, copy rows, checkpoint rows) to reset after each step: parameters in
-    ``moving`` groups a copy's head's loss does not reach (the loop gives them no gradient)."""
-    out = []
-    for n in moving:
-        rows = [i for i, h in enumerate(heads) if n not in reached[h]]
-        if rows:
-            target = stacked[n]
-            index = torch.tensor(rows, device=target.device)
-            out.append((target.detach(), index, target.detach()[index].clone()))
-    return out

@@ -53,3 +53,51 @@ def test_every_head_diverged_rejects_with_the_fallback():
     assert est.weights == {"a": 1, "b": 0, "c": 0}
     assert "every head's copy diverged" in est.notes[-1]
     assert est.rejected == "every copy diverged"
+
+
+# An error on |V| = 10 samples moves in steps of 0.1. Head a's measured dO is 0: dG = 0.2,
+# dO = (0.6 - 0.4) - 0.2 = 0. Head b: dG = 0.1, dO = (0.9 - 0.5) - 0.2 = 0.2.
+ERRORS_AFTER = ({"a": 0.4, "b": 0.5}, {"a": 0.6, "b": 0.9})
+ERRORS_BEFORE = ({"a": 0.6, "b": 0.8}, {"a": 0.8, "b": 1.0})
+
+
+def _blend_errors(scale: float = 1.0, **settings):
+    scaled = [{h: scale * v for h, v in m.items()} for m in (*ERRORS_BEFORE, *ERRORS_AFTER)]
+    with pytest.warns(blendopt.warnings.FlooredOverfittingWarning, match="'a'"):
+        return blend_measured(
+            ["a", "b"], tuple(scaled[:2]), tuple(scaled[2:]), TrainReport(),
+            RetrainConfig(**settings),
+        )  # fmt: skip
+
+
+def test_resolution_floors_do_at_the_metrics_step():
+    # Without it the relative eps floors a's dO² near 0 and a takes all the weight.
+    relative = _blend_errors()
+    assert relative.weights["a"] > 0.999
+    # dO² floored at 0.1²: a = 0.2 / 0.01 = 20, b = 0.1 / 0.04 = 2.5.
+    est = _blend_errors(resolution=0.1)
+    assert est.weights == pytest.approx({"a": 20 / 22.5, "b": 2.5 / 22.5})
+    assert est.floored == ("a",)
+    assert est.accepted
+    assert est.rejected is None
+    assert any("below the metric's resolution 0.1" in n for n in est.notes)
+    assert est.generalization == relative.generalization
+    # Still scale-free: every value and the resolution x 1e3 give the same weights.
+    scaled = _blend_errors(1e3, resolution=100.0)
+    assert scaled.weights == pytest.approx(est.weights)
+
+
+def test_resolution_keeps_the_relative_floor_above_it():
+    # resolution² = 1e-12 is below the relative floor 1e-8 x 0.2² = 4e-10: the weights are
+    # the plain rule's.
+    est = _blend_errors(resolution=1e-6)
+    assert est.weights == pytest.approx(_blend_errors().weights)
+    assert est.floored == ("a",)
+
+
+@pytest.mark.parametrize("value", [0.0, -0.1, float("inf"), "0.1"])
+def test_bad_resolution_raises(value):
+    with pytest.raises(ValueError, match="`resolution` should be a finite number > 0"):
+        RetrainConfig(resolution=value)
+    with pytest.raises(ValueError, match="`resolution` floors the plain rule"):
+        RetrainConfig(resolution=0.1, noise_aware=True)

@@ -25,7 +25,7 @@ from benchmarks.runner import (
     run_one,
     train_method,
 )
-from benchmarks.runner._methods import Method
+from benchmarks.runner._methods import EstimatorContext, Method, retrain_estimator
 
 
 @pytest.fixture(scope="module")
@@ -260,3 +260,16 @@ def test_dropout_builds_the_same_model_with_dropout_at_the_concatenation(small_d
     assert asked == [0.0, 0.5]
     layers = [type(m).__name__ for m in trained.models[""].fusion.modules()]
     assert "Dropout" in layers
+
+
+@pytest.mark.parametrize(("metric", "resolution"), [("error", 1 / 40), ("loss", None)])
+def test_retrain_estimator_floors_the_error_at_its_resolution(metric, resolution):
+    # An error on |V| = 40 moves in steps of 1/40: an absolute floor of dO, beside the default
+    # relative eps (a relative eps of (1/|V|)² would floor nothing).
+    model = nn.Linear(2, 2)
+    ctx = EstimatorContext(
+        model, lambda m, b: {}, [], [], [], lambda m, b: ({}, b), metric, holdout_size=40, seed=0
+    )
+    config = retrain_estimator(ctx).config
+    assert config.resolution == resolution
+    assert config.eps == blendopt.functional.DEFAULT_EPS
