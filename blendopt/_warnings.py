@@ -88,8 +88,9 @@ def warn_estimate(estimate: BlendEstimate, label: str) -> None:
     if estimate.floored:
         heads = ", ".join(repr(h) for h in estimate.floored)
         warn(
-            f"{label}: dO² floored to eps × the largest dO² for head(s) {heads}, so their "
-            "weight is large; if dO is below the measurement's resolution (an error metric on a "
-            "small holdout), use noise-aware weights (noise_aware=True) or a larger holdout.",
+            f"{label}: dO² floored (to eps × the largest dO², or to `resolution`²) for head(s) "
+            f"{heads}, so their weight is large; if dO is below the metric's resolution (an "
+            "error on a small holdout), pass resolution=1/|V|, noise_aware=True or a larger "
+            "holdout.",
             FlooredOverfittingWarning,
         )
