@@ -61,6 +61,10 @@ class Estimator(ABC):
         as ``"waiting"`` and the weights are kept."""
         return None
 
+    def check_heads(self, heads: Sequence[str]) -> None:  # noqa: B027 (optional hook)
+        """Check the options against the blender's heads, at ``GradientBlender(...)``; raise
+        ``ValueError`` naming the option (e.g. ``floor`` >= 1/K)."""
+
     def observe(self, losses: Mapping[str, torch.Tensor], *, step: int) -> None:  # noqa: B027
         """Called by ``GradientBlender.blend`` every step, before the blend, with the per-head
         losses still attached to their graphs (``step``: optimizer steps done so far); an

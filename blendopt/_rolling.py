@@ -15,11 +15,10 @@ rule from rolling loss statistics). Both then apply, in this order (recorded in 
 from __future__ import annotations
 
 import copy
-import itertools
 import math
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -28,7 +27,7 @@ from torch import nn
 
 from blendopt._distributed import rank_means, unwrap_model, world_size
 from blendopt._estimators import EstimateRequest, Estimator
-from blendopt._math import BlendEstimate, correlated_blend
+from blendopt._math import BlendEstimate, check_floor, correlated_blend
 from blendopt._measure import LossFn, MetricFn, measure_per_sample
 from blendopt._noise import mean_and_standard_error, noise_aware_weights, reduced_moments
 from blendopt._rng import derive_seed, isolated_rng
@@ -87,14 +86,14 @@ def _check_count(name: str, value: object) -> int:
 
 @dataclass
 class _Stats:
-    """Per-head statistics behind one estimate: gain (dG), overfitting (dO), their standard
-    errors, and σ² for the weight rule."""
+    """Per head: gain (dG), overfitting (dO), their SEs, σ² for the weight rule; the loss means."""
 
-    gain: dict[str, float]
-    gain_se: dict[str, float]
-    over: dict[str, float]
-    over_se: dict[str, float]
-    variance: dict[str, float]
+    gain: dict[str, float] = field(default_factory=dict)
+    gain_se: dict[str, float] = field(default_factory=dict)
+    over: dict[str, float] = field(default_factory=dict)
+    over_se: dict[str, float] = field(default_factory=dict)
+    variance: dict[str, float] = field(default_factory=dict)
+    measurements: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 class GradientMode:
@@ -152,11 +151,13 @@ class GradientMode:
 
     @staticmethod
     def _blank_state() -> dict[str, Any]:
-        return {"rows": [], "measurements": 0}
+        return {"rows": [], "measurements": 0, "last_window": None}
 
     def _reset(self) -> None:
         self._scopes: dict[str, list[nn.Parameter]] | None = None  # head -> its parameters
         self._shortcut: list[str] = []  # heads whose scope no other head's loss reaches
+        self._segments: dict[tuple[tuple[str, ...], str], torch.Tensor] = {}
+        self._last_window: tuple[int, int] | None = None  # measurements of the last estimate
         self._rows: list[list[float]] = []  # one per measurement: [g_1..g_K, o_1..o_K]
         self.measurements = 0
 
@@ -197,16 +198,19 @@ class GradientMode:
         heads = list(est._heads or losses)
         if self._scopes is None:
             self._find_scopes(losses, est.model)
-        net = unwrap_model(est.model)
-        holdout = est._eval_losses(net, est._holdout_batches, heads)
-        probe = (
-            None if est._probe_batches is None else est._eval_losses(net, est._probe_batches, heads)
-        )
-        per_head = self._gradients(heads, losses, holdout, probe)
-        if world_size() > 1:  # the global batch's gradients: the noise term of one rank
-            per_head = _rank_means(list(per_head), [self._scopes[h] for h in heads], probe)
-        pairs = [_inner_products(*grads, losses[heads[0]].device) for grads in per_head]
-        values = torch.stack([g for g, _ in pairs] + [o for _, o in pairs]).tolist()
+        holdout, probe = est._eval_losses(heads)
+        groups: Iterable[tuple[list[str], list[torch.Tensor]]]
+        groups = self._flat_gradients(heads, losses, holdout, probe)
+        if world_size() > 1:  # the global batches' gradients (one rank's noise), one collective
+            groups = list(groups)
+            means = iter(rank_means([t for _, ts in groups for t in ts]))
+            groups = [(names, [next(means) for _ in ts]) for names, ts in groups]
+        device = losses[heads[0]].device
+        out = torch.zeros(2, len(heads), dtype=torch.float64, device=device)
+        for names, (v, gv, *gt) in groups:  # without a probe ∇L^T is v itself
+            products = torch.stack([gv * v, ((gt[0] if gt else v) - gv) * v])
+            out.index_add_(1, self._segment(heads, names, device), products)
+        values = out.reshape(-1).tolist()  # [g_1..g_K, o_1..o_K]; the one sync
         if not all(math.isfinite(x) for x in values):
             raise FloatingPointError(
                 f"A per-head gradient inner product is not finite ({values}); lower the "
@@ -216,26 +220,40 @@ class GradientMode:
         del self._rows[: -self.window]
         self.measurements += 1
 
-    def _gradients(
+    def _segment(self, heads: list[str], names: list[str], device: torch.device) -> torch.Tensor:
+        """The head index of every entry of a group's flat gradient (cached)."""
+        key = (tuple(names), str(device))
+        if key not in self._segments:
+            sizes = [sum(p.numel() for p in (self._scopes or {})[h]) for h in names]
+            index = torch.tensor([heads.index(h) for h in names], device=device)
+            self._segments[key] = index.repeat_interleave(torch.tensor(sizes, device=device))
+        return self._segments[key]
+
+    def _flat_gradients(
         self,
         heads: list[str],
         losses: Mapping[str, torch.Tensor],
         holdout: Mapping[str, torch.Tensor],
         probe: Mapping[str, torch.Tensor] | None,
-    ) -> Iterator[tuple[_Grads, _Grads, _Grads]]:
-        """Per head, in order, ``(v, ∇L^V, ∇L^T)`` over its scope: one summed backward per loss
-        for the shortcut heads, then one per loss and head (consumed before the next head's, so
-        never K full gradient copies at once)."""
+    ) -> Iterator[tuple[list[str], list[torch.Tensor]]]:
+        """Per group of heads, ``[v, ∇L^V(, ∇L^T)]`` over the group's scopes, flat in float64:
+        the shortcut heads together (one backward of ``Σ_k L_k`` per loss), then each other
+        head alone (a group is consumed before the next, so never K gradient copies at once)."""
         scope = self._scopes or {}
-        shared = [h for h in heads if h not in self._shortcut]
-        fast = [h for h in heads if h not in shared]
-        done = _summed_gradients(fast, scope, losses, holdout, probe, keep=bool(shared))
-        for h in heads:  # the holdout/probe graphs are kept for the next heads
-            yield (
-                done[h]
-                if h in done
-                else _summed_gradients([h], scope, losses, holdout, probe, keep=h != shared[-1])[h]
-            )
+        shared = [[h] for h in heads if h not in self._shortcut]
+        groups = [g for g in [[h for h in heads if h in self._shortcut], *shared] if g]
+        for i, names in enumerate(groups):
+            params = [p for h in names for p in scope[h]]
+            grads = [
+                torch.autograd.grad(
+                    sum(side[h] for h in names),
+                    params,
+                    retain_graph=side is losses or i < len(groups) - 1,
+                    allow_unused=True,
+                )
+                for side in (losses, holdout, *([] if probe is None else [probe]))
+            ]
+            yield names, [_flat(g, params) for g in grads]
 
     def estimate(
         self, est: RollingEstimator, heads: list[str], current: dict[str, float]
@@ -253,40 +271,48 @@ class GradientMode:
                 f"The estimator measured heads {order}, the blender asks for {heads}; use one "
                 "estimator per blender."
             )
-        index = {h: order.index(h) for h in heads}
-        k = len(order)
+        k, cols = len(order), [order.index(h) for h in heads]
         rows = np.asarray(self._rows, dtype=np.float64)
-        g_rows, o_rows = rows[:, :k], rows[:, k:]
-        stats = _Stats({}, {}, {}, {}, {})
-        for h in heads:
-            i = index[h]
-            stats.gain[h], stats.gain_se[h] = mean_and_standard_error(g_rows[:, i].tolist())
-            stats.over[h], stats.over_se[h] = mean_and_standard_error(o_rows[:, i].tolist())
+        g_rows, o_rows = rows[:, cols], rows[:, k:][:, cols]
+        stats = _Stats()
+        for i, h in enumerate(heads):  # block means: overlapping, autocorrelated measurements
+            stats.gain[h], stats.gain_se[h] = mean_and_standard_error(g_rows[:, i], block="auto")
+            stats.over[h], stats.over_se[h] = mean_and_standard_error(o_rows[:, i], block="auto")
             stats.variance[h] = 2.0 * float(np.mean(o_rows[:, i] ** 2))  # Eq. 6: 2σ_k²
         raw = None
         notes: list[str] = [f"gradient window of {len(rows)} measurements"]
         if self.correlated:
-            cols = [index[h] for h in heads]
-            sigma = (o_rows[:, cols].T @ o_rows[:, cols]) / len(rows)
-            ridge = 1e-6 * max(float(np.trace(sigma)) / k, est.eps)
+            sigma = o_rows.T @ o_rows / len(rows)
+            ridge = 1e-6 * float(np.trace(sigma)) / k or 1.0  # relative: unit-free weights
             try:
                 w = correlated_blend([stats.gain[h] for h in heads], sigma + ridge * np.eye(k))
                 raw = dict(zip(heads, w.tolist(), strict=True))
-                negative = [h for h in heads if raw[h] < 0]
-                if negative:
-                    notes.append(f"correlated form: negative weights of {negative} set to 0")
             except ValueError as error:
                 notes.append(f"correlated form failed ({error}); diagonal form used")
-        return est._finish(heads, current, stats, raw, notes, {})
+        # The previous weights carry only the evidence that has left the window since.
+        window = (self.measurements - len(rows), self.measurements)
+        last = self._last_window
+        left = 0.0 if last is None else min(max(window[0] - last[0], 0) / (last[1] - last[0]), 1)
+        out = est._finish(heads, current, stats, raw, notes, left)
+        if out.accepted:
+            self._last_window = window
+        return out
 
     def state_dict(self) -> dict[str, Any]:
-        """The measurement window and its counter."""
-        return {"rows": [list(r) for r in self._rows], "measurements": self.measurements}
+        """The measurement window, its counter and the last estimate's window."""
+        last = None if self._last_window is None else list(self._last_window)
+        return {
+            "rows": [list(r) for r in self._rows],
+            "measurements": self.measurements,
+            "last_window": last,
+        }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` (the keys of a ``RollingEstimator`` state dict)."""
         self._rows = [list(r) for r in state_dict["rows"]]
         self.measurements = int(state_dict["measurements"])
+        last = state_dict.get("last_window")
+        self._last_window = None if last is None else (int(last[0]), int(last[1]))
 
     def describe(self) -> str:
         """The parameters, for ``repr``."""
@@ -317,70 +343,12 @@ def _reached(loss: torch.Tensor, params: list[nn.Parameter]) -> set[int]:
     return found
 
 
-_Grads = Sequence[torch.Tensor | None]
-
-
-def _summed_gradients(
-    heads: list[str],
-    scope: Mapping[str, list[nn.Parameter]],
-    losses: Mapping[str, torch.Tensor],
-    holdout: Mapping[str, torch.Tensor],
-    probe: Mapping[str, torch.Tensor] | None,
-    *,
-    keep: bool,
-) -> dict[str, tuple[_Grads, _Grads, _Grads]]:
-    """Per head ``(v, ∇L^V, ∇L^T)`` from one backward of ``Σ_k L_k`` per loss (2-3 calls, not
-    2K-3K); right only for scopes that no other head's loss reaches (or one head). ``keep``:
-    retain the holdout/probe graphs for further heads."""
-    if not heads:
-        return {}
-    flat = [p for h in heads for p in scope[h]]
-    grad = torch.autograd.grad
-    v_all = grad(sum(losses[h] for h in heads), flat, retain_graph=True, allow_unused=True)
-    gv_all = grad(sum(holdout[h] for h in heads), flat, retain_graph=keep, allow_unused=True)
-    gt_all = (
-        v_all
-        if probe is None
-        else grad(sum(probe[h] for h in heads), flat, retain_graph=keep, allow_unused=True)
-    )
-    ends = itertools.accumulate(len(scope[h]) for h in heads)
-    return {
-        h: tuple(g[e - len(scope[h]) : e] for g in (v_all, gv_all, gt_all))
-        for h, e in zip(heads, ends, strict=True)
-    }
-
-
-def _rank_means(
-    per_head: list[tuple[_Grads, _Grads, _Grads]],
-    scopes: list[list[nn.Parameter]],
-    probe: Mapping[str, torch.Tensor] | None,
-) -> list[tuple[_Grads, _Grads, _Grads]]:
-    """The per-head gradients averaged over the ranks in one collective: the gradients of the
-    global training/holdout/probe batches, each head's flattened into one vector."""
-    kinds = 2 if probe is None else 3  # without a probe ∇L^T is v itself
-    flat = rank_means(
-        [_flat(g, ps) for t, ps in zip(per_head, scopes, strict=True) for g in t[:kinds]]
-    )
-    heads = [flat[i : i + kinds] for i in range(0, len(flat), kinds)]
-    return [([h[0]], [h[1]], [h[-1] if probe is not None else h[0]]) for h in heads]
-
-
-def _flat(grads: _Grads, params: list[nn.Parameter]) -> torch.Tensor:
-    """One vector of a head's gradients over its scope (a missing one as zeros)."""
+def _flat(grads: Sequence[torch.Tensor | None], params: list[nn.Parameter]) -> torch.Tensor:
+    """One float64 vector of gradients over ``params`` (a missing one as zeros)."""
     pairs = zip(grads, params, strict=True)
-    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in pairs])
-
-
-def _inner_products(
-    v: _Grads, gv: _Grads, gt: _Grads, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(⟨∇L^V, v⟩, ⟨∇L^T - ∇L^V, v⟩)`` in float64 on the device (no sync)."""
-    gain = over = torch.zeros((), dtype=torch.float64, device=device)
-    for a, b, t in zip(gv, v, gt, strict=True):
-        if b is not None:
-            b, a, t = b.double(), 0.0 if a is None else a.double(), 0.0 if t is None else t.double()
-            gain, over = gain + (a * b).sum(), over + ((t - a) * b).sum()
-    return gain, over
+    return torch.cat(
+        [(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in pairs]
+    ).double()
 
 
 class LossMode:
@@ -409,15 +377,18 @@ class LossMode:
 
     @staticmethod
     def _blank_state() -> dict[str, Any]:
-        return {"step_losses": [], "previous": None}
+        return {"step_losses": [], "previous": None, "estimated": False}
 
     def _reset(self) -> None:
         self._step_losses: list[torch.Tensor] = []  # without a probe, on the device
         self._previous: dict[str, Any] | None = None
+        self._estimated = False  # an estimate was accepted
 
     def waiting_for(self) -> str | None:
-        """``None``: every boundary is an estimate request (the first records the baseline)."""
-        return None
+        """Why the next boundary only records a baseline (``None``: it estimates)."""
+        if self._previous is not None and self._previous["train"] is not None:
+            return None
+        return "no loss boundary recorded yet: the next one records the baseline"
 
     def observe(self, est: RollingEstimator, losses: Mapping[str, torch.Tensor], step: int) -> None:
         """Record the per-step training losses (without a probe), on their device."""
@@ -444,7 +415,7 @@ class LossMode:
             if est.probe is not None:  # the same probe samples: paired
                 columns[f"dT:{h}"] = t1 - t0
         moments = reduced_moments(columns)
-        stats = _Stats({}, {}, {}, {}, {})
+        stats = _Stats()
         for h in heads:
             stats.gain[h], stats.gain_se[h] = moments[f"dV:{h}"]  # dG (Eq. 3), paired SE
             d_train = moments[f"t1:{h}"][0] - moments[f"t0:{h}"][0]
@@ -455,17 +426,17 @@ class LossMode:
                 se_t2 = moments[f"t0:{h}"][1] ** 2 + moments[f"t1:{h}"][1] ** 2
             stats.over_se[h] = math.sqrt(stats.gain_se[h] ** 2 + se_t2)
             stats.variance[h] = stats.over[h] ** 2 + stats.over_se[h] ** 2
-        measurements = {
-            name: {h: moments[f"{key}:{h}"][0] for h in heads}
-            for name, key in (
-                ("holdout_before", "v0"),
-                ("holdout_after", "v1"),
-                ("train_before", "t0"),
-                ("train_after", "t1"),
-            )
-        }
+        for name, key in (("holdout", "v"), ("train", "t")):
+            for when, i in (("before", 0), ("after", 1)):
+                stats.measurements[f"{name}_{when}"] = {
+                    h: moments[f"{key}{i}:{h}"][0] for h in heads
+                }
         notes = ["loss statistics between boundaries"]
-        return est._finish(heads, current, stats, None, notes, measurements)
+        # Consecutive estimates measure disjoint intervals: the previous weights' evidence is
+        # all outside this one (none before the first estimate: the initial weights are none).
+        out = est._finish(heads, current, stats, None, notes, float(self._estimated))
+        self._estimated = self._estimated or out.accepted
+        return out
 
     def _measure(
         self, est: RollingEstimator, heads: list[str]
@@ -493,12 +464,14 @@ class LossMode:
         return {
             "step_losses": [r.detach().to("cpu", torch.float64) for r in self._step_losses],
             "previous": _copy_previous(self._previous),
+            "estimated": self._estimated,
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` (the keys of a ``RollingEstimator`` state dict)."""
         self._step_losses = [torch.as_tensor(r).clone() for r in state_dict["step_losses"]]
         self._previous = _copy_previous(state_dict["previous"])
+        self._estimated = bool(state_dict.get("estimated", False))
 
     def describe(self) -> str:
         """The parameters, for ``repr``."""
@@ -673,6 +646,14 @@ class RollingEstimator(Estimator):
         """Why no estimate can be made yet (``None``: it can); the blender then skips it."""
         return self.strategy.waiting_for()
 
+    def _ready(self) -> bool:
+        """Whether the default schedule may request now (loss mode: every boundary counts)."""
+        return self.mode == "loss" or self.waiting_for() is None
+
+    def check_heads(self, heads: Sequence[str]) -> None:
+        """Check ``floor < 1/K`` for the blender's K heads."""
+        check_floor(self.floor, len(heads))
+
     # -- per-step observation ------------------------------------------------------------------
 
     def observe(self, losses: Mapping[str, torch.Tensor], *, step: int) -> None:
@@ -683,29 +664,36 @@ class RollingEstimator(Estimator):
         self.strategy.observe(self, losses, step)
 
     def _eval_losses(
-        self, net: nn.Module, batches: _Cycle, heads: Sequence[str]
-    ) -> dict[str, torch.Tensor]:
-        """The per-head losses of the next holdout/probe batch in eval mode, with their graph."""
-        batch = batches.next()
+        self, heads: Sequence[str]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+        """The per-head losses of the next holdout (and probe) batch in eval mode, with graph."""
+        cycles = [
+            self._holdout_batches,
+            *([self._probe_batches] if self._probe_batches is not None else []),
+        ]
+        batches = [c.next() for c in cycles]
+        net = unwrap_model(self.model)
         was_training = net.training
-        net.eval()
+        net.eval()  # once for both batches: a model's train() walks every module
         try:
             with torch.enable_grad():
-                values = self.loss_fn(net, batch)
+                values = [self.loss_fn(net, batch) for batch in batches]
         finally:
             net.train(was_training)
-        missing = [h for h in heads if h not in values]
-        if missing:
-            raise ValueError(
-                f"`loss_fn` returned no loss for head {missing[0]!r} on a holdout/probe batch."
-            )
-        return {h: values[h] for h in heads}
+        for v in values:
+            missing = [h for h in heads if h not in v]
+            if missing:
+                raise ValueError(
+                    f"`loss_fn` returned no loss for head {missing[0]!r} on a holdout/probe batch."
+                )
+        out = [{h: v[h] for h in heads} for v in values]
+        return out[0], out[1] if len(out) > 1 else None
 
     # -- estimates -----------------------------------------------------------------------------
 
     def estimate(self, request: EstimateRequest) -> BlendEstimate:
         """Weights from the rolling window (gradient mode) or the last two boundaries (loss)."""
-        if self.waiting_for() is None:
+        if self._ready():
             self._last_step = request.steps_done
         return self.strategy.estimate(self, list(request.heads), dict(request.weights))
 
@@ -721,13 +709,15 @@ class RollingEstimator(Estimator):
         stats: _Stats,
         raw: dict[str, float] | None,
         notes: list[str],
-        measurements: dict[str, dict[str, float]],
+        left: float,
     ) -> BlendEstimate:
-        """The noise rules shared by both modes: shrinkage, floor, smoothing (module docstring)."""
+        """Shrinkage and floor, then smoothing by ``smoothing × left``: ``left`` is the share of
+        the previous estimate's evidence that this one does not hold (module docstring)."""
         prior = self._prior(heads, current)
+        se = stats.gain_se if self.shrink else dict.fromkeys(heads, 0.0)
         result = noise_aware_weights(
             stats.gain,
-            stats.gain_se if self.shrink else dict.fromkeys(heads, 0.0),
+            se,
             stats.variance,
             prior=prior,
             raw=raw,
@@ -736,21 +726,21 @@ class RollingEstimator(Estimator):
             fallback=current,
         )
         notes.extend(result.notes)
-        weights = result.weights
-        if result.accepted and self.smoothing > 0:
-            weights = {
-                h: (1.0 - self.smoothing) * weights[h] + self.smoothing * current[h] for h in heads
-            }
+        weights, carry = result.weights, self.smoothing * left
+        if result.accepted and carry > 0:
+            weights = {h: (1.0 - carry) * weights[h] + carry * current[h] for h in heads}
             total = sum(weights.values())
             weights = {h: w / total for h, w in weights.items()}
-            notes.append(f"smoothed with the previous weights (smoothing {self.smoothing:g})")
+            notes.append(
+                f"smoothed with the previous weights ({carry:.3g} = smoothing × {left:.3g})"
+            )
         return BlendEstimate(
             weights=weights,
             generalization=stats.gain,
             overfitting_change=stats.over,
             accepted=result.accepted,
             notes=tuple(notes),
-            measurements=measurements,
+            measurements=stats.measurements,
             generalization_se=stats.gain_se,
             overfitting_change_se=stats.over_se,
             raw_weights=result.raw,
@@ -810,7 +800,7 @@ class WhenReady(Schedule):
 
     def is_due(self, position: int) -> bool:
         last = self.estimator._last_step
-        ready = self.estimator.waiting_for() is None
+        ready = self.estimator._ready()
         return ready and (last is None or position - last >= self.every)
 
     def horizon(self, position: int) -> int | None:
