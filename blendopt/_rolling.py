@@ -193,12 +193,14 @@ class GradientMode:
             self._scopes[h] = [params[i] for i in sorted(private or reached[h])]
             if not others.intersection(private or reached[h]):
                 self._shortcut.append(h)
+        inside = {id(p) for scope in self._scopes.values() for p in scope}
+        self._outside = [p for p in params if id(p) not in inside]
 
     def _measure(self, est: RollingEstimator, losses: Mapping[str, torch.Tensor]) -> None:
         heads = list(est._heads or losses)
         if self._scopes is None:
             self._find_scopes(losses, est.model)
-        holdout, probe = est._eval_losses(heads)
+        holdout, probe = est._eval_losses(heads, self._outside)
         groups: Iterable[tuple[list[str], list[torch.Tensor]]]
         groups = self._flat_gradients(heads, losses, holdout, probe)
         if world_size() > 1:  # the global batches' gradients (one rank's noise), one collective
@@ -664,9 +666,10 @@ class RollingEstimator(Estimator):
         self.strategy.observe(self, losses, step)
 
     def _eval_losses(
-        self, heads: Sequence[str]
+        self, heads: Sequence[str], frozen: Sequence[nn.Parameter]
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
-        """The per-head losses of the next holdout (and probe) batch in eval mode, with graph."""
+        """The per-head losses of the next holdout (and probe) batch in eval mode, with a graph
+        that stops at the parameters outside the scopes (``frozen`` meanwhile)."""
         cycles = [
             self._holdout_batches,
             *([self._probe_batches] if self._probe_batches is not None else []),
@@ -675,11 +678,15 @@ class RollingEstimator(Estimator):
         net = unwrap_model(self.model)
         was_training = net.training
         net.eval()  # once for both batches: a model's train() walks every module
+        for p in frozen:
+            p.requires_grad_(False)
         try:
             with torch.enable_grad():
                 values = [self.loss_fn(net, batch) for batch in batches]
         finally:
             net.train(was_training)
+            for p in frozen:
+                p.requires_grad_(True)
         for v in values:
             missing = [h for h in heads if h not in v]
             if missing:
