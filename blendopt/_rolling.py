@@ -2,14 +2,15 @@
 
 Two modes, each a small strategy with its own parameters: :class:`GradientMode` (Proposition 1
 from per-head gradient inner products, the default) and :class:`LossMode` (Algorithm 1's coarse
-rule from rolling loss statistics). Both then apply, in this order (recorded in the estimate's
-``notes`` and fields):
+rule from loss statistics). Both then apply, recorded in the estimate's ``notes`` and fields:
 
-1. shrinkage (``shrink=True``): a head whose mean gain is within its standard error is pulled
-   toward the prior weights (:func:`blendopt.functional.noise_aware_weights`);
+1. shrinkage (``shrink=True``): a head whose mean gain is within its standard error (block
+   means: the window's measurements are autocorrelated) is pulled toward the prior weights;
 2. floor (``floor=0.05``): every head keeps at least ``floor``, so it keeps learning;
-3. smoothing (``smoothing=0.5``): ``w ← (1 - smoothing) w_new + smoothing w_old``, so one noisy
-   window moves the weights halfway.
+3. smoothing: ``w ← (1 - c) w_new + c w_old`` with ``c = smoothing × left``, ``left`` the share
+   of the previous estimate's evidence that the new one does not hold (the measurements that
+   left the window since; all of it in loss mode; none before the first estimate, since the
+   initial weights are no evidence), so no measurement is counted twice.
 """
 
 from __future__ import annotations
@@ -38,11 +39,8 @@ ParamScope = Literal["private", "all"]
 
 
 class _Cycle:
-    """Endless batches from a loader, each drawn under its own seeded CPU random state.
-
-    Only torch's CPU generator is forked (samplers and ``randperm`` shuffles draw from it); it is
-    cheap, unlike forking every generator, and the training run's random stream is restored.
-    """
+    """Endless batches from a loader, each drawn under its own seeded CPU generator state
+    (samplers and ``randperm`` draw from it), the training run's random stream restored."""
 
     def __init__(self, loader: Iterable[Any], seed: int) -> None:
         self.loader = loader
@@ -52,8 +50,7 @@ class _Cycle:
         self._it: Iterator[Any] | None = None
 
     def restore(self, draws: int, pass_start: int) -> None:
-        """Replay the current pass up to ``draws`` (after loading a checkpoint), so the next
-        batch is the one an uninterrupted run would draw."""
+        """Replay the current pass up to ``draws`` (after loading a checkpoint)."""
         self._it = None
         self.draws = self.pass_start = pass_start
         for _ in range(draws - pass_start):
@@ -62,14 +59,11 @@ class _Cycle:
     def next(self) -> Any:
         outer = torch.get_rng_state()
         torch.default_generator.manual_seed(derive_seed(self.seed, self.draws))
-        draw = self.draws
         self.draws += 1
         try:
-            if self._it is None:
-                self._it, self.pass_start = iter(self.loader), draw
-            batch = next(self._it, None)
-            if batch is None:
-                self._it, self.pass_start = iter(self.loader), draw
+            batch = None if self._it is None else next(self._it, None)
+            if batch is None:  # a new pass
+                self._it, self.pass_start = iter(self.loader), self.draws - 1
                 batch = next(self._it, None)
                 if batch is None:
                     raise ValueError("The holdout/probe loader is empty; pass a non-empty loader.")
@@ -100,23 +94,21 @@ class GradientMode:
     """Proposition 1 from per-head gradient inner products (``RollingEstimator``'s default).
 
     Every ``interval`` steps, inside ``GradientBlender.blend``, it takes per-head gradients
-    ``v_k = ∇L_k`` on the training batch (whatever the head's weight), ``∇L^V_k`` on a holdout
-    batch (eval mode) and ``∇L^T_k`` on a probe batch (else the training batch's ``v_k``), and
-    keeps two numbers per head (§2.2, Eq. 4-5; appendix C, Eq. 10-11): the gain
-    ``g_k = ⟨∇L^V_k, v_k⟩`` (dG) and the overfitting ``o_k = ⟨∇L^T_k - ∇L^V_k, v_k⟩`` (dO).
-    Over the last ``window`` measurements ``w_k ∝ mean(g_k) / (2 mean(o_k²))`` (Eq. 6), or
+    ``v_k = ∇L_k`` on the training batch, ``∇L^V_k`` on a holdout batch and ``∇L^T_k`` on a
+    probe batch (eval mode; without a probe ``v_k``) and keeps per head (§2.2, Eq. 4-5; appendix
+    C) the gain ``g_k = ⟨∇L^V_k, v_k⟩`` (dG) and the overfitting ``o_k = ⟨∇L^T_k - ∇L^V_k, v_k⟩``
+    (dO). Over the last ``window`` measurements ``w_k ∝ mean(g_k) / (2 mean(o_k²))`` (Eq. 6), or
     with ``correlated`` ``w ∝ Σ⁻¹ mean(g)``, ``Σ_kj = mean(o_k o_j)`` (appendix C).
 
     Args:
         interval: measure every ``interval`` optimizer steps.
         window: an estimate uses the last ``window`` measurements.
-        min_measurements: no estimate before the window holds this many measurements.
-        params: ``"private"``: inner products over each head's private parameters (reached by
-            its loss only), whose backward is short; ``"all"``: every parameter it reaches.
+        min_measurements: no estimate before the window holds this many.
+        params: ``"private"``: each head's parameters that only its loss reaches (a short
+            backward); ``"all"``: every parameter its loss reaches.
         correlated: the correlated form of appendix C.
         warmup_interval: until ``min_measurements`` are in, measure every
-            ``min(warmup_interval, interval)`` steps, so a ~100-step run estimates (the
-            default schedule estimates as soon as they are in).
+            ``min(warmup_interval, interval)`` steps (so a ~100-step run estimates).
 
     Raises:
         ValueError: a count < 1, ``min_measurements > window``, an unknown ``params``.
@@ -148,10 +140,6 @@ class GradientMode:
         self.params: ParamScope = params
         self.correlated = correlated
         self._reset()
-
-    @staticmethod
-    def _blank_state() -> dict[str, Any]:
-        return {"rows": [], "measurements": 0, "last_window": None}
 
     def _reset(self) -> None:
         self._scopes: dict[str, list[nn.Parameter]] | None = None  # head -> its parameters
@@ -262,11 +250,8 @@ class GradientMode:
     ) -> BlendEstimate:
         """Weights from the rolling window (Eq. 6, or appendix C with ``correlated``)."""
         if len(self._rows) < self.min_measurements:
-            return _keep(
-                current,
-                f"{len(self._rows)} of {self.min_measurements} measurements in the window; "
-                "weights kept",
-            )
+            n = f"{len(self._rows)} of {self.min_measurements}"
+            return _keep(current, f"{n} measurements in the window; weights kept")
         order = est._heads or heads
         if sorted(order) != sorted(heads):
             raise ValueError(
@@ -303,10 +288,8 @@ class GradientMode:
     def state_dict(self) -> dict[str, Any]:
         """The measurement window, its counter and the last estimate's window."""
         last = None if self._last_window is None else list(self._last_window)
-        return {
-            "rows": [list(r) for r in self._rows],
-            "measurements": self.measurements,
-            "last_window": last,
+        return {"rows": [list(r) for r in self._rows], "measurements": self.measurements} | {
+            "last_window": last
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
@@ -356,14 +339,13 @@ def _flat(grads: Sequence[torch.Tensor | None], params: list[nn.Parameter]) -> t
 class LossMode:
     """Algorithm 1's coarse rule from the run's own loss statistics (``mode="loss"``).
 
-    At each boundary: the holdout (and probe) values per sample, eval mode, no gradients; dG
-    and dO between consecutive boundaries (Eq. 3) with paired standard errors. Without a probe
-    the train side is the mean of the per-step training losses since the previous boundary.
+    At each boundary the holdout (and probe) values per sample (eval mode); dG and dO between
+    consecutive boundaries (Eq. 3) with paired standard errors. Without a probe the train side
+    is the mean of the per-step training losses since the previous boundary.
 
     Args:
-        metric: ``metric(model, batch) -> {head: per-sample values}`` on V and T' (default the
-            estimator's ``loss_fn``, whose batch means pair whole batches; a per-sample metric
-            gives tighter standard errors).
+        metric: ``metric(model, batch) -> {head: per-sample values}`` (default ``loss_fn``,
+            whose batch means pair whole batches; per-sample values give tighter SEs).
 
     Raises:
         TypeError: ``metric`` is not callable.
@@ -376,10 +358,6 @@ class LossMode:
             raise TypeError(f"Parameter `metric` should be callable or None. Found {metric!r}.")
         self.metric = metric
         self._reset()
-
-    @staticmethod
-    def _blank_state() -> dict[str, Any]:
-        return {"step_losses": [], "previous": None, "estimated": False}
 
     def _reset(self) -> None:
         self._step_losses: list[torch.Tensor] = []  # without a probe, on the device
@@ -406,36 +384,29 @@ class LossMode:
         previous, self._previous = self._previous, {"holdout": holdout, "train": train}
         if previous is None or train is None or previous["train"] is None:
             return _keep(current, "first loss boundary recorded; weights kept")
-        # Means and standard errors from n, Σx, Σx² summed over the ranks (one collective), so
-        # every rank of torch.distributed gets the same numbers.
-        columns = {}
+        columns = {}  # means and SEs from n, Σx, Σx² summed over the ranks, one collective
         for h in heads:
-            v0, v1 = previous["holdout"][h], holdout[h]
-            t0, t1 = previous["train"][h], train[h]
-            columns.update({f"dV:{h}": v0 - v1, f"v0:{h}": v0, f"v1:{h}": v1})
-            columns.update({f"t0:{h}": t0, f"t1:{h}": t1})
+            for side, now in (("holdout", holdout), ("train", train)):
+                columns[f"{side}_before:{h}"], columns[f"{side}_after:{h}"] = (
+                    previous[side][h],
+                    now[h],
+                )
+            columns[f"dV:{h}"] = previous["holdout"][h] - holdout[h]
             if est.probe is not None:  # the same probe samples: paired
-                columns[f"dT:{h}"] = t1 - t0
-        moments = reduced_moments(columns)
+                columns[f"dT:{h}"] = train[h] - previous["train"][h]
+        m = reduced_moments(columns)
         stats = _Stats()
+        for key in ("holdout_before", "holdout_after", "train_before", "train_after"):
+            stats.measurements[key] = {h: m[f"{key}:{h}"][0] for h in heads}
         for h in heads:
-            stats.gain[h], stats.gain_se[h] = moments[f"dV:{h}"]  # dG (Eq. 3), paired SE
-            d_train = moments[f"t1:{h}"][0] - moments[f"t0:{h}"][0]
+            stats.gain[h], stats.gain_se[h] = m[f"dV:{h}"]  # dG (Eq. 3), paired SE
+            d_train = m[f"train_after:{h}"][0] - m[f"train_before:{h}"][0]
             stats.over[h] = -stats.gain[h] - d_train  # dO = (V1 - T1) - (V0 - T0) (Eq. 3)
-            if est.probe is not None:
-                se_t2 = moments[f"dT:{h}"][1] ** 2
-            else:  # different steps before and after: independent
-                se_t2 = moments[f"t0:{h}"][1] ** 2 + moments[f"t1:{h}"][1] ** 2
+            sides = ["dT"] if est.probe is not None else ["train_before", "train_after"]
+            se_t2 = sum(m[f"{side}:{h}"][1] ** 2 for side in sides)  # else independent steps
             stats.over_se[h] = math.sqrt(stats.gain_se[h] ** 2 + se_t2)
             stats.variance[h] = stats.over[h] ** 2 + stats.over_se[h] ** 2
-        for name, key in (("holdout", "v"), ("train", "t")):
-            for when, i in (("before", 0), ("after", 1)):
-                stats.measurements[f"{name}_{when}"] = {
-                    h: moments[f"{key}{i}:{h}"][0] for h in heads
-                }
-        notes = ["loss statistics between boundaries"]
-        # Consecutive estimates measure disjoint intervals: the previous weights' evidence is
-        # all outside this one (none before the first estimate: the initial weights are none).
+        notes = ["loss statistics between boundaries"]  # disjoint from the previous estimate's
         out = est._finish(heads, current, stats, None, notes, float(self._estimated))
         self._estimated = self._estimated or out.accepted
         return out
@@ -485,11 +456,11 @@ class LossMode:
 
 
 def _copy_previous(previous: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if previous is None:
-        return None
-    return {
-        k: None if v is None else {h: t.clone() for h, t in v.items()} for k, v in previous.items()
+    copied = {
+        k: v if v is None else {h: t.clone() for h, t in v.items()}
+        for k, v in (previous or {}).items()
     }
+    return None if previous is None else copied
 
 
 Strategy = GradientMode | LossMode
@@ -538,30 +509,26 @@ class RollingEstimator(Estimator):
         optimizer = blendopt.GradientBlender(torch.optim.SGD(...), heads, est)
 
     With the defaults the first estimate comes once 8 measurements are in (step ~36), then
-    every ``every`` steps; a run that checkpoints (``state_dict()``) before any estimate warns
-    once (:class:`blendopt.warnings.NoEstimateWarning`).
+    every ``every`` steps; a checkpoint before any estimate warns once (``NoEstimateWarning``).
+    A measurement costs about two forwards of a holdout/probe batch plus short backwards:
+    pass loaders with the training batch size (docs/estimators.md).
 
     Args:
         model: the model being trained (DDP/compiled models are unwrapped for the holdout pass).
         loss_fn: ``loss_fn(model, batch) -> {head: scalar loss}``.
         holdout: holdout loader V (never trained on).
-        probe: train-probe loader T' (training data, eval mode). Gradient mode: without it the
-            training batch's own gradient stands for ∇L^T (cheaper, biased up by the batch
-            noise). Loss mode: without it the per-step training losses are used.
-        mode: :class:`GradientMode` (Proposition 1 from per-head gradients; ``"gradient"``,
-            the default) or :class:`LossMode` (Algorithm 1's coarse rule from rolling loss
-            statistics; ``"loss"``), each with its own parameters.
-        prior: ``"uniform"`` or ``"previous"`` (the weights in use): where heads within noise
-            are shrunk to.
+        probe: train-probe loader T' (training data, eval mode); without it the training
+            batch's gradient (gradient mode, biased up by its noise) or losses (loss mode).
+        mode: :class:`GradientMode` (``"gradient"``, the default) or :class:`LossMode`.
+        prior: ``"uniform"`` or ``"previous"`` (the weights in use): where shrinkage pulls.
         shrink: apply the noise shrinkage (``False``: raw OGR weights, for studies).
         floor: minimum weight of every head, in [0, 1/K).
-        smoothing: weight of the previous weights in the new ones, in [0, 1).
+        smoothing: weight of the previous weights, times the share of their evidence that
+            left the window, in [0, 1) (module docstring).
         every: steps between estimates of :meth:`default_schedule`.
-        eps: floor of σ_k².
+        eps: relative floor of σ_k².
         seed: seed of the holdout/probe batch draws (the training run's RNG is not touched).
-        **mode_options: deprecated: the older flat spelling of the mode's parameters
-            (``interval``, ``window``, ``min_measurements``, ``params``, ``correlated``;
-            ``metric``), with a ``DeprecationWarning``.
+        **mode_options: deprecated flat spelling of the mode's parameters.
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``, ``loss_fn``/``metric`` not callable.
@@ -607,16 +574,9 @@ class RollingEstimator(Estimator):
             raise ValueError(f"Parameter `floor` should be in [0, 1/K) (K heads). Found {floor!r}.")
         if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
             raise ValueError(f"Parameter `eps` should be a finite number > 0. Found {eps!r}.")
-        self.model = model
-        self.loss_fn = loss_fn
-        self.holdout = holdout
-        self.probe = probe
-        self.prior = prior
-        self.shrink = shrink
-        self.floor = float(floor)
-        self.smoothing = float(smoothing)
-        self.eps = float(eps)
-        self.seed = seed
+        self.model, self.loss_fn, self.holdout, self.probe = model, loss_fn, holdout, probe
+        self.prior, self.shrink, self.seed = prior, shrink, seed
+        self.floor, self.smoothing, self.eps = float(floor), float(smoothing), float(eps)
         self._holdout_batches = _Cycle(holdout, derive_seed(seed, 1))
         self._probe_batches = None if probe is None else _Cycle(probe, derive_seed(seed, 2))
         self._heads: list[str] | None = None  # in the order of the first losses observed
@@ -638,8 +598,6 @@ class RollingEstimator(Estimator):
         """Gradient measurements made so far (0 in loss mode)."""
         return getattr(self.strategy, "measurements", 0)
 
-    # -- schedule ------------------------------------------------------------------------------
-
     def default_schedule(self) -> Schedule:
         """Estimate as soon as the mode can (:meth:`waiting_for`), then every ``every`` steps."""
         return WhenReady(self)
@@ -655,8 +613,6 @@ class RollingEstimator(Estimator):
     def check_heads(self, heads: Sequence[str]) -> None:
         """Check ``floor < 1/K`` for the blender's K heads."""
         check_floor(self.floor, len(heads))
-
-    # -- per-step observation ------------------------------------------------------------------
 
     def observe(self, losses: Mapping[str, torch.Tensor], *, step: int) -> None:
         """Measure per-head gradient inner products every ``interval`` steps (gradient mode), or
@@ -695,8 +651,6 @@ class RollingEstimator(Estimator):
                 )
         out = [{h: v[h] for h in heads} for v in values]
         return out[0], out[1] if len(out) > 1 else None
-
-    # -- estimates -----------------------------------------------------------------------------
 
     def estimate(self, request: EstimateRequest) -> BlendEstimate:
         """Weights from the rolling window (gradient mode) or the last two boundaries (loss)."""
@@ -757,8 +711,6 @@ class RollingEstimator(Estimator):
             rejected=result.rejected,
         )
 
-    # -- checkpoints ---------------------------------------------------------------------------
-
     def state_dict(self) -> dict[str, Any]:
         """The measurement window and counters (plain Python values and CPU tensors).
 
@@ -766,12 +718,12 @@ class RollingEstimator(Estimator):
         return {
             "heads": None if self._heads is None else list(self._heads),
             "last_estimate_step": self._last_step,
-            **GradientMode._blank_state(),
+            **GradientMode().state_dict(),
             "holdout_draws": [self._holdout_batches.draws, self._holdout_batches.pass_start],
             "probe_draws": None
             if self._probe_batches is None
             else [self._probe_batches.draws, self._probe_batches.pass_start],
-            **LossMode._blank_state(),
+            **LossMode().state_dict(),
             **self.strategy.state_dict(),
         }
 
