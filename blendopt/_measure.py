@@ -21,16 +21,9 @@ LossFn = Callable[[nn.Module, Any], Mapping[str, torch.Tensor]]
 def _first_tensor(obj: Any) -> torch.Tensor | None:
     if isinstance(obj, torch.Tensor):
         return obj
-    children: Iterable[Any] = ()
-    if isinstance(obj, Mapping):
-        children = obj.values()
-    elif isinstance(obj, (list, tuple)):
-        children = obj
-    for child in children:
-        found = _first_tensor(child)
-        if found is not None:
-            return found
-    return None
+    children = obj.values() if isinstance(obj, Mapping) else obj
+    found = map(_first_tensor, children if isinstance(obj, (Mapping, list, tuple)) else ())
+    return next((t for t in found if t is not None), None)
 
 
 def batch_size_of(batch: Any) -> int:

@@ -436,14 +436,14 @@ class LossMode:
         """The step losses since the last boundary and the last boundary's values."""
         return {
             "step_losses": [r.detach().to("cpu", torch.float64) for r in self._step_losses],
-            "previous": _copy_previous(self._previous),
+            "previous": copy.deepcopy(self._previous),
             "estimated": self._estimated,
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` (the keys of a ``RollingEstimator`` state dict)."""
         self._step_losses = [torch.as_tensor(r).clone() for r in state_dict["step_losses"]]
-        self._previous = _copy_previous(state_dict["previous"])
+        self._previous = copy.deepcopy(state_dict["previous"])
         self._estimated = bool(state_dict.get("estimated", False))
 
     def describe(self) -> str:
@@ -453,14 +453,6 @@ class LossMode:
 
     def __repr__(self) -> str:
         return f"LossMode({self.describe()})"
-
-
-def _copy_previous(previous: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    copied = {
-        k: v if v is None else {h: t.clone() for h, t in v.items()}
-        for k, v in (previous or {}).items()
-    }
-    return None if previous is None else copied
 
 
 Strategy = GradientMode | LossMode
@@ -490,13 +482,9 @@ def _strategy(mode: Mode | Strategy, options: dict[str, Any]) -> Strategy:
     if options:
         new = "GradientMode" if mode == "gradient" else "LossMode"
         given = ", ".join(f"{k}=..." for k in options)
-        warnings.warn(
-            f"RollingEstimator({given}) is deprecated: pass mode={new}({given}) (options of "
-            f"the other mode are ignored, as before). The flat spelling goes in the next "
-            "release.",
-            DeprecationWarning,
-            stacklevel=3,
-        )
+        message = f"RollingEstimator({given}) is deprecated: pass mode={new}({given}) (options"
+        message += " of the other mode are ignored, as before). The flat spelling goes in the next"
+        warnings.warn(message + " release.", DeprecationWarning, stacklevel=3)
     return gradient if mode == "gradient" else loss
 
 
@@ -626,11 +614,8 @@ class RollingEstimator(Estimator):
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
         """The per-head losses of the next holdout (and probe) batch in eval mode, with a graph
         that stops at the parameters outside the scopes (``frozen`` meanwhile)."""
-        cycles = [
-            self._holdout_batches,
-            *([self._probe_batches] if self._probe_batches is not None else []),
-        ]
-        batches = [c.next() for c in cycles]
+        cycles = (self._holdout_batches, self._probe_batches)
+        batches = [c.next() for c in cycles if c is not None]
         net = unwrap_model(self.model)
         was_training = net.training
         net.eval()  # once for both batches: a model's train() walks every module
@@ -643,12 +628,11 @@ class RollingEstimator(Estimator):
             net.train(was_training)
             for p in frozen:
                 p.requires_grad_(True)
-        for v in values:
-            missing = [h for h in heads if h not in v]
-            if missing:
-                raise ValueError(
-                    f"`loss_fn` returned no loss for head {missing[0]!r} on a holdout/probe batch."
-                )
+        missing = [h for v in values for h in heads if h not in v]
+        if missing:
+            raise ValueError(
+                f"`loss_fn` returned no loss for head {missing[0]!r} on a holdout/probe batch."
+            )
         out = [{h: v[h] for h in heads} for v in values]
         return out[0], out[1] if len(out) > 1 else None
 
@@ -676,25 +660,15 @@ class RollingEstimator(Estimator):
         the previous estimate's evidence that this one does not hold (module docstring)."""
         prior = self._prior(heads, current)
         se = stats.gain_se if self.shrink else dict.fromkeys(heads, 0.0)
-        result = noise_aware_weights(
-            stats.gain,
-            se,
-            stats.variance,
-            prior=prior,
-            raw=raw,
-            eps=self.eps,
-            floor=self.floor,
-            fallback=current,
-        )
+        rule = {"prior": prior, "raw": raw, "eps": self.eps, "floor": self.floor}
+        result = noise_aware_weights(stats.gain, se, stats.variance, fallback=current, **rule)
         notes.extend(result.notes)
         weights, carry = result.weights, self.smoothing * left
         if result.accepted and carry > 0:
             weights = {h: (1.0 - carry) * weights[h] + carry * current[h] for h in heads}
             total = sum(weights.values())
             weights = {h: w / total for h, w in weights.items()}
-            notes.append(
-                f"smoothed with the previous weights ({carry:.3g} = smoothing × {left:.3g})"
-            )
+            notes.append(f"smoothed: {carry:.3g} of the previous weights (smoothing × {left:.3g})")
         return BlendEstimate(
             weights=weights,
             generalization=stats.gain,
@@ -770,10 +744,4 @@ class WhenReady(Schedule):
 
 
 def _keep(current: dict[str, float], note: str) -> BlendEstimate:
-    return BlendEstimate(
-        weights=dict(current),
-        generalization={},
-        overfitting_change={},
-        accepted=True,
-        notes=(note,),
-    )
+    return BlendEstimate(dict(current), {}, {}, accepted=True, notes=(note,))
