@@ -491,8 +491,7 @@ def _blend_inputs(alignment: Any, second: Any, name: str) -> tuple[np.ndarray, n
 
 
 def _nonnegative_solve(cov: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """``argmin_{u >= 0} ½uᵀΣu - gᵀu`` by Lawson-Hanson's active set (Σ positive definite):
-    Eq. 13's minimizer times a positive factor (same KKT conditions); ``a g, b Σ`` give u·a/b."""
+    """``argmin_{u >= 0} ½uᵀΣu - gᵀu`` (Lawson-Hanson): Eq. 13's minimizer times a factor > 0."""
     u = np.zeros_like(g)
     free = np.zeros(g.size, dtype=bool)
     tol = 1e-12 * float(np.abs(g).max())

@@ -39,14 +39,11 @@ ParamScope = Literal["private", "all"]
 
 
 class _Cycle:
-    """Endless batches from a loader, each drawn under its own seeded CPU generator state
-    (samplers and ``randperm`` draw from it), the training run's random stream restored."""
+    """Endless loader batches, each drawn under its own seeded CPU generator state."""
 
     def __init__(self, loader: Iterable[Any], seed: int) -> None:
-        self.loader = loader
-        self.seed = seed
-        self.draws = 0
-        self.pass_start = 0  # the draw that started the loader's current pass
+        self.loader, self.seed = loader, seed
+        self.draws = self.pass_start = 0  # pass_start: the draw that started the current pass
         self._it: Iterator[Any] | None = None
 
     def restore(self, draws: int, pass_start: int) -> None:
@@ -144,7 +141,6 @@ class GradientMode:
     def _reset(self) -> None:
         self._scopes: dict[str, list[nn.Parameter]] | None = None  # head -> its parameters
         self._shortcut: list[str] = []  # heads whose scope no other head's loss reaches
-        self._segments: dict[tuple[tuple[str, ...], str], torch.Tensor] = {}
         self._last_window: tuple[int, int] | None = None  # measurements of the last estimate
         self._rows: list[list[float]] = []  # one per measurement: [g_1..g_K, o_1..o_K]
         self.measurements = 0
@@ -165,8 +161,7 @@ class GradientMode:
         )
 
     def _find_scopes(self, losses: Mapping[str, torch.Tensor], model: nn.Module) -> None:
-        """Each head's scope, and the heads whose scope no other head's loss reaches: those take
-        the one-backward shortcut (``∂(Σ_j L_j)/∂θ = ∂L_k/∂θ`` there)."""
+        """Each head's scope; the heads whose scope no other loss reaches take one backward."""
         params = [p for p in unwrap_model(model).parameters() if p.requires_grad]
         reached = {h: _reached(loss, params) for h, loss in losses.items()}
         self._scopes, self._shortcut = {}, []
@@ -199,7 +194,9 @@ class GradientMode:
         out = torch.zeros(2, len(heads), dtype=torch.float64, device=device)
         for names, (v, gv, *gt) in groups:  # without a probe ∇L^T is v itself
             products = torch.stack([gv * v, ((gt[0] if gt else v) - gv) * v])
-            out.index_add_(1, self._segment(heads, names, device), products)
+            sizes = [sum(p.numel() for p in (self._scopes or {})[h]) for h in names]
+            index = torch.tensor([heads.index(h) for h in names], device=device)
+            out.index_add_(1, index.repeat_interleave(torch.tensor(sizes, device=device)), products)
         values = out.reshape(-1).tolist()  # [g_1..g_K, o_1..o_K]; the one sync
         if not all(math.isfinite(x) for x in values):
             raise FloatingPointError(
@@ -210,15 +207,6 @@ class GradientMode:
         del self._rows[: -self.window]
         self.measurements += 1
 
-    def _segment(self, heads: list[str], names: list[str], device: torch.device) -> torch.Tensor:
-        """The head index of every entry of a group's flat gradient (cached)."""
-        key = (tuple(names), str(device))
-        if key not in self._segments:
-            sizes = [sum(p.numel() for p in (self._scopes or {})[h]) for h in names]
-            index = torch.tensor([heads.index(h) for h in names], device=device)
-            self._segments[key] = index.repeat_interleave(torch.tensor(sizes, device=device))
-        return self._segments[key]
-
     def _flat_gradients(
         self,
         heads: list[str],
@@ -226,9 +214,8 @@ class GradientMode:
         holdout: Mapping[str, torch.Tensor],
         probe: Mapping[str, torch.Tensor] | None,
     ) -> Iterator[tuple[list[str], list[torch.Tensor]]]:
-        """Per group of heads, ``[v, ∇L^V(, ∇L^T)]`` over the group's scopes, flat in float64:
-        the shortcut heads together (one backward of ``Σ_k L_k`` per loss), then each other
-        head alone (a group is consumed before the next, so never K gradient copies at once)."""
+        """Per group (the shortcut heads, then each other head) ``[v, ∇L^V(, ∇L^T)]`` over its
+        scopes, flat in float64; one group at a time, so never K gradient copies at once."""
         scope = self._scopes or {}
         shared = [[h] for h in heads if h not in self._shortcut]
         groups = [g for g in [[h for h in heads if h in self._shortcut], *shared] if g]
@@ -461,8 +448,7 @@ _LOSS_OPTIONS = ("metric",)
 
 
 def _strategy(mode: Mode | Strategy, options: dict[str, Any]) -> Strategy:
-    """The mode's strategy: a fresh copy of the one given, or one built from its name and the
-    options of the older flat spelling (deprecated)."""
+    """A fresh copy of the mode given, or one built from its name (and deprecated options)."""
     unknown = [k for k in options if k not in _GRADIENT_OPTIONS + _LOSS_OPTIONS]
     if unknown:
         raise TypeError(f"RollingEstimator() got an unexpected keyword argument {unknown[0]!r}")
@@ -603,8 +589,7 @@ class RollingEstimator(Estimator):
         check_floor(self.floor, len(heads))
 
     def observe(self, losses: Mapping[str, torch.Tensor], *, step: int) -> None:
-        """Measure per-head gradient inner products every ``interval`` steps (gradient mode), or
-        record the per-step training losses (loss mode without a probe)."""
+        """Measure (gradient mode) or record the step's losses (loss mode without a probe)."""
         if self._heads is None:
             self._heads = list(losses)
         self.strategy.observe(self, losses, step)
@@ -612,8 +597,7 @@ class RollingEstimator(Estimator):
     def _eval_losses(
         self, heads: Sequence[str], frozen: Sequence[nn.Parameter]
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
-        """The per-head losses of the next holdout (and probe) batch in eval mode, with a graph
-        that stops at the parameters outside the scopes (``frozen`` meanwhile)."""
+        """Next holdout (and probe) batch's losses in eval mode, ``frozen`` out of the graph."""
         cycles = (self._holdout_batches, self._probe_batches)
         batches = [c.next() for c in cycles if c is not None]
         net = unwrap_model(self.model)
@@ -656,8 +640,7 @@ class RollingEstimator(Estimator):
         notes: list[str],
         left: float,
     ) -> BlendEstimate:
-        """Shrinkage and floor, then smoothing by ``smoothing × left``: ``left`` is the share of
-        the previous estimate's evidence that this one does not hold (module docstring)."""
+        """Shrinkage, floor, smoothing by ``smoothing × left`` (module docstring)."""
         prior = self._prior(heads, current)
         se = stats.gain_se if self.shrink else dict.fromkeys(heads, 0.0)
         rule = {"prior": prior, "raw": raw, "eps": self.eps, "floor": self.floor}
@@ -686,9 +669,7 @@ class RollingEstimator(Estimator):
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """The measurement window and counters (plain Python values and CPU tensors).
-
-        Both modes write every key (the other mode's empty), one layout for both."""
+        """Windows and counters (plain values, CPU tensors); every key of both modes."""
         return {
             "heads": None if self._heads is None else list(self._heads),
             "last_estimate_step": self._last_step,
@@ -702,8 +683,7 @@ class RollingEstimator(Estimator):
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict`; the holdout/probe passes are replayed to the saved draw
-        (seeded draws), so a resumed run measures the batches an uninterrupted one would."""
+        """Restore :meth:`state_dict`, replaying the holdout/probe passes to the saved draw."""
         if not state_dict:
             return
         self._heads = None if state_dict["heads"] is None else list(state_dict["heads"])
@@ -722,8 +702,7 @@ class RollingEstimator(Estimator):
 
 
 class WhenReady(Schedule):
-    """:meth:`RollingEstimator.default_schedule`: an estimate at the first step the estimator
-    can make one (its window holds ``min_measurements``), then every ``every`` steps."""
+    """:meth:`RollingEstimator.default_schedule`: as soon as it can, then every ``every`` steps."""
 
     unit = "step"
 
