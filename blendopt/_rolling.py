@@ -274,10 +274,8 @@ class GradientMode:
 
     def state_dict(self) -> dict[str, Any]:
         """The measurement window, its counter and the last estimate's window."""
-        last = None if self._last_window is None else list(self._last_window)
-        return {"rows": [list(r) for r in self._rows], "measurements": self.measurements} | {
-            "last_window": last
-        }
+        rows, last = [list(r) for r in self._rows], self._last_window
+        return {"rows": rows, "measurements": self.measurements, "last_window": last and list(last)}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` (the keys of a ``RollingEstimator`` state dict)."""

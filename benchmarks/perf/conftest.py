@@ -31,7 +31,9 @@ def pytest_terminal_summary(terminalreporter, config):
         b for b in session.benchmarks if b.stats and b.name.startswith("test_rolling_run_cost[")
     ]
     if runs:
-        terminalreporter.write_line("Run time / naive's (fastest of the rounds: the least load), per dataset:")
+        terminalreporter.write_line(
+            "Run time / naive's (fastest round: the least load), per dataset:"
+        )
     for dataset in dict.fromkeys(b.extra_info["dataset"] for b in runs):
         rows = {
             b.extra_info["method"]: b.stats.median
