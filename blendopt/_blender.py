@@ -83,6 +83,8 @@ class GradientBlender(Optimizer):
             )
         heads = check_heads(heads)
         estimator, schedule, initial = resolve_weighting(heads, estimator, schedule, weights)
+        if estimator is not None:
+            estimator.check_heads(heads)
         if not isinstance(mask_zero_weights, bool):
             raise TypeError(
                 f"Parameter `mask_zero_weights` should be a bool. Found {mask_zero_weights!r}."

@@ -60,6 +60,10 @@ class Estimator(ABC):
         """Why no estimate can be made yet (``None``: it can; else the weights are kept)."""
         return None
 
+    def check_heads(self, heads: Sequence[str]) -> None:  # noqa: B027 (optional hook)
+        """Check the options against the blender's heads, at ``GradientBlender(...)``; raise
+        ``ValueError`` naming the option (e.g. ``floor`` >= 1/K)."""
+
     def observe(self, losses: Mapping[str, torch.Tensor], *, step: int) -> None:  # noqa: B027
         """Called by ``GradientBlender.blend`` every step with the per-head losses (with graphs)."""
 

@@ -65,13 +65,8 @@ def _signed(values: dict[str, float], higher_is_better: bool) -> dict[str, float
 def overfitting(
     train: Values, holdout: Values, *, higher_is_better: bool = False
 ) -> dict[str, float]:
-    """Overfitting at one checkpoint, ``O_k = L^V_k - L^T_k`` (§2.2, Fig. 3).
-
-    Args:
-        train: per-head value on the train probe T'.
-        holdout: per-head value on the holdout V.
-        higher_is_better: the values are scores (accuracy, mAP); they are negated first.
-    """
+    """Overfitting at one checkpoint, ``O_k = L^V_k - L^T_k`` (§2.2, Fig. 3), from per-head
+    values on the train probe T' and the holdout V (scores are negated first)."""
     t = _signed(_check_values("train", train), higher_is_better)
     v = _signed(_check_values("holdout", holdout, list(t)), higher_is_better)
     return {h: v[h] - t[h] for h in t}
@@ -144,25 +139,19 @@ def blend_estimate(
 ) -> BlendEstimate:
     """G-Blend weights with the full record (Algorithm 1's last line; Eq. 6).
 
-    ``w_k = (dG_k / max(dO_k², eps · max_j dO_j²)) / Z`` for heads with ``dG_k > 0``, else 0,
-    where Z makes the weights sum to 1 (:func:`weight_rule` without standard errors).
+    ``w_k ∝ dG_k / max(dO_k², eps · max_j dO_j²)`` for heads with ``dG_k > 0``, else 0, summing
+    to 1 (:func:`weight_rule` without standard errors).
 
     Args:
         train_before, holdout_before: per-head values at checkpoint N on T' and V.
         train_after, holdout_after: per-head values at checkpoint N+n on T' and V.
         higher_is_better: the values are scores (accuracy, mAP); they are negated first.
-        eps: relative floor of dO²: ``dO_k²`` is floored at ``eps`` times the largest dO² of
-            a head with dG > 0 (a head that generalizes without overfitting would otherwise get
-            an infinite weight); relative, so the weights do not depend on the loss's units.
-            Must be > 0.
-        fallback: the weights to return when the estimate is rejected (every weight 0); uniform
-            by default.
-        warn: emit one warning per edge rule that applies, at the caller's line:
-            :class:`ZeroedHeadWarning` (heads with dG <= 0), :class:`FlooredOverfittingWarning`
-            (dO² floored at eps) or :class:`RejectedEstimateWarning` (no head generalized; then
-            only this one). The same facts are always recorded in the estimate's fields
-            (``zeroed``, ``floored``, ``rejected``) and ``notes``. Estimates run by
-            ``GradientBlender`` warn once from the blender instead, naming the estimate.
+        eps: relative floor of dO² (> 0): ``eps`` times the largest dO² of a head with dG > 0,
+            so the weights do not depend on the loss's units.
+        fallback: the weights when the estimate is rejected (every weight 0); uniform by default.
+        warn: one warning per edge rule that applies (:class:`ZeroedHeadWarning`,
+            :class:`FlooredOverfittingWarning`, or only :class:`RejectedEstimateWarning`); the
+            estimate's fields record them always. Inside ``GradientBlender`` the blender warns.
 
     Returns:
         A :class:`BlendEstimate`; ``estimate.weights`` is the dict head -> weight.
@@ -196,8 +185,6 @@ def blend_estimate(
         zeroed=rule.zeroed,
         rejected=rule.rejected,
     )
-    # One warning per event, at the caller's line; inside GradientBlender's estimates the
-    # blender warns instead, naming the estimate's index and epoch.
     if warn and not estimate_warnings_deferred():
         warn_estimate(estimate, "G-Blend estimate")
     return estimate
@@ -205,18 +192,9 @@ def blend_estimate(
 
 @dataclass(frozen=True)
 class NoiseAwareWeights:
-    """The result of :func:`weight_rule` (and :func:`noise_aware_weights`).
-
-    Attributes:
-        weights: final weights (sum 1), or the fallback when not ``accepted``.
-        raw: the OGR weights before shrinkage and floor (sum 1; all 0 when rejected).
-        reliability: head -> max(0, 1 - SE² / dG²) (1 without standard errors).
-        accepted: False when no head had a positive gain.
-        notes: the rules applied, for ``BlendEstimate.notes``.
-        floored: heads whose σ² (dO²) was floored (:func:`relative_floor`).
-        zeroed: heads at final weight 0 because their gain was <= 0.
-        rejected: why the estimate was rejected (``None`` when accepted).
-    """
+    """The result of :func:`weight_rule`: final ``weights`` (the fallback when not
+    ``accepted``), ``raw`` OGR weights (all 0 when rejected), ``reliability`` per head
+    (``max(0, 1 - SE²/dG²)``), the ``notes``, ``floored`` and ``zeroed`` heads, why ``rejected``."""
 
     weights: dict[str, float]
     raw: dict[str, float]
@@ -254,26 +232,23 @@ def weight_rule(
 ) -> NoiseAwareWeights:
     """The one weight rule for dG / σ² (Eq. 6; Algorithm 1's last line), with optional shrinkage.
 
-    1. ``raw_k ∝ gain_k / max(variance_k, relative_floor(...))`` for heads with
-       ``gain_k > 0``, else 0 (the head did not generalize); ``raw`` replaces the formula
-       (e.g. :func:`correlated_blend`'s weights). If no head has a positive raw weight the
-       estimate is rejected and ``fallback`` is returned.
+    1. ``raw_k ∝ gain_k / max(variance_k, relative_floor(...))`` for ``gain_k > 0``, else 0
+       (``raw`` replaces it, e.g. :func:`correlated_blend`'s); no positive raw weight: rejected,
+       ``fallback`` returned.
     2. With ``gain_se``: ``w_k ∝ c_k raw_k + (1 - c_k) prior_k``, ``c_k = max(0, 1 - se_k² /
-       gain_k²)`` (see :mod:`blendopt._noise`); ``gain_se=None`` is the plain rule
-       (``c_k = 1``, the raw weights as they are).
+       gain_k²)``; ``gain_se=None``: the plain rule (``c_k = 1``).
     3. ``w ← floor + (1 - K·floor) w`` when ``floor > 0``.
 
     Args:
         gain: head -> dG (or ⟨∇L^V, v_k⟩), higher is better.
         variance: head -> σ_k² (dO² for the plain rule).
         eps: relative floor of ``variance`` (:func:`relative_floor`).
-        gain_se: head -> standard error of ``gain`` (``inf``: unknown, full shrinkage);
-            ``None``: no shrinkage.
+        gain_se: head -> SE of ``gain`` (``inf``: full shrinkage); ``None``: no shrinkage.
         prior: weights to shrink toward (normalized); uniform by default.
         raw: precomputed raw weights replacing step 1's formula; normalized here.
         floor: minimum weight of every head, in [0, 1/K).
-        fallback: weights returned when rejected. Plain rule: used as given (uniform by
-            default); with ``gain_se``: normalized (``prior`` by default).
+        fallback: weights when rejected: as given for the plain rule (uniform by default),
+            else normalized (``prior`` by default).
 
     Raises:
         ValueError: heads differ between arguments, non-finite gains, bad ``eps``/``floor``.
@@ -355,23 +330,15 @@ def _check_rule_inputs(
 
 
 def relative_floor(variance: Values, gain: Values, eps: float) -> float:
-    """The floor of σ_k²: ``eps`` times the largest finite σ_j² of a head with ``gain_j > 0``.
-
-    Relative, so scaling every loss (and so every σ²) leaves the weights unchanged; ``eps``
-    itself when those σ² are all 0 (the floored heads then share one σ², so any value gives the
-    same weights).
-    """
+    """The floor of σ_k²: ``eps`` times the largest finite σ_j² of a head with ``gain_j > 0``
+    (unit-free), or ``eps`` when those are all 0 (any value then gives the same weights)."""
     scale = max((v for h, v in variance.items() if gain[h] > 0 and math.isfinite(v)), default=0.0)
     return eps * scale if scale > 0 else eps
 
 
 def check_floor(floor: object, heads: int) -> float:
-    """``floor`` as a float after checking it is in ``[0, 1/K)`` for ``heads`` = K heads.
-
-    Raises:
-        ValueError: ``floor`` is not a number in that range (K·floor >= 1 leaves no weight to
-            distribute).
-    """
+    """``floor`` as a float after checking it is in ``[0, 1/K)`` for K = ``heads`` (else
+    ``ValueError``: K·floor >= 1 leaves no weight to distribute)."""
     if not (isinstance(floor, (int, float)) and 0.0 <= floor < 1.0 / heads):
         raise ValueError(
             f"Parameter `floor` should be in [0, 1/{heads}) for {heads} heads. Found {floor!r}; "
@@ -425,11 +392,9 @@ def gblend_weights(
 ) -> dict[str, float]:
     """G-Blend weights ``w_k ∝ dG_k / dO_k²``, summing to 1 (Algorithm 1; Eq. 6).
 
-    Each argument maps head -> value (a loss or an error: lower is better, unless
-    ``higher_is_better``). Heads with ``dG_k <= 0`` get weight 0; dO² is floored (``eps``
-    relative to the largest dO², :func:`relative_floor`);
-    if no head generalized, a :class:`RejectedEstimateWarning` is emitted and uniform weights
-    are returned. :func:`blend_estimate` returns the same weights with the full record.
+    Each argument maps head -> value (lower is better, unless ``higher_is_better``). Heads with
+    ``dG_k <= 0`` get 0; dO² is floored (:func:`relative_floor`); if no head generalized, a
+    :class:`RejectedEstimateWarning` and uniform weights. :func:`blend_estimate` gives the record.
 
     Example:
         >>> w = gblend_weights(
@@ -455,10 +420,9 @@ def gblend_weights(
 def optimal_blend(alignment: Sequence[float], variance: Sequence[float]) -> np.ndarray:
     """Proposition 1, uncorrelated case (Eq. 6), sign-safe: ``w_k ∝ max(g_k, 0) / σ_k²``, sum 1.
 
-    Eq. 17's ``w_k = λ g_k / (2σ_k²)`` has ``λ = 2 / Σ_k g_k²/σ_k² > 0`` (Eq. 19): the blend's
-    gain ``Σ w_k g_k`` is positive. Rescaling to sum 1 by a negative ``Σ_k g_k/σ_k²`` would flip
-    every sign, so loss weights are kept >= 0; then the KKT conditions of Eq. 13 give 0 to every
-    head with ``g_k <= 0`` and Eq. 17 to the rest (:func:`correlated_blend` with a diagonal Σ).
+    Eq. 17's ``w_k = λ g_k / (2σ_k²)`` has ``λ > 0`` (Eq. 19); rescaling by a negative
+    ``Σ_k g_k/σ_k²`` would flip every sign, so with weights >= 0 the KKT conditions of Eq. 13
+    give 0 to every head with ``g_k <= 0`` (:func:`correlated_blend` with a diagonal Σ).
 
     Args:
         alignment: ``g_k = <∇L*, v_k>`` per estimate (the first-order dG_k).
@@ -479,13 +443,11 @@ def optimal_blend(alignment: Sequence[float], variance: Sequence[float]) -> np.n
 def correlated_blend(alignment: Sequence[float], covariance: Any) -> np.ndarray:
     """Proposition 1, correlated case (appendix C), sign-safe: ``w ∝ Σ_SS⁻¹ g_S`` on a support S.
 
-    ``Σ_kj = E[<∇L^T - ∇L*, v_k><∇L^T - ∇L*, v_j>]``. Appendix C's ``w ∝ Σ⁻¹g`` (multiplier
-    ``1/(gᵀΣ⁻¹g) > 0``) may have negative entries, and a negative sum flips them all. Here ``w``
-    minimizes Eq. 13's ``wᵀΣw`` s.t. ``gᵀw = 1``, ``w >= 0``, over the heads with ``g_k > 0``:
-    a head whose holdout loss rises gets 0, as in the diagonal form (with an exact Σ it could
-    only help by cancelling others' overfitting through Σ's off-diagonal, the noisiest part of
-    an estimate). By the KKT conditions ``w_S ∝ Σ_SS⁻¹ g_S > 0`` on its support S (an
-    active-set solve). A diagonal Σ gives :func:`optimal_blend`.
+    ``Σ_kj = E[<∇L^T - ∇L*, v_k><∇L^T - ∇L*, v_j>]``. Appendix C's ``w ∝ Σ⁻¹g`` may have
+    negative entries (a negative sum flips them all); here ``w`` minimizes Eq. 13's ``wᵀΣw``
+    s.t. ``gᵀw = 1``, ``w >= 0``, over the heads with ``g_k > 0`` (a head whose holdout loss
+    rises gets 0, as in the diagonal form): ``w_S ∝ Σ_SS⁻¹ g_S > 0`` on its support S (KKT,
+    an active-set solve). A diagonal Σ gives :func:`optimal_blend`.
 
     Args:
         alignment: ``g_k = <∇L*, v_k>`` per estimate.
@@ -529,8 +491,7 @@ def _blend_inputs(alignment: Any, second: Any, name: str) -> tuple[np.ndarray, n
 
 
 def _nonnegative_solve(cov: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """``argmin_{u >= 0} ½uᵀΣu - gᵀu`` by Lawson-Hanson's active set (Σ positive definite):
-    Eq. 13's minimizer times a positive factor (same KKT conditions); ``a g, b Σ`` give u·a/b."""
+    """``argmin_{u >= 0} ½uᵀΣu - gᵀu`` (Lawson-Hanson): Eq. 13's minimizer times a factor > 0."""
     u = np.zeros_like(g)
     free = np.zeros(g.size, dtype=bool)
     tol = 1e-12 * float(np.abs(g).max())

@@ -21,16 +21,9 @@ LossFn = Callable[[nn.Module, Any], Mapping[str, torch.Tensor]]
 def _first_tensor(obj: Any) -> torch.Tensor | None:
     if isinstance(obj, torch.Tensor):
         return obj
-    children: Iterable[Any] = ()
-    if isinstance(obj, Mapping):
-        children = obj.values()
-    elif isinstance(obj, (list, tuple)):
-        children = obj
-    for child in children:
-        found = _first_tensor(child)
-        if found is not None:
-            return found
-    return None
+    children = obj.values() if isinstance(obj, Mapping) else obj
+    found = map(_first_tensor, children if isinstance(obj, (Mapping, list, tuple)) else ())
+    return next((t for t in found if t is not None), None)
 
 
 def batch_size_of(batch: Any) -> int:
@@ -40,8 +33,7 @@ def batch_size_of(batch: Any) -> int:
 
 
 def is_empty_batch(batch: Any) -> bool:
-    """Whether ``batch``'s first tensor has a first dimension of 0 (data sets that skip
-    unreadable media yield such batches): skipped and counted wherever blendopt iterates."""
+    """Whether ``batch``'s first tensor has a first dimension of 0 (skipped and counted)."""
     tensor = _first_tensor(batch)
     return tensor is not None and tensor.ndim > 0 and tensor.shape[0] == 0
 
@@ -54,11 +46,9 @@ def measure(
     *,
     name: str = "metric",
 ) -> dict[str, float]:
-    """Average ``metric`` per head over ``loader`` with ``model`` in eval mode.
+    """Average ``metric`` per head over ``loader`` with ``model`` in eval mode (restored after).
 
-    The model's train/eval mode is restored afterwards. Under ``torch.distributed`` the sums
-    and counts are reduced over all ranks, so every rank gets the same values. Empty batches
-    (no sample) are skipped.
+    Sums and counts are reduced over the ranks of ``torch.distributed``; empty batches skipped.
 
     Args:
         model: the model, called only through ``metric``.
@@ -120,15 +110,8 @@ def measure_counted(
 def top1_error(
     predict: Callable[[nn.Module, Any], tuple[Mapping[str, torch.Tensor], torch.Tensor]],
 ) -> MetricFn:
-    """Build a metric of per-head top-1 error (1 - accuracy) for :func:`estimate_weights`.
-
-    Args:
-        predict: ``predict(model, batch) -> (logits_by_head, target)`` with logits of shape
-            ``(batch, classes)`` and integer targets of shape ``(batch,)``.
-
-    Returns:
-        A metric returning, per head, the per-sample 0/1 errors.
-    """
+    """A metric of per-head per-sample top-1 errors (0/1) from ``predict(model, batch) ->
+    (logits_by_head, target)`` (logits ``(batch, classes)``, integer targets ``(batch,)``)."""
 
     def error(model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
         logits, target = predict(model, batch)
@@ -147,18 +130,10 @@ def measure_per_sample(
     *,
     name: str = "metric",
 ) -> dict[str, torch.Tensor]:
-    """Per-sample values of ``metric`` per head over ``loader``, with ``model`` in eval mode.
+    """Per-sample values of ``metric`` per head over ``loader`` (eval mode), on this rank.
 
-    For paired standard errors (:func:`blendopt.functional.paired_standard_errors`): measured
-    twice in the same loader order, the values pair sample by sample (a metric returning a batch
-    mean gives one value per batch). Values stay on this rank (not reduced).
-
-    Args:
-        model: the model (its train/eval mode is restored afterwards).
-        metric: ``metric(model, batch) -> {head: 1-D per-sample tensor or scalar}``.
-        loader: the batches (the same order at both checkpoints: seed a shuffling loader).
-        heads: the heads to return.
-        name: the metric's name in error messages.
+    Measured twice in the same loader order the values pair sample by sample (a batch mean
+    gives one value per batch), for :func:`blendopt.functional.paired_standard_errors`.
 
     Returns:
         head -> 1-D float64 CPU tensor.
@@ -201,8 +176,7 @@ def _metric_values(
     name: str,
     skipped: list[int],
 ) -> Iterator[tuple[Any, Mapping[str, Any]]]:
-    """``(batch, checked metric values)`` per non-empty batch, in eval mode without gradients;
-    counts the empty batches in ``skipped[0]``."""
+    """``(batch, checked values)`` per non-empty batch (eval, no grad); counts empty ones."""
     was_training = model.training
     model.eval()
     try:

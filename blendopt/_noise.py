@@ -1,18 +1,11 @@
 """Noise-aware G-Blend weights: standard errors of dG and dO, and shrinkage toward a prior.
 
-Small holdouts make dG and dO noisy, and ``w_k ∝ dG_k / σ_k²`` (Eq. 6) then follows the noise.
 :func:`blendopt.functional.weight_rule` keeps a head whose gain is within noise near the prior:
-``c_k = max(0, 1 - SE(dG_k)² / dG_k²)`` (positive-part James-Stein: 0 within one SE, 0.75 at
-two, 0.89 at three), ``w_k ∝ c_k raw_k + (1 - c_k) prior_k``; then an optional ``floor``
-(``w ← floor + (1 - K·floor) w``); no positive gain: rejected.
-
-Evidence is counted once. The SE must be the one of the statistic the raw weights come from:
-measurements along one run are autocorrelated (and consecutive rolling windows share most of
-them), so their SE comes from block means (:func:`mean_and_standard_error`, ``block="auto"``),
-not from counting them as independent. Shrinkage is the one discount for noise: to smooth over
-time, weight the measurements (``weights=``, e.g. a decay by age) and shrink once with that
-weighted mean's SE; smoothing the shrunk weights again discounts the same noise twice (and with
-the previous weights as prior pulls toward them twice).
+``w_k ∝ c_k raw_k + (1 - c_k) prior_k``, ``c_k = max(0, 1 - SE(dG_k)² / dG_k²)`` (positive-part
+James-Stein). Evidence is counted once: measurements along one run are autocorrelated, so their
+SE comes from block means (:func:`mean_and_standard_error`, ``block="auto"``); shrinkage is the
+one discount for noise, and ``RollingEstimator`` smooths only by the evidence a new estimate
+does not hold (:mod:`blendopt._rolling`).
 """
 
 from __future__ import annotations
@@ -40,13 +33,10 @@ def mean_and_standard_error(
 ) -> tuple[float, float]:
     """Mean of 1-D ``samples`` and its standard error, from non-overlapping block means.
 
-    ``block=1``: the plain ``std(ddof=1) / sqrt(n)`` of independent samples. Measurements along
-    one run are autocorrelated, and the plain SE counts the same evidence several times;
-    ``block=m`` uses the spread of the means of ``b = n // m`` consecutive blocks (the first
-    also takes the ``n mod m`` oldest; batch means, consistent for the long-run SE as
-    ``m, b → ∞``), ``"auto"``: ``m = ⌊√n⌋``. ``weights`` (>= 0, e.g. a decay by age) give
-    ``Σ a_i x_i / Σ a_i`` and the SE ``sqrt(b/(b-1) Σ_B (S_B - A_B mean)²) / Σ a`` with block
-    sums ``A_B = Σ_B a_i``, ``S_B = Σ_B a_i x_i`` (the plain formulas for equal weights).
+    ``block=1``: the plain ``std(ddof=1) / sqrt(n)``; ``block=m``: the spread of the means of
+    ``b = n // m`` consecutive blocks (the first also takes the ``n mod m`` oldest), for
+    autocorrelated samples; ``"auto"``: ``m = ⌊√n⌋``. ``weights`` (>= 0) give ``Σ a x / Σ a``
+    and the SE ``sqrt(b/(b-1) Σ_B (S_B - A_B mean)²) / Σ a`` (block sums ``A_B``, ``S_B``).
 
     Returns:
         ``(mean, se)``; ``se`` is ``inf`` with fewer than 2 blocks.
@@ -81,14 +71,6 @@ def mean_and_standard_error(
     return mean, math.sqrt(var)
 
 
-def _moments_to_mean_se(n: float, total: float, total_sq: float) -> tuple[float, float]:
-    mean = total / n
-    if n < 2:
-        return mean, math.inf
-    var = max(total_sq - n * mean * mean, 0.0) / (n - 1.0)
-    return mean, math.sqrt(var / n)
-
-
 def reduced_moments(columns: Mapping[str, torch.Tensor]) -> dict[str, tuple[float, float]]:
     """Mean and SE per key of 1-D tensors; n, Σx, Σx² are summed over the ranks."""
     device = collective_device()
@@ -103,7 +85,9 @@ def reduced_moments(columns: Mapping[str, torch.Tensor]) -> dict[str, tuple[floa
         n, total, total_sq = values[3 * i : 3 * i + 3]
         if n == 0:
             raise ValueError(f"No measurements for head {key!r}; pass non-empty loaders.")
-        out[key] = _moments_to_mean_se(n, total, total_sq)
+        mean = total / n
+        var = max(total_sq - n * mean * mean, 0.0) / (n - 1.0) if n >= 2 else math.inf
+        out[key] = (mean, math.sqrt(var / n))
     return out
 
 
@@ -163,11 +147,8 @@ def paired_standard_errors(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Standard errors of dG and dO from paired per-sample measurements (Eq. 3).
 
-    The same holdout samples are measured before and after (paired), so
-    ``dG = mean_i (V_before_i - V_after_i)`` has ``SE(dG) = std(V_before - V_after) / sqrt(n_V)``;
-    the train probe is paired the same way and independent of V, so
-    ``SE(dO)² = SE(dG)² + SE(T_after - T_before)²``. Under ``torch.distributed`` the sums are
-    reduced over every rank (each passes its own samples); every rank gets the same values.
+    ``SE(dG) = std(V_before - V_after) / sqrt(n_V)``; T' is paired the same way and independent
+    of V: ``SE(dO)² = SE(dG)² + SE(T_after - T_before)²``. Sums are reduced over the ranks.
 
     Args:
         train_before, holdout_before, train_after, holdout_after: head -> 1-D tensor of
@@ -196,25 +177,11 @@ def noise_aware_weights(
     floor: float = 0.0,
     fallback: Values | None = None,
 ) -> NoiseAwareWeights:
-    """Proposition 1 weights shrunk toward ``prior`` where the gain is within noise.
-
-    :func:`blendopt.functional.weight_rule` with standard errors (see it for every argument):
-    ``raw_k ∝ max(gain_k, 0) / variance_k`` (Eq. 6; ``variance`` floored at ``eps`` times the
-    largest), ``w_k ∝ c_k raw_k + (1 - c_k)
-    prior_k`` with ``c_k = max(0, 1 - gain_se_k² / gain_k²)``, then ``w ← floor + (1 - K·floor)
-    w``. ``variance`` is σ_k² (dO² + SE(dO)², or the mean of ⟨∇L^T - ∇L^V, v_k⟩²); ``fallback``
-    (returned when no gain is positive) defaults to ``prior``.
-    """
-    return weight_rule(
-        gain,
-        variance,
-        eps=eps,
-        gain_se=gain_se,
-        prior=prior,
-        raw=raw,
-        floor=floor,
-        fallback=fallback,
-    )
+    """Proposition 1 weights shrunk toward ``prior`` where the gain is within noise:
+    :func:`blendopt.functional.weight_rule` with standard errors (see it for every argument);
+    ``variance`` is σ_k² (dO² + SE(dO)², or the mean of ⟨∇L^T - ∇L^V, v_k⟩²)."""
+    rule = {"eps": eps, "prior": prior, "raw": raw, "floor": floor, "fallback": fallback}
+    return weight_rule(gain, variance, gain_se=gain_se, **rule)
 
 
 def noise_aware_estimate(
@@ -231,10 +198,9 @@ def noise_aware_estimate(
 ) -> BlendEstimate:
     """Algorithm 1's weights from paired per-sample measurements, shrunk where within noise.
 
-    dG and dO are the differences of the means (Eq. 3); their standard errors come from
-    :func:`paired_standard_errors`; the weights are :func:`noise_aware_weights` with
-    ``σ_k² = dO_k² + SE(dO_k)²`` (an unmeasurably small dO cannot give an unbounded weight).
-    Under ``torch.distributed`` every sum is reduced over the ranks.
+    dG and dO are the differences of the means (Eq. 3) with :func:`paired_standard_errors`;
+    the weights are :func:`noise_aware_weights` with ``σ_k² = dO_k² + SE(dO_k)²`` (a tiny dO
+    cannot give an unbounded weight). Sums are reduced over the ranks.
 
     Args:
         train_before, holdout_before, train_after, holdout_after: head -> 1-D tensor of
@@ -243,9 +209,7 @@ def noise_aware_estimate(
         eps: relative floor of σ_k² (:func:`blendopt.functional.weight_rule`).
         fallback: weights when rejected (no head with dG > 0); uniform by default.
         warn: emit :class:`RejectedEstimateWarning` when the estimate is rejected.
-        **shrinkage: deprecated: ``prior`` (the weights heads within noise are shrunk
-            toward) and ``floor`` (minimum weight of every head); call
-            :func:`paired_standard_errors` and :func:`noise_aware_weights` for those.
+        **shrinkage: deprecated ``prior`` and ``floor`` (use :func:`noise_aware_weights`).
 
     Returns:
         A :class:`blendopt.BlendEstimate` with ``generalization_se``, ``overfitting_change_se``,

@@ -2,24 +2,24 @@
 
 Two modes, each a small strategy with its own parameters: :class:`GradientMode` (Proposition 1
 from per-head gradient inner products, the default) and :class:`LossMode` (Algorithm 1's coarse
-rule from rolling loss statistics). Both then apply, in this order (recorded in the estimate's
-``notes`` and fields):
+rule from loss statistics). Both then apply, recorded in the estimate's ``notes`` and fields:
 
-1. shrinkage (``shrink=True``): a head whose mean gain is within its standard error is pulled
-   toward the prior weights (:func:`blendopt.functional.noise_aware_weights`);
+1. shrinkage (``shrink=True``): a head whose mean gain is within its standard error (block
+   means: the window's measurements are autocorrelated) is pulled toward the prior weights;
 2. floor (``floor=0.05``): every head keeps at least ``floor``, so it keeps learning;
-3. smoothing (``smoothing=0.5``): ``w ← (1 - smoothing) w_new + smoothing w_old``, so one noisy
-   window moves the weights halfway.
+3. smoothing: ``w ← (1 - c) w_new + c w_old`` with ``c = smoothing × left``, ``left`` the share
+   of the previous estimate's evidence that the new one does not hold (the measurements that
+   left the window since; all of it in loss mode; none before the first estimate, since the
+   initial weights are no evidence), so no measurement is counted twice.
 """
 
 from __future__ import annotations
 
 import copy
-import itertools
 import math
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -28,7 +28,7 @@ from torch import nn
 
 from blendopt._distributed import rank_means, unwrap_model, world_size
 from blendopt._estimators import EstimateRequest, Estimator
-from blendopt._math import BlendEstimate, correlated_blend
+from blendopt._math import BlendEstimate, check_floor, correlated_blend
 from blendopt._measure import LossFn, MetricFn, measure_per_sample
 from blendopt._noise import mean_and_standard_error, noise_aware_weights, reduced_moments
 from blendopt._rng import derive_seed, isolated_rng
@@ -39,22 +39,15 @@ ParamScope = Literal["private", "all"]
 
 
 class _Cycle:
-    """Endless batches from a loader, each drawn under its own seeded CPU random state.
-
-    Only torch's CPU generator is forked (samplers and ``randperm`` shuffles draw from it); it is
-    cheap, unlike forking every generator, and the training run's random stream is restored.
-    """
+    """Endless loader batches, each drawn under its own seeded CPU generator state."""
 
     def __init__(self, loader: Iterable[Any], seed: int) -> None:
-        self.loader = loader
-        self.seed = seed
-        self.draws = 0
-        self.pass_start = 0  # the draw that started the loader's current pass
+        self.loader, self.seed = loader, seed
+        self.draws = self.pass_start = 0  # pass_start: the draw that started the current pass
         self._it: Iterator[Any] | None = None
 
     def restore(self, draws: int, pass_start: int) -> None:
-        """Replay the current pass up to ``draws`` (after loading a checkpoint), so the next
-        batch is the one an uninterrupted run would draw."""
+        """Replay the current pass up to ``draws`` (after loading a checkpoint)."""
         self._it = None
         self.draws = self.pass_start = pass_start
         for _ in range(draws - pass_start):
@@ -63,14 +56,11 @@ class _Cycle:
     def next(self) -> Any:
         outer = torch.get_rng_state()
         torch.default_generator.manual_seed(derive_seed(self.seed, self.draws))
-        draw = self.draws
         self.draws += 1
         try:
-            if self._it is None:
-                self._it, self.pass_start = iter(self.loader), draw
-            batch = next(self._it, None)
-            if batch is None:
-                self._it, self.pass_start = iter(self.loader), draw
+            batch = None if self._it is None else next(self._it, None)
+            if batch is None:  # a new pass
+                self._it, self.pass_start = iter(self.loader), self.draws - 1
                 batch = next(self._it, None)
                 if batch is None:
                     raise ValueError("The holdout/probe loader is empty; pass a non-empty loader.")
@@ -87,37 +77,35 @@ def _check_count(name: str, value: object) -> int:
 
 @dataclass
 class _Stats:
-    """Per-head statistics behind one estimate: gain (dG), overfitting (dO), their standard
-    errors, and σ² for the weight rule."""
+    """Per head: gain (dG), overfitting (dO), their SEs, σ² for the weight rule; the loss means."""
 
-    gain: dict[str, float]
-    gain_se: dict[str, float]
-    over: dict[str, float]
-    over_se: dict[str, float]
-    variance: dict[str, float]
+    gain: dict[str, float] = field(default_factory=dict)
+    gain_se: dict[str, float] = field(default_factory=dict)
+    over: dict[str, float] = field(default_factory=dict)
+    over_se: dict[str, float] = field(default_factory=dict)
+    variance: dict[str, float] = field(default_factory=dict)
+    measurements: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 class GradientMode:
     """Proposition 1 from per-head gradient inner products (``RollingEstimator``'s default).
 
     Every ``interval`` steps, inside ``GradientBlender.blend``, it takes per-head gradients
-    ``v_k = ∇L_k`` on the training batch (whatever the head's weight), ``∇L^V_k`` on a holdout
-    batch (eval mode) and ``∇L^T_k`` on a probe batch (else the training batch's ``v_k``), and
-    keeps two numbers per head (§2.2, Eq. 4-5; appendix C, Eq. 10-11): the gain
-    ``g_k = ⟨∇L^V_k, v_k⟩`` (dG) and the overfitting ``o_k = ⟨∇L^T_k - ∇L^V_k, v_k⟩`` (dO).
-    Over the last ``window`` measurements ``w_k ∝ mean(g_k) / (2 mean(o_k²))`` (Eq. 6), or
+    ``v_k = ∇L_k`` on the training batch, ``∇L^V_k`` on a holdout batch and ``∇L^T_k`` on a
+    probe batch (eval mode; without a probe ``v_k``) and keeps per head (§2.2, Eq. 4-5; appendix
+    C) the gain ``g_k = ⟨∇L^V_k, v_k⟩`` (dG) and the overfitting ``o_k = ⟨∇L^T_k - ∇L^V_k, v_k⟩``
+    (dO). Over the last ``window`` measurements ``w_k ∝ mean(g_k) / (2 mean(o_k²))`` (Eq. 6), or
     with ``correlated`` ``w ∝ Σ⁻¹ mean(g)``, ``Σ_kj = mean(o_k o_j)`` (appendix C).
 
     Args:
         interval: measure every ``interval`` optimizer steps.
         window: an estimate uses the last ``window`` measurements.
-        min_measurements: no estimate before the window holds this many measurements.
-        params: ``"private"``: inner products over each head's private parameters (reached by
-            its loss only), whose backward is short; ``"all"``: every parameter it reaches.
+        min_measurements: no estimate before the window holds this many.
+        params: ``"private"``: each head's parameters that only its loss reaches (a short
+            backward); ``"all"``: every parameter its loss reaches.
         correlated: the correlated form of appendix C.
         warmup_interval: until ``min_measurements`` are in, measure every
-            ``min(warmup_interval, interval)`` steps, so a ~100-step run estimates (the
-            default schedule estimates as soon as they are in).
+            ``min(warmup_interval, interval)`` steps (so a ~100-step run estimates).
 
     Raises:
         ValueError: a count < 1, ``min_measurements > window``, an unknown ``params``.
@@ -150,13 +138,10 @@ class GradientMode:
         self.correlated = correlated
         self._reset()
 
-    @staticmethod
-    def _blank_state() -> dict[str, Any]:
-        return {"rows": [], "measurements": 0}
-
     def _reset(self) -> None:
         self._scopes: dict[str, list[nn.Parameter]] | None = None  # head -> its parameters
         self._shortcut: list[str] = []  # heads whose scope no other head's loss reaches
+        self._last_window: tuple[int, int] | None = None  # measurements of the last estimate
         self._rows: list[list[float]] = []  # one per measurement: [g_1..g_K, o_1..o_K]
         self.measurements = 0
 
@@ -176,8 +161,7 @@ class GradientMode:
         )
 
     def _find_scopes(self, losses: Mapping[str, torch.Tensor], model: nn.Module) -> None:
-        """Each head's scope, and the heads whose scope no other head's loss reaches: those take
-        the one-backward shortcut (``∂(Σ_j L_j)/∂θ = ∂L_k/∂θ`` there)."""
+        """Each head's scope; the heads whose scope no other loss reaches take one backward."""
         params = [p for p in unwrap_model(model).parameters() if p.requires_grad]
         reached = {h: _reached(loss, params) for h, loss in losses.items()}
         self._scopes, self._shortcut = {}, []
@@ -192,21 +176,28 @@ class GradientMode:
             self._scopes[h] = [params[i] for i in sorted(private or reached[h])]
             if not others.intersection(private or reached[h]):
                 self._shortcut.append(h)
+        inside = {id(p) for scope in self._scopes.values() for p in scope}
+        self._outside = [p for p in params if id(p) not in inside]
 
     def _measure(self, est: RollingEstimator, losses: Mapping[str, torch.Tensor]) -> None:
         heads = list(est._heads or losses)
         if self._scopes is None:
             self._find_scopes(losses, est.model)
-        net = unwrap_model(est.model)
-        holdout = est._eval_losses(net, est._holdout_batches, heads)
-        probe = (
-            None if est._probe_batches is None else est._eval_losses(net, est._probe_batches, heads)
-        )
-        per_head = self._gradients(heads, losses, holdout, probe)
-        if world_size() > 1:  # the global batch's gradients: the noise term of one rank
-            per_head = _rank_means(list(per_head), [self._scopes[h] for h in heads], probe)
-        pairs = [_inner_products(*grads, losses[heads[0]].device) for grads in per_head]
-        values = torch.stack([g for g, _ in pairs] + [o for _, o in pairs]).tolist()
+        holdout, probe = est._eval_losses(heads, self._outside)
+        groups: Iterable[tuple[list[str], list[torch.Tensor]]]
+        groups = self._flat_gradients(heads, losses, holdout, probe)
+        if world_size() > 1:  # the global batches' gradients (one rank's noise), one collective
+            groups = list(groups)
+            means = iter(rank_means([t for _, ts in groups for t in ts]))
+            groups = [(names, [next(means) for _ in ts]) for names, ts in groups]
+        device = losses[heads[0]].device
+        out = torch.zeros(2, len(heads), dtype=torch.float64, device=device)
+        for names, (v, gv, *gt) in groups:  # without a probe ∇L^T is v itself
+            products = torch.stack([gv * v, ((gt[0] if gt else v) - gv) * v])
+            sizes = [sum(p.numel() for p in (self._scopes or {})[h]) for h in names]
+            index = torch.tensor([heads.index(h) for h in names], device=device)
+            out.index_add_(1, index.repeat_interleave(torch.tensor(sizes, device=device)), products)
+        values = out.reshape(-1).tolist()  # [g_1..g_K, o_1..o_K]; the one sync
         if not all(math.isfinite(x) for x in values):
             raise FloatingPointError(
                 f"A per-head gradient inner product is not finite ({values}); lower the "
@@ -216,77 +207,82 @@ class GradientMode:
         del self._rows[: -self.window]
         self.measurements += 1
 
-    def _gradients(
+    def _flat_gradients(
         self,
         heads: list[str],
         losses: Mapping[str, torch.Tensor],
         holdout: Mapping[str, torch.Tensor],
         probe: Mapping[str, torch.Tensor] | None,
-    ) -> Iterator[tuple[_Grads, _Grads, _Grads]]:
-        """Per head, in order, ``(v, ∇L^V, ∇L^T)`` over its scope: one summed backward per loss
-        for the shortcut heads, then one per loss and head (consumed before the next head's, so
-        never K full gradient copies at once)."""
+    ) -> Iterator[tuple[list[str], list[torch.Tensor]]]:
+        """Per group (the shortcut heads, then each other head) ``[v, ∇L^V(, ∇L^T)]`` over its
+        scopes, flat in float64; one group at a time, so never K gradient copies at once."""
         scope = self._scopes or {}
-        shared = [h for h in heads if h not in self._shortcut]
-        fast = [h for h in heads if h not in shared]
-        done = _summed_gradients(fast, scope, losses, holdout, probe, keep=bool(shared))
-        for h in heads:  # the holdout/probe graphs are kept for the next heads
-            yield (
-                done[h]
-                if h in done
-                else _summed_gradients([h], scope, losses, holdout, probe, keep=h != shared[-1])[h]
-            )
+        shared = [[h] for h in heads if h not in self._shortcut]
+        groups = [g for g in [[h for h in heads if h in self._shortcut], *shared] if g]
+        for i, names in enumerate(groups):
+            params = [p for h in names for p in scope[h]]
+            grads = [
+                torch.autograd.grad(
+                    sum(side[h] for h in names),
+                    params,
+                    retain_graph=side is losses or i < len(groups) - 1,
+                    allow_unused=True,
+                )
+                for side in (losses, holdout, *([] if probe is None else [probe]))
+            ]
+            yield names, [_flat(g, params) for g in grads]
 
     def estimate(
         self, est: RollingEstimator, heads: list[str], current: dict[str, float]
     ) -> BlendEstimate:
         """Weights from the rolling window (Eq. 6, or appendix C with ``correlated``)."""
         if len(self._rows) < self.min_measurements:
-            return _keep(
-                current,
-                f"{len(self._rows)} of {self.min_measurements} measurements in the window; "
-                "weights kept",
-            )
+            n = f"{len(self._rows)} of {self.min_measurements}"
+            return _keep(current, f"{n} measurements in the window; weights kept")
         order = est._heads or heads
         if sorted(order) != sorted(heads):
             raise ValueError(
                 f"The estimator measured heads {order}, the blender asks for {heads}; use one "
                 "estimator per blender."
             )
-        index = {h: order.index(h) for h in heads}
-        k = len(order)
+        k, cols = len(order), [order.index(h) for h in heads]
         rows = np.asarray(self._rows, dtype=np.float64)
-        g_rows, o_rows = rows[:, :k], rows[:, k:]
-        stats = _Stats({}, {}, {}, {}, {})
-        for h in heads:
-            i = index[h]
-            stats.gain[h], stats.gain_se[h] = mean_and_standard_error(g_rows[:, i].tolist())
-            stats.over[h], stats.over_se[h] = mean_and_standard_error(o_rows[:, i].tolist())
+        g_rows, o_rows = rows[:, cols], rows[:, k:][:, cols]
+        stats = _Stats()
+        for i, h in enumerate(heads):  # block means: overlapping, autocorrelated measurements
+            stats.gain[h], stats.gain_se[h] = mean_and_standard_error(g_rows[:, i], block="auto")
+            stats.over[h], stats.over_se[h] = mean_and_standard_error(o_rows[:, i], block="auto")
             stats.variance[h] = 2.0 * float(np.mean(o_rows[:, i] ** 2))  # Eq. 6: 2σ_k²
         raw = None
         notes: list[str] = [f"gradient window of {len(rows)} measurements"]
         if self.correlated:
-            cols = [index[h] for h in heads]
-            sigma = (o_rows[:, cols].T @ o_rows[:, cols]) / len(rows)
-            ridge = 1e-6 * max(float(np.trace(sigma)) / k, est.eps)
+            sigma = o_rows.T @ o_rows / len(rows)
+            ridge = 1e-6 * float(np.trace(sigma)) / k or 1.0  # relative: unit-free weights
             try:
                 w = correlated_blend([stats.gain[h] for h in heads], sigma + ridge * np.eye(k))
                 raw = dict(zip(heads, w.tolist(), strict=True))
-                negative = [h for h in heads if raw[h] < 0]
-                if negative:
-                    notes.append(f"correlated form: negative weights of {negative} set to 0")
             except ValueError as error:
                 notes.append(f"correlated form failed ({error}); diagonal form used")
-        return est._finish(heads, current, stats, raw, notes, {})
+        # The previous weights carry only the evidence that has left the window since.
+        window = (self.measurements - len(rows), self.measurements)
+        last = self._last_window
+        left = 0.0 if last is None else min(max(window[0] - last[0], 0) / (last[1] - last[0]), 1)
+        out = est._finish(heads, current, stats, raw, notes, left)
+        if out.accepted:
+            self._last_window = window
+        return out
 
     def state_dict(self) -> dict[str, Any]:
-        """The measurement window and its counter."""
-        return {"rows": [list(r) for r in self._rows], "measurements": self.measurements}
+        """The measurement window, its counter and the last estimate's window."""
+        rows, last = [list(r) for r in self._rows], self._last_window
+        return {"rows": rows, "measurements": self.measurements, "last_window": last and list(last)}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` (the keys of a ``RollingEstimator`` state dict)."""
         self._rows = [list(r) for r in state_dict["rows"]]
         self.measurements = int(state_dict["measurements"])
+        last = state_dict.get("last_window")
+        self._last_window = None if last is None else (int(last[0]), int(last[1]))
 
     def describe(self) -> str:
         """The parameters, for ``repr``."""
@@ -317,83 +313,24 @@ def _reached(loss: torch.Tensor, params: list[nn.Parameter]) -> set[int]:
     return found
 
 
-_Grads = Sequence[torch.Tensor | None]
-
-
-def _summed_gradients(
-    heads: list[str],
-    scope: Mapping[str, list[nn.Parameter]],
-    losses: Mapping[str, torch.Tensor],
-    holdout: Mapping[str, torch.Tensor],
-    probe: Mapping[str, torch.Tensor] | None,
-    *,
-    keep: bool,
-) -> dict[str, tuple[_Grads, _Grads, _Grads]]:
-    """Per head ``(v, ∇L^V, ∇L^T)`` from one backward of ``Σ_k L_k`` per loss (2-3 calls, not
-    2K-3K); right only for scopes that no other head's loss reaches (or one head). ``keep``:
-    retain the holdout/probe graphs for further heads."""
-    if not heads:
-        return {}
-    flat = [p for h in heads for p in scope[h]]
-    grad = torch.autograd.grad
-    v_all = grad(sum(losses[h] for h in heads), flat, retain_graph=True, allow_unused=True)
-    gv_all = grad(sum(holdout[h] for h in heads), flat, retain_graph=keep, allow_unused=True)
-    gt_all = (
-        v_all
-        if probe is None
-        else grad(sum(probe[h] for h in heads), flat, retain_graph=keep, allow_unused=True)
-    )
-    ends = itertools.accumulate(len(scope[h]) for h in heads)
-    return {
-        h: tuple(g[e - len(scope[h]) : e] for g in (v_all, gv_all, gt_all))
-        for h, e in zip(heads, ends, strict=True)
-    }
-
-
-def _rank_means(
-    per_head: list[tuple[_Grads, _Grads, _Grads]],
-    scopes: list[list[nn.Parameter]],
-    probe: Mapping[str, torch.Tensor] | None,
-) -> list[tuple[_Grads, _Grads, _Grads]]:
-    """The per-head gradients averaged over the ranks in one collective: the gradients of the
-    global training/holdout/probe batches, each head's flattened into one vector."""
-    kinds = 2 if probe is None else 3  # without a probe ∇L^T is v itself
-    flat = rank_means(
-        [_flat(g, ps) for t, ps in zip(per_head, scopes, strict=True) for g in t[:kinds]]
-    )
-    heads = [flat[i : i + kinds] for i in range(0, len(flat), kinds)]
-    return [([h[0]], [h[1]], [h[-1] if probe is not None else h[0]]) for h in heads]
-
-
-def _flat(grads: _Grads, params: list[nn.Parameter]) -> torch.Tensor:
-    """One vector of a head's gradients over its scope (a missing one as zeros)."""
+def _flat(grads: Sequence[torch.Tensor | None], params: list[nn.Parameter]) -> torch.Tensor:
+    """One float64 vector of gradients over ``params`` (a missing one as zeros)."""
     pairs = zip(grads, params, strict=True)
-    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in pairs])
-
-
-def _inner_products(
-    v: _Grads, gv: _Grads, gt: _Grads, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(⟨∇L^V, v⟩, ⟨∇L^T - ∇L^V, v⟩)`` in float64 on the device (no sync)."""
-    gain = over = torch.zeros((), dtype=torch.float64, device=device)
-    for a, b, t in zip(gv, v, gt, strict=True):
-        if b is not None:
-            b, a, t = b.double(), 0.0 if a is None else a.double(), 0.0 if t is None else t.double()
-            gain, over = gain + (a * b).sum(), over + ((t - a) * b).sum()
-    return gain, over
+    return torch.cat(
+        [(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in pairs]
+    ).double()
 
 
 class LossMode:
     """Algorithm 1's coarse rule from the run's own loss statistics (``mode="loss"``).
 
-    At each boundary: the holdout (and probe) values per sample, eval mode, no gradients; dG
-    and dO between consecutive boundaries (Eq. 3) with paired standard errors. Without a probe
-    the train side is the mean of the per-step training losses since the previous boundary.
+    At each boundary the holdout (and probe) values per sample (eval mode); dG and dO between
+    consecutive boundaries (Eq. 3) with paired standard errors. Without a probe the train side
+    is the mean of the per-step training losses since the previous boundary.
 
     Args:
-        metric: ``metric(model, batch) -> {head: per-sample values}`` on V and T' (default the
-            estimator's ``loss_fn``, whose batch means pair whole batches; a per-sample metric
-            gives tighter standard errors).
+        metric: ``metric(model, batch) -> {head: per-sample values}`` (default ``loss_fn``,
+            whose batch means pair whole batches; per-sample values give tighter SEs).
 
     Raises:
         TypeError: ``metric`` is not callable.
@@ -407,17 +344,16 @@ class LossMode:
         self.metric = metric
         self._reset()
 
-    @staticmethod
-    def _blank_state() -> dict[str, Any]:
-        return {"step_losses": [], "previous": None}
-
     def _reset(self) -> None:
         self._step_losses: list[torch.Tensor] = []  # without a probe, on the device
         self._previous: dict[str, Any] | None = None
+        self._estimated = False  # an estimate was accepted
 
     def waiting_for(self) -> str | None:
-        """``None``: every boundary is an estimate request (the first records the baseline)."""
-        return None
+        """Why the next boundary only records a baseline (``None``: it estimates)."""
+        if self._previous is not None and self._previous["train"] is not None:
+            return None
+        return "no loss boundary recorded yet: the next one records the baseline"
 
     def observe(self, est: RollingEstimator, losses: Mapping[str, torch.Tensor], step: int) -> None:
         """Record the per-step training losses (without a probe), on their device."""
@@ -433,39 +369,32 @@ class LossMode:
         previous, self._previous = self._previous, {"holdout": holdout, "train": train}
         if previous is None or train is None or previous["train"] is None:
             return _keep(current, "first loss boundary recorded; weights kept")
-        # Means and standard errors from n, Σx, Σx² summed over the ranks (one collective), so
-        # every rank of torch.distributed gets the same numbers.
-        columns = {}
+        columns = {}  # means and SEs from n, Σx, Σx² summed over the ranks, one collective
         for h in heads:
-            v0, v1 = previous["holdout"][h], holdout[h]
-            t0, t1 = previous["train"][h], train[h]
-            columns.update({f"dV:{h}": v0 - v1, f"v0:{h}": v0, f"v1:{h}": v1})
-            columns.update({f"t0:{h}": t0, f"t1:{h}": t1})
+            for side, now in (("holdout", holdout), ("train", train)):
+                columns[f"{side}_before:{h}"], columns[f"{side}_after:{h}"] = (
+                    previous[side][h],
+                    now[h],
+                )
+            columns[f"dV:{h}"] = previous["holdout"][h] - holdout[h]
             if est.probe is not None:  # the same probe samples: paired
-                columns[f"dT:{h}"] = t1 - t0
-        moments = reduced_moments(columns)
-        stats = _Stats({}, {}, {}, {}, {})
+                columns[f"dT:{h}"] = train[h] - previous["train"][h]
+        m = reduced_moments(columns)
+        stats = _Stats()
+        for key in ("holdout_before", "holdout_after", "train_before", "train_after"):
+            stats.measurements[key] = {h: m[f"{key}:{h}"][0] for h in heads}
         for h in heads:
-            stats.gain[h], stats.gain_se[h] = moments[f"dV:{h}"]  # dG (Eq. 3), paired SE
-            d_train = moments[f"t1:{h}"][0] - moments[f"t0:{h}"][0]
+            stats.gain[h], stats.gain_se[h] = m[f"dV:{h}"]  # dG (Eq. 3), paired SE
+            d_train = m[f"train_after:{h}"][0] - m[f"train_before:{h}"][0]
             stats.over[h] = -stats.gain[h] - d_train  # dO = (V1 - T1) - (V0 - T0) (Eq. 3)
-            if est.probe is not None:
-                se_t2 = moments[f"dT:{h}"][1] ** 2
-            else:  # different steps before and after: independent
-                se_t2 = moments[f"t0:{h}"][1] ** 2 + moments[f"t1:{h}"][1] ** 2
+            sides = ["dT"] if est.probe is not None else ["train_before", "train_after"]
+            se_t2 = sum(m[f"{side}:{h}"][1] ** 2 for side in sides)  # else independent steps
             stats.over_se[h] = math.sqrt(stats.gain_se[h] ** 2 + se_t2)
             stats.variance[h] = stats.over[h] ** 2 + stats.over_se[h] ** 2
-        measurements = {
-            name: {h: moments[f"{key}:{h}"][0] for h in heads}
-            for name, key in (
-                ("holdout_before", "v0"),
-                ("holdout_after", "v1"),
-                ("train_before", "t0"),
-                ("train_after", "t1"),
-            )
-        }
-        notes = ["loss statistics between boundaries"]
-        return est._finish(heads, current, stats, None, notes, measurements)
+        notes = ["loss statistics between boundaries"]  # disjoint from the previous estimate's
+        out = est._finish(heads, current, stats, None, notes, float(self._estimated))
+        self._estimated = self._estimated or out.accepted
+        return out
 
     def _measure(
         self, est: RollingEstimator, heads: list[str]
@@ -492,13 +421,15 @@ class LossMode:
         """The step losses since the last boundary and the last boundary's values."""
         return {
             "step_losses": [r.detach().to("cpu", torch.float64) for r in self._step_losses],
-            "previous": _copy_previous(self._previous),
+            "previous": copy.deepcopy(self._previous),
+            "estimated": self._estimated,
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` (the keys of a ``RollingEstimator`` state dict)."""
         self._step_losses = [torch.as_tensor(r).clone() for r in state_dict["step_losses"]]
-        self._previous = _copy_previous(state_dict["previous"])
+        self._previous = copy.deepcopy(state_dict["previous"])
+        self._estimated = bool(state_dict.get("estimated", False))
 
     def describe(self) -> str:
         """The parameters, for ``repr``."""
@@ -509,22 +440,13 @@ class LossMode:
         return f"LossMode({self.describe()})"
 
 
-def _copy_previous(previous: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if previous is None:
-        return None
-    return {
-        k: None if v is None else {h: t.clone() for h, t in v.items()} for k, v in previous.items()
-    }
-
-
 Strategy = GradientMode | LossMode
 _GRADIENT_OPTIONS = ("interval", "window", "min_measurements", "params", "correlated")
 _LOSS_OPTIONS = ("metric",)
 
 
 def _strategy(mode: Mode | Strategy, options: dict[str, Any]) -> Strategy:
-    """The mode's strategy: a fresh copy of the one given, or one built from its name and the
-    options of the older flat spelling (deprecated)."""
+    """A fresh copy of the mode given, or one built from its name (and deprecated options)."""
     unknown = [k for k in options if k not in _GRADIENT_OPTIONS + _LOSS_OPTIONS]
     if unknown:
         raise TypeError(f"RollingEstimator() got an unexpected keyword argument {unknown[0]!r}")
@@ -544,13 +466,9 @@ def _strategy(mode: Mode | Strategy, options: dict[str, Any]) -> Strategy:
     if options:
         new = "GradientMode" if mode == "gradient" else "LossMode"
         given = ", ".join(f"{k}=..." for k in options)
-        warnings.warn(
-            f"RollingEstimator({given}) is deprecated: pass mode={new}({given}) (options of "
-            f"the other mode are ignored, as before). The flat spelling goes in the next "
-            "release.",
-            DeprecationWarning,
-            stacklevel=3,
-        )
+        message = f"RollingEstimator({given}) is deprecated: pass mode={new}({given}) (options"
+        message += " of the other mode are ignored, as before). The flat spelling goes in the next"
+        warnings.warn(message + " release.", DeprecationWarning, stacklevel=3)
     return gradient if mode == "gradient" else loss
 
 
@@ -563,30 +481,26 @@ class RollingEstimator(Estimator):
         optimizer = blendopt.GradientBlender(torch.optim.SGD(...), heads, est)
 
     With the defaults the first estimate comes once 8 measurements are in (step ~36), then
-    every ``every`` steps; a run that checkpoints (``state_dict()``) before any estimate warns
-    once (:class:`blendopt.warnings.NoEstimateWarning`).
+    every ``every`` steps; a checkpoint before any estimate warns once (``NoEstimateWarning``).
+    A measurement costs about two forwards of a holdout/probe batch plus short backwards:
+    pass loaders with the training batch size (docs/estimators.md).
 
     Args:
         model: the model being trained (DDP/compiled models are unwrapped for the holdout pass).
         loss_fn: ``loss_fn(model, batch) -> {head: scalar loss}``.
         holdout: holdout loader V (never trained on).
-        probe: train-probe loader T' (training data, eval mode). Gradient mode: without it the
-            training batch's own gradient stands for ∇L^T (cheaper, biased up by the batch
-            noise). Loss mode: without it the per-step training losses are used.
-        mode: :class:`GradientMode` (Proposition 1 from per-head gradients; ``"gradient"``,
-            the default) or :class:`LossMode` (Algorithm 1's coarse rule from rolling loss
-            statistics; ``"loss"``), each with its own parameters.
-        prior: ``"uniform"`` or ``"previous"`` (the weights in use): where heads within noise
-            are shrunk to.
+        probe: train-probe loader T' (training data, eval mode); without it the training
+            batch's gradient (gradient mode, biased up by its noise) or losses (loss mode).
+        mode: :class:`GradientMode` (``"gradient"``, the default) or :class:`LossMode`.
+        prior: ``"uniform"`` or ``"previous"`` (the weights in use): where shrinkage pulls.
         shrink: apply the noise shrinkage (``False``: raw OGR weights, for studies).
         floor: minimum weight of every head, in [0, 1/K).
-        smoothing: weight of the previous weights in the new ones, in [0, 1).
+        smoothing: weight of the previous weights, times the share of their evidence that
+            left the window, in [0, 1) (module docstring).
         every: steps between estimates of :meth:`default_schedule`.
-        eps: floor of σ_k².
+        eps: relative floor of σ_k².
         seed: seed of the holdout/probe batch draws (the training run's RNG is not touched).
-        **mode_options: deprecated: the older flat spelling of the mode's parameters
-            (``interval``, ``window``, ``min_measurements``, ``params``, ``correlated``;
-            ``metric``), with a ``DeprecationWarning``.
+        **mode_options: deprecated flat spelling of the mode's parameters.
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``, ``loss_fn``/``metric`` not callable.
@@ -632,16 +546,9 @@ class RollingEstimator(Estimator):
             raise ValueError(f"Parameter `floor` should be in [0, 1/K) (K heads). Found {floor!r}.")
         if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
             raise ValueError(f"Parameter `eps` should be a finite number > 0. Found {eps!r}.")
-        self.model = model
-        self.loss_fn = loss_fn
-        self.holdout = holdout
-        self.probe = probe
-        self.prior = prior
-        self.shrink = shrink
-        self.floor = float(floor)
-        self.smoothing = float(smoothing)
-        self.eps = float(eps)
-        self.seed = seed
+        self.model, self.loss_fn, self.holdout, self.probe = model, loss_fn, holdout, probe
+        self.prior, self.shrink, self.seed = prior, shrink, seed
+        self.floor, self.smoothing, self.eps = float(floor), float(smoothing), float(eps)
         self._holdout_batches = _Cycle(holdout, derive_seed(seed, 1))
         self._probe_batches = None if probe is None else _Cycle(probe, derive_seed(seed, 2))
         self._heads: list[str] | None = None  # in the order of the first losses observed
@@ -663,8 +570,6 @@ class RollingEstimator(Estimator):
         """Gradient measurements made so far (0 in loss mode)."""
         return getattr(self.strategy, "measurements", 0)
 
-    # -- schedule ------------------------------------------------------------------------------
-
     def default_schedule(self) -> Schedule:
         """Estimate as soon as the mode can (:meth:`waiting_for`), then every ``every`` steps."""
         return WhenReady(self)
@@ -673,39 +578,49 @@ class RollingEstimator(Estimator):
         """Why no estimate can be made yet (``None``: it can); the blender then skips it."""
         return self.strategy.waiting_for()
 
-    # -- per-step observation ------------------------------------------------------------------
+    def _ready(self) -> bool:
+        """Whether the default schedule may request now (loss mode: every boundary counts)."""
+        return self.mode == "loss" or self.waiting_for() is None
+
+    def check_heads(self, heads: Sequence[str]) -> None:
+        """Check ``floor < 1/K`` for the blender's K heads."""
+        check_floor(self.floor, len(heads))
 
     def observe(self, losses: Mapping[str, torch.Tensor], *, step: int) -> None:
-        """Measure per-head gradient inner products every ``interval`` steps (gradient mode), or
-        record the per-step training losses (loss mode without a probe)."""
+        """Measure (gradient mode) or record the step's losses (loss mode without a probe)."""
         if self._heads is None:
             self._heads = list(losses)
         self.strategy.observe(self, losses, step)
 
     def _eval_losses(
-        self, net: nn.Module, batches: _Cycle, heads: Sequence[str]
-    ) -> dict[str, torch.Tensor]:
-        """The per-head losses of the next holdout/probe batch in eval mode, with their graph."""
-        batch = batches.next()
+        self, heads: Sequence[str], frozen: Sequence[nn.Parameter]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+        """Next holdout (and probe) batch's losses in eval mode, ``frozen`` out of the graph."""
+        cycles = (self._holdout_batches, self._probe_batches)
+        batches = [c.next() for c in cycles if c is not None]
+        net = unwrap_model(self.model)
         was_training = net.training
-        net.eval()
+        net.eval()  # once for both batches: a model's train() walks every module
+        for p in frozen:
+            p.requires_grad_(False)
         try:
             with torch.enable_grad():
-                values = self.loss_fn(net, batch)
+                values = [self.loss_fn(net, batch) for batch in batches]
         finally:
             net.train(was_training)
-        missing = [h for h in heads if h not in values]
+            for p in frozen:
+                p.requires_grad_(True)
+        missing = [h for v in values for h in heads if h not in v]
         if missing:
             raise ValueError(
                 f"`loss_fn` returned no loss for head {missing[0]!r} on a holdout/probe batch."
             )
-        return {h: values[h] for h in heads}
-
-    # -- estimates -----------------------------------------------------------------------------
+        out = [{h: v[h] for h in heads} for v in values]
+        return out[0], out[1] if len(out) > 1 else None
 
     def estimate(self, request: EstimateRequest) -> BlendEstimate:
         """Weights from the rolling window (gradient mode) or the last two boundaries (loss)."""
-        if self.waiting_for() is None:
+        if self._ready():
             self._last_step = request.steps_done
         return self.strategy.estimate(self, list(request.heads), dict(request.weights))
 
@@ -721,36 +636,27 @@ class RollingEstimator(Estimator):
         stats: _Stats,
         raw: dict[str, float] | None,
         notes: list[str],
-        measurements: dict[str, dict[str, float]],
+        left: float,
     ) -> BlendEstimate:
-        """The noise rules shared by both modes: shrinkage, floor, smoothing (module docstring)."""
+        """Shrinkage, floor, smoothing by ``smoothing × left`` (module docstring)."""
         prior = self._prior(heads, current)
-        result = noise_aware_weights(
-            stats.gain,
-            stats.gain_se if self.shrink else dict.fromkeys(heads, 0.0),
-            stats.variance,
-            prior=prior,
-            raw=raw,
-            eps=self.eps,
-            floor=self.floor,
-            fallback=current,
-        )
+        se = stats.gain_se if self.shrink else dict.fromkeys(heads, 0.0)
+        rule = {"prior": prior, "raw": raw, "eps": self.eps, "floor": self.floor}
+        result = noise_aware_weights(stats.gain, se, stats.variance, fallback=current, **rule)
         notes.extend(result.notes)
-        weights = result.weights
-        if result.accepted and self.smoothing > 0:
-            weights = {
-                h: (1.0 - self.smoothing) * weights[h] + self.smoothing * current[h] for h in heads
-            }
+        weights, carry = result.weights, self.smoothing * left
+        if result.accepted and carry > 0:
+            weights = {h: (1.0 - carry) * weights[h] + carry * current[h] for h in heads}
             total = sum(weights.values())
             weights = {h: w / total for h, w in weights.items()}
-            notes.append(f"smoothed with the previous weights (smoothing {self.smoothing:g})")
+            notes.append(f"smoothed: {carry:.3g} of the previous weights (smoothing × {left:.3g})")
         return BlendEstimate(
             weights=weights,
             generalization=stats.gain,
             overfitting_change=stats.over,
             accepted=result.accepted,
             notes=tuple(notes),
-            measurements=measurements,
+            measurements=stats.measurements,
             generalization_se=stats.gain_se,
             overfitting_change_se=stats.over_se,
             raw_weights=result.raw,
@@ -760,27 +666,22 @@ class RollingEstimator(Estimator):
             rejected=result.rejected,
         )
 
-    # -- checkpoints ---------------------------------------------------------------------------
-
     def state_dict(self) -> dict[str, Any]:
-        """The measurement window and counters (plain Python values and CPU tensors).
-
-        Both modes write every key (the other mode's empty), one layout for both."""
+        """Windows and counters (plain values, CPU tensors); every key of both modes."""
         return {
             "heads": None if self._heads is None else list(self._heads),
             "last_estimate_step": self._last_step,
-            **GradientMode._blank_state(),
+            **GradientMode().state_dict(),
             "holdout_draws": [self._holdout_batches.draws, self._holdout_batches.pass_start],
             "probe_draws": None
             if self._probe_batches is None
             else [self._probe_batches.draws, self._probe_batches.pass_start],
-            **LossMode._blank_state(),
+            **LossMode().state_dict(),
             **self.strategy.state_dict(),
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict`; the holdout/probe passes are replayed to the saved draw
-        (seeded draws), so a resumed run measures the batches an uninterrupted one would."""
+        """Restore :meth:`state_dict`, replaying the holdout/probe passes to the saved draw."""
         if not state_dict:
             return
         self._heads = None if state_dict["heads"] is None else list(state_dict["heads"])
@@ -799,8 +700,7 @@ class RollingEstimator(Estimator):
 
 
 class WhenReady(Schedule):
-    """:meth:`RollingEstimator.default_schedule`: an estimate at the first step the estimator
-    can make one (its window holds ``min_measurements``), then every ``every`` steps."""
+    """:meth:`RollingEstimator.default_schedule`: as soon as it can, then every ``every`` steps."""
 
     unit = "step"
 
@@ -810,7 +710,7 @@ class WhenReady(Schedule):
 
     def is_due(self, position: int) -> bool:
         last = self.estimator._last_step
-        ready = self.estimator.waiting_for() is None
+        ready = self.estimator._ready()
         return ready and (last is None or position - last >= self.every)
 
     def horizon(self, position: int) -> int | None:
@@ -821,10 +721,4 @@ class WhenReady(Schedule):
 
 
 def _keep(current: dict[str, float], note: str) -> BlendEstimate:
-    return BlendEstimate(
-        weights=dict(current),
-        generalization={},
-        overfitting_change={},
-        accepted=True,
-        notes=(note,),
-    )
+    return BlendEstimate(dict(current), {}, {}, accepted=True, notes=(note,))

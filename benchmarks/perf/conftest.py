@@ -27,6 +27,24 @@ def pytest_terminal_summary(terminalreporter, config):
                 f"  {mode:20s} {1e3 * b.stats.median / steps:8.3f} ms/step  "
                 f"{b.stats.median / base:6.3f}x"
             )
+    runs = [
+        b for b in session.benchmarks if b.stats and b.name.startswith("test_rolling_run_cost[")
+    ]
+    if runs:
+        terminalreporter.write_line(
+            "Run time / naive's (fastest round: the least load), per dataset:"
+        )
+    for dataset in dict.fromkeys(b.extra_info["dataset"] for b in runs):
+        rows = {
+            b.extra_info["method"]: b.stats.median
+            for b in runs
+            if b.extra_info["dataset"] == dataset
+        }
+        if "naive" in rows:
+            terminalreporter.write_line(
+                f"  {dataset:14s} "
+                + "  ".join(f"{m} {t / rows['naive']:.3f}x ({t:.2f} s)" for m, t in rows.items())
+            )
     decode = [b for b in session.benchmarks if b.stats and b.name.startswith("test_decode_clip[")]
     for group in sorted({b.group for b in decode}):
         rows = {b.extra_info["variant"]: b for b in decode if b.group == group}

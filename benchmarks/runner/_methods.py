@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 import blendopt
+from benchmarks.runner._batches import TensorBatches
 
 Kind = Literal[
     "single",
@@ -98,10 +99,17 @@ def retrain_estimator(ctx: EstimatorContext) -> blendopt.RetrainEstimator:
 
 def rolling_estimator(ctx: EstimatorContext) -> blendopt.RollingEstimator:
     """``blendopt.RollingEstimator`` with its defaults (gradient-level Proposition 1 from the
-    run's own per-head gradients, no model copies; see docs/estimators.md)."""
-    return blendopt.RollingEstimator(
-        ctx.model, ctx.loss_fn, ctx.holdout, probe=ctx.probe, seed=ctx.seed
-    )
+    run's own per-head gradients, no model copies; see docs/estimators.md), V and T' in
+    batches of the training batch's size, as a user's loaders give them."""
+    holdout, probe = (_as_train_batches(b, ctx.train) for b in (ctx.holdout, ctx.probe))
+    return blendopt.RollingEstimator(ctx.model, ctx.loss_fn, holdout, probe=probe, seed=ctx.seed)
+
+
+def _as_train_batches(batches: Iterable[Any], train: Iterable[Any]) -> Iterable[Any]:
+    """In-memory ``batches`` re-cut (shuffled) to ``train``'s batch size; others as they are."""
+    if isinstance(batches, TensorBatches) and isinstance(train, TensorBatches):
+        return TensorBatches(batches.dataset, train.batch_size, shuffle=True)
+    return batches
 
 
 def rolling_schedule(epochs: int) -> None:

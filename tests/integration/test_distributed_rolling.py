@@ -123,6 +123,7 @@ def _global_batch_worker(rank, world, init_file, out_dir):
             mode=GradientMode(interval=1, window=6, min_measurements=2),
             every=3,
             smoothing=0.0,
+            shrink=False,  # 2-3 block means in so small a window: shrinkage would keep 1/3
         )
         opt = GradientBlender(torch.optim.SGD(ddp.parameters(), lr=0.1), HEADS, est)
         trajectory = []

@@ -221,10 +221,60 @@ def test_a_clear_signal_wins_and_the_floor_keeps_every_head():
 
 def test_smoothing_averages_with_the_weights_in_use():
     rows = [[1.0, 1.0, 1.0, 1.0, 1.0, 1.0]] * 8
-    out = _with_rows(rows, shrink=False, floor=0.0, smoothing=0.5).estimate(
-        _request({"a": 1.0, "b": 0.0, "fused": 0.0})
-    )
+    est = _with_rows(rows, shrink=False, floor=0.0, smoothing=0.5)
+    est.strategy._last_window = (-16, -8)  # the previous estimate's window: all left since
+    out = est.estimate(_request({"a": 1.0, "b": 0.0, "fused": 0.0}))
     assert out.weights == pytest.approx({"a": 2 / 3, "b": 1 / 6, "fused": 1 / 6})
+
+
+def test_evidence_is_counted_once_shrinkage_then_smoothing_by_what_left_the_window():
+    # Noiseless, conclusive measurements: the first estimate is the raw weights (the initial
+    # weights are no evidence: shrinkage already accounts for the prior; no smoothing).
+    rows = [[2.0, 1.0, 1.0, 1.0, 1.0, 1.0]] * 8
+    est = _with_rows(rows, floor=0.0, smoothing=0.5)
+    first = est.estimate(_request())
+    assert first.weights == pytest.approx({"a": 0.5, "b": 0.25, "fused": 0.25})
+    # The same window again: every measurement was already counted, nothing is smoothed.
+    again = est.estimate(_request(first.weights))
+    assert again.weights == pytest.approx(first.weights)
+    # 2 new measurements of a window of 8: the previous weights carry 2/8 of their evidence.
+    est.strategy._rows = est.strategy._rows[2:] + [[1.0, 2.0, 1.0, 1.0, 1.0, 1.0]] * 2
+    est.strategy.measurements += 2
+    est.shrink = False  # the new window is noisy; compare with its raw weights
+    new = est.estimate(_request(first.weights))
+    mean = np.mean(est.strategy._rows, axis=0)[:3]  # raw ∝ mean g / (2 mean o²), o² = 1
+    raw = dict(zip(HEADS, mean / mean.sum(), strict=True))
+    assert new.weights == pytest.approx(
+        {h: (1 - 0.125) * raw[h] + 0.125 * first.weights[h] for h in HEADS}
+    )
+    assert new.generalization_se["b"] > 0  # block means over the window
+
+
+def test_block_standard_errors_count_autocorrelated_measurements_once():
+    # 16 measurements that come in runs of 4 equal values carry 4 measurements' evidence.
+    gains = np.repeat([1.0, 3.0, 1.0, 3.0], 4)
+    rows = np.column_stack([gains, gains, gains, np.ones((16, 3))])
+    out = _with_rows(rows, mode=GradientMode(window=16)).estimate(_request())
+    assert out.generalization_se["a"] == pytest.approx(np.std([1, 3, 1, 3], ddof=1) / 2)
+
+
+def test_correlated_ridge_is_relative_to_the_scale_of_the_measurements():
+    rng = np.random.default_rng(3)
+    g = rng.normal(1.0, 0.2, (12, 3))
+    o = rng.normal(0.0, 1.0, (12, 3)) @ np.array([[1, 0.99, 0], [0, 0.1, 0.3], [0, 0, 1]])
+    mode = GradientMode(correlated=True)
+    kwargs = {"shrink": False, "floor": 0.0, "smoothing": 0.0}
+    one = _with_rows(np.hstack([g, o]), mode=mode, **kwargs).estimate(_request())
+    small = _with_rows(np.hstack([g, o]) * 1e-7, mode=mode, **kwargs).estimate(_request())
+    assert list(small.weights.values()) == pytest.approx(list(one.weights.values()), rel=1e-9)
+
+
+def test_the_floor_is_checked_against_the_blenders_heads():
+    model = make_model()
+    est = RollingEstimator(model, loss_fn, make_batches(1), floor=0.4)
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"`floor` should be in \[0, 1/3\) for 3 heads"):
+        GradientBlender(sgd, HEADS, est)
 
 
 def test_too_few_measurements_keep_the_weights():

@@ -85,3 +85,30 @@ def test_the_graph_walk_finds_the_parameters_backward_reaches():
     for h in HEADS:
         grads = torch.autograd.grad(losses[h], params, retain_graph=True, allow_unused=True)
         assert _reached(losses[h], params) == {i for i, g in enumerate(grads) if g is not None}
+
+
+@pytest.mark.parametrize("probe", [False, True])
+def test_loss_mode_records_its_baseline_boundary_as_waiting_not_as_an_estimate(probe):
+    model = make_model(seed=0)
+    est = RollingEstimator(
+        model,
+        loss_fn,
+        make_batches(2, seed=2),
+        probe=make_batches(2, seed=3) if probe else None,
+        mode="loss",
+        every=4,
+    )
+    opt = GradientBlender(torch.optim.SGD(model.parameters(), lr=0.2), HEADS, est)
+    assert est.waiting_for().startswith("no loss boundary recorded yet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", blendopt.BlendWarning)
+        for batch in make_batches(9, seed=1):
+            opt.zero_grad()
+            opt.backward(loss_fn(model, batch))
+            opt.step()
+    kinds = [(r["step"], r["kind"]) for r in opt.history]
+    # Without a probe the step-0 boundary has no training losses yet: a second baseline.
+    first = [(0, "waiting"), (4, "waiting")] if not probe else [(0, "waiting")]
+    assert kinds[: len(first)] == first
+    assert {k for _, k in kinds[len(first) :]} <= {"estimate", "rejected"}
+    assert len(kinds) == 3
