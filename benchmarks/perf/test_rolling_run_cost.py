@@ -3,8 +3,8 @@
 ``python -m pytest benchmarks/perf/test_rolling_run_cost.py --benchmark-only`` runs each
 embedded dataset's naive, auxiliary (the same blended training path, every head at 1/K) and
 ``gblend_rolling`` runs (seed 0, one torch thread, the data loaded once); ``conftest.py``
-prints each method's median run time over naive's, side by side per dataset. The ratios move
-with the machine's load; nothing here asserts a time.
+prints each method's fastest round over naive's (the round with the least load), side by side
+per dataset. The ratios move with the machine's load; nothing here asserts a time.
 """
 
 import pytest

@@ -87,7 +87,9 @@ python -m benchmarks --docs docs/benchmark.md          # also regenerate this pa
   online scales the paper's 10-then-5 of 45 epochs to `Online(warmup=7, every=3)` at 30 epochs.
   `gblend_rolling` is `RollingEstimator` with its defaults (per-head gradient inner products
   every 5 steps until 8 measurements are in, then every 20; the first estimate as soon as the 8
-  are in, then one every 50 steps; shrinkage toward uniform weights, floor 0.05, smoothing 0.5;
+  are in, then one every 50 steps; shrinkage toward uniform weights, floor 0.05, smoothing 0.5
+  times the share of the previous estimate's measurements that left the window; V and T' re-cut
+  to the training batch size;
   [estimators](estimators.md)), so it also estimates in the short `digits_small` and
   `mfeat_small` runs (about 90 steps).
 - **Cost**: the job runs on one thread; a run's cost is its process CPU time (unlike wall
