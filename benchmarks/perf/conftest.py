@@ -1,4 +1,17 @@
-"""Print the ratios of step and run times (and of decode CPU time) after a benchmark run."""
+"""Shared set-up of the pytest-benchmark suites, and the ratios of step and run times (and of
+decode CPU time) printed after a benchmark run."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for the module's benchmarks (the models are small; ratios are steadier)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def pytest_terminal_summary(terminalreporter, config):

@@ -6,17 +6,10 @@ the end of the run (see ``conftest.py``). The target is a median overhead <= 2%.
 """
 
 import pytest
-import torch
 
 from benchmarks.perf._overhead import make_steps
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.mark.benchmark(group="step: small late-fusion MLP, batch 128, SGD-momentum")

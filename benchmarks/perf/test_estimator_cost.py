@@ -10,17 +10,10 @@ round, interleaved, use ``benchmarks.perf._estimator_cost.run_modes`` (as its sm
 """
 
 import pytest
-import torch
 
 from benchmarks.perf._estimator_cost import MODES, make_setup
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.mark.parametrize("mode", list(MODES))

@@ -16,17 +16,10 @@ Compare two versions of the library::
 """
 
 import pytest
-import torch
 
 from benchmarks.perf._table3 import OPTIMIZER_NAMES, TABLE3_METHODS, extra_info, run_case
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.mark.parametrize("method", TABLE3_METHODS)

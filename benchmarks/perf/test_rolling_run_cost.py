@@ -8,7 +8,6 @@ per dataset. The ratios move with the machine's load; nothing here asserts a tim
 """
 
 import pytest
-import torch
 
 from benchmarks.runner import METHODS, SETUPS, run_one
 from benchmarks.runner._job import _pair
@@ -17,12 +16,7 @@ DATASETS = ["synthetic_av", "mfeat", "digits", "digits_small", "mfeat_small"]
 RUN_METHODS = ["naive", "auxiliary", "gblend_rolling"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.mark.parametrize("method", RUN_METHODS)
