@@ -178,6 +178,10 @@ class GradientMode:
                 self._shortcut.append(h)
         inside = {id(p) for scope in self._scopes.values() for p in scope}
         self._outside = [p for p in params if id(p) not in inside]
+        # One backward group for the shortcut heads, then one per other head.
+        shared = [[h] for h in losses if h not in self._shortcut]
+        self._groups = [g for g in [list(self._shortcut), *shared] if g]
+        self._sizes = {h: sum(p.numel() for p in scope) for h, scope in self._scopes.items()}
 
     def _measure(self, est: RollingEstimator, losses: Mapping[str, torch.Tensor]) -> None:
         heads = list(est._heads or losses)
@@ -185,19 +189,17 @@ class GradientMode:
             self._find_scopes(losses, est.model)
         holdout, probe = est._eval_losses(heads, self._outside)
         groups: Iterable[tuple[list[str], list[torch.Tensor]]]
-        groups = self._flat_gradients(heads, losses, holdout, probe)
+        groups = self._flat_gradients(losses, holdout, probe)
         if world_size() > 1:  # the global batches' gradients (one rank's noise), one collective
             groups = list(groups)
             means = iter(rank_means([t for _, ts in groups for t in ts]))
             groups = [(names, [next(means) for _ in ts]) for names, ts in groups]
-        device = losses[heads[0]].device
-        out = torch.zeros(2, len(heads), dtype=torch.float64, device=device)
+        sums: dict[str, torch.Tensor] = {}  # head -> (g, o) on the device
         for names, (v, gv, *gt) in groups:  # without a probe ∇L^T is v itself
             products = torch.stack([gv * v, ((gt[0] if gt else v) - gv) * v])
-            sizes = [sum(p.numel() for p in (self._scopes or {})[h]) for h in names]
-            index = torch.tensor([heads.index(h) for h in names], device=device)
-            out.index_add_(1, index.repeat_interleave(torch.tensor(sizes, device=device)), products)
-        values = out.reshape(-1).tolist()  # [g_1..g_K, o_1..o_K]; the one sync
+            parts = products.split([self._sizes[h] for h in names], dim=1)
+            sums.update((h, part.sum(1)) for h, part in zip(names, parts, strict=True))
+        values = torch.stack([sums[h] for h in heads], 1).reshape(-1).tolist()  # the one sync
         if not all(math.isfinite(x) for x in values):
             raise FloatingPointError(
                 f"A per-head gradient inner product is not finite ({values}); lower the "
@@ -209,16 +211,13 @@ class GradientMode:
 
     def _flat_gradients(
         self,
-        heads: list[str],
         losses: Mapping[str, torch.Tensor],
         holdout: Mapping[str, torch.Tensor],
         probe: Mapping[str, torch.Tensor] | None,
     ) -> Iterator[tuple[list[str], list[torch.Tensor]]]:
         """Per group (the shortcut heads, then each other head) ``[v, ∇L^V(, ∇L^T)]`` over its
         scopes, flat in float64; one group at a time, so never K gradient copies at once."""
-        scope = self._scopes or {}
-        shared = [[h] for h in heads if h not in self._shortcut]
-        groups = [g for g in [[h for h in heads if h in self._shortcut], *shared] if g]
+        scope, groups = self._scopes or {}, self._groups
         for i, names in enumerate(groups):
             params = [p for h in names for p in scope[h]]
             grads = [
