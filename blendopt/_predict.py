@@ -264,10 +264,18 @@ class BlendEnsemble(nn.Module):
         ensemble.choice = choice
         if optimizer is not None:
             optimizer.history.append(
-                {"kind": "prediction", "epoch": None, "step": None, "horizon": None,
-                 "weights_before": dict(optimizer.weights), "weights": dict(choice.weights),
-                 "estimate": None, "seconds": 0.0, "choice": choice.to_dict()}
-            )  # fmt: skip
+                {
+                    "kind": "prediction",
+                    "epoch": None,
+                    "step": None,
+                    "horizon": None,
+                    "weights_before": dict(optimizer.weights),
+                    "weights": dict(choice.weights),
+                    "estimate": None,
+                    "seconds": 0.0,
+                    "choice": choice.to_dict(),
+                }
+            )
         return ensemble
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:

@@ -70,9 +70,13 @@ def _batches_per_epoch(train: Iterable[Any], fraction: float) -> int | None:
 
 
 def discover_heads(
-    model: nn.Module, loss_fn: LossFn, train: Iterable[Any], *, seed: int,
+    model: nn.Module,
+    loss_fn: LossFn,
+    train: Iterable[Any],
+    *,
+    seed: int,
     generators: Sequence[torch.Generator] = (),
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     """The keys ``loss_fn`` returns on ``train``'s first non-empty batch (eval mode, no
     gradients, under a seeded random state)."""
     was_training = model.training
@@ -99,9 +103,12 @@ def resolve_engine(engine: Engine, model: nn.Module, training: CopyTraining) -> 
         batch = next((b for b in training.train if not is_empty_batch(b)), None)
     ok, why = supports_vmap(
         training.optimizer,  # type: ignore[arg-type]
-        model, loss_fn=training.loss_fn, batch=batch, heads=training.heads,
+        model,
+        loss_fn=training.loss_fn,
+        batch=batch,
+        heads=training.heads,
         train_step=training.train_step,
-    )  # fmt: skip
+    )
     if not ok:
         raise ValueError(
             f"Parameter `engine` is 'vmap' but {why}. Pass engine='loop' (or 'auto', the loop)."
@@ -110,10 +117,16 @@ def resolve_engine(engine: Engine, model: nn.Module, training: CopyTraining) -> 
 
 
 def measure_pair(
-    model: nn.Module, metric: MetricFn, probe: Iterable[Any], holdout: Iterable[Any],
-    heads: Sequence[str], *, seed: int, generators: Sequence[torch.Generator] = (),
+    model: nn.Module,
+    metric: MetricFn,
+    probe: Iterable[Any],
+    holdout: Iterable[Any],
+    heads: Sequence[str],
+    *,
+    seed: int,
+    generators: Sequence[torch.Generator] = (),
     per_sample: bool = False,
-) -> tuple[dict[str, Any], dict[str, Any], int]:  # fmt: skip
+) -> tuple[dict[str, Any], dict[str, Any], int]:
     """``(on_probe, on_holdout, empty batches)``: ``metric`` per head (per sample with
     ``per_sample``) on T' and V in eval mode, read under ``seed`` (batches pair before/after)."""
     measure_fn = measure_per_sample_counted if per_sample else measure_counted
@@ -153,19 +166,24 @@ def train_and_measure(
 
 
 def _blend_healthy(
-    healthy: Sequence[str], measured: Sequence[Mapping[str, Any]], config: RetrainConfig,
+    healthy: Sequence[str],
+    measured: Sequence[Mapping[str, Any]],
+    config: RetrainConfig,
     fallback: Mapping[str, float],
-) -> BlendEstimate:  # fmt: skip
+) -> BlendEstimate:
     """The estimate over the heads whose copy did not diverge (rejected if there are none)."""
     if not healthy:
         return BlendEstimate(
-            weights={}, generalization={}, overfitting_change={}, accepted=False,
+            weights={},
+            generalization={},
+            overfitting_change={},
+            accepted=False,
             notes=(
                 "estimate rejected: every head's copy diverged; using the fallback weights "
                 + ", ".join(f"{h}={w:.4g}" for h, w in fallback.items()),
             ),
             higher_is_better=config.higher_is_better,
-        )  # fmt: skip
+        )
     sub_fallback = {h: fallback[h] for h in healthy}
     kwargs: dict[str, Any] = {
         "higher_is_better": config.higher_is_better,
@@ -199,10 +217,14 @@ def _floor_at_resolution(
         for h in coarse
     ]
     return dataclasses.replace(
-        estimate, weights=rule.weights, accepted=rule.accepted, notes=(*notes, *rule.notes),
-        floored=tuple(dict.fromkeys([*coarse, *rule.floored])), zeroed=rule.zeroed,
+        estimate,
+        weights=rule.weights,
+        accepted=rule.accepted,
+        notes=(*notes, *rule.notes),
+        floored=tuple(dict.fromkeys([*coarse, *rule.floored])),
+        zeroed=rule.zeroed,
         rejected=rule.rejected,
-    )  # fmt: skip
+    )
 
 
 def blend_measured(
@@ -266,9 +288,13 @@ def _mean(value: Any) -> float:
 
 
 def _copy_training(
-    model: nn.Module, loss_fn: LossFn, train: Iterable[Any], optimizer: OptimizerSpec,
-    cfg: RetrainConfig, generators: Sequence[torch.Generator],
-) -> tuple[nn.Module, CopyTraining]:  # fmt: skip
+    model: nn.Module,
+    loss_fn: LossFn,
+    train: Iterable[Any],
+    optimizer: OptimizerSpec,
+    cfg: RetrainConfig,
+    generators: Sequence[torch.Generator],
+) -> tuple[nn.Module, CopyTraining]:
     """The reference copy of ``model`` (without gradients) and what trains its copies."""
     plan = TrainPlan(cfg.epochs, cfg.steps, interval=cfg.scheduler_interval, seed=cfg.seed)
     plan = dataclasses.replace(plan, per_epoch=_batches_per_epoch(train, cfg.fraction))
@@ -276,16 +302,28 @@ def _copy_training(
     reference = copy.deepcopy(base)
     for p in reference.parameters():
         p.grad = None  # the copies start without the user's gradients
-    heads = list(cfg.heads) if cfg.heads is not None else discover_heads(
-        reference, loss_fn, train, seed=derive_seed(cfg.seed, 0), generators=generators
-    )  # fmt: skip
+    heads = (
+        list(cfg.heads)
+        if cfg.heads is not None
+        else discover_heads(
+            reference, loss_fn, train, seed=derive_seed(cfg.seed, 0), generators=generators
+        )
+    )
     if not heads:
         raise ValueError("Parameter `heads` should name at least one head. Found none.")
     return reference, CopyTraining(
-        loss_fn, train, heads, plan, optimizer=optimizer, source=base, scheduler=cfg.scheduler,
-        scheduler_position=cfg.scheduler_position, train_step=cfg.train_step,
-        generators=generators, progress=cfg.progress,
-    )  # fmt: skip
+        loss_fn,
+        train,
+        heads,
+        plan,
+        optimizer=optimizer,
+        source=base,
+        scheduler=cfg.scheduler,
+        scheduler_position=cfg.scheduler_position,
+        train_step=cfg.train_step,
+        generators=generators,
+        progress=cfg.progress,
+    )
 
 
 def estimate_weights(
@@ -331,21 +369,33 @@ def estimate_weights(
     engine = resolve_engine(cfg.engine, training.source, training)  # type: ignore[arg-type]
     metric: MetricFn = loss_fn if cfg.metric == "loss" else cfg.metric  # type: ignore[assignment]
     measure = functools.partial(  # one seed at both checkpoints: the same batches
-        measure_pair, metric=metric, probe=probe, holdout=holdout, heads=heads,
-        seed=derive_seed(cfg.seed, 1), generators=generators, per_sample=cfg.noise_aware,
-    )  # fmt: skip
+        measure_pair,
+        metric=metric,
+        probe=probe,
+        holdout=holdout,
+        heads=heads,
+        seed=derive_seed(cfg.seed, 1),
+        generators=generators,
+        per_sample=cfg.noise_aware,
+    )
     *before, empty_before = measure(reference)
     *after, report, empty_after = train_and_measure(
         reference, training, measure, engine, cfg.copies_at_once or len(heads)
     )
     estimate = blend_measured(
-        heads, tuple(before), tuple(after), report, cfg,  # type: ignore[arg-type]
+        heads,
+        tuple(before),
+        tuple(after),
+        report,
+        cfg,  # type: ignore[arg-type]
         empty_measuring=empty_before + empty_after,
-    )  # fmt: skip
+    )
     logger.info(
-        "G-Blend estimate (%s engine) done in %.1f s: %s", engine, time.perf_counter() - start,
+        "G-Blend estimate (%s engine) done in %.1f s: %s",
+        engine,
+        time.perf_counter() - start,
         ", ".join(f"{h}={w:.3f}" for h, w in estimate.weights.items()),
-    )  # fmt: skip
+    )
     return estimate
 
 
@@ -452,9 +502,14 @@ class RetrainEstimator(Estimator):
             engine=self.engine_chosen if self.engine == "auto" else self.engine,
         )
         return estimate_weights(
-            self.model, self.loss_fn, self.train, self.holdout, probe=self.probe, config=config,
+            self.model,
+            self.loss_fn,
+            self.train,
+            self.holdout,
+            probe=self.probe,
+            config=config,
             optimizer=self.optimizer if self.optimizer is not None else request.optimizer,
-        )  # fmt: skip
+        )
 
     def __repr__(self) -> str:
         c, scheduler = self._config, self.scheduler

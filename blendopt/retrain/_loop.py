@@ -130,9 +130,13 @@ def drive(engine: CopyEngine, training: CopyTraining) -> Any:
                 )
             engine.end_epoch(report.epochs - 1)
             logger.info(
-                "%s: epoch %d done (%d steps, %d empty batches skipped, %.1f s)", desc,
-                report.epochs, report.steps, report.empty_batches, time.perf_counter() - start,
-            )  # fmt: skip
+                "%s: epoch %d done (%d steps, %d empty batches skipped, %.1f s)",
+                desc,
+                report.epochs,
+                report.steps,
+                report.empty_batches,
+                time.perf_counter() - start,
+            )
             if plan.steps is not None and report.steps >= plan.steps:
                 break
     finally:

@@ -28,9 +28,18 @@ from blendopt.retrain._loop import TrainReport, drive, host_reads_free, step_sch
 #: Optimizers whose update is element-wise, so one optimizer over K stacked copies equals K
 #: optimizers (exact classes only: a subclass may override ``step``).
 ELEMENTWISE_OPTIMIZERS: tuple[type[Optimizer], ...] = (
-    optim.SGD, optim.Adam, optim.AdamW, optim.Adagrad, optim.RMSprop, optim.Adadelta,
-    optim.Adamax, optim.NAdam, optim.RAdam, optim.ASGD, optim.Rprop,
-)  # fmt: skip
+    optim.SGD,
+    optim.Adam,
+    optim.AdamW,
+    optim.Adagrad,
+    optim.RMSprop,
+    optim.Adadelta,
+    optim.Adamax,
+    optim.NAdam,
+    optim.RAdam,
+    optim.ASGD,
+    optim.Rprop,
+)
 
 #: Flags that change how an optimizer computes, not what (dropped for the zero-gradient probe).
 _IMPLEMENTATION_FLAGS = ("foreach", "fused", "capturable", "differentiable")
@@ -270,9 +279,12 @@ class VmapEngine:
         self.report = VmapCopies()
 
     def _one_copy(
-        self, params: dict[str, torch.Tensor], bufs: dict[str, torch.Tensor],
-        which: torch.Tensor, batch: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        self,
+        params: dict[str, torch.Tensor],
+        bufs: dict[str, torch.Tensor],
+        which: torch.Tensor,
+        batch: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         losses = torch.func.functional_call(self.wrapper, {**params, **bufs}, (batch,))
         check_keys(losses, self.expected, "loss_fn", returned=True)
         every = torch.stack([losses[h] for h in self.expected])
