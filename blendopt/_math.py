@@ -126,7 +126,7 @@ def uniform_weights(heads: Sequence[str]) -> dict[str, float]:
     return {h: 1.0 / len(heads) for h in heads}
 
 
-def blend_estimate(
+def blend_estimate(  # noqa: PLR0913  the four measurements, then eps and resolution: two floors
     train_before: Values,
     holdout_before: Values,
     train_after: Values,
@@ -134,6 +134,7 @@ def blend_estimate(
     *,
     higher_is_better: bool = False,
     eps: float = DEFAULT_EPS,
+    resolution: float | None = None,
     fallback: Values | None = None,
     warn: bool = True,
 ) -> BlendEstimate:
@@ -148,6 +149,8 @@ def blend_estimate(
         higher_is_better: the values are scores (accuracy, mAP); they are negated first.
         eps: relative floor of dO² (> 0): ``eps`` times the largest dO² of a head with dG > 0,
             so the weights do not depend on the loss's units.
+        resolution: the metric's smallest step (e.g. 1/|V| for an error on V): dO² is also
+            floored at resolution², those heads recorded in ``floored``; ``None``: no such floor.
         fallback: the weights when the estimate is rejected (every weight 0); uniform by default.
         warn: one warning per edge rule that applies (:class:`ZeroedHeadWarning`,
             :class:`FlooredOverfittingWarning`, or only :class:`RejectedEstimateWarning`); the
@@ -156,8 +159,11 @@ def blend_estimate(
     Returns:
         A :class:`BlendEstimate`; ``estimate.weights`` is the dict head -> weight.
     """
-    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
-        raise ValueError(f"Parameter `eps` should be a finite number > 0. Found {eps!r}.")
+    for name, value in (("eps", eps), ("resolution", resolution)):
+        if (value is not None or name == "eps") and not (
+            isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+        ):
+            raise ValueError(f"Parameter `{name}` should be a finite number > 0. Found {value!r}.")
     raw: dict[str, dict[str, float]] = {}
     for name, values in zip(
         ("train_before", "holdout_before", "train_after", "holdout_after"),
@@ -172,16 +178,24 @@ def blend_estimate(
         raw["holdout_before"], raw["holdout_after"], higher_is_better=higher_is_better
     )
     d_o = overfitting_change(*raw.values(), higher_is_better=higher_is_better)
-    rule = weight_rule(d_g, {h: d_o[h] ** 2 for h in heads}, eps=eps, fallback=fallback)
+    least = 0.0 if resolution is None else resolution**2
+    coarse = [h for h in heads if d_g[h] > 0 and d_o[h] ** 2 < least]  # below the resolution
+    variance = {h: max(d_o[h] ** 2, least) for h in heads}
+    rule = weight_rule(d_g, variance, eps=eps, fallback=fallback)
+    notes = [
+        f"head {h!r}: |dO| = {abs(d_o[h]):.3g} is below the metric's resolution "
+        f"{resolution:.3g}; dO² floored to {least:.3g}"
+        for h in coarse
+    ]
     estimate = BlendEstimate(
         weights=rule.weights,
         generalization=d_g,
         overfitting_change=d_o,
         accepted=rule.accepted,
-        notes=rule.notes,
+        notes=(*notes, *rule.notes),
         measurements=raw,
         higher_is_better=higher_is_better,
-        floored=rule.floored,
+        floored=tuple(dict.fromkeys([*coarse, *rule.floored])),
         zeroed=rule.zeroed,
         rejected=rule.rejected,
     )

@@ -19,7 +19,7 @@ from torch import nn
 
 from blendopt._distributed import unwrap_model
 from blendopt._estimators import EstimateRequest, Estimator
-from blendopt._math import BlendEstimate, blend_estimate, uniform_weights, weight_rule
+from blendopt._math import BlendEstimate, blend_estimate, uniform_weights
 from blendopt._measure import (
     LossFn,
     MetricFn,
@@ -33,7 +33,6 @@ from blendopt._warnings import (
     DivergedCopyWarning,
     estimate_warnings_deferred,
     warn,
-    warn_estimate,
 )
 from blendopt.retrain._clone import make_copies
 from blendopt.retrain._config import (
@@ -193,38 +192,7 @@ def _blend_healthy(
     values = [{h: m[h] for h in healthy} for m in measured]
     if config.noise_aware:
         return noise_aware_estimate(*values, warn=not estimate_warnings_deferred(), **kwargs)
-    if config.resolution is None:
-        return blend_estimate(*values, **kwargs)
-    estimate = _floor_at_resolution(blend_estimate(*values, warn=False, **kwargs), config, kwargs)
-    if not estimate_warnings_deferred():
-        warn_estimate(estimate, "G-Blend estimate")
-    return estimate
-
-
-def _floor_at_resolution(
-    estimate: BlendEstimate, config: RetrainConfig, kwargs: Mapping[str, Any]
-) -> BlendEstimate:
-    """``estimate`` with dO² floored at ``config.resolution``² before the weight rule (the
-    metric cannot tell a smaller dO from 0), those heads recorded in ``floored``."""
-    d_g, d_o = estimate.generalization, estimate.overfitting_change
-    least = config.resolution**2  # type: ignore[operator]
-    coarse = [h for h in d_g if d_g[h] > 0 and d_o[h] ** 2 < least]
-    variance = {h: max(d_o[h] ** 2, least) for h in d_g}
-    rule = weight_rule(d_g, variance, eps=config.eps, fallback=kwargs["fallback"])
-    notes = [
-        f"head {h!r}: |dO| = {abs(d_o[h]):.3g} is below the metric's resolution "
-        f"{config.resolution:.3g}; dO² floored to {least:.3g}"
-        for h in coarse
-    ]
-    return dataclasses.replace(
-        estimate,
-        weights=rule.weights,
-        accepted=rule.accepted,
-        notes=(*notes, *rule.notes),
-        floored=tuple(dict.fromkeys([*coarse, *rule.floored])),
-        zeroed=rule.zeroed,
-        rejected=rule.rejected,
-    )
+    return blend_estimate(*values, resolution=config.resolution, **kwargs)
 
 
 def blend_measured(

@@ -101,3 +101,16 @@ def test_bad_resolution_raises(value):
         RetrainConfig(resolution=value)
     with pytest.raises(ValueError, match="`resolution` floors the plain rule"):
         RetrainConfig(resolution=0.1, noise_aware=True)
+
+
+def test_blend_estimate_takes_the_resolution_floor_itself():
+    # The functional form floors as Algorithm 1 does: the same weights, record and notes.
+    with pytest.warns(blendopt.warnings.FlooredOverfittingWarning, match="'a'"):
+        direct = blendopt.functional.blend_estimate(*ERRORS_BEFORE, *ERRORS_AFTER, resolution=0.1)
+    via_config = _blend_errors(resolution=0.1)
+    assert direct.weights == pytest.approx(via_config.weights)
+    assert direct.floored == via_config.floored == ("a",)
+    assert direct.notes == via_config.notes
+    for value in (0.0, -0.1, float("inf"), "0.1"):
+        with pytest.raises(ValueError, match="`resolution` should be a finite number > 0"):
+            blendopt.functional.blend_estimate(*ERRORS_BEFORE, *ERRORS_AFTER, resolution=value)
