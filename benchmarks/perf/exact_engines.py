@@ -25,7 +25,7 @@ import argparse
 import copy
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,10 +139,12 @@ def time_engines(
 
     A step is one batch through all K copies: for the loop, each copy's forward, its head's
     backward and its optimizer step (as ``estimate_weights`` runs them); for vmap, one of
-    each over the stack. Set-up (copying, stacking) is excluded: the loop's by timing after
-    it, vmap's as ``t(1 + steps) - t(1)``, after a warm-up run. Runs in an isolated random
-    state; ``model`` is not changed. ``repeats``: time the engines this many times,
-    alternating, and keep each one's fastest (robust to load spikes on a shared machine).
+    each over the stack. Both time steps 1..``steps`` after a warm-up step 0, so set-up
+    (copying, stacking) is excluded: vmap's clock reads are taken as the engine asks its
+    batch stream for the next batch (a difference of two whole runs was noise-dominated and
+    could come out at 0). Runs in an isolated random state; ``model`` is not changed.
+    ``repeats``: time the engines this many times, alternating, and keep each one's fastest
+    (robust to load spikes on a shared machine).
 
     Returns:
         engine -> seconds per step.
@@ -175,16 +177,19 @@ def time_engines(
         return (clock() - start) / steps
 
     def vmapped() -> float:
-        def run(n: int) -> float:
-            start = clock()
-            plan = TrainPlan(epochs=1, steps=None)
-            train_copies_vmap(
-                model, heads, CopyTraining(loss_fn, [batch] * n, heads, plan, optimizer=optimizer)
-            )
-            return clock() - start
+        stamps: list[float] = []
 
-        run(1)  # warm-up
-        return max(run(1 + steps) - run(1), 0.0) / steps
+        def feed() -> Iterator[Any]:  # the engine asks for batch i once step i - 1 is done
+            for _ in range(steps + 1):  # step 0 is a warm-up, as in the loop
+                stamps.append(clock())
+                yield batch
+            stamps.append(clock())
+
+        plan = TrainPlan(epochs=1, steps=None)
+        train_copies_vmap(
+            model, heads, CopyTraining(loss_fn, feed(), heads, plan, optimizer=optimizer)
+        )
+        return (stamps[-1] - stamps[1]) / steps
 
     out: dict[str, float] = {}
     with torch.random.fork_rng(devices=_cuda_devices()):
