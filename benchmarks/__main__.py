@@ -43,7 +43,13 @@ def embedded_parser() -> argparse.ArgumentParser:
         help=f"methods (default: all), from: {', '.join(method_choices())}",
     )
     parser.add_argument("--optimizers", nargs="+", choices=OPTIMIZERS, default=["sgd"])
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="seeds 0..N-1 for every dataset (default: each dataset's own, 10 for the cheap "
+        "regimes synthetic_av, digits_small and mfeat_small, 3 for mfeat and digits)",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="override every dataset's epochs")
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: the models are small)"
@@ -113,7 +119,7 @@ def embedded_main(argv: Sequence[str]) -> int:
     """The embedded main job."""
     parser = embedded_parser()
     args = parser.parse_args(list(argv))
-    if args.seeds < 1:
+    if args.seeds is not None and args.seeds < 1:
         parser.error("argument --seeds: should be >= 1")
     if args.epochs is not None and args.epochs < 1:
         parser.error("argument --epochs: should be >= 1")

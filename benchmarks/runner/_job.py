@@ -212,7 +212,7 @@ def run_job(args: Namespace, argv: Sequence[str] = ()) -> list[RunResult]:
     tasks: list[Task] = []
     costs: list[float] = []
     for name, methods in plan:
-        for seed in range(args.seeds):
+        for seed in range(args.seeds or SETUPS[name].seeds):
             for method in methods:
                 for optimizer in args.optimizers:
                     tasks.append((name, seed, method.name, optimizer))
@@ -235,7 +235,7 @@ def run_job(args: Namespace, argv: Sequence[str] = ()) -> list[RunResult]:
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "datasets": {n: SETUPS[n].description for n in args.datasets},
         "epochs": {n: args.epochs or SETUPS[n].epochs for n in args.datasets},
-        "seeds": args.seeds,
+        "seeds": {n: args.seeds or SETUPS[n].seeds for n in args.datasets},
         "metric": args.metric,
         "jobs": getattr(args, "jobs", 1),
     }

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+
+from scipy import stats
 
 from benchmarks.runner._methods import METHODS
 from benchmarks.runner._predictors import decomposition_table, predictors_table
@@ -30,10 +32,13 @@ Columns (test top-1 %, mean ± std over seeds):
 - **cost**: CPU seconds per run (process time; one thread) as a ratio to naive fusion's,
   same dataset and optimizer;
 - **(k/n diverged)**: k of the n seeds hit a non-finite loss; training stopped there and the
-  model was evaluated as it was (these runs count in the mean)."""
+  model was evaluated as it was (these runs count in the mean).
+- **Verdicts**: a difference is the mean over the seeds both methods ran; the bracket is its
+  95% confidence interval from a paired t-test over those seeds (seed s gives every method the
+  same split and initialization), "within noise" when it holds 0."""
 
 
-def _mean(values: Sequence[float]) -> float:
+def _mean(values: Iterable[float]) -> float:
     return statistics.mean(values)
 
 
@@ -132,16 +137,30 @@ def methods_legend(names: Sequence[str]) -> str:
     return "\n".join(f"- `{n}`: {METHODS[n].summary}" for n in dict.fromkeys(names) if n in METHODS)
 
 
-def _compare(a: Sequence[float], b: Sequence[float]) -> str:
-    """'+x.x' with 'within noise' when |mean difference| <= the larger seed std."""
-    diff = _mean(a) - _mean(b)
-    noise = max(_std(a), _std(b))
+#: Seed -> test accuracy of one method's predictor: runs of the same seed share the split and
+#: the initialization, so two methods are compared seed by seed.
+BySeed = Mapping[int, float]
+
+
+def _compare(a: BySeed, b: BySeed) -> str:
+    """'+x.x points' (the mean of ``a - b`` over their common seeds) with its 95% confidence
+    interval by a paired t-test (``scipy.stats.ttest_rel``); 'within noise' when the interval
+    holds 0. One common seed gives no interval; a difference the same on every seed, none."""
+    seeds = sorted(a.keys() & b.keys())
+    x, y = [a[s] for s in seeds], [b[s] for s in seeds]
+    diff = _mean(x) - _mean(y)
     text = f"{100 * diff:+.1f} points"
-    return f"{text}, within noise (±{100 * noise:.1f})" if abs(diff) <= noise else text
+    if len(seeds) < 2:
+        return f"{text} [one seed: no interval]"
+    if len({round(u - v, 12) for u, v in zip(x, y, strict=True)}) == 1:  # t is undefined
+        return f"{text} [the same on all {len(seeds)} paired seeds]"
+    low, high = stats.ttest_rel(x, y).confidence_interval(0.95)
+    noise = "; within noise" if low <= 0 <= high else ""
+    return f"{text} [95% CI {100 * low:+.1f}, {100 * high:+.1f}; {len(seeds)} paired seeds{noise}]"
 
 
-def _pct(values: Sequence[float]) -> str:
-    return f"{100 * _mean(values):.1f}%"
+def _pct(values: BySeed) -> str:
+    return f"{100 * _mean(values.values()):.1f}%"
 
 
 def decomposition_verdict(
@@ -158,10 +177,10 @@ def decomposition_verdict(
         aux = [r for r in aux_runs if g in r.cross and r.uniform_accuracy is not None]
         if not runs or not aux:
             continue
-        equal = [r.uniform_accuracy for r in aux]
-        trained = [r.uniform_accuracy for r in runs]
-        predicted = [r.cross[g]["ogr"] for r in aux]
-        chosen = [r.prediction_accuracy for r in runs]
+        equal = {r.seed: r.uniform_accuracy for r in aux}
+        trained = {r.seed: r.uniform_accuracy for r in runs}
+        predicted = {r.seed: r.cross[g]["ogr"] for r in aux}
+        chosen = {r.seed: r.prediction_accuracy for r in runs}
         stayed = all(
             abs(w - 1 / len(r.weights)) < 1e-9
             for r in runs
@@ -186,8 +205,8 @@ def verdicts(results: Sequence[RunResult]) -> list[str]:
 
     Compares naive fusion with the best single modality, then each G-Blend method (its
     predictor chosen on V, and its fused head alone) with the best single modality and the best
-    other baseline (each on its predictor chosen on V). A difference no larger than the larger
-    of the two seed standard deviations is called within noise. Where ``auxiliary`` ran
+    other baseline (each on its predictor chosen on V), seed by seed: a difference whose paired
+    95% confidence interval holds 0 is called within noise. Where ``auxiliary`` ran
     beside G-Blend, a paragraph first splits the difference (:func:`decomposition_verdict`).
     """
     costs = cost_ratios(results)
@@ -196,18 +215,18 @@ def verdicts(results: Sequence[RunResult]) -> list[str]:
         decomposition = decomposition_verdict(dataset, optimizer, by_method)
         if decomposition is not None:
             out.append(decomposition)
-        best_of = {m: [r.best_on_v for r in runs] for m, runs in by_method.items()}
+        best_of = {m: {r.seed: r.best_on_v for r in runs} for m, runs in by_method.items()}
         singles = {m: v for m, v in best_of.items() if m.startswith("single:")}
         if not singles or "naive" not in best_of:
             continue
         n = len({r.seed for runs in by_method.values() for r in runs})
-        single, single_v = max(singles.items(), key=lambda kv: _mean(kv[1]))
+        single, single_v = max(singles.items(), key=lambda kv: _mean(kv[1].values()))
         naive_v = best_of["naive"]
-        below = _mean(naive_v) < _mean(single_v)
+        below = _mean(naive_v.values()) < _mean(single_v.values())
         text = [
             f"**{dataset}, {optimizer}** ({n} seed{'s' if n > 1 else ''}): the best single "
-            f"modality is {single} ({100 * _mean(single_v):.1f}%); naive fusion scores "
-            f"{100 * _mean(naive_v):.1f}% ({_compare(naive_v, single_v)}), so this dataset "
+            f"modality is {single} ({_pct(single_v)}); naive fusion scores "
+            f"{_pct(naive_v)} ({_compare(naive_v, single_v)}), so this dataset "
             f"{'is' if below else 'is not'} in the paper's regime."
         ]
         baselines = {
@@ -216,9 +235,9 @@ def verdicts(results: Sequence[RunResult]) -> list[str]:
             if not m.startswith(("single:", "gblend")) and m in METHODS
         }
         if baselines:
-            base, base_v = max(baselines.items(), key=lambda kv: _mean(kv[1]))
+            base, base_v = max(baselines.items(), key=lambda kv: _mean(kv[1].values()))
             text.append(
-                f"The best baseline other than G-Blend is {base} ({100 * _mean(base_v):.1f}%, "
+                f"The best baseline other than G-Blend is {base} ({_pct(base_v)}, "
                 f"predictor chosen on V)."
             )
         else:
@@ -226,17 +245,17 @@ def verdicts(results: Sequence[RunResult]) -> list[str]:
         for method in (m for m in by_method if m.startswith("gblend")):
             runs = by_method[method]
             chosen = best_of[method]
-            fused = [r.head_accuracy["fused"] for r in runs if "fused" in r.head_accuracy]
+            fused = {r.seed: r.head_accuracy["fused"] for r in runs if "fused" in r.head_accuracy}
             picks = "/".join(sorted({r.selected for r in runs if r.selected}))
             cost = costs.get((dataset, optimizer, method))
             sentence = (
-                f"{method} reaches {100 * _mean(chosen):.1f}% with the predictor chosen on V "
+                f"{method} reaches {_pct(chosen)} with the predictor chosen on V "
                 f"({picks}): {_compare(chosen, single_v)} vs {single}"
             )
             if base != single:
                 sentence += f", {_compare(chosen, base_v)} vs {base}"
             if fused:
-                sentence += f"; its fused head alone scores {100 * _mean(fused):.1f}%: "
+                sentence += f"; its fused head alone scores {_pct(fused)}: "
                 sentence += f"{_compare(fused, single_v)} vs {single}"
                 if base != single:
                     sentence += f", {_compare(fused, base_v)} vs {base}"

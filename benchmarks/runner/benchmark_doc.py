@@ -66,10 +66,15 @@ python -m benchmarks --docs docs/benchmark.md          # also regenerate this pa
 - **Training**: 30 epochs (20 for `digits`), batch 64, SGD momentum 0.9 at lr 0.05 (Adam 1e-3,
   AdaGrad 0.05 with `--optimizers`). No early stopping except the `early_stop_*` rows: the
   final model is evaluated.
-- **What the default job leaves to options**: every dataset × every method × 3 seeds fits the
-  15-minute budget with SGD only (runs go to one process per CPU, `--jobs`); Adam and AdaGrad
-  would triple it, so they are left to `--optimizers sgd adam adagrad`, and `make bench` runs
-  all three optimizers on `synthetic_av` (naive and G-Blend, one seed).
+- **Seeds and noise**: every method runs the same seeds (0..n-1), and seed s fixes the split
+  and the initialization for all of them, so methods are compared seed by seed: a verdict's
+  bracket is the 95% confidence interval of the mean paired difference (paired t-test),
+  "within noise" when it holds 0. The cheap regimes where methods differ by a point or more (`synthetic_av`, `digits_small`, `mfeat_small`) run 10 seeds, `mfeat` and
+  `digits` (every method near 99%) 3; `--seeds N` sets N for every dataset.
+- **What the default job leaves to options**: every dataset × every method at those seeds fits
+  the 15-minute budget with SGD only (runs go to one process per CPU, `--jobs`); Adam and
+  AdaGrad would triple it, so they are left to `--optimizers sgd adam adagrad`, and
+  `make bench` runs all three optimizers on `synthetic_av` (naive and G-Blend, one seed).
 - **Methods' details**: `pretrain` trains every modality's encoder and head (their losses at
   weight 1, the fused head at 0) for the first half of the epochs, then switches the blender
   to the fused head's loss (`set_weights`) for the second half. `early_stop_p` runs p% of each

@@ -74,8 +74,11 @@ def test_attach_cross_reads_the_equal_weight_model_with_the_ogr_weights():
         "75.0 ± 0.0 (ensemble) |"
     )
     line = decomposition_verdict("toy", "sgd", by_method)
-    assert "gives 50.0% vs 50.0% (+0.0 points, within noise (±0.0))" in line
-    assert "with the OGR weights instead of uniform gives 75.0% (+25.0 points)" in line
+    assert "gives 50.0% vs 50.0% (+0.0 points [the same on all 2 paired seeds])" in line
+    assert (
+        "with the OGR weights instead of uniform gives 75.0% (+25.0 points [the same on all 2 "
+        "paired seeds])"
+    ) in line
     # runs read back from JSON carry no logits: nothing to attach, the table keeps its cells
     (copy := RunResult(**runs[0].to_dict())).cross = {}
     attach_cross([copy])

@@ -1,5 +1,6 @@
 """The main job's pieces: batches, methods, one run per method kind, report, CLI."""
 
+import dataclasses
 import importlib.util
 import json
 
@@ -163,17 +164,41 @@ def test_report_and_verdicts():
         "80.0 ± 0.0 (ensemble) | 4.00× | a 0.50, fused 0.50 (a 0.40, fused 0.60) |"
     ) in table
     (line,) = verdicts(results)
-    assert "naive fusion scores 50.0% (-25.0 points)" in line
+    # paired by seed: naive - single:a = -0.1, -0.4; mean -0.25, SE 0.15, t(0.975, 1) = 12.706
+    assert (
+        "naive fusion scores 50.0% (-25.0 points [95% CI -215.6, +165.6; 2 paired seeds; "
+        "within noise])"
+    ) in line
     assert "is in the paper's regime" in line
     assert "The best baseline other than G-Blend is auxiliary (66.0%" in line
     assert "gblend_offline reaches 80.0% with the predictor chosen on V (ensemble)" in line
-    assert "+5.0 points, within noise (±21.2) vs single:a" in line
-    assert "+14.0 points vs auxiliary" in line
+    # 0.8 - (0.6, 0.9): mean +0.05, SE 0.15; 0.8 - 0.66 is +0.14 on both seeds: no interval
+    assert "+5.0 points [95% CI -185.6, +195.6; 2 paired seeds; within noise] vs single:a" in line
+    assert "+14.0 points [the same on all 2 paired seeds] vs auxiliary" in line
     assert (
-        "its fused head alone scores 55.0%: -20.0 points, within noise (±21.2) vs single:a, "
-        "-11.0 points vs auxiliary"
+        "its fused head alone scores 55.0%: -20.0 points [95% CI -210.6, +170.6; 2 paired "
+        "seeds; within noise] vs single:a, -11.0 points [the same on all 2 paired seeds] vs "
+        "auxiliary"
     ) in line
     assert "it costs 4.0× naive" in line
+
+
+def test_compare_is_a_paired_t_interval_over_the_common_seeds():
+    from benchmarks.runner._report import _compare
+
+    # diffs 0.1, 0.2, 0.1: mean 0.1333, sd 0.05774, SE 0.03333, t(0.975, 2) = 4.3027
+    assert _compare({0: 0.5, 1: 0.6, 2: 0.7}, {0: 0.4, 1: 0.4, 2: 0.6}) == (
+        "+13.3 points [95% CI -1.0, +27.7; 3 paired seeds; within noise]"
+    )
+    # diffs 0.1, 0.12, 0.1: mean 0.10667, SE 0.006667: the interval excludes 0
+    assert _compare({0: 0.5, 1: 0.62, 2: 0.7}, {0: 0.4, 1: 0.5, 2: 0.6}) == (
+        "+10.7 points [95% CI +7.8, +13.5; 3 paired seeds]"
+    )
+    # only the common seeds are paired (seed 0 of `a` has no partner); one seed: no interval
+    assert _compare({0: 0.0, 1: 0.5, 2: 0.7}, {1: 0.4, 2: 0.6}) == (
+        "+10.0 points [the same on all 2 paired seeds]"
+    )
+    assert _compare({3: 0.5}, {3: 0.25}) == "+25.0 points [one seed: no interval]"
 
 
 @pytest.mark.filterwarnings("ignore::blendopt.BlendWarning")
@@ -277,6 +302,17 @@ def test_registering_a_gblend_estimator_is_one_entry(small_data):
     assert calls == [12]  # 10% of 120
     assert result.weights == {"visual": 0.7, "audio": 0.1, "fused": 0.2}
     assert result.ensemble_accuracy is not None
+
+
+def test_without_seeds_each_dataset_runs_its_own_count(tmp_path, monkeypatch):
+    monkeypatch.setitem(SETUPS, "mfeat_small", dataclasses.replace(SETUPS["mfeat_small"], seeds=2))
+    argv = ["--datasets", "mfeat_small", "mfeat", "--methods", "naive", "--epochs", "1"]
+    out = tmp_path / "run"
+    assert main([*argv, "--no-progress", "--no-plots", "--jobs", "1", "--out", str(out)]) == 0
+    raw = json.loads((out / "embedded_benchmark.json").read_text())
+    seeds = sorted((r["dataset"], r["seed"]) for r in raw["runs"])
+    assert seeds == [("mfeat", s) for s in range(3)] + [("mfeat_small", s) for s in range(2)]
+    assert raw["meta"]["seeds"] == {"mfeat_small": 2, "mfeat": 3}
 
 
 @pytest.mark.slow
