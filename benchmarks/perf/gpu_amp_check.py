@@ -73,7 +73,7 @@ def _model(device: str) -> nn.Module:
 
 def _max_diff(a: nn.Module, b: nn.Module) -> float:
     pairs = zip(a.parameters(), b.parameters(), strict=True)
-    return max(float((p - q).abs().max()) for p, q in pairs)
+    return max(float((p.detach() - q.detach()).abs().max()) for p, q in pairs)
 
 
 def check_blend_dtype(device: str) -> tuple[bool, str]:

@@ -31,7 +31,13 @@ from benchmarks.runner._methods import (
     retrain_estimator,
     select_methods,
 )
-from benchmarks.runner._report import LEGEND, cost_ratios, markdown_table, verdicts
+from benchmarks.runner._report import (
+    LEGEND,
+    cost_ratios,
+    markdown_table,
+    paired_difference,
+    verdicts,
+)
 from benchmarks.runner._run_folder import load_run
 from benchmarks.runner._setups import SETUPS, DatasetSetup
 from benchmarks.runner._train import (
@@ -73,6 +79,7 @@ __all__ = [
     "offline_schedule",
     "ogm_ge_coefficients",
     "online_schedule",
+    "paired_difference",
     "predict",
     "register_method",
     "render_report",

@@ -142,7 +142,7 @@ def methods_legend(names: Sequence[str]) -> str:
 BySeed = Mapping[int, float]
 
 
-def _compare(a: BySeed, b: BySeed) -> str:
+def paired_difference(a: BySeed, b: BySeed) -> str:
     """'+x.x points' (the mean of ``a - b`` over their common seeds) with its 95% confidence
     interval by a paired t-test (``scipy.stats.ttest_rel``); 'within noise' when the interval
     holds 0. One common seed gives no interval; a difference the same on every seed, none."""
@@ -190,9 +190,10 @@ def decomposition_verdict(
         text.append(
             f"{g}{note}: training with its OGR weights instead of equal weights (both read with "
             f"uniform weights) gives {_pct(trained)} vs {_pct(equal)} "
-            f"({_compare(trained, equal)}); reading the equal-weight model with the OGR weights "
-            f"instead of uniform gives {_pct(predicted)} ({_compare(predicted, equal)}); its "
-            f"prediction weights chosen on V give {_pct(chosen)} ({_compare(chosen, equal)} vs "
+            f"({paired_difference(trained, equal)}); reading the equal-weight model with the OGR "
+            f"weights instead of uniform gives {_pct(predicted)} "
+            f"({paired_difference(predicted, equal)}); its prediction weights chosen on V give "
+            f"{_pct(chosen)} ({paired_difference(chosen, equal)} vs "
             "the equal-weight ensemble)."
         )
     if not text:
@@ -226,7 +227,7 @@ def verdicts(results: Sequence[RunResult]) -> list[str]:
         text = [
             f"**{dataset}, {optimizer}** ({n} seed{'s' if n > 1 else ''}): the best single "
             f"modality is {single} ({_pct(single_v)}); naive fusion scores "
-            f"{_pct(naive_v)} ({_compare(naive_v, single_v)}), so this dataset "
+            f"{_pct(naive_v)} ({paired_difference(naive_v, single_v)}), so this dataset "
             f"{'is' if below else 'is not'} in the paper's regime."
         ]
         baselines = {
@@ -250,15 +251,15 @@ def verdicts(results: Sequence[RunResult]) -> list[str]:
             cost = costs.get((dataset, optimizer, method))
             sentence = (
                 f"{method} reaches {_pct(chosen)} with the predictor chosen on V "
-                f"({picks}): {_compare(chosen, single_v)} vs {single}"
+                f"({picks}): {paired_difference(chosen, single_v)} vs {single}"
             )
             if base != single:
-                sentence += f", {_compare(chosen, base_v)} vs {base}"
+                sentence += f", {paired_difference(chosen, base_v)} vs {base}"
             if fused:
                 sentence += f"; its fused head alone scores {_pct(fused)}: "
-                sentence += f"{_compare(fused, single_v)} vs {single}"
+                sentence += f"{paired_difference(fused, single_v)} vs {single}"
                 if base != single:
-                    sentence += f", {_compare(fused, base_v)} vs {base}"
+                    sentence += f", {paired_difference(fused, base_v)} vs {base}"
             if cost is not None:
                 sentence += f"; it costs {cost:.1f}× naive"
             text.append(sentence + ".")

@@ -69,8 +69,9 @@ python -m benchmarks --docs docs/benchmark.md          # also regenerate this pa
 - **Seeds and noise**: every method runs the same seeds (0..n-1), and seed s fixes the split
   and the initialization for all of them, so methods are compared seed by seed: a verdict's
   bracket is the 95% confidence interval of the mean paired difference (paired t-test),
-  "within noise" when it holds 0. The cheap regimes where methods differ by a point or more (`synthetic_av`, `digits_small`, `mfeat_small`) run 10 seeds, `mfeat` and
-  `digits` (every method near 99%) 3; `--seeds N` sets N for every dataset.
+  "within noise" when it holds 0. The cheap regimes where methods differ by a point or more
+  (`synthetic_av`, `digits_small`, `mfeat_small`) run 10 seeds, `mfeat` and `digits` (every
+  method near 99%) 3; `--seeds N` sets N for every dataset.
 - **What the default job leaves to options**: every dataset × every method at those seeds fits
   the 15-minute budget with SGD only (runs go to one process per CPU, `--jobs`); Adam and
   AdaGrad would triple it, so they are left to `--optimizers sgd adam adagrad`, and

@@ -184,21 +184,21 @@ def test_report_and_verdicts():
 
 
 def test_compare_is_a_paired_t_interval_over_the_common_seeds():
-    from benchmarks.runner._report import _compare
+    from benchmarks.runner import paired_difference
 
     # diffs 0.1, 0.2, 0.1: mean 0.1333, sd 0.05774, SE 0.03333, t(0.975, 2) = 4.3027
-    assert _compare({0: 0.5, 1: 0.6, 2: 0.7}, {0: 0.4, 1: 0.4, 2: 0.6}) == (
+    assert paired_difference({0: 0.5, 1: 0.6, 2: 0.7}, {0: 0.4, 1: 0.4, 2: 0.6}) == (
         "+13.3 points [95% CI -1.0, +27.7; 3 paired seeds; within noise]"
     )
     # diffs 0.1, 0.12, 0.1: mean 0.10667, SE 0.006667: the interval excludes 0
-    assert _compare({0: 0.5, 1: 0.62, 2: 0.7}, {0: 0.4, 1: 0.5, 2: 0.6}) == (
+    assert paired_difference({0: 0.5, 1: 0.62, 2: 0.7}, {0: 0.4, 1: 0.5, 2: 0.6}) == (
         "+10.7 points [95% CI +7.8, +13.5; 3 paired seeds]"
     )
     # only the common seeds are paired (seed 0 of `a` has no partner); one seed: no interval
-    assert _compare({0: 0.0, 1: 0.5, 2: 0.7}, {1: 0.4, 2: 0.6}) == (
+    assert paired_difference({0: 0.0, 1: 0.5, 2: 0.7}, {1: 0.4, 2: 0.6}) == (
         "+10.0 points [the same on all 2 paired seeds]"
     )
-    assert _compare({3: 0.5}, {3: 0.25}) == "+25.0 points [one seed: no interval]"
+    assert paired_difference({3: 0.5}, {3: 0.25}) == "+25.0 points [one seed: no interval]"
 
 
 @pytest.mark.filterwarnings("ignore::blendopt.BlendWarning")
