@@ -106,8 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-if __name__ == "__mp_main__":  # a spawned worker of the job (--jobs > 1) runs this module so
-    register_variants()  # and looks the methods up by name, as main() registered them
+if __name__ == "__mp_main__":  # a spawned worker of the job (--jobs > 1) imports this module
+    register_variants()  # under this name, then looks each method up by its name
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -183,7 +183,7 @@ def test_report_and_verdicts():
     assert "it costs 4.0× naive" in line
 
 
-def test_compare_is_a_paired_t_interval_over_the_common_seeds():
+def test_paired_difference_is_a_paired_t_interval_over_the_common_seeds():
     from benchmarks.runner import paired_difference
 
     # diffs 0.1, 0.2, 0.1: mean 0.1333, sd 0.05774, SE 0.03333, t(0.975, 2) = 4.3027
