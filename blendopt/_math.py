@@ -233,12 +233,13 @@ _NOISE_WORDS = {
 }
 
 
-def weight_rule(
+def weight_rule(  # noqa: PLR0913  the rule's two inputs, their two SEs, prior, floors, fallback
     gain: Values,
     variance: Values,
     *,
     eps: float = DEFAULT_EPS,
     gain_se: Values | None = None,
+    variance_se: Values | None = None,
     prior: Values | None = None,
     raw: Values | None = None,
     floor: float = 0.0,
@@ -250,7 +251,8 @@ def weight_rule(
        (``raw`` replaces it, e.g. :func:`correlated_blend`'s); no positive raw weight: rejected,
        ``fallback`` returned.
     2. With ``gain_se``: ``w_k ∝ c_k raw_k + (1 - c_k) prior_k``, ``c_k = max(0, 1 - se_k² /
-       gain_k²)``; ``gain_se=None``: the plain rule (``c_k = 1``).
+       gain_k² - vse_k² / variance_k²)`` (:func:`reliability`; ``vse`` from ``variance_se``,
+       0 without it); ``gain_se=None``: the plain rule (``c_k = 1``).
     3. ``w ← floor + (1 - K·floor) w`` when ``floor > 0``.
 
     Args:
@@ -258,6 +260,8 @@ def weight_rule(
         variance: head -> σ_k² (dO² for the plain rule).
         eps: relative floor of ``variance`` (:func:`relative_floor`).
         gain_se: head -> SE of ``gain`` (``inf``: full shrinkage); ``None``: no shrinkage.
+        variance_se: head -> SE of ``variance`` (with ``gain_se`` only): the weight's noise
+            includes σ²'s, e.g. a rolling window's mean of o².
         prior: weights to shrink toward (normalized); uniform by default.
         raw: precomputed raw weights replacing step 1's formula; normalized here.
         floor: minimum weight of every head, in [0, 1/K).
@@ -269,7 +273,7 @@ def weight_rule(
     """
     heads = list(gain)
     plain = gain_se is None
-    _check_rule_inputs(heads, gain, variance, gain_se, eps, floor)
+    _check_rule_inputs(heads, gain, variance, gain_se, variance_se, eps, floor)
     words = _PLAIN_WORDS if plain else _NOISE_WORDS
     p = _normalized(dict(prior) if prior is not None else dict.fromkeys(heads, 1.0), heads)
     notes: list[str] = []
@@ -290,7 +294,11 @@ def weight_rule(
             unnormalized[h] = gain[h] / var
     else:
         unnormalized = {h: max(float(raw[h]), 0.0) for h in heads}
-    rel = {h: 1.0 if plain else reliability(gain[h], gain_se[h]) for h in heads}  # type: ignore[index]
+    vse = variance_se or dict.fromkeys(heads, 0.0)
+    rel = {
+        h: 1.0 if plain else reliability(gain[h], gain_se[h], variance[h], vse[h])  # type: ignore[index]
+        for h in heads
+    }
     total = sum(unnormalized.values())
     if total <= 0.0 or not math.isfinite(total):
         if fallback is None:
@@ -321,13 +329,20 @@ def _check_rule_inputs(
     gain: Values,
     variance: Values,
     gain_se: Values | None,
+    variance_se: Values | None,
     eps: float,
     floor: float,
 ) -> None:
     if not heads:
         raise ValueError("Parameter `gain` should name at least one head. Found none.")
+    if variance_se is not None and gain_se is None:
+        raise ValueError(
+            "Parameter `variance_se` needs `gain_se` (the shrinkage uses both); pass `gain_se`, "
+            "or drop `variance_se` for the plain rule."
+        )
     se = dict.fromkeys(heads, 0.0) if gain_se is None else gain_se
-    for name, values in (("gain_se", se), ("variance", variance)):
+    vse = dict.fromkeys(heads, 0.0) if variance_se is None else variance_se
+    for name, values in (("gain_se", se), ("variance_se", vse), ("variance", variance)):
         if set(values) != set(heads):
             raise ValueError(
                 f"Parameter `{name}` should name the heads {heads}. Found {list(values)}."
@@ -336,10 +351,15 @@ def _check_rule_inputs(
         raise ValueError(f"Parameter `eps` should be a finite number > 0. Found {eps!r}.")
     check_floor(floor, len(heads))
     for h in heads:
-        if not math.isfinite(gain[h]) or math.isnan(variance[h]) or math.isnan(se[h]):
+        if (
+            not math.isfinite(gain[h])
+            or math.isnan(variance[h])
+            or math.isnan(se[h])
+            or math.isnan(vse[h])
+        ):
             raise ValueError(
-                f"Head {h!r} has gain {gain[h]}, SE {se[h]}, variance {variance[h]}; "
-                "they should be finite numbers (SE may be inf)."
+                f"Head {h!r} has gain {gain[h]}, SE {se[h]}, variance {variance[h]} (SE "
+                f"{vse[h]}); they should be finite numbers (the SEs may be inf)."
             )
 
 
@@ -361,14 +381,25 @@ def check_floor(floor: object, heads: int) -> float:
     return float(floor)
 
 
-def reliability(gain: float, se: float) -> float:
-    """``max(0, 1 - se² / gain²)`` (positive-part James-Stein): 1 without noise (``se = 0``),
-    0 for a gain within one standard error, 0.75 at two, 0.89 at three."""
-    if se == 0.0:
-        return 1.0  # a noiseless measurement is fully reliable, whatever its value
-    if not math.isfinite(se) or abs(gain) <= se:
+def reliability(gain: float, se: float, variance: float = 1.0, variance_se: float = 0.0) -> float:
+    """Positive-part James-Stein factor of the weight ratio ``gain / variance``:
+    ``max(0, 1 - se² / gain² - variance_se² / variance²)``, the ratio's squared relative
+    standard error by the delta method (independent errors). With ``variance_se = 0``: 1
+    without noise (``se = 0``), 0 for a gain within one standard error, 0.75 at two, 0.89 at
+    three."""
+    if variance_se == 0.0:
+        rel_variance = 0.0
+    elif math.isfinite(variance_se) and math.isfinite(variance) and variance > 0.0:
+        rel_variance = (variance_se * variance_se) / (variance * variance)
+    else:
         return 0.0
-    return 1.0 - (se * se) / (gain * gain)
+    if se == 0.0:
+        rel_gain = 0.0  # a noiseless gain is fully reliable, whatever its value
+    elif not math.isfinite(se) or abs(gain) <= se:
+        return 0.0
+    else:
+        rel_gain = (se * se) / (gain * gain)
+    return max(0.0, 1.0 - rel_gain - rel_variance)
 
 
 def _shrunk(
@@ -380,7 +411,7 @@ def _shrunk(
     shrunk = [h for h in heads if rel[h] < 0.9]
     if shrunk:
         notes.append(
-            "shrunk toward the prior (gain within noise): "
+            "shrunk toward the prior (weight within noise): "
             + ", ".join(f"{h} (reliability {rel[h]:.2f})" for h in shrunk)
         )
     return _normalized(mixed, heads) if sum(mixed.values()) > 0 else prior

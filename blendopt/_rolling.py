@@ -4,8 +4,10 @@ Two modes, each a small strategy with its own parameters: :class:`GradientMode` 
 from per-head gradient inner products, the default) and :class:`LossMode` (Algorithm 1's coarse
 rule from loss statistics). Both then apply, recorded in the estimate's ``notes`` and fields:
 
-1. shrinkage (``shrink=True``): a head whose mean gain is within its standard error (block
-   means: the window's measurements are autocorrelated) is pulled toward the prior weights;
+1. shrinkage (``shrink=True``): a head's weight ``g/σ²`` is pulled toward the prior weights by
+   its own noise, ``1 - c = SE(g)²/g² + SE(σ²)²/σ²`` (capped at 1; block means: the window's
+   measurements are autocorrelated), so a gain within its SE, or a σ² as noisy as itself, keeps
+   the prior;
 2. floor (``floor=0.05``): every head keeps at least ``floor``, so it keeps learning;
 3. smoothing: ``w ← (1 - c) w_new + c w_old`` with ``c = smoothing × left``, ``left`` the share
    of the previous estimate's evidence that the new one does not hold (the measurements that
@@ -28,9 +30,9 @@ from torch import nn
 
 from blendopt._distributed import rank_means, unwrap_model, world_size
 from blendopt._estimators import EstimateRequest, Estimator
-from blendopt._math import BlendEstimate, check_floor, correlated_blend
+from blendopt._math import BlendEstimate, check_floor, correlated_blend, weight_rule
 from blendopt._measure import LossFn, MetricFn, measure_per_sample
-from blendopt._noise import mean_and_standard_error, noise_aware_weights, reduced_moments
+from blendopt._noise import mean_and_standard_error, reduced_moments
 from blendopt._rng import derive_seed, isolated_rng
 from blendopt._schedule import Schedule
 
@@ -84,6 +86,7 @@ class _Stats:
     over: dict[str, float] = field(default_factory=dict)
     over_se: dict[str, float] = field(default_factory=dict)
     variance: dict[str, float] = field(default_factory=dict)
+    variance_se: dict[str, float] = field(default_factory=dict)  # empty: σ² taken as exact
     measurements: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
@@ -251,7 +254,10 @@ class GradientMode:
         for i, h in enumerate(heads):  # block means: overlapping, autocorrelated measurements
             stats.gain[h], stats.gain_se[h] = mean_and_standard_error(g_rows[:, i], block="auto")
             stats.over[h], stats.over_se[h] = mean_and_standard_error(o_rows[:, i], block="auto")
-            stats.variance[h] = 2.0 * float(np.mean(o_rows[:, i] ** 2))  # Eq. 6: 2σ_k²
+            # Eq. 6's 2σ_k² and its SE: the weight g/σ² is as noisy as both (reliability)
+            stats.variance[h], stats.variance_se[h] = mean_and_standard_error(
+                2.0 * o_rows[:, i] ** 2, block="auto"
+            )
         raw = None
         notes: list[str] = [f"gradient window of {len(rows)} measurements"]
         if self.correlated:
@@ -639,9 +645,13 @@ class RollingEstimator(Estimator):
     ) -> BlendEstimate:
         """Shrinkage, floor, smoothing by ``smoothing × left`` (module docstring)."""
         prior = self._prior(heads, current)
-        se = stats.gain_se if self.shrink else dict.fromkeys(heads, 0.0)
+        none = dict.fromkeys(heads, 0.0)
+        se = stats.gain_se if self.shrink else none
+        vse = (stats.variance_se or none) if self.shrink else none
         rule = {"prior": prior, "raw": raw, "eps": self.eps, "floor": self.floor}
-        result = noise_aware_weights(stats.gain, se, stats.variance, fallback=current, **rule)
+        result = weight_rule(
+            stats.gain, stats.variance, gain_se=se, variance_se=vse, fallback=current, **rule
+        )
         notes.extend(result.notes)
         weights, carry = result.weights, self.smoothing * left
         if result.accepted and carry > 0:

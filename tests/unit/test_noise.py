@@ -13,6 +13,7 @@ from blendopt.functional import (
     optimal_blend,
     paired_standard_errors,
     reliability,
+    weight_rule,
 )
 
 
@@ -64,6 +65,32 @@ def test_reliability_by_hand():
     assert reliability(-3.0, 1.0) == pytest.approx(8 / 9)
     assert reliability(0.0, 0.0) == 1.0  # noiseless
     assert reliability(5.0, math.inf) == 0.0
+    # with σ²'s own SE: 1 - (1/2)² - (2/4)² = 0.5, unit-free (σ² and its SE scaled by 1e6)
+    assert reliability(2.0, 1.0, 4.0, 2.0) == pytest.approx(0.5)
+    assert reliability(2.0, 1.0, 4e6, 2e6) == pytest.approx(0.5)
+    assert reliability(2.0, 1.0, 4.0, 0.0) == pytest.approx(0.75)  # exact σ²: as before
+    assert reliability(2.0, 0.0, 4.0, 4.0) == 0.0  # σ² within one SE of 0
+    assert reliability(2.0, 0.0, 4.0, 5.0) == 0.0  # capped at 0, never negative
+    assert reliability(1.0, 0.0, 0.0, 1.0) == 0.0  # σ² of 0 with noise: no evidence
+    assert reliability(2.0, 1.0, 4.0, math.inf) == 0.0
+
+
+def test_variance_se_shrinks_the_weight_by_its_own_noise():
+    # raw (2/3, 1/3); reliability a: 1 - 0 - (0.5/1)² = 0.75, b: 1; uniform prior 0.5:
+    # a: 0.75*2/3 + 0.25*0.5 = 0.625, b: 1/3; normalized by 0.95833.
+    gain, var, zero = {"a": 2.0, "b": 1.0}, {"a": 1.0, "b": 1.0}, {"a": 0.0, "b": 0.0}
+    res = weight_rule(gain, var, gain_se=zero, variance_se={"a": 0.5, "b": 0.0})
+    assert res.reliability == pytest.approx({"a": 0.75, "b": 1.0})
+    assert res.weights == pytest.approx(
+        {"a": 0.625 / (0.625 + 1 / 3), "b": (1 / 3) / (0.625 + 1 / 3)}
+    )
+    assert weight_rule(gain, var, gain_se=zero).weights == pytest.approx({"a": 2 / 3, "b": 1 / 3})
+    with pytest.raises(ValueError, match="`variance_se` needs `gain_se`"):
+        weight_rule(gain, var, variance_se=zero)
+    with pytest.raises(ValueError, match="`variance_se` should name the heads"):
+        weight_rule(gain, var, gain_se=zero, variance_se={"a": 0.0})
+    with pytest.raises(ValueError, match="'a'"):
+        weight_rule(gain, var, gain_se=zero, variance_se={"a": math.nan, "b": 0.0})
 
 
 def test_noiseless_gains_give_proposition_1():

@@ -174,6 +174,24 @@ def test_diagonal_weights_are_proposition_1_by_hand():
     assert out.generalization_se["b"] == 0.0
 
 
+def test_a_noisy_sigma_squared_shrinks_the_weight():
+    # every gain 1 (SE 0); o of head a is 1, 1, 3, 3: 2o² = 2, 2, 18, 18, mean 10, block means
+    # (2 blocks of 2) 2 and 18, SE std(2, 18) / sqrt(2) = 8 -> reliability 1 - 0.64 = 0.36.
+    # b and fused: o = 1 exactly (σ² = 2, SE 0). Raw g/σ²: 0.1, 0.5, 0.5 -> /1.1.
+    rows = [[1.0, 1.0, 1.0, o, 1.0, 1.0] for o in (1.0, 1.0, 3.0, 3.0)]
+    est = _with_rows(rows, mode=GradientMode(min_measurements=4), floor=0.0, smoothing=0.0)
+    out = est.estimate(_request())
+    raw_a, raw_b = 0.1 / 1.1, 0.5 / 1.1
+    a = 0.36 * raw_a + 0.64 / 3  # pulled toward the uniform prior by σ²'s noise alone
+    total = a + 2 * raw_b
+    assert out.weights == pytest.approx(
+        {"a": a / total, "b": raw_b / total, "fused": raw_b / total}
+    )
+    assert out.raw_weights == pytest.approx({"a": raw_a, "b": raw_b, "fused": raw_b})
+    assert out.generalization_se == {"a": 0.0, "b": 0.0, "fused": 0.0}
+    assert any("weight within noise" in n for n in out.notes)
+
+
 def test_correlated_weights_match_appendix_c():
     rng = np.random.default_rng(0)
     g = rng.normal(1.0, 0.2, (20, 3))
