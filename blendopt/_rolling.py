@@ -5,7 +5,7 @@ from per-head gradient inner products, the default) and :class:`LossMode` (Algor
 rule from loss statistics). Both then apply, recorded in the estimate's ``notes`` and fields:
 
 1. shrinkage (``shrink=True``): a head's weight ``g/σ²`` is pulled toward the prior weights by
-   its own noise, ``1 - c = SE(g)²/g² + SE(σ²)²/σ²`` (capped at 1; block means: the window's
+   its own noise, ``1 - c = SE(g)²/g² + SE(σ²)²/(σ²)²`` (capped at 1; block means: the window's
    measurements are autocorrelated), so a gain within its SE, or a σ² as noisy as itself, keeps
    the prior;
 2. floor (``floor=0.05``): every head keeps at least ``floor``, so it keeps learning;
