@@ -11,6 +11,7 @@ other main-job option passes through (``--datasets``, ``--jobs``, ...).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -22,10 +23,9 @@ from benchmarks.__main__ import main as main_job
 from benchmarks.runner import paired_difference
 from benchmarks.runner._methods import (
     METHODS,
-    EstimatorContext,
     Method,
-    _as_train_batches,
     register_method,
+    rolling_estimator,
     rolling_schedule,
 )
 
@@ -41,16 +41,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
 PREFIX = "gblend_rolling_"
 
 
-def _factory(options: dict[str, Any]) -> Any:
-    def make(ctx: EstimatorContext) -> blendopt.RollingEstimator:
-        holdout, probe = (_as_train_batches(b, ctx.train) for b in (ctx.holdout, ctx.probe))
-        return blendopt.RollingEstimator(
-            ctx.model, ctx.loss_fn, holdout, probe=probe, seed=ctx.seed, **options
-        )
-
-    return make
-
-
 def register_variants() -> list[str]:
     """One main-job method per variant (idempotent); their names."""
     for name, options in VARIANTS.items():
@@ -58,7 +48,7 @@ def register_variants() -> list[str]:
             method = Method(
                 PREFIX + name,
                 "gblend",
-                estimator=_factory(options),
+                estimator=functools.partial(rolling_estimator, **options),
                 schedule=rolling_schedule,
                 summary=f"RollingEstimator defaults but {options}",
             )

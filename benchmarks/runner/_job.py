@@ -209,10 +209,11 @@ def run_job(args: Namespace, argv: Sequence[str] = ()) -> list[RunResult]:
     torch.set_num_threads(args.threads)
     data, plan = plan_job(args.datasets, args.methods)
     _LOADED.update({(name, 0): pair for name, pair in data.items()})  # loaded once, reused
+    seeds = {n: args.seeds or SETUPS[n].seeds for n in args.datasets}
     tasks: list[Task] = []
     costs: list[float] = []
     for name, methods in plan:
-        for seed in range(args.seeds or SETUPS[name].seeds):
+        for seed in range(seeds[name]):
             for method in methods:
                 for optimizer in args.optimizers:
                     tasks.append((name, seed, method.name, optimizer))
@@ -235,7 +236,7 @@ def run_job(args: Namespace, argv: Sequence[str] = ()) -> list[RunResult]:
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "datasets": {n: SETUPS[n].description for n in args.datasets},
         "epochs": {n: args.epochs or SETUPS[n].epochs for n in args.datasets},
-        "seeds": {n: args.seeds or SETUPS[n].seeds for n in args.datasets},
+        "seeds": seeds,
         "metric": args.metric,
         "jobs": getattr(args, "jobs", 1),
     }

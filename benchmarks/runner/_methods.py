@@ -97,12 +97,15 @@ def retrain_estimator(ctx: EstimatorContext) -> blendopt.RetrainEstimator:
     )
 
 
-def rolling_estimator(ctx: EstimatorContext) -> blendopt.RollingEstimator:
+def rolling_estimator(ctx: EstimatorContext, **options: Any) -> blendopt.RollingEstimator:
     """``blendopt.RollingEstimator`` with its defaults (gradient-level Proposition 1 from the
-    run's own per-head gradients, no model copies; see docs/estimators.md), V and T' in
-    batches of the training batch's size, as a user's loaders give them."""
+    run's own per-head gradients, no model copies; see docs/estimators.md) unless ``options``
+    change them, V and T' in batches of the training batch's size, as a user's loaders give
+    them."""
     holdout, probe = (_as_train_batches(b, ctx.train) for b in (ctx.holdout, ctx.probe))
-    return blendopt.RollingEstimator(ctx.model, ctx.loss_fn, holdout, probe=probe, seed=ctx.seed)
+    return blendopt.RollingEstimator(
+        ctx.model, ctx.loss_fn, holdout, probe=probe, seed=ctx.seed, **options
+    )
 
 
 def _as_train_batches(batches: Iterable[Any], train: Iterable[Any]) -> Iterable[Any]:

@@ -42,6 +42,24 @@ def _flat(grads):
     return torch.cat([g.reshape(-1) for g in grads])
 
 
+def _reference_row(model, params, train, holdout, probe=None):
+    """The measurement by plain autograd: whole gradient vectors over each head's ``params``,
+    then ⟨∇L^V, v⟩ and ⟨∇L^T - ∇L^V, v⟩ (``∇L^T = v`` without a probe)."""
+    model.eval()
+    hl = loss_fn(model, holdout)
+    pl = None if probe is None else loss_fn(model, probe)
+    model.train()
+    losses = loss_fn(model, train)
+    gains, overs = [], []
+    for h in HEADS:
+        v = _flat(torch.autograd.grad(losses[h], params[h], retain_graph=True))
+        gv = _flat(torch.autograd.grad(hl[h], params[h], retain_graph=True))
+        gt = v if pl is None else _flat(torch.autograd.grad(pl[h], params[h], retain_graph=True))
+        gains.append(float(gv @ v))
+        overs.append(float((gt - gv) @ v))
+    return gains + overs
+
+
 @pytest.mark.parametrize("scope", ["private", "all"])
 def test_inner_products_match_plain_autograd(scope):
     model = make_model(seed=1)
@@ -72,19 +90,10 @@ def test_inner_products_match_plain_autograd(scope):
         ],
     }
     params = private if scope == "private" else every
-    model.eval()
-    hl, pl = loss_fn(model, holdout[0]), loss_fn(model, probe[0])
-    model.train()
-    losses = loss_fn(model, train)
-    expected = []
-    for h in HEADS:
-        v = _flat(torch.autograd.grad(losses[h], params[h], retain_graph=True))
-        gv = _flat(torch.autograd.grad(hl[h], params[h], retain_graph=True))
-        gt = _flat(torch.autograd.grad(pl[h], params[h], retain_graph=True))
-        expected.append((float(gv @ v), float((gt - gv) @ v)))
+    expected = _reference_row(model, params, train, holdout[0], probe[0])
     row = est.strategy._rows[0]
-    assert row[:3] == pytest.approx([e[0] for e in expected], rel=1e-5)
-    assert row[3:] == pytest.approx([e[1] for e in expected], rel=1e-5)
+    assert row[:3] == pytest.approx(expected[:3], rel=1e-5)
+    assert row[3:] == pytest.approx(expected[3:], rel=1e-5)
     scopes = {h: len(s) for h, s in est.strategy._scopes.items()}
     assert scopes == {h: len(params[h]) for h in HEADS}
 
@@ -123,20 +132,11 @@ def test_shared_fallback_scopes_take_each_heads_own_gradient(with_probe):
     est.observe(loss_fn(model, train), step=0)
 
     scopes = {"a": model.rgb, "b": model.audio, "fused": model.fused}
-    model.eval()
-    hl, pl = loss_fn(model, holdout[0]), loss_fn(model, probe[0])
-    model.train()
-    losses = loss_fn(model, train)
-    expected = []
-    for h in HEADS:
-        p = list(scopes[h].parameters())
-        v = _flat(torch.autograd.grad(losses[h], p, retain_graph=True))
-        gv = _flat(torch.autograd.grad(hl[h], p, retain_graph=True))
-        gt = _flat(torch.autograd.grad(pl[h], p, retain_graph=True)) if with_probe else v
-        expected.append((float(gv @ v), float((gt - gv) @ v)))
+    params = {h: list(scopes[h].parameters()) for h in HEADS}
+    expected = _reference_row(model, params, train, holdout[0], probe[0] if with_probe else None)
     row = est.strategy._rows[0]
-    assert row[:3] == pytest.approx([e[0] for e in expected], rel=1e-5)
-    assert row[3:] == pytest.approx([e[1] for e in expected], rel=1e-5)
+    assert row[:3] == pytest.approx(expected[:3], rel=1e-5)
+    assert row[3:] == pytest.approx(expected[3:], rel=1e-5)
     assert est.strategy._shortcut == ["fused"]  # "a" and "b" are reached by the fused loss
 
 
